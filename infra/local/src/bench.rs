@@ -1,0 +1,431 @@
+//! `keypool-local bench`: figures for this machine, each next to the bare store operation
+//! it is built on, so that our own overhead shows as a ratio.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use keypool::embedded::EmbeddedEngine;
+use keypool::http::{AppState, Authenticator, app};
+use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::schema::{self, Tables};
+use keypool::store::DynamoStore;
+use keypool::time::SystemClock;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+
+/// What to measure, and how much.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keys to generate in the domain (no store).
+    #[arg(long, default_value_t = 2_000_000)]
+    generate: usize,
+    /// Keys to store into the embedded engine, through our code and bare.
+    #[arg(long, default_value_t = 20_000)]
+    store_keys: usize,
+    /// Redemptions per concurrency level.
+    #[arg(long, default_value_t = 640)]
+    redemptions: usize,
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+    per_sec: f64,
+}
+
+fn stats(mut latencies: Vec<Duration>, wall: Duration) -> Stats {
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Stats {
+        p50: at(0.50),
+        p99: at(0.99),
+        per_sec: latencies.len() as f64 / wall.as_secs_f64(),
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "# KeyPool bench — {} — {cores} cores, embedded engine (dynoxide, in memory)\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+
+    // 1. Generation in the domain, one core.
+    let started = Instant::now();
+    let keys = keypool::keys::generate(args.generate)?;
+    let gen_secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(keys.len() == args.generate);
+    drop(keys);
+    println!("| figure | ours | bare store | ours / bare |");
+    println!("|---|---|---|---|");
+    println!(
+        "| keys generated in the domain (1 core) | {:.0}/s | — (goal ≥ 1,000,000/s) | {:.2}× goal |",
+        args.generate as f64 / gen_secs,
+        args.generate as f64 / gen_secs / 1e6
+    );
+
+    // 2. Keys stored: our insert path vs bare TransactWriteItems of the same shape.
+    let engine = EmbeddedEngine::memory()?;
+    let client = keypool::setup::local_client(engine.endpoint());
+    let tables = Tables::default();
+    schema::ensure_tables(&client, &tables).await?;
+    let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
+    let authority = TokenAuthority::new(&[42u8; 32]);
+    let state = AppState {
+        store: store.clone(),
+        auth: Arc::new(Authenticator::Local(authority.clone())),
+        clock: Arc::new(SystemClock),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let http = reqwest::Client::new();
+    let org = OrgId::parse("bench").map_err(anyhow::Error::msg)?;
+    let admin = authority.mint(
+        &UserId::parse("bench-admin").map_err(anyhow::Error::msg)?,
+        Some(&org),
+        Role::Admin,
+        chrono::Duration::hours(4),
+    )?;
+
+    let pool_id = make_pool(&http, &base, &admin).await?;
+    let started = Instant::now();
+    let mut stored = 0;
+    while stored < args.store_keys {
+        let n = (args.store_keys - stored).min(10_000);
+        post(
+            &http,
+            &base,
+            &admin,
+            &format!("/v1/pools/{pool_id}/keys/generate"),
+            json!({ "count": n }),
+            201,
+        )
+        .await?;
+        stored += n;
+    }
+    let ours = stored as f64 / started.elapsed().as_secs_f64();
+    let bare = bare_key_writes(&client, &tables, args.store_keys).await?;
+    println!(
+        "| keys stored (generate via API, 99 per transaction) | {ours:.0}/s | {bare:.0}/s | {:.2} |",
+        ours / bare
+    );
+
+    // 3. Redemption through the HTTP server vs the bare transaction, at 1, 8 and 32.
+    for concurrency in [1usize, 8, 32] {
+        let n = args.redemptions;
+        let pool_id = make_pool(&http, &base, &admin).await?;
+        let mut keys = Vec::with_capacity(n);
+        while keys.len() < n {
+            let count = (n - keys.len()).min(10_000);
+            let reply = post(
+                &http,
+                &base,
+                &admin,
+                &format!("/v1/pools/{pool_id}/keys/generate"),
+                json!({ "count": count }),
+                201,
+            )
+            .await?;
+            keys.extend(
+                reply["keys"]
+                    .as_array()
+                    .context("keys in the reply")?
+                    .iter()
+                    .filter_map(|k| k.as_str().map(str::to_string)),
+            );
+        }
+        let tokens: Vec<String> = (0..n)
+            .map(|i| {
+                authority.mint(
+                    &UserId::parse(&format!("learner-{concurrency}-{i}"))
+                        .map_err(anyhow::Error::msg)?,
+                    None,
+                    Role::Learner,
+                    chrono::Duration::hours(4),
+                )
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let work = Arc::new(Mutex::new(keys.into_iter().zip(tokens).collect::<Vec<_>>()));
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..concurrency {
+            let work = work.clone();
+            let http = http.clone();
+            let base = base.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                loop {
+                    let Some((key, token)) = work.lock().await.pop() else {
+                        break;
+                    };
+                    let t = Instant::now();
+                    let r = http
+                        .post(format!("{base}/v1/redemptions"))
+                        .bearer_auth(&token)
+                        .json(&json!({ "key": key }))
+                        .send()
+                        .await?;
+                    anyhow::ensure!(r.status() == 201, "redemption answered {}", r.status());
+                    latencies.push(t.elapsed());
+                }
+                anyhow::Ok(latencies)
+            }));
+        }
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await??);
+        }
+        let ours = stats(latencies, started.elapsed());
+        let bare = bare_redemptions(&client, &tables, n, concurrency).await?;
+        println!(
+            "| redemption p50 / p99 at {concurrency} learners | {} / {} | {} / {} | {:.2} (p50) |",
+            ms(ours.p50),
+            ms(ours.p99),
+            ms(bare.p50),
+            ms(bare.p99),
+            ours.p50.as_secs_f64() / bare.p50.as_secs_f64()
+        );
+        println!(
+            "| redemptions per second at {concurrency} learners | {:.0}/s | {:.0}/s | {:.2} |",
+            ours.per_sec,
+            bare.per_sec,
+            ours.per_sec / bare.per_sec
+        );
+    }
+    server.abort();
+    Ok(())
+}
+
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+    body: Value,
+    want: u16,
+) -> anyhow::Result<Value> {
+    let r = http
+        .post(format!("{base}{path}"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let value: Value = r.json().await?;
+    anyhow::ensure!(status == want, "{path} answered {status}: {value}");
+    Ok(value)
+}
+
+async fn make_pool(http: &reqwest::Client, base: &str, admin: &str) -> anyhow::Result<String> {
+    let course = post(
+        http,
+        base,
+        admin,
+        "/v1/courses",
+        json!({ "title": "Bench course" }),
+        201,
+    )
+    .await?;
+    let now = chrono::Utc::now();
+    let pool = post(
+        http,
+        base,
+        admin,
+        "/v1/pools",
+        json!({
+            "name": "Bench pool",
+            "course_id": course["course_id"],
+            "starts_at": keypool::time::format(&(now - chrono::Duration::hours(1))),
+            "expires_at": keypool::time::format(&(now + chrono::Duration::days(1))),
+            "content_availability_days": 30,
+        }),
+        201,
+    )
+    .await?;
+    pool["pool_id"]
+        .as_str()
+        .map(str::to_string)
+        .context("pool id")
+}
+
+/// Bare TransactWriteItems of 99 conditional puts plus one counter update.
+async fn bare_key_writes(client: &Client, tables: &Tables, count: usize) -> anyhow::Result<f64> {
+    let counter = HashMapKey::new("BARE", "COUNTER");
+    let started = Instant::now();
+    let mut written = 0;
+    while written < count {
+        let n = (count - written).min(99);
+        let mut items = Vec::with_capacity(n + 1);
+        for key in keypool::keys::generate(n)? {
+            let put = Put::builder()
+                .table_name(&tables.main)
+                .item("PK", s(format!("KEY#{key}")))
+                .item("SK", s("KEY"))
+                .item("GSI1PK", s("POOL#bare"))
+                .item("GSI1SK", s(format!("KEY#available#{key}")))
+                .item("status", s("available"))
+                .item("created_at", s("2026-01-01T00:00:00.000Z"))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let update = Update::builder()
+            .table_name(&tables.main)
+            .set_key(Some(counter.0.clone()))
+            .update_expression("ADD total_keys :n")
+            .expression_attribute_values(":n", AttributeValue::N(n.to_string()))
+            .build()?;
+        items.push(TransactWriteItem::builder().update(update).build());
+        client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await?;
+        written += n;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+struct HashMapKey(std::collections::HashMap<String, AttributeValue>);
+
+impl HashMapKey {
+    fn new(pk: &str, sk: &str) -> Self {
+        Self(std::collections::HashMap::from([
+            ("PK".to_string(), s(pk)),
+            ("SK".to_string(), s(sk)),
+        ]))
+    }
+}
+
+/// The redemption transaction's shape, bare: key update, pool update, assignment and guard puts.
+async fn bare_redemptions(
+    client: &Client,
+    tables: &Tables,
+    n: usize,
+    concurrency: usize,
+) -> anyhow::Result<Stats> {
+    let pool = HashMapKey::new("ORG#bare", &format!("POOL#{concurrency}"));
+    client
+        .put_item()
+        .table_name(&tables.main)
+        .set_item(Some(pool.0.clone()))
+        .item("redeemed_count", AttributeValue::N("0".into()))
+        .send()
+        .await?;
+    let keys = keypool::keys::generate(n)?;
+    for chunk in keys.chunks(99) {
+        let items = chunk
+            .iter()
+            .map(|k| {
+                Put::builder()
+                    .table_name(&tables.main)
+                    .item("PK", s(format!("KEY#{k}")))
+                    .item("SK", s("KEY"))
+                    .item("status", s("available"))
+                    .build()
+                    .map(|p| TransactWriteItem::builder().put(p).build())
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await?;
+    }
+    let work = Arc::new(Mutex::new(keys.into_iter().enumerate().collect::<Vec<_>>()));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let work = work.clone();
+        let client = client.clone();
+        let tables = tables.clone();
+        let pool = pool.0.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let Some((i, key)) = work.lock().await.pop() else {
+                    break;
+                };
+                let now = keypool::time::format(&chrono::Utc::now());
+                let learner = format!("bare-{concurrency}-{i}");
+                let t = Instant::now();
+                let items = vec![
+                    TransactWriteItem::builder()
+                        .update(
+                            Update::builder()
+                                .table_name(&tables.main)
+                                .key("PK", s(format!("KEY#{key}")))
+                                .key("SK", s("KEY"))
+                                .update_expression(
+                                    "SET #s = :r, redeemed_by = :u, redeemed_at = :now",
+                                )
+                                .condition_expression("attribute_exists(PK) AND #s = :a")
+                                .expression_attribute_names("#s", "status")
+                                .expression_attribute_values(":r", s("redeemed"))
+                                .expression_attribute_values(":a", s("available"))
+                                .expression_attribute_values(":u", s(learner.clone()))
+                                .expression_attribute_values(":now", s(now.clone()))
+                                .build()?,
+                        )
+                        .build(),
+                    TransactWriteItem::builder()
+                        .update(
+                            Update::builder()
+                                .table_name(&tables.main)
+                                .set_key(Some(pool.clone()))
+                                .update_expression("ADD redeemed_count :one")
+                                .condition_expression("attribute_exists(PK)")
+                                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                                .build()?,
+                        )
+                        .build(),
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&tables.assignments)
+                                .item("PK", s(format!("USER#{learner}")))
+                                .item("SK", s(format!("ASSIGN#{i}")))
+                                .item("redeemed_at", s(now.clone()))
+                                .condition_expression("attribute_not_exists(PK)")
+                                .build()?,
+                        )
+                        .build(),
+                    TransactWriteItem::builder()
+                        .put(
+                            Put::builder()
+                                .table_name(&tables.main)
+                                .item("PK", s(format!("POOL#bare{concurrency}")))
+                                .item("SK", s(format!("LEARNER#{learner}")))
+                                .condition_expression("attribute_not_exists(PK)")
+                                .build()?,
+                        )
+                        .build(),
+                ];
+                client
+                    .transact_write_items()
+                    .set_transact_items(Some(items))
+                    .send()
+                    .await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok(stats(latencies, started.elapsed()))
+}

@@ -1,0 +1,216 @@
+//! `keypool-local`: the whole product on one machine.
+//!
+//! `serve` runs every function's router on one port over the embedded DynamoDB engine (or any
+//! DynamoDB endpoint named by `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL`); `token` prints
+//! a token the server accepts; `bench` measures the service on this machine.
+
+mod bench;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use keypool::embedded::EmbeddedEngine;
+use keypool::http::{AppState, Authenticator, app};
+use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::schema::{self, Tables};
+use keypool::store::DynamoStore;
+use keypool::time::SystemClock;
+
+#[derive(Parser)]
+#[command(name = "keypool-local", version, about = "KeyPool on one machine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API on loopback, with data in DATA_DIR.
+    Serve {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+    },
+    /// Print a token that the server with the same DATA_DIR accepts.
+    Token {
+        /// The organization (required for admins).
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// The user's id.
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+        /// How long the token is valid, in hours.
+        #[arg(long, default_value_t = 24 * 30)]
+        hours: i64,
+    },
+    /// Measure key generation, key storage and redemption on this machine.
+    Bench(bench::Args),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoleArg {
+    Admin,
+    Learner,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn,aws=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Serve {
+            data_dir,
+            port,
+            host,
+        } => serve(&data_dir, SocketAddr::new(host, port)).await,
+        Command::Token {
+            org,
+            role,
+            sub,
+            data_dir,
+            hours,
+        } => {
+            let role = match role {
+                RoleArg::Admin => Role::Admin,
+                RoleArg::Learner => Role::Learner,
+            };
+            let org = org
+                .as_deref()
+                .map(OrgId::parse)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                role != Role::Admin || org.is_some(),
+                "an admin token needs --org"
+            );
+            let sub = UserId::parse(&sub).map_err(anyhow::Error::msg)?;
+            let authority = TokenAuthority::new(&load_or_create_secret(&data_dir)?);
+            println!(
+                "{}",
+                authority.mint(&sub, org.as_ref(), role, chrono::Duration::hours(hours))?
+            );
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(args).await,
+    }
+}
+
+/// The signing secret of this data folder, made on first use and kept in the folder.
+fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
+    let path = data_dir.join("token-secret");
+    match std::fs::read_to_string(&path) {
+        Ok(text) if text.trim().len() >= 64 => Ok(text.trim().as_bytes().to_vec()),
+        Ok(_) => anyhow::bail!(
+            "{} is too short; delete it to make a new one",
+            path.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut bytes = [0u8; 32];
+            getrandom::fill(&mut bytes)
+                .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            write_private(&path, &hex)?;
+            Ok(hex.into_bytes())
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let secret = load_or_create_secret(data_dir)?;
+    let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok();
+    // The engine must outlive the server; it stops when this binding drops.
+    let (client, _engine, store_name) = match external {
+        Some(endpoint) => (
+            keypool::setup::client_from_env().await,
+            None,
+            format!("DynamoDB at {endpoint}"),
+        ),
+        None => {
+            let path = data_dir.join("keypool.db");
+            let engine = EmbeddedEngine::open(&path)?;
+            let client = keypool::setup::local_client(engine.endpoint());
+            (
+                client,
+                Some(engine),
+                format!("embedded DynamoDB in {}", path.display()),
+            )
+        }
+    };
+    let tables = Tables::default();
+    schema::ensure_tables(&client, &tables)
+        .await
+        .context("creating the tables")?;
+    let state = AppState {
+        store: Arc::new(DynamoStore::new(client, tables)),
+        auth: Arc::new(Authenticator::Local(TokenAuthority::new(&secret))),
+        clock: Arc::new(SystemClock),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("listening on {addr}"))?;
+    tracing::info!("KeyPool listening on http://{addr} ({store_name})");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

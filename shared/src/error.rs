@@ -1,0 +1,125 @@
+//! The one error type of KeyPool's operations; `http::error` maps it to responses.
+
+use std::collections::BTreeMap;
+
+use crate::time::Timestamp;
+
+/// Per-field messages for invalid input, keyed by field name.
+pub type FieldErrors = BTreeMap<String, String>;
+
+/// Everything an operation can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Input that fails validation, with a message per field.
+    #[error("the request has invalid fields")]
+    InvalidFields(FieldErrors),
+    /// Input that is wrong as a whole, with its own code and optional details.
+    #[error("{message}")]
+    BadRequest {
+        code: &'static str,
+        message: String,
+        details: Option<serde_json::Value>,
+    },
+    /// The body is larger than the service accepts.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The route exists but not with this method.
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    /// The body has a media type the route does not take.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// No token, or one that does not verify.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The caller's role may not use this route.
+    #[error("this route needs the {0} role")]
+    WrongRole(&'static str),
+    /// Nothing of that kind exists for the caller (another organization's things included).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The key is unknown, removed or mistyped; all answer alike.
+    #[error("not a valid key")]
+    InvalidKey,
+    /// Another learner redeemed the key.
+    #[error("this key has already been redeemed")]
+    KeyAlreadyRedeemed,
+    /// A redeemed key cannot be removed.
+    #[error("a redeemed key cannot be removed")]
+    KeyRedeemed,
+    /// The pool is outside its redemption window or deactivated.
+    #[error("this key's pool is not active")]
+    PoolNotActive {
+        starts_at: Timestamp,
+        expires_at: Timestamp,
+        deactivated: bool,
+    },
+    /// The assignment's content availability is over.
+    #[error("this assignment expired")]
+    AssignmentExpired { expires_at: Timestamp },
+    /// A write lost a race it cannot settle by itself; the client may retry.
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// Too many failed attempts; retry after the given number of seconds.
+    #[error("too many failed attempts")]
+    Throttled { retry_after_secs: u64 },
+    /// Anything unexpected; logged with context, never shown to clients.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// Result with KeyPool's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A 400 with one message for one field.
+    pub fn field(name: &str, message: impl Into<String>) -> Self {
+        let mut fields = FieldErrors::new();
+        fields.insert(name.to_string(), message.into());
+        Self::InvalidFields(fields)
+    }
+
+    /// A 400 with its own code.
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+}
+
+/// Collects field errors while parsing a request, so that one answer names every bad field.
+#[derive(Debug, Default)]
+pub struct Validator(FieldErrors);
+
+impl Validator {
+    /// Keeps the value, or records the error under `field`.
+    pub fn check<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        result: std::result::Result<T, E>,
+    ) -> Option<T> {
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0.entry(field.to_string()).or_insert(e.to_string());
+                None
+            }
+        }
+    }
+
+    /// Records an error under `field`.
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.entry(field.to_string()).or_insert(message.into());
+    }
+
+    /// Ok when nothing was recorded.
+    pub fn finish(self) -> Result<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::InvalidFields(self.0))
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Admin routes: thin handlers that parse, call one operation and shape the answer.
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::error::{ApiBytes, ApiJson, ApiQuery};
+use super::views::{CourseView, KeyView, PageView, PoolView};
+use super::{AppState, page_size};
+use crate::error::{Error, Result};
+use crate::identity::Principal;
+use crate::inventory;
+use crate::pools::{self, CourseInput, PoolInput, PoolPatch};
+
+pub(super) fn pool_admin_routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/courses", post(create_course).get(list_courses))
+        .route("/v1/pools", post(create_pool).get(list_pools))
+        .route("/v1/pools/{pool_id}", get(get_pool).patch(update_pool))
+        .route("/v1/pools/{pool_id}/keys", post(add_keys).get(list_keys))
+        .route("/v1/pools/{pool_id}/keys/{key}", delete(remove_key))
+}
+
+pub(super) fn key_generation_routes() -> Router<AppState> {
+    Router::new().route("/v1/pools/{pool_id}/keys/generate", post(generate_keys))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    search: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+async fn create_course(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(input): ApiJson<CourseInput>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let course = pools::create_course(state.store.as_ref(), org, input, state.clock.now()).await?;
+    Ok((StatusCode::CREATED, Json(CourseView::from(course))))
+}
+
+async fn list_courses(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let page = pools::list_courses(
+        state.store.as_ref(),
+        org,
+        q.search.as_deref(),
+        q.cursor.as_deref(),
+        page_size(q.limit.as_deref())?,
+    )
+    .await?;
+    Ok(Json(PageView::of(page, CourseView::from)))
+}
+
+async fn create_pool(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(input): ApiJson<PoolInput>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let now = state.clock.now();
+    let pool = pools::create_pool(state.store.as_ref(), org, input, now).await?;
+    Ok((StatusCode::CREATED, Json(PoolView::new(pool, now))))
+}
+
+async fn list_pools(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let now = state.clock.now();
+    let page = pools::list_pools(
+        state.store.as_ref(),
+        org,
+        q.search.as_deref(),
+        q.cursor.as_deref(),
+        page_size(q.limit.as_deref())?,
+    )
+    .await?;
+    Ok(Json(PageView::of(page, |p| PoolView::new(p, now))))
+}
+
+async fn get_pool(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(pool_id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let pool = pools::get_pool(state.store.as_ref(), org, &pool_id).await?;
+    Ok(Json(PoolView::new(pool, state.clock.now())))
+}
+
+async fn update_pool(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(pool_id): Path<String>,
+    ApiJson(patch): ApiJson<PoolPatch>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let now = state.clock.now();
+    let pool = pools::update_pool(state.store.as_ref(), org, &pool_id, patch, now).await?;
+    Ok(Json(PoolView::new(pool, now)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeysBody {
+    keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct AddQuery {
+    partial: Option<String>,
+}
+
+/// One key, a JSON list, or a text/plain paste with one key per line.
+async fn add_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(pool_id): Path<String>,
+    ApiQuery(q): ApiQuery<AddQuery>,
+    headers: HeaderMap,
+    ApiBytes(body): ApiBytes,
+) -> Result<Response> {
+    let org = principal.admin_org()?;
+    let partial = match q.partial.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(Error::field("partial", "partial is true or false")),
+    };
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text;
+    let list;
+    let lines = if content_type.starts_with("application/json") {
+        list = serde_json::from_slice::<KeysBody>(&body)
+            .map_err(|e| Error::bad_request("invalid_body", e.to_string()))?
+            .keys;
+        inventory::lines_of_list(&list)
+    } else if content_type.starts_with("text/plain") {
+        text = std::str::from_utf8(&body)
+            .map_err(|_| Error::bad_request("invalid_body", "the body is not UTF-8 text"))?;
+        inventory::lines_of_text(text)
+    } else {
+        return Err(Error::UnsupportedMediaType(
+            "send keys as application/json {\"keys\": [...]} or text/plain, one per line".into(),
+        ));
+    };
+    let report = inventory::add_custom_keys(
+        state.store.as_ref(),
+        org,
+        &pool_id,
+        &lines,
+        partial,
+        state.clock.now(),
+    )
+    .await?;
+    Ok((StatusCode::CREATED, Json(report)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateBody {
+    count: i64,
+}
+
+async fn generate_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(pool_id): Path<String>,
+    ApiJson(body): ApiJson<GenerateBody>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let keys = inventory::generate_keys(
+        state.store.as_ref(),
+        org,
+        &pool_id,
+        body.count,
+        state.clock.now(),
+    )
+    .await?;
+    let shown: Vec<String> = keys.iter().map(|k| k.display_form()).collect();
+    Ok((StatusCode::CREATED, Json(json!({ "keys": shown }))))
+}
+
+#[derive(Deserialize)]
+struct KeysQuery {
+    status: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+async fn list_keys(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(pool_id): Path<String>,
+    ApiQuery(q): ApiQuery<KeysQuery>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let page = inventory::list_keys(
+        state.store.as_ref(),
+        org,
+        &pool_id,
+        q.status.as_deref(),
+        q.cursor.as_deref(),
+        page_size(q.limit.as_deref())?,
+    )
+    .await?;
+    Ok(Json(PageView::of(page, KeyView::from)))
+}
+
+async fn remove_key(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((pool_id, key)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let org = principal.admin_org()?;
+    inventory::remove_key(state.store.as_ref(), org, &pool_id, &key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,77 @@
+//! Learner routes: redeem a key, list assignments, launch one.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::error::{ApiJson, ApiQuery};
+use super::views::{AssignmentView, PageView};
+use super::{AppState, page_size};
+use crate::error::Result;
+use crate::identity::Principal;
+use crate::redemption::{self, Redeemed};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/redemptions", post(redeem))
+        .route("/v1/me/assignments", get(list_assignments))
+        .route("/v1/me/assignments/{assignment_id}/launch", post(launch))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedeemBody {
+    key: String,
+}
+
+async fn redeem(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiJson(body): ApiJson<RedeemBody>,
+) -> Result<impl IntoResponse> {
+    let learner = principal.learner()?;
+    let now = state.clock.now();
+    let (status, assignment) =
+        match redemption::redeem(state.store.as_ref(), learner, &body.key, now).await? {
+            Redeemed::Created(a) => (StatusCode::CREATED, a),
+            Redeemed::Existing(a) => (StatusCode::OK, a),
+        };
+    Ok((status, Json(AssignmentView::new(assignment, now))))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+async fn list_assignments(
+    State(state): State<AppState>,
+    principal: Principal,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<impl IntoResponse> {
+    let learner = principal.learner()?;
+    let now = state.clock.now();
+    let page = redemption::list_assignments(
+        state.store.as_ref(),
+        learner,
+        q.cursor.as_deref(),
+        page_size(q.limit.as_deref())?,
+    )
+    .await?;
+    Ok(Json(PageView::of(page, |a| AssignmentView::new(a, now))))
+}
+
+async fn launch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(assignment_id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let learner = principal.learner()?;
+    let now = state.clock.now();
+    let assignment = redemption::launch(state.store.as_ref(), learner, &assignment_id, now).await?;
+    Ok(Json(AssignmentView::new(assignment, now)))
+}

@@ -1,0 +1,115 @@
+//! The HTTP API: one router per function, merged by the local server, over shared state.
+
+mod admin;
+pub mod error;
+mod learner;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::routing::get;
+
+use crate::error::Error;
+use crate::identity::{Principal, TokenAuthority};
+use crate::store::Store;
+use crate::time::Clock;
+
+/// Largest request body accepted, in bytes.
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default page size of listings.
+pub const DEFAULT_PAGE: usize = 100;
+/// Largest page size of listings.
+pub const MAX_PAGE: usize = 1000;
+
+/// How requests prove who sends them.
+#[derive(Debug, Clone)]
+pub enum Authenticator {
+    /// Bearer tokens signed by the local server's secret.
+    Local(TokenAuthority),
+}
+
+/// What every handler shares: built once per process.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub auth: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let header = parts
+            .headers
+            .get(AUTHORIZATION)
+            .ok_or_else(|| Error::Unauthenticated("send Authorization: Bearer <token>".into()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| Error::Unauthenticated("send Authorization: Bearer <token>".into()))?;
+        match state.auth.as_ref() {
+            Authenticator::Local(authority) => authority.verify(token),
+        }
+    }
+}
+
+/// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal.
+pub fn pool_admin_routes() -> Router<AppState> {
+    admin::pool_admin_routes()
+}
+
+/// Routes of the key-generation function.
+pub fn key_generation_routes() -> Router<AppState> {
+    admin::key_generation_routes()
+}
+
+/// Routes of the redemption function: redeem, my assignments, launch.
+pub fn redemption_routes() -> Router<AppState> {
+    learner::routes()
+}
+
+/// Wraps routes into a service: health check, JSON 404/405, body limit, request tracing.
+pub fn service(routes: Router<AppState>, state: AppState) -> Router {
+    routes
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .fallback(|| async { Error::NotFound("route") })
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Every function's routes on one router, as the local server serves them.
+pub fn app(state: AppState) -> Router {
+    service(
+        pool_admin_routes()
+            .merge(key_generation_routes())
+            .merge(redemption_routes()),
+        state,
+    )
+}
+
+/// Parses an optional page size.
+fn page_size(limit: Option<&str>) -> Result<usize, Error> {
+    match limit {
+        None | Some("") => Ok(DEFAULT_PAGE),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if (1..=MAX_PAGE).contains(&n) => Ok(n),
+            _ => Err(Error::field("limit", format!("limit is 1 to {MAX_PAGE}"))),
+        },
+    }
+}

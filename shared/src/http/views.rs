@@ -1,0 +1,151 @@
+//! What the API shows of domain values.
+
+use serde::Serialize;
+
+use crate::identity::UserId;
+use crate::inventory::{KeyRecord, KeySource, KeyStatus};
+use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
+use crate::redemption::Assignment;
+use crate::store::Page;
+use crate::time::{self, Timestamp};
+
+/// A page of items as the API shows it.
+#[derive(Serialize)]
+pub struct PageView<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> PageView<T> {
+    /// Maps a store page into views.
+    pub fn of<U>(page: Page<U>, f: impl FnMut(U) -> T) -> Self {
+        Self {
+            items: page.items.into_iter().map(f).collect(),
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// A course.
+#[derive(Serialize)]
+pub struct CourseView {
+    pub course_id: CourseId,
+    pub title: String,
+    pub description: Option<String>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+impl From<Course> for CourseView {
+    fn from(c: Course) -> Self {
+        Self {
+            course_id: c.course_id,
+            title: c.title,
+            description: c.description,
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A pool with its counts and whether it is active now.
+#[derive(Serialize)]
+pub struct PoolView {
+    pub pool_id: PoolId,
+    pub name: String,
+    pub course_id: CourseId,
+    #[serde(with = "time::rfc3339")]
+    pub starts_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub expires_at: Timestamp,
+    pub content_availability_days: u16,
+    pub deactivated: bool,
+    pub active: bool,
+    pub total_keys: u64,
+    pub redeemed_keys: u64,
+    pub available_keys: u64,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl PoolView {
+    /// The pool as seen at `now`.
+    pub fn new(p: Pool, now: Timestamp) -> Self {
+        Self {
+            active: p.is_active(now),
+            available_keys: p.total_keys.saturating_sub(p.redeemed_count),
+            pool_id: p.pool_id,
+            name: p.name,
+            course_id: p.course_id,
+            starts_at: p.starts_at,
+            expires_at: p.expires_at,
+            content_availability_days: p.content_availability_days,
+            deactivated: p.deactivated,
+            total_keys: p.total_keys,
+            redeemed_keys: p.redeemed_count,
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// A key in a pool listing.
+#[derive(Serialize)]
+pub struct KeyView {
+    pub key: String,
+    pub status: KeyStatus,
+    pub source: KeySource,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    pub redeemed_by: Option<UserId>,
+    #[serde(with = "time::rfc3339::option")]
+    pub redeemed_at: Option<Timestamp>,
+    pub assignment_id: Option<AssignmentId>,
+}
+
+impl From<KeyRecord> for KeyView {
+    fn from(k: KeyRecord) -> Self {
+        Self {
+            key: k.key.display_form(),
+            status: k.status,
+            source: k.source,
+            created_at: k.created_at,
+            redeemed_by: k.redeemed_by,
+            redeemed_at: k.redeemed_at,
+            assignment_id: k.assignment_id,
+        }
+    }
+}
+
+/// An assignment as its learner sees it.
+#[derive(Serialize)]
+pub struct AssignmentView {
+    pub assignment_id: AssignmentId,
+    pub course_id: CourseId,
+    pub pool_id: PoolId,
+    #[serde(with = "time::rfc3339")]
+    pub redeemed_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub expires_at: Timestamp,
+    pub valid: bool,
+    pub launch_count: u64,
+    #[serde(with = "time::rfc3339::option")]
+    pub last_launched_at: Option<Timestamp>,
+}
+
+impl AssignmentView {
+    /// The assignment as seen at `now`.
+    pub fn new(a: Assignment, now: Timestamp) -> Self {
+        Self {
+            valid: a.is_valid(now),
+            assignment_id: a.assignment_id,
+            course_id: a.course_id,
+            pool_id: a.pool_id,
+            redeemed_at: a.redeemed_at,
+            expires_at: a.expires_at,
+            launch_count: a.launch_count,
+            last_launched_at: a.last_launched_at,
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! Who is calling: the principal, its role and organization, and the local server's tokens.
+
+use std::fmt;
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Issuer of the tokens the local server mints.
+pub const LOCAL_ISSUER: &str = "keypool-local";
+
+/// An organization's id, safe to embed in storage keys.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct OrgId(String);
+
+impl OrgId {
+    /// 1 to 64 characters of letters, digits, `-` and `_`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok = (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if ok {
+            Ok(Self(text.to_string()))
+        } else {
+            Err("an organization id has 1 to 64 letters, digits, '-' or '_'".into())
+        }
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for OrgId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+impl From<OrgId> for String {
+    fn from(value: OrgId) -> Self {
+        value.0
+    }
+}
+impl fmt::Debug for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OrgId({})", self.0)
+    }
+}
+impl fmt::Display for OrgId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A user's subject (the token's `sub`), safe to embed in storage keys.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    /// 1 to 128 printable ASCII characters other than `#` and space.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let ok = (1..=128).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+        if ok {
+            Ok(Self(text.to_string()))
+        } else {
+            Err("a subject has 1 to 128 printable ASCII characters, without '#'".into())
+        }
+    }
+
+    /// The id's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, String> {
+        Self::parse(&value)
+    }
+}
+impl From<UserId> for String {
+    fn from(value: UserId) -> Self {
+        value.0
+    }
+}
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0)
+    }
+}
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages one organization's courses, pools and keys.
+    Admin,
+    /// Redeems keys and uses assignments.
+    Learner,
+}
+
+impl Role {
+    /// The role's name in tokens.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Learner => "learner",
+        }
+    }
+}
+
+/// The verified caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The user.
+    pub sub: UserId,
+    /// The organization; every admin has one.
+    pub org: Option<OrgId>,
+    /// What the user may do.
+    pub role: Role,
+}
+
+impl Principal {
+    /// The admin's organization, or 403 for any other role.
+    pub fn admin_org(&self) -> Result<&OrgId> {
+        match (self.role, &self.org) {
+            (Role::Admin, Some(org)) => Ok(org),
+            (Role::Admin, None) => Err(Error::Unauthenticated(
+                "the token names no organization".into(),
+            )),
+            _ => Err(Error::WrongRole("admin")),
+        }
+    }
+
+    /// The learner's id, or 403 for any other role.
+    pub fn learner(&self) -> Result<&UserId> {
+        match self.role {
+            Role::Learner => Ok(&self.sub),
+            Role::Admin => Err(Error::WrongRole("learner")),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    org: Option<String>,
+    role: String,
+    iss: String,
+    exp: i64,
+    iat: i64,
+}
+
+/// Verifies and mints the local server's HS256 tokens.
+#[derive(Clone)]
+pub struct TokenAuthority {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl fmt::Debug for TokenAuthority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenAuthority(HS256, secret redacted)")
+    }
+}
+
+impl TokenAuthority {
+    /// An authority over a shared secret (at least 32 bytes).
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[LOCAL_ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Mints a token valid for `ttl`.
+    pub fn mint(
+        &self,
+        sub: &UserId,
+        org: Option<&OrgId>,
+        role: Role,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<String> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: sub.as_str().to_string(),
+            org: org.map(|o| o.as_str().to_string()),
+            role: role.as_str().to_string(),
+            iss: LOCAL_ISSUER.to_string(),
+            iat: now,
+            exp: now + ttl.num_seconds(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// Verifies a bearer token and returns its principal.
+    pub fn verify(&self, token: &str) -> Result<Principal> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|e| {
+                Error::Unauthenticated(match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                        "the token has expired".into()
+                    }
+                    _ => "the token is not valid".into(),
+                })
+            })?;
+        principal_from_claims(
+            &data.claims.sub,
+            data.claims.org.as_deref(),
+            &data.claims.role,
+        )
+    }
+}
+
+/// Builds a principal from verified claims, whichever verifier read them.
+pub fn principal_from_claims(sub: &str, org: Option<&str>, role: &str) -> Result<Principal> {
+    let bad =
+        |what: String| Error::Unauthenticated(format!("the token's claims are not valid: {what}"));
+    let sub = UserId::parse(sub).map_err(bad)?;
+    let org = org.map(OrgId::parse).transpose().map_err(bad)?;
+    let role = match role {
+        "admin" => Role::Admin,
+        "learner" => Role::Learner,
+        other => return Err(bad(format!("unknown role {other:?}"))),
+    };
+    Ok(Principal { sub, org, role })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_reject_tampering() {
+        let authority = TokenAuthority::new(&[7u8; 32]);
+        let sub = UserId::parse("alice").unwrap();
+        let org = OrgId::parse("acme").unwrap();
+        let token = authority
+            .mint(&sub, Some(&org), Role::Admin, chrono::Duration::hours(1))
+            .unwrap();
+        let p = authority.verify(&token).unwrap();
+        assert_eq!(p.sub, sub);
+        assert_eq!(p.org, Some(org));
+        assert_eq!(p.role, Role::Admin);
+
+        let other = TokenAuthority::new(&[8u8; 32]);
+        assert!(matches!(
+            other.verify(&token),
+            Err(Error::Unauthenticated(_))
+        ));
+        let expired = authority
+            .mint(&sub, None, Role::Learner, chrono::Duration::hours(-1))
+            .unwrap();
+        assert!(
+            matches!(authority.verify(&expired), Err(Error::Unauthenticated(m)) if m.contains("expired"))
+        );
+    }
+
+    #[test]
+    fn ids_refuse_storage_key_separators() {
+        assert!(OrgId::parse("acme-1").is_ok());
+        assert!(OrgId::parse("ac#me").is_err());
+        assert!(OrgId::parse("").is_err());
+        assert!(UserId::parse("auth0|123@x.org").is_ok());
+        assert!(UserId::parse("a#b").is_err());
+        assert!(UserId::parse("a b").is_err());
+    }
+}

@@ -1,0 +1,488 @@
+//! Key codes: canonical form, custom-key validation, generation and the check symbol.
+//!
+//! Every key lives in one namespace, compared in canonical form (ASCII upper case, spaces and
+//! dashes removed). Generated keys are 19 random Crockford base32 symbols plus one check symbol
+//! computed in GF(32), shown as `XXXXX-XXXXX-XXXXX-XXXXX`.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Crockford base32: no I, L, O or U.
+pub const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+/// Random symbols in a generated key.
+pub const RANDOM_SYMBOLS: usize = 19;
+/// Symbols in a generated key, check symbol included.
+pub const GENERATED_LEN: usize = RANDOM_SYMBOLS + 1;
+/// Shortest custom key, in canonical form.
+pub const MIN_LEN: usize = 4;
+/// Longest custom key, in canonical form.
+pub const MAX_LEN: usize = 64;
+
+/// Maps an ASCII byte to its Crockford value, or 255 when it is not a strict symbol.
+const fn decode_table() -> [u8; 256] {
+    let mut table = [255u8; 256];
+    let mut i = 0;
+    while i < 32 {
+        table[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
+}
+static DECODE: [u8; 256] = decode_table();
+
+/// A key in canonical form: 4 to 64 characters of A-Z and 0-9.
+///
+/// `Debug` is redacted so that keys never reach logs; `Display` shows the key in full.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyCode(String);
+
+impl KeyCode {
+    /// Parses typed or pasted text into a canonical key, or says why it cannot be one.
+    pub fn parse(input: &str) -> Result<Self, KeyFormatError> {
+        let canonical = canonicalize(input)?;
+        if canonical.len() < MIN_LEN {
+            return Err(if canonical.is_empty() {
+                KeyFormatError::Empty
+            } else {
+                KeyFormatError::TooShort
+            });
+        }
+        if canonical.len() > MAX_LEN {
+            return Err(KeyFormatError::TooLong);
+        }
+        Ok(Self(canonical))
+    }
+
+    /// The canonical text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The form shown to people: generated keys in dashed groups of five, custom keys as stored.
+    pub fn display_form(&self) -> String {
+        if is_generated_shape(self.0.as_bytes()) {
+            let mut out = String::with_capacity(GENERATED_LEN + 3);
+            for (i, chunk) in self.0.as_bytes().chunks(5).enumerate() {
+                if i > 0 {
+                    out.push('-');
+                }
+                // The shape check above guarantees ASCII.
+                out.extend(chunk.iter().map(|&b| b as char));
+            }
+            out
+        } else {
+            self.0.clone()
+        }
+    }
+
+    /// True for a key in the generated shape whose check symbol is valid.
+    pub fn is_valid_generated(&self) -> bool {
+        is_generated_shape(self.0.as_bytes()) && check_is_valid(self.0.as_bytes())
+    }
+}
+
+impl fmt::Debug for KeyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let head: String = self.0.chars().take(2).collect();
+        write!(f, "KeyCode({head}…)")
+    }
+}
+
+impl fmt::Display for KeyCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for KeyCode {
+    type Error = KeyFormatError;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<KeyCode> for String {
+    fn from(value: KeyCode) -> Self {
+        value.0
+    }
+}
+
+/// Why text is not a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum KeyFormatError {
+    #[error("the key is empty")]
+    Empty,
+    #[error("a key may hold only letters A-Z and digits 0-9 (spaces and dashes are ignored)")]
+    InvalidCharacters,
+    #[error("a key needs at least 4 letters or digits")]
+    TooShort,
+    #[error("a key has at most 64 letters or digits")]
+    TooLong,
+    #[error(
+        "20-symbol keys in the generated alphabet are reserved for generated keys and need a valid check symbol; use another length"
+    )]
+    ReservedShape,
+}
+
+impl KeyFormatError {
+    /// Stable machine-readable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Empty => "empty_key",
+            Self::InvalidCharacters => "invalid_characters",
+            Self::TooShort => "too_short",
+            Self::TooLong => "too_long",
+            Self::ReservedShape => "reserved_key_shape",
+        }
+    }
+}
+
+/// Upper case, spaces and dashes removed; anything but ASCII letters and digits is an error.
+fn canonicalize(input: &str) -> Result<String, KeyFormatError> {
+    let mut out = String::with_capacity(input.len());
+    for c in input.trim().chars() {
+        match c {
+            ' ' | '-' => {}
+            c if c.is_ascii_alphanumeric() => out.push(c.to_ascii_uppercase()),
+            _ => return Err(KeyFormatError::InvalidCharacters),
+        }
+    }
+    Ok(out)
+}
+
+/// Validates a key an admin entered. Every key accepted here is redeemable exactly as entered.
+pub fn parse_custom(input: &str) -> Result<KeyCode, KeyFormatError> {
+    let key = KeyCode::parse(input)?;
+    // A learner's generated-shaped input with a bad check symbol is answered without a store
+    // lookup, so a custom key of that shape could never be redeemed: refuse it up front.
+    if is_generated_shape(key.0.as_bytes()) && !check_is_valid(key.0.as_bytes()) {
+        return Err(KeyFormatError::ReservedShape);
+    }
+    Ok(key)
+}
+
+/// What a learner's typed key means before any store lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyLookup {
+    /// Look these up in order; the first that exists is the key.
+    Candidates(Vec<KeyCode>),
+    /// Not a key at all: wrong characters or length, or a generated key with a bad check symbol.
+    Invalid,
+}
+
+/// Interprets a learner's input: as typed first, then with look-alikes (O→0, I/L→1) mapped
+/// when that turns it into a generated key with a valid check symbol.
+pub fn lookup_candidates(input: &str) -> KeyLookup {
+    let Ok(typed) = KeyCode::parse(input) else {
+        return KeyLookup::Invalid;
+    };
+    let bytes = typed.0.as_bytes();
+    if is_generated_shape(bytes) {
+        return if check_is_valid(bytes) {
+            KeyLookup::Candidates(vec![typed])
+        } else {
+            KeyLookup::Invalid
+        };
+    }
+    let mut candidates = vec![typed.clone()];
+    if bytes.len() == GENERATED_LEN {
+        let mapped: String = typed
+            .0
+            .chars()
+            .map(|c| match c {
+                'O' => '0',
+                'I' | 'L' => '1',
+                c => c,
+            })
+            .collect();
+        if is_generated_shape(mapped.as_bytes()) && check_is_valid(mapped.as_bytes()) {
+            candidates.push(KeyCode(mapped));
+        }
+    }
+    KeyLookup::Candidates(candidates)
+}
+
+/// 20 symbols, every one in the strict Crockford alphabet.
+fn is_generated_shape(bytes: &[u8]) -> bool {
+    bytes.len() == GENERATED_LEN && bytes.iter().all(|&b| DECODE[b as usize] != 255)
+}
+
+/// Multiplication by x in GF(2^5) modulo x^5 + x^2 + 1.
+#[inline]
+fn times_x(v: u8) -> u8 {
+    let shifted = v << 1;
+    if shifted & 0x20 != 0 {
+        (shifted ^ 0x25) & 0x1f
+    } else {
+        shifted
+    }
+}
+
+/// Runs the check over symbol values: `acc' = x·acc + s` in GF(32).
+///
+/// `(a, b) -> x·a + b` is a totally anti-symmetric quasigroup (x ≠ 0, 1), so, as in Damm's
+/// scheme, every single substitution and every transposition of neighbours changes the result.
+#[inline]
+fn check_accumulate(values: impl IntoIterator<Item = u8>) -> u8 {
+    values.into_iter().fold(0, |acc, v| times_x(acc) ^ v)
+}
+
+/// The check symbol's value for 19 symbol values: the one that brings the accumulator to 0.
+#[inline]
+fn check_value(values: &[u8]) -> u8 {
+    // x·acc + c = 0 in characteristic 2 means c = x·acc.
+    times_x(check_accumulate(values.iter().copied()))
+}
+
+/// True when the 20 strict symbols bring the accumulator to zero.
+fn check_is_valid(bytes: &[u8]) -> bool {
+    check_accumulate(bytes.iter().map(|&b| DECODE[b as usize])) == 0
+}
+
+/// The check symbol (as an ASCII byte) for 19 strict Crockford symbols.
+pub fn check_symbol(symbols: &[u8]) -> Option<u8> {
+    if symbols.len() != RANDOM_SYMBOLS {
+        return None;
+    }
+    let mut values = [0u8; RANDOM_SYMBOLS];
+    for (v, &b) in values.iter_mut().zip(symbols) {
+        *v = DECODE[b as usize];
+        if *v == 255 {
+            return None;
+        }
+    }
+    Some(ALPHABET[check_value(&values) as usize])
+}
+
+/// Builds a generated key from 19 random bytes; only the low five bits of each are used, which
+/// keeps the symbols uniform because 256 is a multiple of 32.
+pub fn generated_from_random(random: &[u8; RANDOM_SYMBOLS]) -> KeyCode {
+    let mut values = [0u8; RANDOM_SYMBOLS];
+    for (v, &r) in values.iter_mut().zip(random) {
+        *v = r & 0x1f;
+    }
+    let mut text = String::with_capacity(GENERATED_LEN);
+    text.extend(values.iter().map(|&v| ALPHABET[v as usize] as char));
+    text.push(ALPHABET[check_value(&values) as usize] as char);
+    KeyCode(text)
+}
+
+/// Generates `count` keys from the operating system's CSPRNG, with one entropy call per batch.
+pub fn generate(count: usize) -> Result<Vec<KeyCode>, getrandom::Error> {
+    const BATCH: usize = 4096;
+    let mut keys = Vec::with_capacity(count);
+    let mut buffer = vec![0u8; BATCH.min(count.max(1)) * RANDOM_SYMBOLS];
+    while keys.len() < count {
+        let n = (count - keys.len()).min(BATCH);
+        let bytes = &mut buffer[..n * RANDOM_SYMBOLS];
+        getrandom::fill(bytes)?;
+        for chunk in bytes.chunks_exact(RANDOM_SYMBOLS) {
+            let random: &[u8; RANDOM_SYMBOLS] = chunk.try_into().expect("exact chunk");
+            keys.push(generated_from_random(random));
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn random_key() -> impl Strategy<Value = KeyCode> {
+        proptest::array::uniform19(any::<u8>()).prop_map(|r| generated_from_random(&r))
+    }
+
+    #[test]
+    fn canonical_form_ignores_case_spaces_and_dashes() {
+        let a = KeyCode::parse("abcd-efgh").unwrap();
+        let b = KeyCode::parse("  ABCD EFGH ").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.as_str(), "ABCDEFGH");
+    }
+
+    #[test]
+    fn custom_key_errors_say_why() {
+        assert_eq!(parse_custom(""), Err(KeyFormatError::Empty));
+        assert_eq!(parse_custom(" - "), Err(KeyFormatError::Empty));
+        assert_eq!(parse_custom("abc"), Err(KeyFormatError::TooShort));
+        assert_eq!(parse_custom(&"A".repeat(65)), Err(KeyFormatError::TooLong));
+        assert!(parse_custom(&"A".repeat(64)).is_ok());
+        assert_eq!(
+            parse_custom("ABCD_EFGH"),
+            Err(KeyFormatError::InvalidCharacters)
+        );
+        assert_eq!(
+            parse_custom("ÄBCDEFGH"),
+            Err(KeyFormatError::InvalidCharacters)
+        );
+        assert_eq!(
+            parse_custom("ABCD\u{0}EFG"),
+            Err(KeyFormatError::InvalidCharacters)
+        );
+    }
+
+    #[test]
+    fn debug_never_shows_the_whole_key() {
+        let key = KeyCode::parse("SECRETKEY123").unwrap();
+        let debug = format!("{key:?}");
+        assert!(!debug.contains("SECRETKEY123"), "{debug}");
+        assert_eq!(key.to_string(), "SECRETKEY123");
+    }
+
+    #[test]
+    fn generated_keys_have_the_documented_format() {
+        let keys = generate(1000).unwrap();
+        assert_eq!(keys.len(), 1000);
+        for key in &keys {
+            let shown = key.display_form();
+            assert_eq!(shown.len(), 23);
+            for (i, c) in shown.chars().enumerate() {
+                if i % 6 == 5 {
+                    assert_eq!(c, '-', "{shown}");
+                } else {
+                    assert!(ALPHABET.contains(&(c as u8)), "{shown}");
+                }
+            }
+            assert!(key.is_valid_generated());
+            assert_eq!(KeyCode::parse(&shown).unwrap(), *key);
+        }
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
+    }
+
+    #[test]
+    fn generated_symbols_cover_the_whole_alphabet() {
+        let mut seen = [0usize; 32];
+        for key in generate(2000).unwrap() {
+            for &b in &key.as_str().as_bytes()[..RANDOM_SYMBOLS] {
+                seen[DECODE[b as usize] as usize] += 1;
+            }
+        }
+        // 38,000 symbols over 32 values: each should appear about 1,187 times.
+        assert!(seen.iter().all(|&n| n > 900 && n < 1500), "{seen:?}");
+    }
+
+    #[test]
+    fn check_symbol_matches_generation() {
+        let key = generate(1).unwrap().remove(0);
+        let bytes = key.as_str().as_bytes();
+        assert_eq!(check_symbol(&bytes[..19]), Some(bytes[19]));
+        assert_eq!(check_symbol(b"ABC"), None);
+        assert_eq!(check_symbol(b"IIIIIIIIIIIIIIIIIII"), None);
+    }
+
+    /// Every substitution at every position, for every symbol pair, is caught: exhaustive over
+    /// the 20 positions and the 31 wrong symbols at each, for many random keys.
+    #[test]
+    fn every_single_substitution_is_caught() {
+        for key in generate(200).unwrap() {
+            let original = key.as_str().as_bytes().to_vec();
+            for pos in 0..GENERATED_LEN {
+                for &sym in ALPHABET {
+                    if sym == original[pos] {
+                        continue;
+                    }
+                    let mut typo = original.clone();
+                    typo[pos] = sym;
+                    assert!(!check_is_valid(&typo));
+                    let text = String::from_utf8(typo).unwrap();
+                    assert_eq!(lookup_candidates(&text), KeyLookup::Invalid);
+                }
+            }
+        }
+    }
+
+    /// The anti-symmetry holds for every accumulator value and every symbol pair, which is what
+    /// makes every adjacent transposition detectable anywhere in the key.
+    #[test]
+    fn every_adjacent_transposition_is_caught_exhaustively() {
+        for acc in 0u8..32 {
+            for a in 0u8..32 {
+                for b in 0u8..32 {
+                    if a == b {
+                        continue;
+                    }
+                    let ab = times_x(times_x(acc) ^ a) ^ b;
+                    let ba = times_x(times_x(acc) ^ b) ^ a;
+                    assert_ne!(ab, ba, "acc={acc} a={a} b={b}");
+                }
+            }
+        }
+        for key in generate(500).unwrap() {
+            let original = key.as_str().as_bytes().to_vec();
+            for pos in 0..GENERATED_LEN - 1 {
+                if original[pos] == original[pos + 1] {
+                    continue;
+                }
+                let mut typo = original.clone();
+                typo.swap(pos, pos + 1);
+                assert!(!check_is_valid(&typo));
+            }
+        }
+    }
+
+    #[test]
+    fn look_alikes_map_only_for_generated_keys() {
+        let key = generated_from_random(&[0u8; 19]); // nineteen zeros, then the check symbol
+        let typed = key.as_str().replace('0', "O").to_lowercase();
+        match lookup_candidates(&typed) {
+            KeyLookup::Candidates(c) => {
+                assert_eq!(c.len(), 2);
+                assert_eq!(c[0].as_str(), typed.to_uppercase());
+                assert_eq!(c[1], key);
+            }
+            KeyLookup::Invalid => panic!("look-alike input was not recognised"),
+        }
+        // A custom key is always looked up exactly as typed.
+        assert_eq!(
+            lookup_candidates("hello-world"),
+            KeyLookup::Candidates(vec![KeyCode::parse("HELLOWORLD").unwrap()])
+        );
+        assert_eq!(lookup_candidates("ab"), KeyLookup::Invalid);
+        assert_eq!(lookup_candidates("ab$cdef"), KeyLookup::Invalid);
+    }
+
+    #[test]
+    fn reserved_shape_only_refuses_unredeemable_custom_keys() {
+        let generated = generate(1).unwrap().remove(0);
+        assert_eq!(parse_custom(generated.as_str()), Ok(generated.clone()));
+        let mut bad = generated.as_str().as_bytes().to_vec();
+        bad[19] = if bad[19] == b'0' { b'1' } else { b'0' };
+        let bad = String::from_utf8(bad).unwrap();
+        assert_eq!(parse_custom(&bad), Err(KeyFormatError::ReservedShape));
+        // Twenty characters with a letter outside the alphabet are an ordinary custom key.
+        assert!(parse_custom("HELLOWORLDHELLOWORLD").is_ok());
+        match lookup_candidates("HELLOWORLDHELLOWORLD") {
+            KeyLookup::Candidates(c) => assert_eq!(c[0].as_str(), "HELLOWORLDHELLOWORLD"),
+            KeyLookup::Invalid => panic!("custom key refused"),
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn typed_variants_of_a_generated_key_find_it(key in random_key(), lower in any::<bool>(), dashes in any::<bool>()) {
+            let mut typed = if dashes { key.display_form() } else { key.as_str().to_string() };
+            if lower { typed = typed.to_lowercase(); }
+            prop_assert_eq!(lookup_candidates(&typed), KeyLookup::Candidates(vec![key]));
+        }
+
+        #[test]
+        fn any_substitution_is_invalid(key in random_key(), pos in 0usize..20, sym in 0usize..32) {
+            let mut typo = key.as_str().as_bytes().to_vec();
+            prop_assume!(typo[pos] != ALPHABET[sym]);
+            typo[pos] = ALPHABET[sym];
+            prop_assert!(!check_is_valid(&typo));
+        }
+
+        #[test]
+        fn parse_never_panics_and_canonical_is_stable(s in "\\PC{0,80}") {
+            if let Ok(k) = KeyCode::parse(&s) {
+                prop_assert_eq!(KeyCode::parse(k.as_str()), Ok(k.clone()));
+                prop_assert!(k.as_str().bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()));
+            }
+        }
+    }
+}

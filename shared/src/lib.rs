@@ -1,0 +1,21 @@
+//! KeyPool: training key pools for self-paced learning.
+//!
+//! The domain (`keys`, `pools`, `inventory`, `redemption`), the store behind a domain-shaped
+//! trait (`store`, with the table layout in `schema`), and the HTTP routers (`http`) that every
+//! Lambda function and the local server serve.
+
+#[cfg(feature = "embedded")]
+pub mod embedded;
+pub mod error;
+pub mod http;
+pub mod identity;
+pub mod inventory;
+pub mod keys;
+pub mod pools;
+pub mod redemption;
+pub mod schema;
+pub mod setup;
+pub mod store;
+pub mod time;
+
+pub use error::{Error, Result};

@@ -1,0 +1,207 @@
+//! Redemption: a learner's key becomes a course assignment, exactly once; and what the
+//! learner does with assignments afterwards.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::identity::{OrgId, UserId};
+use crate::inventory::{KeyRecord, KeyStatus};
+use crate::keys::{self, KeyCode, KeyLookup};
+use crate::pools::{AssignmentId, CourseId, PoolId};
+use crate::store::{Page, RedeemConflict, Store};
+use crate::time::{self, Timestamp};
+
+/// Failed attempts a learner may make in one throttling window.
+pub const MAX_FAILED_ATTEMPTS: u64 = 10;
+/// Length of a throttling window, in seconds.
+pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
+/// How often a redemption re-reads and retries after losing a race it can settle.
+const MAX_ROUNDS: usize = 5;
+
+/// A learner's access to a course, created by redeeming a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assignment {
+    pub assignment_id: AssignmentId,
+    pub learner: UserId,
+    pub org: OrgId,
+    pub pool_id: PoolId,
+    pub course_id: CourseId,
+    pub key: KeyCode,
+    #[serde(with = "time::rfc3339")]
+    pub redeemed_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub expires_at: Timestamp,
+    #[serde(default)]
+    pub launch_count: u64,
+    #[serde(default, with = "time::rfc3339::option")]
+    pub last_launched_at: Option<Timestamp>,
+}
+
+impl Assignment {
+    /// True while the learner may launch the course.
+    pub fn is_valid(&self, now: Timestamp) -> bool {
+        now < self.expires_at
+    }
+}
+
+/// The result of a redemption.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Redeemed {
+    /// This call created the assignment.
+    Created(Assignment),
+    /// The learner already had it (same key retried, or another key of the same pool).
+    Existing(Assignment),
+}
+
+/// The throttling window that `now` falls in, and when it ends.
+fn throttle_window(now: Timestamp) -> (String, Timestamp) {
+    let start = now.timestamp() - now.timestamp().rem_euclid(THROTTLE_WINDOW_SECS);
+    let end = chrono::DateTime::from_timestamp(start + THROTTLE_WINDOW_SECS, 0).unwrap_or(now);
+    (start.to_string(), end)
+}
+
+fn retry_after(now: Timestamp, end: Timestamp) -> u64 {
+    (end - now).num_seconds().max(1) as u64
+}
+
+/// Redeems a typed key for a learner, exactly once whatever the concurrency.
+#[tracing::instrument(skip(store, typed), fields(learner = %learner))]
+pub async fn redeem(
+    store: &dyn Store,
+    learner: &UserId,
+    typed: &str,
+    now: Timestamp,
+) -> Result<Redeemed> {
+    let (window, window_end) = throttle_window(now);
+    if store.failed_attempts(learner, &window).await? >= MAX_FAILED_ATTEMPTS {
+        return Err(Error::Throttled {
+            retry_after_secs: retry_after(now, window_end),
+        });
+    }
+    let Some(mut record) = find_key(store, typed).await? else {
+        let expiry = window_end + chrono::Duration::seconds(THROTTLE_WINDOW_SECS);
+        store.add_failed_attempt(learner, &window, expiry).await?;
+        return Err(Error::InvalidKey);
+    };
+
+    for _ in 0..MAX_ROUNDS {
+        if record.status == KeyStatus::Redeemed {
+            return existing_for(store, learner, &record).await;
+        }
+        let pool = store
+            .get_pool(&record.org, &record.pool_id)
+            .await?
+            .ok_or(Error::InvalidKey)?;
+        pool.check_active(now)?;
+        if let Some(id) = store.pool_assignment_of(&pool.pool_id, learner).await? {
+            return load(store, learner, &id).await.map(Redeemed::Existing);
+        }
+        let assignment = Assignment {
+            assignment_id: AssignmentId::new(),
+            learner: learner.clone(),
+            org: pool.org.clone(),
+            pool_id: pool.pool_id,
+            course_id: pool.course_id,
+            key: record.key.clone(),
+            redeemed_at: now,
+            expires_at: pool.assignment_expiry(now),
+            launch_count: 0,
+            last_launched_at: None,
+        };
+        match store.redeem(&assignment, now).await? {
+            Ok(()) => {
+                tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
+                return Ok(Redeemed::Created(assignment));
+            }
+            Err(RedeemConflict::KeyNotAvailable) => {
+                record = store.get_key(&record.key).await?.ok_or(Error::InvalidKey)?;
+            }
+            // The pool changed under us (deactivated, dates moved): the next round reads it.
+            Err(RedeemConflict::PoolNotActive) => {}
+            // A concurrent redemption of another key of this pool won: the next round finds it.
+            Err(RedeemConflict::LearnerHoldsAssignment) => {}
+        }
+    }
+    Err(Error::Conflict {
+        code: "redemption_contended",
+        message: "the key is being changed by other requests; try again".into(),
+    })
+}
+
+/// The key a learner typed, trying the as-typed form first; `None` when there is no such key.
+async fn find_key(store: &dyn Store, typed: &str) -> Result<Option<KeyRecord>> {
+    let KeyLookup::Candidates(candidates) = keys::lookup_candidates(typed) else {
+        return Ok(None);
+    };
+    for candidate in &candidates {
+        if let Some(record) = store.get_key(candidate).await? {
+            return Ok(Some(record));
+        }
+    }
+    Ok(None)
+}
+
+/// A redeemed key: the same learner gets their assignment back, anyone else a conflict.
+async fn existing_for(store: &dyn Store, learner: &UserId, record: &KeyRecord) -> Result<Redeemed> {
+    match (&record.redeemed_by, &record.assignment_id) {
+        (Some(by), Some(id)) if by == learner => {
+            load(store, learner, id).await.map(Redeemed::Existing)
+        }
+        _ => Err(Error::KeyAlreadyRedeemed),
+    }
+}
+
+async fn load(store: &dyn Store, learner: &UserId, id: &AssignmentId) -> Result<Assignment> {
+    store
+        .get_assignment(learner, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("assignment {id} is referenced but missing").into())
+}
+
+/// One page of a learner's assignments, newest first.
+pub async fn list_assignments(
+    store: &dyn Store,
+    learner: &UserId,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<Assignment>> {
+    store.list_assignments(learner, cursor, limit).await
+}
+
+/// Launches an assignment while it is valid; any number of times.
+pub async fn launch(
+    store: &dyn Store,
+    learner: &UserId,
+    assignment_id: &str,
+    now: Timestamp,
+) -> Result<Assignment> {
+    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound("assignment"))?;
+    let assignment = store
+        .get_assignment(learner, &id)
+        .await?
+        .ok_or(Error::NotFound("assignment"))?;
+    if !assignment.is_valid(now) {
+        return Err(Error::AssignmentExpired {
+            expires_at: assignment.expires_at,
+        });
+    }
+    store
+        .record_launch(learner, &id, now)
+        .await?
+        .ok_or(Error::NotFound("assignment"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_windows_are_aligned_and_retry_after_is_positive() {
+        let now = time::parse("2026-01-01T00:14:59Z").unwrap();
+        let (w, end) = throttle_window(now);
+        assert_eq!(end, time::parse("2026-01-01T00:15:00Z").unwrap());
+        assert_eq!(retry_after(now, end), 1);
+        let (w2, _) = throttle_window(end);
+        assert_ne!(w, w2);
+    }
+}

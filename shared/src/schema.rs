@@ -1,0 +1,190 @@
+//! The table schema, in one place: table names, key attributes, and every PK/SK builder.
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+
+use crate::identity::{OrgId, UserId};
+use crate::inventory::KeyStatus;
+use crate::keys::KeyCode;
+use crate::pools::{AssignmentId, CourseId, PoolId};
+
+/// Partition key attribute of both tables.
+pub const PK: &str = "PK";
+/// Sort key attribute of both tables.
+pub const SK: &str = "SK";
+/// The main table's index for listing a pool's keys.
+pub const GSI1: &str = "GSI1";
+/// GSI1's partition key attribute.
+pub const GSI1PK: &str = "GSI1PK";
+/// GSI1's sort key attribute.
+pub const GSI1SK: &str = "GSI1SK";
+/// Every item says what it is.
+pub const ENTITY: &str = "entity";
+/// The attribute DynamoDB's time-to-live deletes expired items by.
+pub const TTL: &str = "expires_at_epoch";
+/// Sort key of a key item.
+pub const KEY_SK: &str = "KEY";
+
+/// The names of the two tables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// Courses, pools, keys, guards and counters; no stream.
+    pub main: String,
+    /// Assignments; its stream feeds billing.
+    pub assignments: String,
+}
+
+impl Default for Tables {
+    fn default() -> Self {
+        Self {
+            main: "keypool-main".into(),
+            assignments: "keypool-assignments".into(),
+        }
+    }
+}
+
+impl Tables {
+    /// Reads `MAIN_TABLE` and `ASSIGNMENTS_TABLE`, naming the missing one.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |name: &str| {
+            std::env::var(name)
+                .map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))
+        };
+        Ok(Self {
+            main: var("MAIN_TABLE")?,
+            assignments: var("ASSIGNMENTS_TABLE")?,
+        })
+    }
+}
+
+/// Partition of everything an organization owns.
+pub fn org_pk(org: &OrgId) -> String {
+    format!("ORG#{org}")
+}
+/// Sort key of a pool.
+pub fn pool_sk(id: &PoolId) -> String {
+    format!("POOL#{id}")
+}
+/// Sort key prefix of pools.
+pub const POOL_SK_PREFIX: &str = "POOL#";
+/// Sort key of a course.
+pub fn course_sk(id: &CourseId) -> String {
+    format!("COURSE#{id}")
+}
+/// Sort key prefix of courses.
+pub const COURSE_SK_PREFIX: &str = "COURSE#";
+/// Partition of a key: one item per key makes keys unique across the system.
+pub fn key_pk(key: &KeyCode) -> String {
+    format!("KEY#{key}")
+}
+/// Partition key prefix of keys.
+pub const KEY_PK_PREFIX: &str = "KEY#";
+/// GSI1 partition of a pool's keys.
+pub fn pool_keys_pk(pool: &PoolId) -> String {
+    format!("POOL#{pool}")
+}
+/// GSI1 sort key of a key: by status, then key.
+pub fn key_by_status_sk(status: KeyStatus, key: &KeyCode) -> String {
+    format!("KEY#{}#{key}", status.as_str())
+}
+/// GSI1 sort key prefix for a status filter, or all keys.
+pub fn key_by_status_prefix(status: Option<KeyStatus>) -> String {
+    match status {
+        Some(s) => format!("KEY#{}#", s.as_str()),
+        None => "KEY#".into(),
+    }
+}
+/// Partition of a pool's per-learner guards.
+pub fn guard_pk(pool: &PoolId) -> String {
+    format!("POOL#{pool}")
+}
+/// Sort key of the guard that lets a learner hold one assignment per pool.
+pub fn guard_sk(learner: &UserId) -> String {
+    format!("LEARNER#{learner}")
+}
+/// Partition of a learner's failed-attempt counters.
+pub fn attempts_pk(learner: &UserId) -> String {
+    format!("LEARNER#{learner}")
+}
+/// Sort key of the failed-attempt counter of one window.
+pub fn attempts_sk(window: &str) -> String {
+    format!("FAILS#{window}")
+}
+/// Partition of a learner's assignments (assignments table).
+pub fn user_pk(learner: &UserId) -> String {
+    format!("USER#{learner}")
+}
+/// Sort key of an assignment (assignments table).
+pub fn assignment_sk(id: &AssignmentId) -> String {
+    format!("ASSIGN#{id}")
+}
+/// Sort key prefix of assignments.
+pub const ASSIGNMENT_SK_PREFIX: &str = "ASSIGN#";
+
+fn attr(name: &str) -> anyhow::Result<AttributeDefinition> {
+    Ok(AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(ScalarAttributeType::S)
+        .build()?)
+}
+
+fn key(name: &str, kind: KeyType) -> anyhow::Result<KeySchemaElement> {
+    Ok(KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()?)
+}
+
+/// Creates both tables where they do not exist yet (local server and tests; SAM in AWS).
+pub async fn ensure_tables(client: &Client, tables: &Tables) -> anyhow::Result<()> {
+    let existing = client.list_tables().send().await?;
+    let have = |name: &str| existing.table_names().iter().any(|t| t == name);
+    if !have(&tables.main) {
+        client
+            .create_table()
+            .table_name(&tables.main)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(PK)?)
+            .attribute_definitions(attr(SK)?)
+            .attribute_definitions(attr(GSI1PK)?)
+            .attribute_definitions(attr(GSI1SK)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(GSI1)
+                    .key_schema(key(GSI1PK, KeyType::Hash)?)
+                    .key_schema(key(GSI1SK, KeyType::Range)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()?,
+            )
+            .send()
+            .await?;
+    }
+    if !have(&tables.assignments) {
+        client
+            .create_table()
+            .table_name(&tables.assignments)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(PK)?)
+            .attribute_definitions(attr(SK)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()?,
+            )
+            .send()
+            .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,960 @@
+//! The store over DynamoDB: conditional writes and transactions keep every invariant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{InsertOutcome, Page, RedeemConflict, RemoveConflict, Store};
+use crate::error::{Error, Result};
+use crate::identity::{OrgId, UserId};
+use crate::inventory::{KeyRecord, KeyStatus, NewKey};
+use crate::keys::KeyCode;
+use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
+use crate::redemption::Assignment;
+use crate::schema::{self, ENTITY, GSI1PK, GSI1SK, PK, SK, Tables};
+use crate::time::{self, Timestamp};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Keys per transaction: DynamoDB allows 100 actions, one of which counts them in the pool.
+const KEYS_PER_TRANSACTION: usize = 99;
+/// Keys per BatchGetItem.
+const KEYS_PER_BATCH_GET: usize = 100;
+/// Attempts at a transaction that DynamoDB cancels for a conflict with another transaction.
+const CONFLICT_ATTEMPTS: u32 = 10;
+/// Items a filtered listing reads per request.
+const FILTERED_PAGE: i32 = 100;
+
+/// The DynamoDB store: one client and the two table names.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+impl DynamoStore {
+    /// A store over existing tables.
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    /// The client, for setup code that creates tables.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ts(t: &Timestamp) -> AttributeValue {
+    s(time::format(t))
+}
+
+/// Wraps an SDK failure with what we were doing, keeping the SDK's detail for the log only.
+fn sdk<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| Error::Internal(anyhow::anyhow!("{what}: {}", DisplayErrorContext(&e)))
+}
+
+/// A domain value as an item, with its table keys and entity name.
+fn to_item<T: Serialize>(value: &T, pk: String, sk: String, entity: &str) -> Result<Item> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).with_context(|| format!("serialising a {entity}"))?;
+    item.insert(PK.into(), s(pk));
+    item.insert(SK.into(), s(sk));
+    item.insert(ENTITY.into(), s(entity));
+    Ok(item)
+}
+
+fn from_item<T: DeserializeOwned>(item: Item, entity: &'static str) -> Result<T> {
+    Ok(serde_dynamo::from_item(item).with_context(|| format!("reading a stored {entity}"))?)
+}
+
+fn key_of(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
+}
+
+fn attr_string(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// Cursors are our own: the sort-key attributes of the last item returned, base64url JSON.
+/// Decoding checks every attribute against the prefix the query allows, so a cursor can
+/// never reach outside the caller's partition.
+fn encode_cursor(item: &Item, attrs: &[&str]) -> Option<String> {
+    let mut map = BTreeMap::new();
+    for &a in attrs {
+        map.insert(a.to_string(), attr_string(item, a)?);
+    }
+    let json = serde_json::to_vec(&map).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(json))
+}
+
+fn decode_cursor(cursor: Option<&str>, allowed: &[(&str, &str)]) -> Result<Option<Item>> {
+    let Some(cursor) = cursor.filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        Error::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this listing gave out",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let map: BTreeMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+    if map.len() != allowed.len() {
+        return Err(invalid());
+    }
+    let mut item = Item::new();
+    for &(name, prefix) in allowed {
+        let value = map.get(name).ok_or_else(invalid)?;
+        if !value.starts_with(prefix) || value.len() > 400 {
+            return Err(invalid());
+        }
+        item.insert(name.to_string(), s(value.clone()));
+    }
+    Ok(Some(item))
+}
+
+/// How a listing reads its pages.
+struct Listing<'a> {
+    query: QueryFluentBuilder,
+    start: Option<Item>,
+    limit: usize,
+    filtered: bool,
+    cursor_attrs: &'a [&'a str],
+    what: &'static str,
+}
+
+impl DynamoStore {
+    /// Reads pages until `limit` items are collected, and returns a cursor that resumes right
+    /// after the last item returned (none when nothing is left).
+    async fn collect(&self, listing: Listing<'_>) -> Result<(Vec<Item>, Option<String>)> {
+        let limit = listing.limit.max(1);
+        let mut out = Vec::with_capacity(limit.min(1000));
+        let mut start = listing.start;
+        loop {
+            let want = if listing.filtered {
+                FILTERED_PAGE
+            } else {
+                i32::try_from(limit - out.len()).unwrap_or(i32::MAX)
+            };
+            let page = listing
+                .query
+                .clone()
+                .set_exclusive_start_key(start.take())
+                .limit(want)
+                .send()
+                .await
+                .map_err(sdk(listing.what))?;
+            let more_pages = page.last_evaluated_key().is_some();
+            let items = page.items.unwrap_or_default();
+            let count = items.len();
+            for (i, item) in items.into_iter().enumerate() {
+                out.push(item);
+                if out.len() == limit {
+                    let more = i + 1 < count || more_pages;
+                    let cursor = if more {
+                        out.last()
+                            .and_then(|last| encode_cursor(last, listing.cursor_attrs))
+                    } else {
+                        None
+                    };
+                    return Ok((out, cursor));
+                }
+            }
+            match page.last_evaluated_key {
+                Some(lek) => start = Some(lek),
+                None => return Ok((out, None)),
+            }
+        }
+    }
+
+    /// Runs a transaction, retrying with backoff while DynamoDB cancels it only for conflicts
+    /// with other transactions. Returns the cancellation reason codes, if it was cancelled.
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        what: &'static str,
+    ) -> Result<Option<Vec<String>>> {
+        let mut delay = Duration::from_millis(5);
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(None),
+                Err(err) => err,
+            };
+            let codes = match &err {
+                SdkError::ServiceError(service) => match service.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => Some(
+                        c.cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None").to_string())
+                            .collect::<Vec<_>>(),
+                    ),
+                    TransactWriteItemsError::TransactionInProgressException(_)
+                    | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+                    | TransactWriteItemsError::RequestLimitExceeded(_)
+                    | TransactWriteItemsError::ThrottlingException(_) => Some(Vec::new()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(codes) = codes else {
+                return Err(sdk(what)(err));
+            };
+            let decisive = codes
+                .iter()
+                .any(|c| c != "None" && c != "TransactionConflict" && c != "ThrottlingError");
+            if decisive {
+                return Ok(Some(codes));
+            }
+            if attempt == CONFLICT_ATTEMPTS {
+                break;
+            }
+            // Full jitter keeps racing writers from retrying in lockstep.
+            let jitter = u64::from(random_u16()) % (delay.as_millis() as u64 + 1);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+        Err(Error::Conflict {
+            code: "write_conflict",
+            message: "too many concurrent changes to the same items; try again".into(),
+        })
+    }
+
+    fn pool_key(&self, org: &OrgId, pool_id: &PoolId) -> Item {
+        key_of(schema::org_pk(org), schema::pool_sk(pool_id))
+    }
+
+    /// The pool-count update that rides along with a batch of key writes.
+    fn count_keys(&self, org: &OrgId, pool_id: &PoolId, delta: i64) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(org, pool_id)))
+            .update_expression("ADD total_keys :d")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":d", n(delta))
+            .build()
+            .context("building the pool count update")?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    fn key_item(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        key: &NewKey,
+        now: Timestamp,
+    ) -> Result<Item> {
+        let record = KeyRecord {
+            key: key.key.clone(),
+            org: org.clone(),
+            pool_id: *pool_id,
+            status: KeyStatus::Available,
+            source: key.source,
+            created_at: now,
+            redeemed_by: None,
+            redeemed_at: None,
+            assignment_id: None,
+        };
+        let mut item = to_item(
+            &record,
+            schema::key_pk(&key.key),
+            schema::KEY_SK.into(),
+            "key",
+        )?;
+        item.insert(GSI1PK.into(), s(schema::pool_keys_pk(pool_id)));
+        item.insert(
+            GSI1SK.into(),
+            s(schema::key_by_status_sk(KeyStatus::Available, &key.key)),
+        );
+        Ok(item)
+    }
+
+    async fn get(&self, table: &str, key: Item, what: &'static str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk(what))?;
+        Ok(out.item)
+    }
+
+    async fn put_new(&self, table: &str, item: Item, what: &'static str) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(sdk(what))?;
+        Ok(())
+    }
+}
+
+fn random_u16() -> u16 {
+    let mut b = [0u8; 2];
+    // Jitter only; a failing entropy source just means no jitter.
+    let _ = getrandom::fill(&mut b);
+    u16::from_le_bytes(b)
+}
+
+fn pool_id_value(id: &PoolId) -> Result<AttributeValue> {
+    Ok(serde_dynamo::to_attribute_value(id).context("serialising a pool id")?)
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_course(&self, course: &Course) -> Result<()> {
+        let mut item = to_item(
+            course,
+            schema::org_pk(&course.org),
+            schema::course_sk(&course.course_id),
+            "course",
+        )?;
+        item.insert("title_lower".into(), s(course.title.to_lowercase()));
+        self.put_new(&self.tables.main, item, "creating a course")
+            .await
+    }
+
+    async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>> {
+        let key = key_of(schema::org_pk(org), schema::course_sk(id));
+        self.get(&self.tables.main, key, "reading a course")
+            .await?
+            .map(|item| from_item(item, "course"))
+            .transpose()
+    }
+
+    async fn list_courses(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Course>> {
+        let start = decode_cursor(cursor, &[(SK, schema::COURSE_SK_PREFIX)])?.map(|mut k| {
+            k.insert(PK.into(), s(schema::org_pk(org)));
+            k
+        });
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(schema::org_pk(org)))
+            .expression_attribute_values(":prefix", s(schema::COURSE_SK_PREFIX))
+            .scan_index_forward(false);
+        if let Some(q) = search {
+            query = query
+                .filter_expression("contains(title_lower, :q)")
+                .expression_attribute_values(":q", s(q));
+        }
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: search.is_some(),
+                cursor_attrs: &[SK],
+                what: "listing courses",
+            })
+            .await?;
+        Ok(Page {
+            items: items
+                .into_iter()
+                .map(|i| from_item(i, "course"))
+                .collect::<Result<_>>()?,
+            next_cursor,
+        })
+    }
+
+    async fn put_pool(&self, pool: &Pool) -> Result<()> {
+        let mut item = to_item(
+            pool,
+            schema::org_pk(&pool.org),
+            schema::pool_sk(&pool.pool_id),
+            "pool",
+        )?;
+        item.insert("name_lower".into(), s(pool.name.to_lowercase()));
+        self.put_new(&self.tables.main, item, "creating a pool")
+            .await
+    }
+
+    async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
+        self.get(&self.tables.main, self.pool_key(org, id), "reading a pool")
+            .await?
+            .map(|item| from_item(item, "pool"))
+            .transpose()
+    }
+
+    async fn list_pools(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Pool>> {
+        let start = decode_cursor(cursor, &[(SK, schema::POOL_SK_PREFIX)])?.map(|mut k| {
+            k.insert(PK.into(), s(schema::org_pk(org)));
+            k
+        });
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(schema::org_pk(org)))
+            .expression_attribute_values(":prefix", s(schema::POOL_SK_PREFIX))
+            .scan_index_forward(false);
+        if let Some(q) = search {
+            query = query
+                .filter_expression("contains(name_lower, :q)")
+                .expression_attribute_values(":q", s(q));
+        }
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: search.is_some(),
+                cursor_attrs: &[SK],
+                what: "listing pools",
+            })
+            .await?;
+        Ok(Page {
+            items: items
+                .into_iter()
+                .map(|i| from_item(i, "pool"))
+                .collect::<Result<_>>()?,
+            next_cursor,
+        })
+    }
+
+    async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(&pool.org, &pool.pool_id)))
+            .update_expression(
+                "SET #name = :name, name_lower = :lower, starts_at = :starts, expires_at = :expires, \
+                 content_availability_days = :days, deactivated = :deactivated, \
+                 version = :version, updated_at = :updated",
+            )
+            .condition_expression("attribute_exists(PK) AND version = :expected")
+            .expression_attribute_names("#name", "name")
+            .expression_attribute_values(":name", s(&pool.name))
+            .expression_attribute_values(":lower", s(pool.name.to_lowercase()))
+            .expression_attribute_values(":starts", ts(&pool.starts_at))
+            .expression_attribute_values(":expires", ts(&pool.expires_at))
+            .expression_attribute_values(":days", n(pool.content_availability_days))
+            .expression_attribute_values(":deactivated", AttributeValue::Bool(pool.deactivated))
+            .expression_attribute_values(":version", n(pool.version))
+            .expression_attribute_values(":updated", ts(&pool.updated_at))
+            .expression_attribute_values(":expected", n(expected_version))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("updating a pool")(e)),
+        }
+    }
+
+    async fn insert_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[NewKey],
+        now: Timestamp,
+    ) -> Result<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
+        for chunk in keys.chunks(KEYS_PER_TRANSACTION) {
+            let mut pending: Vec<&NewKey> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let mut items = Vec::with_capacity(pending.len() + 1);
+                for key in &pending {
+                    let put = Put::builder()
+                        .table_name(&self.tables.main)
+                        .set_item(Some(self.key_item(org, pool_id, key, now)?))
+                        .condition_expression("attribute_not_exists(PK)")
+                        .build()
+                        .context("building a key put")?;
+                    items.push(TransactWriteItem::builder().put(put).build());
+                }
+                items.push(self.count_keys(org, pool_id, pending.len() as i64)?);
+                match self.transact(items, "adding keys").await? {
+                    None => {
+                        outcome
+                            .inserted
+                            .extend(pending.iter().map(|k| k.key.clone()));
+                        pending.clear();
+                    }
+                    Some(codes) => {
+                        if codes.last().is_some_and(|c| c == "ConditionalCheckFailed") {
+                            return Err(Error::NotFound("pool"));
+                        }
+                        let before = pending.len();
+                        let mut i = 0;
+                        pending.retain(|key| {
+                            let taken = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                            i += 1;
+                            if taken {
+                                outcome.taken.push(key.key.clone());
+                            }
+                            !taken
+                        });
+                        if pending.len() == before {
+                            return Err(anyhow::anyhow!(
+                                "adding keys was cancelled without a reason: {codes:?}"
+                            )
+                            .into());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>> {
+        let mut found = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    chunk
+                        .iter()
+                        .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
+                        .collect(),
+                ))
+                .projection_expression("PK")
+                .consistent_read(true)
+                .build()
+                .context("building a key look-up")?;
+            let mut pending = Some(HashMap::from([(self.tables.main.clone(), request)]));
+            let mut delay = Duration::from_millis(10);
+            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(sdk("looking keys up"))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.tables.main)
+                    .unwrap_or_default()
+                {
+                    if let Some(pk) = attr_string(&item, PK) {
+                        let text = pk.trim_start_matches(schema::KEY_PK_PREFIX);
+                        if let Ok(key) = KeyCode::parse(text) {
+                            found.push(key);
+                        }
+                    }
+                }
+                pending = out.unprocessed_keys;
+                if pending.as_ref().is_some_and(|p| !p.is_empty()) {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(1000));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn remove_key(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        key: &KeyCode,
+    ) -> Result<Result<(), RemoveConflict>> {
+        let delete = Delete::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
+            .condition_expression(
+                "attribute_exists(PK) AND pool_id = :pool AND #status = :available",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pool", pool_id_value(pool_id)?)
+            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
+            .build()
+            .context("building a key delete")?;
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.count_keys(org, pool_id, -1)?,
+        ];
+        match self.transact(items, "removing a key").await? {
+            None => Ok(Ok(())),
+            Some(_) => match self.get_key(key).await? {
+                Some(record) if record.pool_id == *pool_id && record.org == *org => {
+                    if record.status == KeyStatus::Redeemed {
+                        Ok(Err(RemoveConflict::Redeemed))
+                    } else {
+                        Err(anyhow::anyhow!("removing an available key was cancelled").into())
+                    }
+                }
+                _ => Ok(Err(RemoveConflict::NotFound)),
+            },
+        }
+    }
+
+    async fn remove_available_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[KeyCode],
+    ) -> Result<()> {
+        for key in keys {
+            // One by one: rare (an undo after a lost race), and each stays exact.
+            if let Err(conflict) = self.remove_key(org, pool_id, key).await? {
+                tracing::warn!(?conflict, "a key to undo was already changed");
+            }
+        }
+        Ok(())
+    }
+
+    async fn get_key(&self, key: &KeyCode) -> Result<Option<KeyRecord>> {
+        self.get(
+            &self.tables.main,
+            key_of(schema::key_pk(key), schema::KEY_SK),
+            "reading a key",
+        )
+        .await?
+        .map(|item| from_item(item, "key"))
+        .transpose()
+    }
+
+    async fn list_keys(
+        &self,
+        pool_id: &PoolId,
+        status: Option<KeyStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<KeyRecord>> {
+        let prefix = schema::key_by_status_prefix(status);
+        let start = decode_cursor(
+            cursor,
+            &[(GSI1SK, prefix.as_str()), (PK, schema::KEY_PK_PREFIX)],
+        )?
+        .map(|mut k| {
+            k.insert(GSI1PK.into(), s(schema::pool_keys_pk(pool_id)));
+            k.insert(SK.into(), s(schema::KEY_SK));
+            k
+        });
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .index_name(schema::GSI1)
+            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
+            .expression_attribute_values(":pk", s(schema::pool_keys_pk(pool_id)))
+            .expression_attribute_values(":prefix", s(prefix.clone()));
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: false,
+                cursor_attrs: &[GSI1SK, PK],
+                what: "listing keys",
+            })
+            .await?;
+        Ok(Page {
+            items: items
+                .into_iter()
+                .map(|i| from_item(i, "key"))
+                .collect::<Result<_>>()?,
+            next_cursor,
+        })
+    }
+
+    async fn pool_assignment_of(
+        &self,
+        pool_id: &PoolId,
+        learner: &UserId,
+    ) -> Result<Option<AssignmentId>> {
+        let item = self
+            .get(
+                &self.tables.main,
+                key_of(schema::guard_pk(pool_id), schema::guard_sk(learner)),
+                "reading a learner's pool guard",
+            )
+            .await?;
+        Ok(item
+            .and_then(|i| attr_string(&i, "assignment_id"))
+            .and_then(|id| AssignmentId::parse(&id)))
+    }
+
+    async fn redeem(
+        &self,
+        assignment: &Assignment,
+        now: Timestamp,
+    ) -> Result<Result<(), RedeemConflict>> {
+        let a = assignment;
+        let key_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(schema::key_pk(&a.key), schema::KEY_SK)))
+            .update_expression(
+                "SET #status = :redeemed, redeemed_by = :learner, redeemed_at = :now, \
+                 assignment_id = :assignment, GSI1SK = :gsk",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND #status = :available AND pool_id = :pool",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":redeemed", s(KeyStatus::Redeemed.as_str()))
+            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
+            .expression_attribute_values(":learner", s(a.learner.as_str()))
+            .expression_attribute_values(":now", ts(&now))
+            .expression_attribute_values(":assignment", s(a.assignment_id.to_string()))
+            .expression_attribute_values(":pool", pool_id_value(&a.pool_id)?)
+            .expression_attribute_values(
+                ":gsk",
+                s(schema::key_by_status_sk(KeyStatus::Redeemed, &a.key)),
+            )
+            .build()
+            .context("building the key update")?;
+        let pool_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
+            .update_expression("ADD redeemed_count :one")
+            .condition_expression(
+                "attribute_exists(PK) AND deactivated = :false AND starts_at <= :now AND expires_at > :now",
+            )
+            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":false", AttributeValue::Bool(false))
+            .expression_attribute_values(":now", ts(&now))
+            .build()
+            .context("building the pool update")?;
+        let assignment_put = Put::builder()
+            .table_name(&self.tables.assignments)
+            .set_item(Some(to_item(
+                a,
+                schema::user_pk(&a.learner),
+                schema::assignment_sk(&a.assignment_id),
+                "assignment",
+            )?))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the assignment put")?;
+        let mut guard = key_of(schema::guard_pk(&a.pool_id), schema::guard_sk(&a.learner));
+        guard.insert(ENTITY.into(), s("guard"));
+        guard.insert("assignment_id".into(), s(a.assignment_id.to_string()));
+        let guard_put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(guard))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the guard put")?;
+        let items = vec![
+            TransactWriteItem::builder().update(key_update).build(),
+            TransactWriteItem::builder().update(pool_update).build(),
+            TransactWriteItem::builder().put(assignment_put).build(),
+            TransactWriteItem::builder().put(guard_put).build(),
+        ];
+        let Some(codes) = self.transact(items, "redeeming a key").await? else {
+            return Ok(Ok(()));
+        };
+        let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+        if failed(0) {
+            Ok(Err(RedeemConflict::KeyNotAvailable))
+        } else if failed(1) {
+            Ok(Err(RedeemConflict::PoolNotActive))
+        } else if failed(3) {
+            Ok(Err(RedeemConflict::LearnerHoldsAssignment))
+        } else {
+            Err(anyhow::anyhow!("redemption cancelled for an unexpected reason: {codes:?}").into())
+        }
+    }
+
+    async fn get_assignment(
+        &self,
+        learner: &UserId,
+        id: &AssignmentId,
+    ) -> Result<Option<Assignment>> {
+        self.get(
+            &self.tables.assignments,
+            key_of(schema::user_pk(learner), schema::assignment_sk(id)),
+            "reading an assignment",
+        )
+        .await?
+        .map(|item| from_item(item, "assignment"))
+        .transpose()
+    }
+
+    async fn list_assignments(
+        &self,
+        learner: &UserId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Assignment>> {
+        let start = decode_cursor(cursor, &[(SK, schema::ASSIGNMENT_SK_PREFIX)])?.map(|mut k| {
+            k.insert(PK.into(), s(schema::user_pk(learner)));
+            k
+        });
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.assignments)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(schema::user_pk(learner)))
+            .expression_attribute_values(":prefix", s(schema::ASSIGNMENT_SK_PREFIX))
+            .scan_index_forward(false);
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: false,
+                cursor_attrs: &[SK],
+                what: "listing assignments",
+            })
+            .await?;
+        Ok(Page {
+            items: items
+                .into_iter()
+                .map(|i| from_item(i, "assignment"))
+                .collect::<Result<_>>()?,
+            next_cursor,
+        })
+    }
+
+    async fn record_launch(
+        &self,
+        learner: &UserId,
+        id: &AssignmentId,
+        now: Timestamp,
+    ) -> Result<Option<Assignment>> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.assignments)
+            .set_key(Some(key_of(
+                schema::user_pk(learner),
+                schema::assignment_sk(id),
+            )))
+            .update_expression("SET last_launched_at = :now ADD launch_count :one")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":now", ts(&now))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        match result {
+            Ok(out) => out
+                .attributes
+                .map(|item| from_item(item, "assignment"))
+                .transpose(),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(sdk("recording a launch")(e)),
+        }
+    }
+
+    async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64> {
+        let item = self
+            .client
+            .get_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::attempts_pk(learner),
+                schema::attempts_sk(window),
+            )))
+            .projection_expression("attempts")
+            .send()
+            .await
+            .map_err(sdk("reading failed attempts"))?
+            .item;
+        Ok(item
+            .and_then(|i| match i.get("attempts") {
+                Some(AttributeValue::N(v)) => v.parse().ok(),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+
+    async fn add_failed_attempt(
+        &self,
+        learner: &UserId,
+        window: &str,
+        expires_at: Timestamp,
+    ) -> Result<u64> {
+        let out = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::attempts_pk(learner),
+                schema::attempts_sk(window),
+            )))
+            .update_expression("SET #entity = :entity, #ttl = :ttl ADD attempts :one")
+            .expression_attribute_names("#entity", ENTITY)
+            .expression_attribute_names("#ttl", schema::TTL)
+            .expression_attribute_values(":entity", s("failed_attempts"))
+            .expression_attribute_values(":ttl", n(expires_at.timestamp()))
+            .expression_attribute_values(":one", n(1))
+            .return_values(ReturnValue::UpdatedNew)
+            .send()
+            .await
+            .map_err(sdk("counting a failed attempt"))?;
+        Ok(out
+            .attributes
+            .and_then(|a| match a.get("attempts") {
+                Some(AttributeValue::N(v)) => v.parse().ok(),
+                _ => None,
+            })
+            .unwrap_or(0))
+    }
+}

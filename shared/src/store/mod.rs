@@ -1,0 +1,163 @@
+//! The store: one narrow, domain-shaped trait, implemented over DynamoDB.
+
+pub mod dynamo;
+
+use async_trait::async_trait;
+
+use crate::error::Result;
+use crate::identity::{OrgId, UserId};
+use crate::inventory::{KeyRecord, KeyStatus, NewKey};
+use crate::keys::KeyCode;
+use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
+use crate::redemption::Assignment;
+use crate::time::Timestamp;
+
+pub use dynamo::DynamoStore;
+
+/// One page of a listing, with the opaque cursor of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a batch insert of keys did.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct InsertOutcome {
+    /// Keys written, counted in the pool's `total_keys`.
+    pub inserted: Vec<KeyCode>,
+    /// Keys not written because they exist already, in this pool or any other.
+    pub taken: Vec<KeyCode>,
+}
+
+/// Why the redemption transaction was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedeemConflict {
+    /// The key is no longer available (someone redeemed or removed it).
+    KeyNotAvailable,
+    /// The pool is outside its window, deactivated, or gone.
+    PoolNotActive,
+    /// The learner already holds an assignment from this pool.
+    LearnerHoldsAssignment,
+}
+
+/// Why a key could not be removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoveConflict {
+    /// No such key in this pool.
+    NotFound,
+    /// The key was redeemed.
+    Redeemed,
+}
+
+/// Everything KeyPool keeps, in the language of the domain.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Stores a new course.
+    async fn put_course(&self, course: &Course) -> Result<()>;
+    /// Reads a course of the organization.
+    async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>>;
+    /// A page of the organization's courses whose lower-cased title contains `search`.
+    async fn list_courses(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Course>>;
+
+    /// Stores a new pool.
+    async fn put_pool(&self, pool: &Pool) -> Result<()>;
+    /// Reads a pool of the organization, with its counts (strongly consistent).
+    async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>>;
+    /// A page of the organization's pools whose lower-cased name contains `search`.
+    async fn list_pools(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Pool>>;
+    /// Writes a pool's settings (not its counts) if its version is still `expected_version`.
+    async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool>;
+
+    /// Inserts keys into a pool, each only if it exists nowhere yet, counting them in the pool
+    /// in the same atomic writes. Fails with not-found when the pool is gone.
+    async fn insert_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[NewKey],
+        now: Timestamp,
+    ) -> Result<InsertOutcome>;
+    /// Which of these keys exist already, anywhere.
+    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>>;
+    /// Removes available keys of a pool and uncounts them, atomically per key batch.
+    async fn remove_key(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        key: &KeyCode,
+    ) -> Result<Result<(), RemoveConflict>>;
+    /// Removes keys this pool just got (to undo a failed all-or-nothing paste).
+    async fn remove_available_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[KeyCode],
+    ) -> Result<()>;
+    /// Reads one key wherever it is (strongly consistent).
+    async fn get_key(&self, key: &KeyCode) -> Result<Option<KeyRecord>>;
+    /// A page of a pool's keys, optionally of one status.
+    async fn list_keys(
+        &self,
+        pool_id: &PoolId,
+        status: Option<KeyStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<KeyRecord>>;
+
+    /// The assignment a learner already got from a pool, if any.
+    async fn pool_assignment_of(
+        &self,
+        pool_id: &PoolId,
+        learner: &UserId,
+    ) -> Result<Option<AssignmentId>>;
+    /// The redemption, as one transaction across both tables: the key becomes redeemed, the
+    /// pool counts it (only while active), the assignment and the learner's pool guard appear.
+    async fn redeem(
+        &self,
+        assignment: &Assignment,
+        now: Timestamp,
+    ) -> Result<Result<(), RedeemConflict>>;
+    /// Reads one of the learner's assignments.
+    async fn get_assignment(
+        &self,
+        learner: &UserId,
+        id: &AssignmentId,
+    ) -> Result<Option<Assignment>>;
+    /// A page of the learner's assignments, newest first.
+    async fn list_assignments(
+        &self,
+        learner: &UserId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Assignment>>;
+    /// Counts a launch of a valid assignment; `None` when it does not exist.
+    async fn record_launch(
+        &self,
+        learner: &UserId,
+        id: &AssignmentId,
+        now: Timestamp,
+    ) -> Result<Option<Assignment>>;
+
+    /// Failed redemption attempts of a learner in a throttling window.
+    async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64>;
+    /// Counts one more failed attempt and returns the new count.
+    async fn add_failed_attempt(
+        &self,
+        learner: &UserId,
+        window: &str,
+        expires_at: Timestamp,
+    ) -> Result<u64>;
+}
