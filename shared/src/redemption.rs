@@ -60,8 +60,10 @@ fn throttle_window(now: Timestamp) -> (String, Timestamp) {
     (start.to_string(), end)
 }
 
+/// Whole seconds until `end`, rounded up so that a client waiting that long is let in.
 fn retry_after(now: Timestamp, end: Timestamp) -> u64 {
-    (end - now).num_seconds().max(1) as u64
+    let millis = (end - now).num_milliseconds().max(1) as u64;
+    millis.div_ceil(1000)
 }
 
 /// Redeems a typed key for a learner, exactly once whatever the concurrency.
@@ -203,5 +205,17 @@ mod tests {
         assert_eq!(retry_after(now, end), 1);
         let (w2, _) = throttle_window(end);
         assert_ne!(w, w2);
+        // Rounded up: waiting the advertised time always reaches the next window.
+        let just_after = now + chrono::Duration::milliseconds(1);
+        assert_eq!(retry_after(just_after, end), 1);
+        let mid = time::parse("2026-01-01T00:00:00.500Z").unwrap();
+        let (w3, end3) = throttle_window(mid);
+        assert_eq!(w3, w);
+        let wait = retry_after(mid, end3);
+        assert_eq!(wait, 900);
+        assert_ne!(
+            throttle_window(mid + chrono::Duration::seconds(wait as i64)).0,
+            w3
+        );
     }
 }
