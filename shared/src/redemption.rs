@@ -75,12 +75,17 @@ pub async fn redeem(
     now: Timestamp,
 ) -> Result<Redeemed> {
     let (window, window_end) = throttle_window(now);
-    if store.failed_attempts(learner, &window).await? >= MAX_FAILED_ATTEMPTS {
+    // Independent reads go out together: on DynamoDB this halves the latency.
+    let (failed, found) = tokio::try_join!(
+        store.failed_attempts(learner, &window),
+        find_key(store, typed)
+    )?;
+    if failed >= MAX_FAILED_ATTEMPTS {
         return Err(Error::Throttled {
             retry_after_secs: retry_after(now, window_end),
         });
     }
-    let Some(mut record) = find_key(store, typed).await? else {
+    let Some(mut record) = found else {
         let expiry = window_end + chrono::Duration::seconds(THROTTLE_WINDOW_SECS);
         store.add_failed_attempt(learner, &window, expiry).await?;
         return Err(Error::InvalidKey);
@@ -90,12 +95,13 @@ pub async fn redeem(
         if record.status == KeyStatus::Redeemed {
             return existing_for(store, learner, &record).await;
         }
-        let pool = store
-            .get_pool(&record.org, &record.pool_id)
-            .await?
-            .ok_or(Error::InvalidKey)?;
+        let (pool, held) = tokio::try_join!(
+            store.get_pool(&record.org, &record.pool_id),
+            store.pool_assignment_of(&record.pool_id, learner)
+        )?;
+        let pool = pool.ok_or(Error::InvalidKey)?;
         pool.check_active(now)?;
-        if let Some(id) = store.pool_assignment_of(&pool.pool_id, learner).await? {
+        if let Some(id) = held {
             return load(store, learner, &id).await.map(Redeemed::Existing);
         }
         let assignment = Assignment {

@@ -185,7 +185,11 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    tracing::info!("KeyPool listening on http://{addr} ({store_name})");
+    // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
+    println!(
+        "KeyPool listening on http://{} ({store_name})",
+        listener.local_addr()?
+    );
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
