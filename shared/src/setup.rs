@@ -5,8 +5,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
-use crate::http::{AppState, Authenticator};
-use crate::identity::TokenAuthority;
+use crate::http::{AppState, Authenticator, ClaimNames};
 use crate::schema::Tables;
 use crate::store::DynamoStore;
 use crate::time::SystemClock;
@@ -34,19 +33,15 @@ pub async fn client_from_env() -> Client {
     Client::new(&config)
 }
 
-/// Builds a function's state from its environment, failing fast with the missing variable.
-pub async fn state_from_env() -> anyhow::Result<AppState> {
+/// Builds a Lambda function's state from its environment, failing fast with the missing
+/// variable: tables from `MAIN_TABLE` and `ASSIGNMENTS_TABLE`, identity from API Gateway's
+/// JWT authorizer (claim names from `ORG_CLAIM` and `ROLE_CLAIM`).
+pub async fn lambda_state() -> anyhow::Result<AppState> {
     let tables = Tables::from_env()?;
-    let secret = std::env::var("TOKEN_SECRET")
-        .map_err(|_| anyhow::anyhow!("environment variable TOKEN_SECRET is not set"))?;
-    anyhow::ensure!(
-        secret.len() >= 32,
-        "TOKEN_SECRET must have at least 32 characters"
-    );
     let store = DynamoStore::new(client_from_env().await, tables);
     Ok(AppState {
         store: Arc::new(store),
-        auth: Arc::new(Authenticator::Local(TokenAuthority::new(secret.as_bytes()))),
+        auth: Arc::new(Authenticator::ApiGateway(ClaimNames::from_env())),
         clock: Arc::new(SystemClock),
     })
 }

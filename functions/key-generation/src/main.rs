@@ -6,6 +6,6 @@ use keypool::http::{key_generation_routes, service};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     // Clients and configuration are built once per execution environment, not per request.
-    let state = keypool::setup::state_from_env().await?;
+    let state = keypool::setup::lambda_state().await?;
     lambda_http::run(service(key_generation_routes(), state)).await
 }

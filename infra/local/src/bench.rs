@@ -84,7 +84,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let authority = TokenAuthority::new(&[42u8; 32]);
     let state = AppState {
         store: store.clone(),
-        auth: Arc::new(Authenticator::Local(authority.clone())),
+        auth: Arc::new(Authenticator::Local(Box::new(authority.clone()))),
         clock: Arc::new(SystemClock),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

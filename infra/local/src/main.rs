@@ -179,7 +179,7 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         .context("creating the tables")?;
     let state = AppState {
         store: Arc::new(DynamoStore::new(client, tables)),
-        auth: Arc::new(Authenticator::Local(TokenAuthority::new(&secret))),
+        auth: Arc::new(Authenticator::Local(Box::new(TokenAuthority::new(&secret)))),
         clock: Arc::new(SystemClock),
     };
     let listener = tokio::net::TcpListener::bind(addr)

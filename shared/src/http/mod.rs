@@ -29,7 +29,57 @@ pub const MAX_PAGE: usize = 1000;
 #[derive(Debug, Clone)]
 pub enum Authenticator {
     /// Bearer tokens signed by the local server's secret.
-    Local(TokenAuthority),
+    Local(Box<TokenAuthority>),
+    /// Claims that API Gateway's JWT authorizer verified, read from the request context.
+    ApiGateway(ClaimNames),
+}
+
+/// Which JWT claims carry the organization and the role (Cognito, for one, prefixes custom
+/// attributes with `custom:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimNames {
+    pub org: String,
+    pub role: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            org: "org".into(),
+            role: "role".into(),
+        }
+    }
+}
+
+impl ClaimNames {
+    /// `ORG_CLAIM` and `ROLE_CLAIM`, defaulting to `org` and `role`.
+    pub fn from_env() -> Self {
+        let default = Self::default();
+        Self {
+            org: std::env::var("ORG_CLAIM").unwrap_or(default.org),
+            role: std::env::var("ROLE_CLAIM").unwrap_or(default.role),
+        }
+    }
+}
+
+/// The principal from an API Gateway HTTP API request's JWT authorizer claims. API Gateway has
+/// verified the token; a request without claims never passed an authorizer and is refused.
+fn principal_from_context(parts: &Parts, names: &ClaimNames) -> Result<Principal, Error> {
+    use lambda_http::request::RequestContext;
+    let claims = match parts.extensions.get::<RequestContext>() {
+        Some(RequestContext::ApiGatewayV2(ctx)) => ctx
+            .authorizer
+            .as_ref()
+            .and_then(|a| a.jwt.as_ref())
+            .map(|jwt| &jwt.claims),
+        _ => None,
+    }
+    .ok_or_else(|| Error::Unauthenticated("the request carries no verified token".into()))?;
+    let claim = |name: &str| claims.get(name).map(String::as_str);
+    let sub = claim("sub").ok_or_else(|| Error::Unauthenticated("the token has no sub".into()))?;
+    let role = claim(&names.role)
+        .ok_or_else(|| Error::Unauthenticated(format!("the token has no {} claim", names.role)))?;
+    crate::identity::principal_from_claims(sub, claim(&names.org), role)
 }
 
 /// What every handler shares: built once per process.
@@ -44,6 +94,10 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let authority = match state.auth.as_ref() {
+            Authenticator::ApiGateway(names) => return principal_from_context(parts, names),
+            Authenticator::Local(authority) => authority,
+        };
         let header = parts
             .headers
             .get(AUTHORIZATION)
@@ -58,9 +112,7 @@ impl FromRequestParts<AppState> for Principal {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthenticated("send Authorization: Bearer <token>".into()))?;
-        match state.auth.as_ref() {
-            Authenticator::Local(authority) => authority.verify(token),
-        }
+        authority.verify(token)
     }
 }
 
