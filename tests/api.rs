@@ -1063,16 +1063,17 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     );
 }
 
-/// 200 keys, 32 learners racing for each at once: one winner per key, every loser 409, and
+/// 200 keys (20 on moto), 32 learners racing for each at once: one winner per key, every loser 409, and
 /// the counts and records agree afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn race_many_learners_for_each_key() {
-    const KEYS: usize = 200;
     const LEARNERS: usize = 32;
     let w = Arc::new(World::new().await);
+    // moto answers one request at a time, in Python: the same race on fewer keys.
+    let keys_to_race = if w.is_moto() { 20 } else { 200 };
     let (_, pool_id) = w.pool("acme", 30).await;
-    let keys = w.generate("acme", &pool_id, KEYS).await;
-    let tokens: Vec<Vec<String>> = (0..KEYS)
+    let keys = w.generate("acme", &pool_id, keys_to_race).await;
+    let tokens: Vec<Vec<String>> = (0..keys_to_race)
         .map(|k| {
             (0..LEARNERS)
                 .map(|l| w.learner(&format!("k{k}-l{l}")))
@@ -1130,12 +1131,10 @@ async fn race_many_learners_for_each_key() {
             winners.push((key, won[0].1.body["assignment_id"].clone()));
         }
     }
-    assert_eq!(
-        pool_counts(&w, "acme", &pool_id).await,
-        (KEYS as u64, KEYS as u64, 0)
-    );
+    let n = keys_to_race as u64;
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (n, n, 0));
     let redeemed = all_keys(&w, "acme", &pool_id, Some("redeemed")).await;
-    assert_eq!(redeemed.len(), KEYS);
+    assert_eq!(redeemed.len(), keys_to_race);
     for (key, assignment_id) in &winners {
         let record = redeemed.iter().find(|k| &k["key"] == key).unwrap();
         assert_eq!(&record["assignment_id"], assignment_id);

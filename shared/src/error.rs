@@ -63,6 +63,9 @@ pub enum Error {
     /// Too many failed attempts; retry after the given number of seconds.
     #[error("too many failed attempts")]
     Throttled { retry_after_secs: u64 },
+    /// A route whose function is deployed but whose feature is not built yet.
+    #[error("{0} is not available yet")]
+    NotImplemented(&'static str),
     /// Anything unexpected; logged with context, never shown to clients.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),

@@ -154,13 +154,30 @@ pub struct PoolPatch {
 }
 
 fn parse_text(text: &str, max: usize, what: &str) -> Result<String, String> {
+    parse_text_allowing(text, max, what, &[])
+}
+
+/// Like `parse_text`, for prose: line breaks and tabs are kept.
+fn parse_prose(text: &str, max: usize, what: &str) -> Result<String, String> {
+    parse_text_allowing(text, max, what, &['\n', '\r', '\t'])
+}
+
+fn parse_text_allowing(
+    text: &str,
+    max: usize,
+    what: &str,
+    allowed: &[char],
+) -> Result<String, String> {
     let trimmed = text.trim();
     let chars = trimmed.chars().count();
     if chars == 0 {
         Err(format!("{what} must not be empty"))
     } else if chars > max {
         Err(format!("{what} has at most {max} characters"))
-    } else if trimmed.chars().any(char::is_control) {
+    } else if trimmed
+        .chars()
+        .any(|c| c.is_control() && !allowed.contains(&c))
+    {
         Err(format!("{what} must not contain control characters"))
     } else {
         Ok(trimmed.to_string())
@@ -207,7 +224,7 @@ pub async fn create_course(
         None | Some("") => None,
         Some(d) => v.check(
             "description",
-            parse_text(d, MAX_DESCRIPTION_CHARS, "description"),
+            parse_prose(d, MAX_DESCRIPTION_CHARS, "description"),
         ),
     };
     v.finish()?;
@@ -419,6 +436,9 @@ mod tests {
         assert!(parse_text("  ", 10, "name").is_err());
         assert!(parse_text("a\u{7}b", 10, "name").is_err());
         assert_eq!(parse_text(" ab ", 10, "name").unwrap(), "ab");
+        assert!(parse_text("a\nb", 10, "name").is_err());
+        assert_eq!(parse_prose("a\nb\tc", 10, "d").unwrap(), "a\nb\tc");
+        assert!(parse_prose("a\u{7}b", 10, "d").is_err());
         assert!(parse_text(&"é".repeat(11), 10, "name").is_err());
         assert!(parse_days(0).is_err());
         assert!(parse_days(181).is_err());

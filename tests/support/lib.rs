@@ -19,6 +19,7 @@ use tower::ServiceExt;
 /// One test's private world.
 pub struct World {
     pub store: Arc<DynamoStore>,
+    pub tables: Tables,
     pub clock: ManualClock,
     pub authority: TokenAuthority,
     pub app: Router,
@@ -42,15 +43,27 @@ impl Reply {
 }
 
 impl World {
-    /// A new world over a new in-memory engine.
+    /// A new world: a new in-memory embedded engine, or, when `KEYPOOL_TEST_ENGINE=moto`,
+    /// fresh tables on the shared single-threaded moto server.
     pub async fn new() -> Self {
+        // Errors the service logs show up in a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("warn")
+            .try_init();
         let engine = EmbeddedEngine::memory().expect("engine starts");
-        let client = keypool::setup::local_client(engine.endpoint());
-        let tables = Tables::default();
+        let (client, tables) = match std::env::var("KEYPOOL_TEST_ENGINE").as_deref() {
+            Ok("moto") => (moto::client(), moto::fresh_tables()),
+            Ok("dynoxide") | Err(_) => (
+                keypool::setup::local_client(engine.endpoint()),
+                Tables::default(),
+            ),
+            Ok(other) => panic!("unknown KEYPOOL_TEST_ENGINE {other:?}: use dynoxide or moto"),
+        };
         schema::ensure_tables(&client, &tables)
             .await
             .expect("tables are created");
-        let store = Arc::new(DynamoStore::new(client, tables));
+        let store = Arc::new(DynamoStore::new(client, tables.clone()));
         let clock = ManualClock::new(chrono::Utc::now());
         let authority = TokenAuthority::new(b"test-secret-test-secret-test-secret!");
         let state = AppState {
@@ -60,6 +73,7 @@ impl World {
         };
         Self {
             store,
+            tables,
             clock,
             authority,
             app: app(state),
@@ -67,9 +81,17 @@ impl World {
         }
     }
 
+    /// True when this world runs on moto rather than the embedded engine.
+    pub fn is_moto(&self) -> bool {
+        std::env::var("KEYPOOL_TEST_ENGINE").as_deref() == Ok("moto")
+    }
+
     /// The engine's endpoint, for processes that talk to it (Lambda binaries).
     pub fn endpoint(&self) -> &str {
-        self.engine.endpoint()
+        match std::env::var("KEYPOOL_TEST_ENGINE").as_deref() {
+            Ok("moto") => moto::endpoint(),
+            _ => self.engine.endpoint(),
+        }
     }
 
     /// A function's routes as Lambda serves them: identity from API Gateway's JWT claims.
@@ -307,9 +329,8 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     use keypool_runtime_api::{Function, Outcome, RuntimeApi, lambda_env};
     let runtime = RuntimeApi::start().await.unwrap();
     let mut env = lambda_env(&runtime, "keypool-test", world.endpoint());
-    let tables = Tables::default();
-    env.push(("MAIN_TABLE".into(), tables.main));
-    env.push(("ASSIGNMENTS_TABLE".into(), tables.assignments));
+    env.push(("MAIN_TABLE".into(), world.tables.main.clone()));
+    env.push(("ASSIGNMENTS_TABLE".into(), world.tables.assignments.clone()));
     let function = Function::spawn(std::path::Path::new(binary), &env).unwrap();
     let mut answers = Vec::new();
     for event in events {
@@ -330,4 +351,90 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     }
     function.stop().await;
     answers
+}
+
+/// The second engine: moto's server from PyPI, one per test process, single-threaded.
+pub mod moto {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use keypool::schema::Tables;
+
+    struct Server {
+        endpoint: String,
+        // Holding the child (and its stdin) keeps the server alive; it exits when we do.
+        _child: Child,
+    }
+
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    static TABLES: AtomicUsize = AtomicUsize::new(0);
+
+    /// The Python that has moto: `KEYPOOL_MOTO_PYTHON`, else the workspace's `.venv`.
+    fn python() -> String {
+        std::env::var("KEYPOOL_MOTO_PYTHON")
+            .unwrap_or_else(|_| format!("{}/../.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
+    }
+
+    /// The shared server's endpoint, starting it on first use.
+    pub fn endpoint() -> &'static str {
+        &SERVER
+            .get_or_init(|| {
+                let script = format!("{}/moto/serve.py", env!("CARGO_MANIFEST_DIR"));
+                let mut child = Command::new(python())
+                    .arg(&script)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::inherit())
+                    .spawn()
+                    .unwrap_or_else(|e| {
+                        panic!(
+                            "starting moto with {}: {e} (run tests/run.sh, which installs it)",
+                            python()
+                        )
+                    });
+                let mut line = String::new();
+                BufReader::new(child.stdout.take().expect("stdout"))
+                    .read_line(&mut line)
+                    .expect("moto prints its port");
+                let port: u16 = line
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("moto said {line:?}"));
+                Server {
+                    endpoint: format!("http://127.0.0.1:{port}"),
+                    _child: child,
+                }
+            })
+            .endpoint
+    }
+
+    /// A client for the shared server. One thread answers every request in turn, so a race
+    /// test's burst queues for longer than the SDK's default timeouts allow.
+    pub fn client() -> aws_sdk_dynamodb::Client {
+        use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+        let base = keypool::setup::local_client(endpoint());
+        let config = base
+            .config()
+            .to_builder()
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(60))
+                    .operation_attempt_timeout(std::time::Duration::from_secs(120))
+                    .build(),
+            )
+            .build();
+        aws_sdk_dynamodb::Client::from_conf(config)
+    }
+
+    /// Table names no other world of this process uses.
+    pub fn fresh_tables() -> Tables {
+        let n = TABLES.fetch_add(1, Ordering::Relaxed);
+        let base = Tables::default();
+        Tables {
+            main: format!("{}-{n}", base.main),
+            assignments: format!("{}-{n}", base.assignments),
+        }
+    }
 }

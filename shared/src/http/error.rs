@@ -115,6 +115,12 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
+            Error::NotImplemented(_) => body(
+                StatusCode::NOT_IMPLEMENTED,
+                "not_implemented",
+                &message,
+                None,
+            ),
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
                 body(

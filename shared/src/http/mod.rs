@@ -145,12 +145,28 @@ pub fn service(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Routes of the export function. Exports themselves arrive with their own issue; until then
+/// the routes exist, are wired and answer 501.
+pub fn export_routes() -> Router<AppState> {
+    use axum::routing::post;
+    Router::new()
+        .route(
+            "/v1/pools/{pool_id}/exports",
+            post(|_: Principal| async { Error::NotImplemented("exporting keys") }),
+        )
+        .route(
+            "/v1/exports/{export_id}",
+            get(|_: Principal| async { Error::NotImplemented("exporting keys") }),
+        )
+}
+
 /// Every function's routes on one router, as the local server serves them.
 pub fn app(state: AppState) -> Router {
     service(
         pool_admin_routes()
             .merge(key_generation_routes())
-            .merge(redemption_routes()),
+            .merge(redemption_routes())
+            .merge(export_routes()),
         state,
     )
 }
