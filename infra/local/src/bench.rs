@@ -28,6 +28,12 @@ pub struct Args {
     /// Redemptions per concurrency level.
     #[arg(long, default_value_t = 640)]
     redemptions: usize,
+    /// Where the functions' release binaries are (`cargo build --release -p …`).
+    #[arg(long, default_value = "target/release")]
+    functions: std::path::PathBuf,
+    /// Cold starts per function.
+    #[arg(long, default_value_t = 10)]
+    starts: usize,
 }
 
 struct Stats {
@@ -204,7 +210,101 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ours.per_sec / bare.per_sec
         );
     }
+    let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;
     server.abort();
+    lambda
+}
+
+const FUNCTIONS: [&str; 5] = [
+    "pool-admin",
+    "key-generation",
+    "redemption",
+    "billing",
+    "export",
+];
+
+/// The event each function gets for its cold start: one that reaches the store where the
+/// function has a store path.
+fn cold_start_event(function: &str, pool_id: &str) -> String {
+    let fixture = |text: &str| text.replace("{{pool_id}}", pool_id);
+    match function {
+        "pool-admin" => fixture(include_str!(
+            "../../../tests/fixtures/apigw/get-pool-admin.json"
+        )),
+        "key-generation" => fixture(include_str!(
+            "../../../tests/fixtures/apigw/generate-keys-admin.json"
+        )),
+        "redemption" => fixture(include_str!(
+            "../../../tests/fixtures/apigw/my-assignments-learner.json"
+        )),
+        "export" => include_str!("../../../tests/fixtures/apigw/my-assignments-learner.json")
+            .replace("/v1/me/assignments", "/healthz"),
+        _ => include_str!("../../../tests/fixtures/dynamodb-stream/insert-assignment.json")
+            .to_string(),
+    }
+}
+
+/// Each function's release binary: size, zipped size, and cold start through the Runtime API.
+async fn lambda_figures(
+    args: &Args,
+    store: &DynamoStore,
+    endpoint: &str,
+    base: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<()> {
+    use keypool_runtime_api::{Outcome, RuntimeApi, cold_start, lambda_env};
+    // The functions must find this pool under the fixtures' organization, `acme`.
+    let acme_admin = {
+        TokenAuthority::new(&[42u8; 32]).mint(
+            &UserId::parse("bench-acme").map_err(anyhow::Error::msg)?,
+            Some(&OrgId::parse("acme").map_err(anyhow::Error::msg)?),
+            Role::Admin,
+            chrono::Duration::hours(1),
+        )?
+    };
+    let pool_id = make_pool(http, base, &acme_admin).await?;
+    println!(
+        "\n| function | binary | zip (deflate -9) | cold start p50 / max of {} | goal |",
+        args.starts
+    );
+    println!("|---|---|---|---|---|");
+    for function in FUNCTIONS {
+        let binary = args.functions.join(function);
+        let Ok(meta) = std::fs::metadata(&binary) else {
+            println!("| {function} | not built: run `cargo build --release -p {function}` | | | |");
+            continue;
+        };
+        let zipped = std::process::Command::new("gzip")
+            .arg("-9c")
+            .arg(&binary)
+            .output()
+            .map(|o| o.stdout.len() as f64 / 1e6)
+            .ok();
+        let runtime = RuntimeApi::start().await?;
+        let mut env = lambda_env(&runtime, function, endpoint);
+        env.push(("MAIN_TABLE".into(), store.tables().main.clone()));
+        env.push((
+            "ASSIGNMENTS_TABLE".into(),
+            store.tables().assignments.clone(),
+        ));
+        let event: Value = serde_json::from_str(&cold_start_event(function, &pool_id))?;
+        let mut times = Vec::new();
+        for _ in 0..args.starts {
+            let (elapsed, outcome) = cold_start(&binary, &env, &runtime, event.clone()).await?;
+            if let Outcome::Error(e) = &outcome {
+                anyhow::bail!("{function} failed its cold-start event: {e}");
+            }
+            times.push(elapsed);
+        }
+        times.sort();
+        println!(
+            "| {function} | {:.1} MB | {} | {} / {} | init < 60 ms, zip < 10 MB |",
+            meta.len() as f64 / 1e6,
+            zipped.map_or("—".into(), |z| format!("{z:.1} MB")),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1]),
+        );
+    }
     Ok(())
 }
 

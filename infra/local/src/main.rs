@@ -66,14 +66,20 @@ enum RoleArg {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The bench's own figures go to stdout; per-request logs would only slow it down.
+    let default_filter = match cli.command {
+        Command::Bench(_) => "warn",
+        _ => "info,tower_http=warn,aws=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,tower_http=warn,aws=warn".into()),
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
         Command::Serve {
             data_dir,
             port,
