@@ -2113,7 +2113,7 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     let s = &w.store;
 
     let first = assignment_for(&pool, "lea", &code("KEYA"), now);
-    assert_eq!(s.redeem(&first, now).await.unwrap(), Ok(()));
+    assert_eq!(s.redeem(&first, pool.version, now).await.unwrap(), Ok(()));
 
     // Each refused attempt below must leave no assignment, guard, count or key change behind.
     let refused = [
@@ -2139,7 +2139,10 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
         ),
     ];
     for (assignment, conflict) in &refused {
-        assert_eq!(s.redeem(assignment, now).await.unwrap(), Err(*conflict));
+        assert_eq!(
+            s.redeem(assignment, pool.version, now).await.unwrap(),
+            Err(*conflict)
+        );
         let stored = s
             .get_assignment(&assignment.learner, &assignment.assignment_id)
             .await;
@@ -2149,7 +2152,7 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     for at in [pool.starts_at - Duration::milliseconds(1), pool.expires_at] {
         let a = assignment_for(&pool, "max", &code("KEYC"), at);
         assert_eq!(
-            s.redeem(&a, at).await.unwrap(),
+            s.redeem(&a, pool.version, at).await.unwrap(),
             Err(RedeemConflict::PoolNotActive)
         );
         assert_eq!(
@@ -2163,8 +2166,21 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     let mut foreign = assignment_for(&pool, "max", &code("KEYC"), now);
     foreign.org = org(OTHER_ORG);
     assert_eq!(
-        s.redeem(&foreign, now).await.unwrap(),
+        s.redeem(&foreign, pool.version, now).await.unwrap(),
         Err(RedeemConflict::PoolNotActive)
+    );
+    // A pool edited since it was read (its settings shaped the assignment) is refused too, so
+    // the redemption re-reads it instead of using stale content availability.
+    let stale = assignment_for(&pool, "max", &code("KEYC"), now);
+    assert_eq!(
+        s.redeem(&stale, pool.version + 1, now).await.unwrap(),
+        Err(RedeemConflict::PoolNotActive)
+    );
+    assert_eq!(
+        s.get_assignment(&stale.learner, &stale.assignment_id)
+            .await
+            .unwrap(),
+        None
     );
 
     assert_eq!(
@@ -2396,4 +2412,45 @@ async fn moving_a_pools_window_moves_redemption() {
     w.clock.advance(Duration::hours(2));
     created(redeem(&w, "max", "WINDOW-2").await);
     assert_counts_match(&w, &pool).await;
+}
+
+/// A rare search term in a large organization answers after a bounded read, with a cursor
+/// that resumes the scan, instead of reading the whole partition in one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_search_answers_in_bounded_steps_and_still_finds_everything() {
+    let w = World::new().await;
+    let needle = new_course(&w, ORG, "Needle in a haystack").await;
+    for i in 0..1_050 {
+        w.store
+            .put_course(&Course {
+                course_id: keypool::pools::CourseId::new(),
+                org: org(ORG),
+                title: format!("Hay {i}"),
+                description: None,
+                created_at: w.now(),
+            })
+            .await
+            .unwrap();
+    }
+    let first = pools::list_courses(w.dyn_store(), &org(ORG), Some("NEEDLE"), None, 10)
+        .await
+        .unwrap();
+    assert!(
+        first.items.is_empty(),
+        "the oldest course lies past the first bounded read"
+    );
+    let mut cursor = first.next_cursor.expect("a cursor to go on with");
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let page = pools::list_courses(w.dyn_store(), &org(ORG), Some("needle"), Some(&cursor), 10)
+            .await
+            .unwrap();
+        found.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].course_id, needle.course_id);
 }

@@ -116,7 +116,7 @@ pub async fn redeem(
             launch_count: 0,
             last_launched_at: None,
         };
-        match store.redeem(&assignment, now).await? {
+        match store.redeem(&assignment, pool.version, now).await? {
             Ok(()) => {
                 tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
                 return Ok(Redeemed::Created(assignment));
@@ -124,7 +124,8 @@ pub async fn redeem(
             Err(RedeemConflict::KeyNotAvailable) => {
                 record = store.get_key(&record.key).await?.ok_or(Error::InvalidKey)?;
             }
-            // The pool changed under us (deactivated, dates moved): the next round reads it.
+            // The pool changed under us (deactivated, dates or availability edited): the next
+            // round reads it again.
             Err(RedeemConflict::PoolNotActive) => {}
             // A concurrent redemption of another key of this pool won: the next round finds it.
             Err(RedeemConflict::LearnerHoldsAssignment) => {}

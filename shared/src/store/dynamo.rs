@@ -37,6 +37,8 @@ const KEYS_PER_BATCH_GET: usize = 100;
 const CONFLICT_ATTEMPTS: u32 = 10;
 /// Items a filtered listing reads per request.
 const FILTERED_PAGE: i32 = 100;
+/// Requests a filtered listing makes before it answers with what it found so far.
+const MAX_FILTERED_PAGES: usize = 10;
 
 /// The DynamoDB store: one client and the two table names.
 #[derive(Debug, Clone)]
@@ -163,6 +165,7 @@ impl DynamoStore {
         let limit = listing.limit.max(1);
         let mut out = Vec::with_capacity(limit.min(1000));
         let mut start = listing.start;
+        let mut pages = 0;
         loop {
             let want = if listing.filtered {
                 FILTERED_PAGE
@@ -193,7 +196,13 @@ impl DynamoStore {
                     return Ok((out, cursor));
                 }
             }
+            pages += 1;
             match page.last_evaluated_key {
+                // A rare search term must not read a whole organization in one request: after
+                // enough pages, hand back what was found with a cursor that resumes the scan.
+                Some(lek) if listing.filtered && pages >= MAX_FILTERED_PAGES => {
+                    return Ok((out, encode_cursor(&lek, listing.cursor_attrs)));
+                }
                 Some(lek) => start = Some(lek),
                 None => return Ok((out, None)),
             }
@@ -329,6 +338,66 @@ impl DynamoStore {
             .send()
             .await
             .map_err(sdk(what))?;
+        Ok(())
+    }
+}
+
+impl DynamoStore {
+    /// Writes keys in transactions of 99 plus the pool's count, recording into `outcome` what
+    /// each committed chunk inserted and which keys were taken already.
+    async fn insert_chunks(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[NewKey],
+        now: Timestamp,
+        outcome: &mut InsertOutcome,
+    ) -> Result<()> {
+        for chunk in keys.chunks(KEYS_PER_TRANSACTION) {
+            let mut pending: Vec<&NewKey> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let mut items = Vec::with_capacity(pending.len() + 1);
+                for key in &pending {
+                    let put = Put::builder()
+                        .table_name(&self.tables.main)
+                        .set_item(Some(self.key_item(org, pool_id, key, now)?))
+                        .condition_expression("attribute_not_exists(PK)")
+                        .build()
+                        .context("building a key put")?;
+                    items.push(TransactWriteItem::builder().put(put).build());
+                }
+                items.push(self.count_keys(org, pool_id, pending.len() as i64)?);
+                match self.transact(items, "adding keys").await? {
+                    None => {
+                        outcome
+                            .inserted
+                            .extend(pending.iter().map(|k| k.key.clone()));
+                        pending.clear();
+                    }
+                    Some(codes) => {
+                        if codes.last().is_some_and(|c| c == "ConditionalCheckFailed") {
+                            return Err(Error::NotFound("pool"));
+                        }
+                        let before = pending.len();
+                        let mut i = 0;
+                        pending.retain(|key| {
+                            let taken = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                            i += 1;
+                            if taken {
+                                outcome.taken.push(key.key.clone());
+                            }
+                            !taken
+                        });
+                        if pending.len() == before {
+                            return Err(anyhow::anyhow!(
+                                "adding keys was cancelled without a reason: {codes:?}"
+                            )
+                            .into());
+                        }
+                    }
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -515,54 +584,26 @@ impl Store for DynamoStore {
         now: Timestamp,
     ) -> Result<InsertOutcome> {
         let mut outcome = InsertOutcome::default();
-        for chunk in keys.chunks(KEYS_PER_TRANSACTION) {
-            let mut pending: Vec<&NewKey> = chunk.iter().collect();
-            while !pending.is_empty() {
-                let mut items = Vec::with_capacity(pending.len() + 1);
-                for key in &pending {
-                    let put = Put::builder()
-                        .table_name(&self.tables.main)
-                        .set_item(Some(self.key_item(org, pool_id, key, now)?))
-                        .condition_expression("attribute_not_exists(PK)")
-                        .build()
-                        .context("building a key put")?;
-                    items.push(TransactWriteItem::builder().put(put).build());
-                }
-                items.push(self.count_keys(org, pool_id, pending.len() as i64)?);
-                match self.transact(items, "adding keys").await? {
-                    None => {
-                        outcome
-                            .inserted
-                            .extend(pending.iter().map(|k| k.key.clone()));
-                        pending.clear();
-                    }
-                    Some(codes) => {
-                        if codes.last().is_some_and(|c| c == "ConditionalCheckFailed") {
-                            return Err(Error::NotFound("pool"));
-                        }
-                        let before = pending.len();
-                        let mut i = 0;
-                        pending.retain(|key| {
-                            let taken = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-                            i += 1;
-                            if taken {
-                                outcome.taken.push(key.key.clone());
-                            }
-                            !taken
-                        });
-                        if pending.len() == before {
-                            return Err(anyhow::anyhow!(
-                                "adding keys was cancelled without a reason: {codes:?}"
-                            )
-                            .into());
-                        }
-                    }
-                }
+        let result = self
+            .insert_chunks(org, pool_id, keys, now, &mut outcome)
+            .await;
+        if let Err(error) = result {
+            // A failed request adds nothing: take back the chunks that did commit.
+            if !outcome.inserted.is_empty()
+                && let Err(undo) = self
+                    .remove_available_keys(org, pool_id, &outcome.inserted)
+                    .await
+            {
+                tracing::error!(
+                    keys = outcome.inserted.len(),
+                    error = format!("{undo:#}"),
+                    "could not take back the keys of a failed insert"
+                );
             }
+            return Err(error);
         }
         Ok(outcome)
     }
-
     async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>> {
         let mut found = Vec::new();
         for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
@@ -736,6 +777,7 @@ impl Store for DynamoStore {
     async fn redeem(
         &self,
         assignment: &Assignment,
+        pool_version: u64,
         now: Timestamp,
     ) -> Result<Result<(), RedeemConflict>> {
         let a = assignment;
@@ -767,9 +809,11 @@ impl Store for DynamoStore {
             .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
             .update_expression("ADD redeemed_count :one")
             .condition_expression(
-                "attribute_exists(PK) AND deactivated = :false AND starts_at <= :now AND expires_at > :now",
+                "attribute_exists(PK) AND deactivated = :false AND starts_at <= :now \
+                 AND expires_at > :now AND version = :version",
             )
             .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":version", n(pool_version))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":now", ts(&now))
             .build()
@@ -913,6 +957,7 @@ impl Store for DynamoStore {
                 schema::attempts_sk(window),
             )))
             .projection_expression("attempts")
+            .consistent_read(true)
             .send()
             .await
             .map_err(sdk("reading failed attempts"))?

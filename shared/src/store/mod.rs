@@ -35,7 +35,7 @@ pub struct InsertOutcome {
 pub enum RedeemConflict {
     /// The key is no longer available (someone redeemed or removed it).
     KeyNotAvailable,
-    /// The pool is outside its window, deactivated, or gone.
+    /// The pool is outside its window, deactivated, gone, or edited since it was read.
     PoolNotActive,
     /// The learner already holds an assignment from this pool.
     LearnerHoldsAssignment,
@@ -124,10 +124,12 @@ pub trait Store: Send + Sync + 'static {
         learner: &UserId,
     ) -> Result<Option<AssignmentId>>;
     /// The redemption, as one transaction across both tables: the key becomes redeemed, the
-    /// pool counts it (only while active), the assignment and the learner's pool guard appear.
+    /// pool counts it (only while active and still at `pool_version`, whose settings shaped the
+    /// assignment), the assignment and the learner's pool guard appear.
     async fn redeem(
         &self,
         assignment: &Assignment,
+        pool_version: u64,
         now: Timestamp,
     ) -> Result<Result<(), RedeemConflict>>;
     /// Reads one of the learner's assignments.
