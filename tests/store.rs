@@ -1458,6 +1458,9 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paste_of_the_maximum_size_goes_in_whole_and_only_once() {
     let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
     let pool = new_pool(&w, ORG, 30).await;
     let id = pool.pool_id.to_string();
     let texts: Vec<String> = (0..inventory::MAX_SYNC_KEYS)
@@ -1533,6 +1536,9 @@ async fn generate_keys_makes_distinct_valid_keys_and_counts_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generate_keys_accepts_the_maximum_count() {
     let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
     let pool = new_pool(&w, ORG, 30).await;
     let made = generate(&w, &pool, inventory::MAX_SYNC_KEYS as i64).await;
     assert_eq!(made.len(), inventory::MAX_SYNC_KEYS);
@@ -2419,6 +2425,9 @@ async fn moving_a_pools_window_moves_redemption() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rare_search_answers_in_bounded_steps_and_still_finds_everything() {
     let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
     let needle = new_course(&w, ORG, "Needle in a haystack").await;
     for i in 0..1_050 {
         w.store
