@@ -57,11 +57,34 @@ fn token(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+impl Server {
+    /// Sends a request with an optional token and JSON body; returns status and JSON body.
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let http = reqwest::Client::new();
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = http.request(method, format!("{}{path}", self.base));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
 #[tokio::test]
 async fn serves_accepts_its_tokens_and_keeps_data_across_restarts() {
     let dir = std::env::temp_dir().join(format!("keypool-serve-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let http = reqwest::Client::new();
     let admin = token(
         &dir,
         &["--org", "acme", "--role", "admin", "--sub", "alice"],
@@ -69,94 +92,66 @@ async fn serves_accepts_its_tokens_and_keeps_data_across_restarts() {
     let learner = token(&dir, &["--role", "learner", "--sub", "bob"]);
 
     let server = start(&dir);
-    let health = http
-        .get(format!("{}/healthz", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
-    let course: Value = http
-        .post(format!("{}/v1/courses", server.base))
-        .bearer_auth(&admin)
-        .json(&json!({"title": "Persistent"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let pool: Value = http
-        .post(format!("{}/v1/pools", server.base))
-        .bearer_auth(&admin)
-        .json(&json!({
-            "name": "Kept", "course_id": course["course_id"],
-            "starts_at": "2020-01-01T00:00:00Z", "expires_at": "2100-01-01T00:00:00Z",
-            "content_availability_days": 30
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    assert_eq!(server.call("GET", "/healthz", "", None).await.0, 200);
+    let (_, course) = server
+        .call(
+            "POST",
+            "/v1/courses",
+            &admin,
+            Some(json!({"title": "Persistent"})),
+        )
+        .await;
+    let (_, pool) = server
+        .call(
+            "POST",
+            "/v1/pools",
+            &admin,
+            Some(json!({
+                "name": "Kept", "course_id": course["course_id"],
+                "starts_at": "2020-01-01T00:00:00Z", "expires_at": "2100-01-01T00:00:00Z",
+                "content_availability_days": 30
+            })),
+        )
+        .await;
     let pool_id = pool["pool_id"].as_str().unwrap().to_string();
-    let keys: Value = http
-        .post(format!("{}/v1/pools/{pool_id}/keys/generate", server.base))
-        .bearer_auth(&admin)
-        .json(&json!({"count": 3}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, keys) = server
+        .call(
+            "POST",
+            &format!("/v1/pools/{pool_id}/keys/generate"),
+            &admin,
+            Some(json!({"count": 3})),
+        )
+        .await;
     let key = keys["keys"][0].as_str().unwrap().to_string();
-    let redeemed = http
-        .post(format!("{}/v1/redemptions", server.base))
-        .bearer_auth(&learner)
-        .json(&json!({"key": key}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(redeemed.status(), 201);
+    let redeem = Some(json!({ "key": key }));
+    let (status, _) = server
+        .call("POST", "/v1/redemptions", &learner, redeem.clone())
+        .await;
+    assert_eq!(status, 201);
     // A token signed by another secret is refused.
     let stranger = token(
         &dir.join("elsewhere"),
         &["--org", "acme", "--role", "admin", "--sub", "eve"],
     );
-    let refused = http
-        .get(format!("{}/v1/pools", server.base))
-        .bearer_auth(&stranger)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 401);
+    assert_eq!(
+        server.call("GET", "/v1/pools", &stranger, None).await.0,
+        401
+    );
     drop(server);
 
     let server = start(&dir);
-    let pool: Value = http
-        .get(format!("{}/v1/pools/{pool_id}", server.base))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, pool) = server
+        .call("GET", &format!("/v1/pools/{pool_id}"), &admin, None)
+        .await;
     assert_eq!(
         (pool["total_keys"].as_u64(), pool["redeemed_keys"].as_u64()),
         (Some(3), Some(1))
     );
-    let again = http
-        .post(format!("{}/v1/redemptions", server.base))
-        .bearer_auth(&learner)
-        .json(&json!({"key": key}))
-        .send()
-        .await
-        .unwrap();
+    let (status, _) = server
+        .call("POST", "/v1/redemptions", &learner, redeem)
+        .await;
     assert_eq!(
-        again.status(),
-        200,
+        status, 200,
         "the same learner gets the same assignment after a restart"
     );
     drop(server);
