@@ -148,6 +148,30 @@ fn decode_cursor(cursor: Option<&str>, allowed: &[(&str, &str)]) -> Result<Optio
     Ok(Some(item))
 }
 
+/// Items of a listing as domain values.
+fn page_of<T: DeserializeOwned>(
+    items: Vec<Item>,
+    next_cursor: Option<String>,
+    entity: &'static str,
+) -> Result<Page<T>> {
+    Ok(Page {
+        items: items
+            .into_iter()
+            .map(|i| from_item(i, entity))
+            .collect::<Result<_>>()?,
+        next_cursor,
+    })
+}
+
+/// One kind of item in an organization's partition, listed newest first.
+struct OrgListing {
+    sk_prefix: &'static str,
+    /// The lower-cased attribute that a search looks in.
+    search_attr: &'static str,
+    entity: &'static str,
+    what: &'static str,
+}
+
 /// How a listing reads its pages.
 struct Listing<'a> {
     query: QueryFluentBuilder,
@@ -207,6 +231,47 @@ impl DynamoStore {
                 None => return Ok((out, None)),
             }
         }
+    }
+
+    /// A page of one kind of the organization's items, optionally those whose lower-cased
+    /// search attribute contains `search`.
+    async fn list_org<T: DeserializeOwned>(
+        &self,
+        org: &OrgId,
+        kind: &OrgListing,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<T>> {
+        let start = decode_cursor(cursor, &[(SK, kind.sk_prefix)])?.map(|mut k| {
+            k.insert(PK.into(), s(schema::org_pk(org)));
+            k
+        });
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(schema::org_pk(org)))
+            .expression_attribute_values(":prefix", s(kind.sk_prefix))
+            .scan_index_forward(false);
+        if let Some(q) = search {
+            query = query
+                .filter_expression("contains(#search, :q)")
+                .expression_attribute_names("#search", kind.search_attr)
+                .expression_attribute_values(":q", s(q));
+        }
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: search.is_some(),
+                cursor_attrs: &[SK],
+                what: kind.what,
+            })
+            .await?;
+        page_of(items, next_cursor, kind.entity)
     }
 
     /// Runs a transaction, retrying with backoff while DynamoDB cancels it only for conflicts
@@ -340,9 +405,7 @@ impl DynamoStore {
             .map_err(sdk(what))?;
         Ok(())
     }
-}
 
-impl DynamoStore {
     /// Writes keys in transactions of 99 plus the pool's count, recording into `outcome` what
     /// each committed chunk inserted and which keys were taken already.
     async fn insert_chunks(
@@ -442,40 +505,13 @@ impl Store for DynamoStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Course>> {
-        let start = decode_cursor(cursor, &[(SK, schema::COURSE_SK_PREFIX)])?.map(|mut k| {
-            k.insert(PK.into(), s(schema::org_pk(org)));
-            k
-        });
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.tables.main)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(schema::org_pk(org)))
-            .expression_attribute_values(":prefix", s(schema::COURSE_SK_PREFIX))
-            .scan_index_forward(false);
-        if let Some(q) = search {
-            query = query
-                .filter_expression("contains(title_lower, :q)")
-                .expression_attribute_values(":q", s(q));
-        }
-        let (items, next_cursor) = self
-            .collect(Listing {
-                query,
-                start,
-                limit,
-                filtered: search.is_some(),
-                cursor_attrs: &[SK],
-                what: "listing courses",
-            })
-            .await?;
-        Ok(Page {
-            items: items
-                .into_iter()
-                .map(|i| from_item(i, "course"))
-                .collect::<Result<_>>()?,
-            next_cursor,
-        })
+        let kind = OrgListing {
+            sk_prefix: schema::COURSE_SK_PREFIX,
+            search_attr: "title_lower",
+            entity: "course",
+            what: "listing courses",
+        };
+        self.list_org(org, &kind, search, cursor, limit).await
     }
 
     async fn put_pool(&self, pool: &Pool) -> Result<()> {
@@ -504,40 +540,13 @@ impl Store for DynamoStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Pool>> {
-        let start = decode_cursor(cursor, &[(SK, schema::POOL_SK_PREFIX)])?.map(|mut k| {
-            k.insert(PK.into(), s(schema::org_pk(org)));
-            k
-        });
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.tables.main)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(schema::org_pk(org)))
-            .expression_attribute_values(":prefix", s(schema::POOL_SK_PREFIX))
-            .scan_index_forward(false);
-        if let Some(q) = search {
-            query = query
-                .filter_expression("contains(name_lower, :q)")
-                .expression_attribute_values(":q", s(q));
-        }
-        let (items, next_cursor) = self
-            .collect(Listing {
-                query,
-                start,
-                limit,
-                filtered: search.is_some(),
-                cursor_attrs: &[SK],
-                what: "listing pools",
-            })
-            .await?;
-        Ok(Page {
-            items: items
-                .into_iter()
-                .map(|i| from_item(i, "pool"))
-                .collect::<Result<_>>()?,
-            next_cursor,
-        })
+        let kind = OrgListing {
+            sk_prefix: schema::POOL_SK_PREFIX,
+            search_attr: "name_lower",
+            entity: "pool",
+            what: "listing pools",
+        };
+        self.list_org(org, &kind, search, cursor, limit).await
     }
 
     async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool> {
@@ -748,13 +757,7 @@ impl Store for DynamoStore {
                 what: "listing keys",
             })
             .await?;
-        Ok(Page {
-            items: items
-                .into_iter()
-                .map(|i| from_item(i, "key"))
-                .collect::<Result<_>>()?,
-            next_cursor,
-        })
+        page_of(items, next_cursor, "key")
     }
 
     async fn pool_assignment_of(
@@ -902,13 +905,7 @@ impl Store for DynamoStore {
                 what: "listing assignments",
             })
             .await?;
-        Ok(Page {
-            items: items
-                .into_iter()
-                .map(|i| from_item(i, "assignment"))
-                .collect::<Result<_>>()?,
-            next_cursor,
-        })
+        page_of(items, next_cursor, "assignment")
     }
 
     async fn record_launch(
