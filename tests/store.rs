@@ -242,6 +242,7 @@ fn assignment_for(pool: &Pool, who: &str, key: &KeyCode, now: Timestamp) -> Assi
         expires_at: pool.assignment_expiry(now),
         launch_count: 0,
         last_launched_at: None,
+        cancelled_at: None,
     }
 }
 

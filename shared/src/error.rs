@@ -57,6 +57,9 @@ pub enum Error {
     /// The assignment's content availability is over.
     #[error("this assignment expired")]
     AssignmentExpired { expires_at: Timestamp },
+    /// An admin cancelled the assignment.
+    #[error("this assignment was cancelled")]
+    AssignmentCancelled { cancelled_at: Timestamp },
     /// A write lost a race it cannot settle by itself; the client may retry.
     #[error("{message}")]
     Conflict { code: &'static str, message: String },

@@ -4,6 +4,7 @@
 //! trait (`store`, with the table layout in `schema`), and the HTTP routers (`http`) that every
 //! Lambda function and the local server serve.
 
+pub mod billing;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod pools;
 pub mod redemption;
 pub mod schema;
 pub mod setup;
+pub mod spreadsheet;
 pub mod store;
 pub mod time;
 

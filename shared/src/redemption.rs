@@ -15,6 +15,8 @@ use crate::time::{self, Timestamp};
 pub const MAX_FAILED_ATTEMPTS: u64 = 10;
 /// Length of a throttling window, in seconds.
 pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
+/// Hours after a redemption in which an admin may cancel an unlaunched assignment.
+pub const CANCEL_WINDOW_HOURS: i64 = 24;
 /// How often a redemption re-reads and retries after losing a race it can settle.
 const MAX_ROUNDS: usize = 5;
 
@@ -35,12 +37,55 @@ pub struct Assignment {
     pub launch_count: u64,
     #[serde(default, with = "time::rfc3339::option")]
     pub last_launched_at: Option<Timestamp>,
+    /// When an admin cancelled it; a cancelled assignment cannot be launched. Absent from the
+    /// item until then, which conditions test with `attribute_not_exists`.
+    #[serde(
+        default,
+        with = "time::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cancelled_at: Option<Timestamp>,
 }
 
 impl Assignment {
     /// True while the learner may launch the course.
     pub fn is_valid(&self, now: Timestamp) -> bool {
-        now < self.expires_at
+        now < self.expires_at && self.cancelled_at.is_none()
+    }
+
+    /// Whether an admin may cancel it at `now`: within 24 hours of the redemption, never
+    /// launched, not cancelled yet.
+    pub fn check_cancellable(&self, now: Timestamp) -> Result<()> {
+        if self.cancelled_at.is_some() {
+            return Err(Error::Conflict {
+                code: "assignment_cancelled",
+                message: "this assignment was cancelled already".into(),
+            });
+        }
+        if self.launch_count > 0 {
+            return Err(Error::Conflict {
+                code: "assignment_launched",
+                message:
+                    "the learner has launched this assignment, so it can no longer be cancelled"
+                        .into(),
+            });
+        }
+        let deadline = self.cancel_deadline();
+        if now >= deadline {
+            return Err(Error::Conflict {
+                code: "cancellation_window_passed",
+                message: format!(
+                    "an assignment can be cancelled for {CANCEL_WINDOW_HOURS} hours after its redemption; this one's window closed at {}",
+                    time::format(&deadline)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The end of the window in which an admin may cancel it.
+    pub fn cancel_deadline(&self) -> Timestamp {
+        self.redeemed_at + chrono::Duration::hours(CANCEL_WINDOW_HOURS)
     }
 }
 
@@ -115,6 +160,7 @@ pub async fn redeem(
             expires_at: pool.assignment_expiry(now),
             launch_count: 0,
             last_launched_at: None,
+            cancelled_at: None,
         };
         match store.redeem(&assignment, pool.version, now).await? {
             Ok(()) => {
@@ -189,15 +235,63 @@ pub async fn launch(
         .get_assignment(learner, &id)
         .await?
         .ok_or(Error::NotFound("assignment"))?;
-    if !assignment.is_valid(now) {
+    check_launchable(&assignment, now)?;
+    match store.record_launch(learner, &id, now).await? {
+        Some(launched) => Ok(launched),
+        // Cancelled between the read and the write: say so.
+        None => {
+            let current = store
+                .get_assignment(learner, &id)
+                .await?
+                .ok_or(Error::NotFound("assignment"))?;
+            check_launchable(&current, now)?;
+            Err(anyhow::anyhow!("assignment {id} refused a launch for no known reason").into())
+        }
+    }
+}
+
+fn check_launchable(a: &Assignment, now: Timestamp) -> Result<()> {
+    if let Some(cancelled_at) = a.cancelled_at {
+        return Err(Error::AssignmentCancelled { cancelled_at });
+    }
+    if !a.is_valid(now) {
         return Err(Error::AssignmentExpired {
-            expires_at: assignment.expires_at,
+            expires_at: a.expires_at,
         });
     }
-    store
-        .record_launch(learner, &id, now)
+    Ok(())
+}
+
+/// Cancels an assignment of the admin's organization: the learner loses it, its key becomes
+/// available again, and billing credits it. Only within 24 hours and before any launch.
+#[tracing::instrument(skip(store), fields(org = %org))]
+pub async fn cancel(
+    store: &dyn Store,
+    org: &OrgId,
+    assignment_id: &str,
+    now: Timestamp,
+) -> Result<Assignment> {
+    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound("assignment"))?;
+    let learner = store
+        .assignment_learner(org, &id)
         .await?
-        .ok_or(Error::NotFound("assignment"))
+        .ok_or(Error::NotFound("assignment"))?;
+    for _ in 0..MAX_ROUNDS {
+        let assignment = load(store, &learner, &id).await?;
+        assignment.check_cancellable(now)?;
+        if store.cancel_assignment(&assignment, now).await? {
+            tracing::info!(assignment = %id, pool = %assignment.pool_id, "assignment cancelled");
+            return Ok(Assignment {
+                cancelled_at: Some(now),
+                ..assignment
+            });
+        }
+        // A launch or another cancellation got there first: the next round says which.
+    }
+    Err(Error::Conflict {
+        code: "cancellation_contended",
+        message: "the assignment is being changed by other requests; try again".into(),
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 
+use crate::billing::{LineKind, Month};
 use crate::identity::{OrgId, UserId};
 use crate::inventory::KeyStatus;
 use crate::keys::KeyCode;
@@ -123,6 +124,36 @@ pub fn assignment_sk(id: &AssignmentId) -> String {
 }
 /// Sort key prefix of assignments.
 pub const ASSIGNMENT_SK_PREFIX: &str = "ASSIGN#";
+
+/// Sort key of the pointer from an organization to an assignment (which learner holds it).
+pub fn assignment_ref_sk(id: &AssignmentId) -> String {
+    format!("ASSIGNMENT#{id}")
+}
+/// Partition of an organization's invoice for a month.
+pub fn invoice_pk(org: &OrgId, month: Month) -> String {
+    format!("ORG#{org}#INVOICE#{month}")
+}
+/// Sort key of an invoice line: one per assignment and kind, so a replay finds it. Lines sort
+/// by assignment (ids are time-ordered), and a redemption before its credit.
+pub fn invoice_line_sk(id: &AssignmentId, kind: LineKind) -> String {
+    let order = match kind {
+        LineKind::Redemption => 1,
+        LineKind::Credit => 2,
+    };
+    format!("LINE#{id}#{order}")
+}
+/// Sort key prefix of invoice lines.
+pub const INVOICE_LINE_SK_PREFIX: &str = "LINE#";
+/// Sort key of a month's totals.
+pub const INVOICE_TOTALS_SK: &str = "TOTALS";
+/// Partition of a stream consumer's checkpoints.
+pub fn checkpoint_pk(stream_arn: &str) -> String {
+    format!("STREAM#{stream_arn}")
+}
+/// Sort key of one shard's checkpoint.
+pub fn checkpoint_sk(shard_id: &str) -> String {
+    format!("SHARD#{shard_id}")
+}
 
 fn attr(name: &str) -> anyhow::Result<AttributeDefinition> {
     Ok(AttributeDefinition::builder()

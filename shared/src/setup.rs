@@ -45,3 +45,24 @@ pub async fn lambda_state() -> anyhow::Result<AppState> {
         clock: Arc::new(SystemClock),
     })
 }
+
+/// A DynamoDB Streams client for a local engine, as `local_client` builds the table client.
+#[cfg(feature = "embedded")]
+pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
+    use aws_sdk_dynamodbstreams::config::{
+        BehaviorVersion, Credentials as StreamCredentials, Region as StreamRegion,
+    };
+    let config = aws_sdk_dynamodbstreams::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(StreamRegion::new("us-east-1"))
+        .credentials_provider(StreamCredentials::new(
+            "local",
+            "local",
+            None,
+            None,
+            "keypool-local",
+        ))
+        .build();
+    aws_sdk_dynamodbstreams::Client::from_conf(config)
+}

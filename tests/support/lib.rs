@@ -122,6 +122,17 @@ impl World {
         std::env::var("KEYPOOL_TEST_ENGINE").as_deref() == Ok("moto")
     }
 
+    /// A billing follower of this world's assignments stream, as the local server runs it.
+    pub fn follower(&self) -> keypool::billing::follower::StreamFollower {
+        let store: Arc<dyn Store> = self.store.clone();
+        keypool::billing::follower::StreamFollower::new(
+            self.store.client().clone(),
+            keypool::setup::local_streams_client(self.endpoint()),
+            store,
+            self.tables.assignments.clone(),
+        )
+    }
+
     /// The engine's endpoint, for processes that talk to it (Lambda binaries).
     pub fn endpoint(&self) -> &str {
         match std::env::var("KEYPOOL_TEST_ENGINE").as_deref() {

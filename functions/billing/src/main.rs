@@ -1,29 +1,20 @@
-//! The billing Lambda function: consumes the assignments table's stream.
-//!
-//! Invoice lines are built by their own issue. Until then no record may be acknowledged, or a
-//! redemption would never be invoiced: every batch reports its first record as failed, so
-//! Lambda keeps the whole batch on the stream for the real handler.
+//! The billing Lambda function: bills the assignments table's stream records, in order, and
+//! reports the first record it could not bill so that Lambda retries from there.
 
 use aws_lambda_events::event::dynamodb::Event;
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
+use keypool::schema::Tables;
+use keypool::store::DynamoStore;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-
-async fn handler(event: LambdaEvent<Event>) -> Result<DynamoDbEventResponse, Error> {
-    let mut response = DynamoDbEventResponse::default();
-    if let Some(first) = event.payload.records.first() {
-        let mut failure = DynamoDbBatchItemFailure::default();
-        failure.item_identifier = first.change.sequence_number.clone();
-        response.batch_item_failures.push(failure);
-        lambda_runtime::tracing::warn!(
-            records = event.payload.records.len(),
-            "billing is not built yet; the batch stays on the stream"
-        );
-    }
-    Ok(response)
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(handler)).await
+    // The store is built once per execution environment, not per batch.
+    let store = DynamoStore::new(keypool::setup::client_from_env().await, Tables::from_env()?);
+    let store = &store;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
+        Ok::<DynamoDbEventResponse, Error>(keypool::billing::bill(store, &event.payload).await?)
+    }))
+    .await
 }

@@ -12,12 +12,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use keypool::billing::follower::StreamFollower;
 use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::schema::{self, Tables};
-use keypool::store::DynamoStore;
+use keypool::store::{DynamoStore, Store};
 use keypool::time::SystemClock;
+
+/// How often the local billing follower looks for new stream records.
+const BILLING_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 #[derive(Parser)]
 #[command(name = "keypool-local", version, about = "KeyPool on one machine")]
@@ -162,18 +166,30 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok();
     // The engine must outlive the server; it stops when this binding drops.
-    let (client, _engine, store_name) = match external {
-        Some(endpoint) => (
-            keypool::setup::client_from_env().await,
-            None,
-            format!("DynamoDB at {endpoint}"),
-        ),
+    let (client, streams, _engine, store_name) = match external {
+        Some(endpoint) => {
+            let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+            // The stream is served where the table is, whichever variable named it.
+            let streams = aws_sdk_dynamodbstreams::Client::from_conf(
+                aws_sdk_dynamodbstreams::config::Builder::from(&config)
+                    .endpoint_url(&endpoint)
+                    .build(),
+            );
+            (
+                aws_sdk_dynamodb::Client::new(&config),
+                streams,
+                None,
+                format!("DynamoDB at {endpoint}"),
+            )
+        }
         None => {
             let path = data_dir.join("keypool.db");
             let engine = EmbeddedEngine::open(&path)?;
             let client = keypool::setup::local_client(engine.endpoint());
+            let streams = keypool::setup::local_streams_client(engine.endpoint());
             (
                 client,
+                streams,
                 Some(engine),
                 format!("embedded DynamoDB in {}", path.display()),
             )
@@ -183,11 +199,19 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     schema::ensure_tables(&client, &tables)
         .await
         .context("creating the tables")?;
+    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
     let state = AppState {
-        store: Arc::new(DynamoStore::new(client, tables)),
+        store: store.clone(),
         auth: Arc::new(Authenticator::Local(Box::new(TokenAuthority::new(&secret)))),
         clock: Arc::new(SystemClock),
     };
+    // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
+    let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
+    let follower = StreamFollower::new(client, streams, store, tables.assignments);
+    let billing = tokio::spawn(follower.run(BILLING_POLL, async move {
+        let mut stopped = billing_stopped;
+        let _ = stopped.changed().await;
+    }));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -196,9 +220,13 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         "KeyPool listening on http://{} ({store_name})",
         listener.local_addr()?
     );
-    axum::serve(listener, app(state))
+    let served = axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown_signal())
-        .await?;
+        .await;
+    // The follower finishes the batch in hand and saves its checkpoint before the engine stops.
+    let _ = stop_billing.send(());
+    let _ = billing.await;
+    served?;
     Ok(())
 }
 

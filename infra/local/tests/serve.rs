@@ -128,6 +128,9 @@ async fn serves_accepts_its_tokens_and_keeps_data_across_restarts() {
         .call("POST", "/v1/redemptions", &learner, redeem.clone())
         .await;
     assert_eq!(status, 201);
+    // Billing follows the stream: the redemption is on this month's invoice within seconds.
+    let invoice = server.invoice(&admin, 1).await;
+    assert_eq!(invoice["lines"][0]["learner"], "bob");
     // A token signed by another secret is refused.
     let stranger = token(
         &dir.join("elsewhere"),
@@ -154,8 +157,56 @@ async fn serves_accepts_its_tokens_and_keeps_data_across_restarts() {
         status, 200,
         "the same learner gets the same assignment after a restart"
     );
+    // The restarted server's billing resumes from its checkpoint: the second redemption is
+    // billed, the first is not billed again.
+    let carol = token(&dir, &["--role", "learner", "--sub", "carol"]);
+    let second = Some(json!({ "key": keys["keys"][1] }));
+    assert_eq!(
+        server
+            .call("POST", "/v1/redemptions", &carol, second)
+            .await
+            .0,
+        201
+    );
+    let invoice = server.invoice(&admin, 2).await;
+    let learners: Vec<&str> = invoice["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["learner"].as_str().unwrap())
+        .collect();
+    assert_eq!(learners, ["bob", "carol"]);
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+impl Server {
+    /// This month's invoice once it has `count` units, waiting for the billing follower (a few
+    /// seconds at most); fails the test after ten.
+    async fn invoice(&self, admin: &str, count: u64) -> Value {
+        let month = chrono::Utc::now().format("%Y-%m").to_string();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, invoice) = self
+                .call("GET", &format!("/v1/invoices/{month}"), admin, None)
+                .await;
+            assert_eq!(status, 200, "{invoice}");
+            if invoice["count"].as_u64() == Some(count) {
+                // Settled: a moment later it is still the same.
+                tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+                let (_, again) = self
+                    .call("GET", &format!("/v1/invoices/{month}"), admin, None)
+                    .await;
+                assert_eq!(again, invoice, "billing changed an invoice it had settled");
+                return invoice;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no invoice of {count} within 10 s: {invoice}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
 }
 
 #[test]

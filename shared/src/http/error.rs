@@ -103,6 +103,12 @@ impl IntoResponse for Error {
                 &message,
                 Some(json!({ "expires_at": time::format(&expires_at) })),
             ),
+            Error::AssignmentCancelled { cancelled_at } => body(
+                StatusCode::FORBIDDEN,
+                "assignment_cancelled",
+                &message,
+                Some(json!({ "cancelled_at": time::format(&cancelled_at) })),
+            ),
             Error::Conflict { code, .. } => body(StatusCode::CONFLICT, code, &message, None),
             Error::Throttled { retry_after_secs } => {
                 let mut r = body(

@@ -2,6 +2,7 @@
 
 mod admin;
 pub mod error;
+mod invoices;
 mod learner;
 mod views;
 
@@ -116,9 +117,10 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
-/// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal.
+/// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal,
+/// invoices and cancellations.
 pub fn pool_admin_routes() -> Router<AppState> {
-    admin::pool_admin_routes()
+    admin::pool_admin_routes().merge(invoices::routes())
 }
 
 /// Routes of the key-generation function.

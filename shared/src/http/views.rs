@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::billing::{InvoiceLine, InvoiceTotals, LineKind, Month};
 use crate::identity::UserId;
 use crate::inventory::{KeyRecord, KeySource, KeyStatus};
 use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
@@ -132,6 +133,8 @@ pub struct AssignmentView {
     pub launch_count: u64,
     #[serde(with = "time::rfc3339::option")]
     pub last_launched_at: Option<Timestamp>,
+    #[serde(with = "time::rfc3339::option")]
+    pub cancelled_at: Option<Timestamp>,
 }
 
 impl AssignmentView {
@@ -146,6 +149,95 @@ impl AssignmentView {
             expires_at: a.expires_at,
             launch_count: a.launch_count,
             last_launched_at: a.last_launched_at,
+            cancelled_at: a.cancelled_at,
+        }
+    }
+}
+
+/// An assignment an admin just cancelled.
+#[derive(Serialize)]
+pub struct CancelledView {
+    pub assignment_id: AssignmentId,
+    pub learner: UserId,
+    pub pool_id: PoolId,
+    pub course_id: CourseId,
+    pub key: String,
+    pub key_status: KeyStatus,
+    #[serde(with = "time::rfc3339")]
+    pub redeemed_at: Timestamp,
+    #[serde(with = "time::rfc3339::option")]
+    pub cancelled_at: Option<Timestamp>,
+}
+
+impl From<Assignment> for CancelledView {
+    fn from(a: Assignment) -> Self {
+        Self {
+            assignment_id: a.assignment_id,
+            learner: a.learner,
+            pool_id: a.pool_id,
+            course_id: a.course_id,
+            key: a.key.display_form(),
+            key_status: KeyStatus::Available,
+            redeemed_at: a.redeemed_at,
+            cancelled_at: a.cancelled_at,
+        }
+    }
+}
+
+/// One line of an invoice.
+#[derive(Serialize)]
+pub struct InvoiceLineView {
+    pub assignment_id: AssignmentId,
+    pub kind: LineKind,
+    pub quantity: i64,
+    pub pool_id: PoolId,
+    pub course_id: CourseId,
+    pub key: String,
+    pub learner: UserId,
+    #[serde(with = "time::rfc3339")]
+    pub redeemed_at: Timestamp,
+    #[serde(with = "time::rfc3339::option")]
+    pub cancelled_at: Option<Timestamp>,
+}
+
+impl From<InvoiceLine> for InvoiceLineView {
+    fn from(l: InvoiceLine) -> Self {
+        Self {
+            assignment_id: l.assignment_id,
+            kind: l.kind,
+            quantity: l.quantity,
+            pool_id: l.pool_id,
+            course_id: l.course_id,
+            key: l.key.display_form(),
+            learner: l.learner,
+            redeemed_at: l.redeemed_at,
+            cancelled_at: l.cancelled_at,
+        }
+    }
+}
+
+/// A page of a month's invoice with the month's totals: `count` is the units billed
+/// (redemptions less credits).
+#[derive(Serialize)]
+pub struct InvoiceView {
+    pub month: Month,
+    pub count: i64,
+    pub redemptions: u64,
+    pub credits: u64,
+    pub lines: Vec<InvoiceLineView>,
+    pub next_cursor: Option<String>,
+}
+
+impl InvoiceView {
+    /// The month's totals with one page of its lines.
+    pub fn new(month: Month, totals: InvoiceTotals, page: Page<InvoiceLine>) -> Self {
+        Self {
+            month,
+            count: totals.count(),
+            redemptions: totals.redemptions,
+            credits: totals.credits,
+            lines: page.items.into_iter().map(InvoiceLineView::from).collect(),
+            next_cursor: page.next_cursor,
         }
     }
 }

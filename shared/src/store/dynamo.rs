@@ -17,7 +17,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{InsertOutcome, Page, RedeemConflict, RemoveConflict, Store};
+use super::{InsertOutcome, Ledger, Page, RedeemConflict, RemoveConflict, Store};
+use crate::billing::{InvoiceLine, InvoiceTotals, Month};
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
 use crate::inventory::{KeyRecord, KeyStatus, NewKey};
@@ -477,6 +478,53 @@ fn pool_id_value(id: &PoolId) -> Result<AttributeValue> {
 }
 
 #[async_trait]
+impl Ledger for DynamoStore {
+    async fn record_invoice_line(&self, line: &InvoiceLine) -> Result<bool> {
+        let pk = schema::invoice_pk(&line.org, line.month);
+        let line_put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(to_item(
+                line,
+                pk.clone(),
+                schema::invoice_line_sk(&line.assignment_id, line.kind),
+                "invoice_line",
+            )?))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the invoice line put")?;
+        let counter = match line.kind {
+            crate::billing::LineKind::Redemption => "redemptions",
+            crate::billing::LineKind::Credit => "credits",
+        };
+        let totals_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(pk, schema::INVOICE_TOTALS_SK)))
+            .update_expression("SET #entity = :entity ADD #counter :one")
+            .expression_attribute_names("#entity", ENTITY)
+            .expression_attribute_names("#counter", counter)
+            .expression_attribute_values(":entity", s("invoice_totals"))
+            .expression_attribute_values(":one", n(1))
+            .build()
+            .context("building the invoice totals update")?;
+        let items = vec![
+            TransactWriteItem::builder().put(line_put).build(),
+            TransactWriteItem::builder().update(totals_update).build(),
+        ];
+        match self.transact(items, "recording an invoice line").await? {
+            None => Ok(true),
+            // The line is there: an earlier delivery of the same record billed it.
+            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                Ok(false)
+            }
+            Some(codes) => Err(anyhow::anyhow!(
+                "invoice line refused for an unexpected reason: {codes:?}"
+            )
+            .into()),
+        }
+    }
+}
+
+#[async_trait]
 impl Store for DynamoStore {
     async fn put_course(&self, course: &Course) -> Result<()> {
         let mut item = to_item(
@@ -841,11 +889,26 @@ impl Store for DynamoStore {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .context("building the guard put")?;
+        // The pointer lets an admin of the organization find the assignment by its id.
+        let mut pointer = key_of(
+            schema::org_pk(&a.org),
+            schema::assignment_ref_sk(&a.assignment_id),
+        );
+        pointer.insert(ENTITY.into(), s("assignment_ref"));
+        pointer.insert("learner".into(), s(a.learner.as_str()));
+        pointer.insert("pool_id".into(), pool_id_value(&a.pool_id)?);
+        let pointer_put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(pointer))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the assignment pointer put")?;
         let items = vec![
             TransactWriteItem::builder().update(key_update).build(),
             TransactWriteItem::builder().update(pool_update).build(),
             TransactWriteItem::builder().put(assignment_put).build(),
             TransactWriteItem::builder().put(guard_put).build(),
+            TransactWriteItem::builder().put(pointer_put).build(),
         ];
         let Some(codes) = self.transact(items, "redeeming a key").await? else {
             return Ok(Ok(()));
@@ -923,7 +986,7 @@ impl Store for DynamoStore {
                 schema::assignment_sk(id),
             )))
             .update_expression("SET last_launched_at = :now ADD launch_count :one")
-            .condition_expression("attribute_exists(PK)")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(cancelled_at)")
             .expression_attribute_values(":now", ts(&now))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
@@ -942,6 +1005,197 @@ impl Store for DynamoStore {
             }
             Err(e) => Err(sdk("recording a launch")(e)),
         }
+    }
+
+    async fn assignment_learner(&self, org: &OrgId, id: &AssignmentId) -> Result<Option<UserId>> {
+        let item = self
+            .get(
+                &self.tables.main,
+                key_of(schema::org_pk(org), schema::assignment_ref_sk(id)),
+                "reading an assignment pointer",
+            )
+            .await?;
+        Ok(item
+            .and_then(|i| attr_string(&i, "learner"))
+            .and_then(|l| UserId::parse(&l).ok()))
+    }
+
+    async fn cancel_assignment(&self, a: &Assignment, now: Timestamp) -> Result<bool> {
+        let cutoff = now - chrono::Duration::hours(crate::redemption::CANCEL_WINDOW_HOURS);
+        let assignment_update = Update::builder()
+            .table_name(&self.tables.assignments)
+            .set_key(Some(key_of(
+                schema::user_pk(&a.learner),
+                schema::assignment_sk(&a.assignment_id),
+            )))
+            .update_expression("SET cancelled_at = :now")
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(cancelled_at) \
+                 AND launch_count = :zero AND redeemed_at > :cutoff",
+            )
+            .expression_attribute_values(":now", ts(&now))
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":cutoff", ts(&cutoff))
+            .build()
+            .context("building the assignment cancellation")?;
+        let key_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(schema::key_pk(&a.key), schema::KEY_SK)))
+            .update_expression(
+                "SET #status = :available, GSI1SK = :gsk \
+                 REMOVE redeemed_by, redeemed_at, assignment_id",
+            )
+            .condition_expression("#status = :redeemed AND assignment_id = :assignment")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
+            .expression_attribute_values(":redeemed", s(KeyStatus::Redeemed.as_str()))
+            .expression_attribute_values(":assignment", s(a.assignment_id.to_string()))
+            .expression_attribute_values(
+                ":gsk",
+                s(schema::key_by_status_sk(KeyStatus::Available, &a.key)),
+            )
+            .build()
+            .context("building the key release")?;
+        let pool_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
+            .update_expression("ADD redeemed_count :minus_one")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":minus_one", n(-1))
+            .build()
+            .context("building the pool uncount")?;
+        let guard_delete = Delete::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::guard_pk(&a.pool_id),
+                schema::guard_sk(&a.learner),
+            )))
+            .condition_expression("assignment_id = :assignment")
+            .expression_attribute_values(":assignment", s(a.assignment_id.to_string()))
+            .build()
+            .context("building the guard delete")?;
+        let pointer_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::org_pk(&a.org),
+                schema::assignment_ref_sk(&a.assignment_id),
+            )))
+            .update_expression("SET cancelled_at = :now")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":now", ts(&now))
+            .build()
+            .context("building the pointer update")?;
+        let items = vec![
+            TransactWriteItem::builder()
+                .update(assignment_update)
+                .build(),
+            TransactWriteItem::builder().update(key_update).build(),
+            TransactWriteItem::builder().update(pool_update).build(),
+            TransactWriteItem::builder().delete(guard_delete).build(),
+            TransactWriteItem::builder().update(pointer_update).build(),
+        ];
+        match self.transact(items, "cancelling an assignment").await? {
+            None => Ok(true),
+            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                Ok(false)
+            }
+            Some(codes) => Err(anyhow::anyhow!(
+                "cancellation of {} refused by an item it should own: {codes:?}",
+                a.assignment_id
+            )
+            .into()),
+        }
+    }
+
+    async fn invoice_totals(&self, org: &OrgId, month: Month) -> Result<InvoiceTotals> {
+        let item = self
+            .get(
+                &self.tables.main,
+                key_of(schema::invoice_pk(org, month), schema::INVOICE_TOTALS_SK),
+                "reading invoice totals",
+            )
+            .await?;
+        let count = |name: &str| {
+            item.as_ref()
+                .and_then(|i| match i.get(name) {
+                    Some(AttributeValue::N(v)) => v.parse().ok(),
+                    _ => None,
+                })
+                .unwrap_or(0)
+        };
+        Ok(InvoiceTotals {
+            redemptions: count("redemptions"),
+            credits: count("credits"),
+        })
+    }
+
+    async fn list_invoice_lines(
+        &self,
+        org: &OrgId,
+        month: Month,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<InvoiceLine>> {
+        let pk = schema::invoice_pk(org, month);
+        let start = decode_cursor(cursor, &[(SK, schema::INVOICE_LINE_SK_PREFIX)])?.map(|mut k| {
+            k.insert(PK.into(), s(pk.clone()));
+            k
+        });
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(pk.clone()))
+            .expression_attribute_values(":prefix", s(schema::INVOICE_LINE_SK_PREFIX))
+            .consistent_read(true);
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: false,
+                cursor_attrs: &[SK],
+                what: "listing invoice lines",
+            })
+            .await?;
+        page_of(items, next_cursor, "invoice line")
+    }
+
+    async fn stream_checkpoint(&self, stream_arn: &str, shard_id: &str) -> Result<Option<String>> {
+        let item = self
+            .get(
+                &self.tables.main,
+                key_of(
+                    schema::checkpoint_pk(stream_arn),
+                    schema::checkpoint_sk(shard_id),
+                ),
+                "reading a stream checkpoint",
+            )
+            .await?;
+        Ok(item.and_then(|i| attr_string(&i, "sequence_number")))
+    }
+
+    async fn save_stream_checkpoint(
+        &self,
+        stream_arn: &str,
+        shard_id: &str,
+        sequence_number: &str,
+    ) -> Result<()> {
+        let mut item = key_of(
+            schema::checkpoint_pk(stream_arn),
+            schema::checkpoint_sk(shard_id),
+        );
+        item.insert(ENTITY.into(), s("stream_checkpoint"));
+        item.insert("sequence_number".into(), s(sequence_number));
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk("saving a stream checkpoint"))?;
+        Ok(())
     }
 
     async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64> {

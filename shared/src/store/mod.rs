@@ -4,6 +4,7 @@ pub mod dynamo;
 
 use async_trait::async_trait;
 
+use crate::billing::{InvoiceLine, InvoiceTotals, Month};
 use crate::error::Result;
 use crate::identity::{OrgId, UserId};
 use crate::inventory::{KeyRecord, KeyStatus, NewKey};
@@ -50,9 +51,17 @@ pub enum RemoveConflict {
     Redeemed,
 }
 
+/// What billing writes: the whole of the billing function's store.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Writes an invoice line and counts it in its month's totals, in one atomic write, unless
+    /// the line exists already; true when this call wrote it.
+    async fn record_invoice_line(&self, line: &InvoiceLine) -> Result<bool>;
+}
+
 /// Everything KeyPool keeps, in the language of the domain.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: Ledger + 'static {
     /// Stores a new course.
     async fn put_course(&self, course: &Course) -> Result<()>;
     /// Reads a course of the organization.
@@ -152,6 +161,35 @@ pub trait Store: Send + Sync + 'static {
         id: &AssignmentId,
         now: Timestamp,
     ) -> Result<Option<Assignment>>;
+
+    /// The learner holding an assignment of the organization; `None` for unknown ids and
+    /// other organizations' assignments.
+    async fn assignment_learner(&self, org: &OrgId, id: &AssignmentId) -> Result<Option<UserId>>;
+    /// The cancellation, as one transaction across both tables: the assignment is marked
+    /// cancelled (only if never launched, not cancelled and redeemed less than 24 hours before
+    /// `now`), its key becomes available, the pool uncounts it and the learner's pool guard
+    /// goes. False when the assignment no longer qualifies.
+    async fn cancel_assignment(&self, assignment: &Assignment, now: Timestamp) -> Result<bool>;
+
+    /// A month's invoice totals for an organization (strongly consistent).
+    async fn invoice_totals(&self, org: &OrgId, month: Month) -> Result<InvoiceTotals>;
+    /// A page of a month's invoice lines for an organization, in assignment order.
+    async fn list_invoice_lines(
+        &self,
+        org: &OrgId,
+        month: Month,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<InvoiceLine>>;
+    /// The last sequence number a stream consumer finished in a shard.
+    async fn stream_checkpoint(&self, stream_arn: &str, shard_id: &str) -> Result<Option<String>>;
+    /// Records the last sequence number a stream consumer finished in a shard.
+    async fn save_stream_checkpoint(
+        &self,
+        stream_arn: &str,
+        shard_id: &str,
+        sequence_number: &str,
+    ) -> Result<()>;
 
     /// Failed redemption attempts of a learner in a throttling window.
     async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64>;

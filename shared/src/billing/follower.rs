@@ -1,0 +1,210 @@
+//! The local server's event source mapping: follows the assignments table's stream and hands
+//! its records to the billing handler in batches, as Lambda does in AWS.
+//!
+//! Progress is a checkpoint per shard in the store, saved after each batch is billed. A crash
+//! between billing and saving replays that batch, which billing absorbs (a line is written
+//! once); nothing after the checkpoint is ever skipped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_lambda_events::event::dynamodb::{
+    Event, EventRecord, StreamRecord, StreamViewType, UserIdentity,
+};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+
+use crate::store::Store;
+
+/// Records asked for per GetRecords call, and so the largest batch billing gets.
+pub const BATCH_SIZE: i32 = 100;
+
+/// Follows one table's stream into the billing handler.
+pub struct StreamFollower {
+    dynamodb: aws_sdk_dynamodb::Client,
+    streams: aws_sdk_dynamodbstreams::Client,
+    store: Arc<dyn Store>,
+    table: String,
+}
+
+impl StreamFollower {
+    /// A follower of `table`'s stream that bills into `store` and keeps its checkpoints there.
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        streams: aws_sdk_dynamodbstreams::Client,
+        store: Arc<dyn Store>,
+        table: impl Into<String>,
+    ) -> Self {
+        Self {
+            dynamodb,
+            streams,
+            store,
+            table: table.into(),
+        }
+    }
+
+    /// Bills every record now on the stream after the checkpoints; returns how many records it
+    /// handed to billing. Stops at the first batch that billing could not finish, after saving
+    /// the progress it made, and says so.
+    pub async fn drain(&self) -> anyhow::Result<usize> {
+        let table = self
+            .dynamodb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .with_context(|| format!("describing the table {}", self.table))?;
+        let Some(stream_arn) = table.table().and_then(|t| t.latest_stream_arn()) else {
+            anyhow::bail!("the table {} has no stream", self.table);
+        };
+        let mut handed = 0;
+        for shard_id in self.shards(stream_arn).await? {
+            handed += self.drain_shard(stream_arn, &shard_id).await?;
+        }
+        Ok(handed)
+    }
+
+    /// Drains the stream every `every` until `shutdown` resolves; failures are logged and
+    /// retried on the next round, from the checkpoint.
+    pub async fn run(self, every: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            match self.drain().await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(records = n, "stream records billed"),
+                Err(e) => tracing::warn!(error = format!("{e:#}"), "billing follower will retry"),
+            }
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
+    /// The stream's shards, parents before children as DescribeStream lists them.
+    async fn shards(&self, stream_arn: &str) -> anyhow::Result<Vec<String>> {
+        let mut shards = Vec::new();
+        let mut start: Option<String> = None;
+        loop {
+            let out = self
+                .streams
+                .describe_stream()
+                .stream_arn(stream_arn)
+                .set_exclusive_start_shard_id(start.take())
+                .send()
+                .await
+                .context("describing the stream")?;
+            let Some(description) = out.stream_description else {
+                return Ok(shards);
+            };
+            shards.extend(
+                description
+                    .shards()
+                    .iter()
+                    .filter_map(|s| s.shard_id().map(str::to_string)),
+            );
+            match description.last_evaluated_shard_id {
+                Some(last) => start = Some(last),
+                None => return Ok(shards),
+            }
+        }
+    }
+
+    async fn drain_shard(&self, stream_arn: &str, shard_id: &str) -> anyhow::Result<usize> {
+        let checkpoint = self.store.stream_checkpoint(stream_arn, shard_id).await?;
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(stream_arn)
+            .shard_id(shard_id);
+        let request = match &checkpoint {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let mut iterator = request
+            .send()
+            .await
+            .context("getting a shard iterator")?
+            .shard_iterator;
+        let mut handed = 0;
+        while let Some(current) = iterator.take() {
+            let out = self
+                .streams
+                .get_records()
+                .shard_iterator(current)
+                .limit(BATCH_SIZE)
+                .send()
+                .await
+                .context("reading stream records")?;
+            let records = out.records.unwrap_or_default();
+            if records.is_empty() {
+                break;
+            }
+            let mut event = Event::default();
+            event.records = records.into_iter().map(event_record).collect();
+            let response = crate::billing::bill(self.store.as_ref(), &event).await?;
+            let failed = response
+                .batch_item_failures
+                .first()
+                .and_then(|f| f.item_identifier.clone());
+            let done = match &failed {
+                None => event.records.len(),
+                Some(sequence) => event
+                    .records
+                    .iter()
+                    .position(|r| r.change.sequence_number.as_ref() == Some(sequence))
+                    .context("billing reported a record that is not in the batch")?,
+            };
+            if let Some(last) = done
+                .checked_sub(1)
+                .and_then(|i| event.records[i].change.sequence_number.as_deref())
+            {
+                self.store
+                    .save_stream_checkpoint(stream_arn, shard_id, last)
+                    .await?;
+            }
+            handed += done;
+            if let Some(sequence) = failed {
+                anyhow::bail!("billing stopped at record {sequence}; it will be retried");
+            }
+            iterator = out.next_shard_iterator;
+        }
+        Ok(handed)
+    }
+}
+
+/// A record as the event source mapping hands it to Lambda.
+fn event_record(record: Record) -> EventRecord {
+    let mut change = StreamRecord::default();
+    if let Some(stream) = record.dynamodb {
+        if let Some(at) = stream.approximate_creation_date_time {
+            change.approximate_creation_date_time =
+                chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos()).unwrap_or_default();
+        }
+        change.keys = stream.keys.unwrap_or_default().into();
+        change.new_image = stream.new_image.unwrap_or_default().into();
+        change.old_image = stream.old_image.unwrap_or_default().into();
+        change.sequence_number = stream.sequence_number;
+        change.size_bytes = stream.size_bytes.unwrap_or_default();
+        change.stream_view_type = Some(StreamViewType::NewAndOldImages);
+    }
+    let mut event = EventRecord::default();
+    event.change = change;
+    event.aws_region = record.aws_region.unwrap_or_default();
+    event.event_id = record.event_id.unwrap_or_default();
+    event.event_name = record
+        .event_name
+        .map(|n| n.as_str().to_string())
+        .unwrap_or_default();
+    event.event_source = record.event_source;
+    event.event_version = record.event_version;
+    event.user_identity = record.user_identity.map(|i| {
+        let mut identity = UserIdentity::default();
+        identity.type_ = i.r#type.unwrap_or_default();
+        identity.principal_id = i.principal_id.unwrap_or_default();
+        identity
+    });
+    event
+}

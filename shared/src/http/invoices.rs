@@ -1,0 +1,121 @@
+//! Admin routes of billing: a month's invoice as JSON or CSV, and cancelling an assignment.
+
+use axum::Json;
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+
+use super::error::ApiQuery;
+use super::views::{CancelledView, InvoiceView};
+use super::{AppState, MAX_PAGE, page_size};
+use crate::billing::{self, InvoiceLine, Month};
+use crate::error::{Error, Result};
+use crate::identity::{OrgId, Principal};
+use crate::redemption;
+use crate::store::{Page, Store};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/invoices/{month}", get(invoice))
+        .route("/v1/assignments/{assignment_id}/cancel", post(cancel))
+}
+
+#[derive(Deserialize)]
+struct InvoiceQuery {
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+/// `GET /v1/invoices/2026-11` answers JSON a page at a time; `.../2026-11.csv` the whole month.
+async fn invoice(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(month): Path<String>,
+    ApiQuery(q): ApiQuery<InvoiceQuery>,
+) -> Result<Response> {
+    let org = principal.admin_org()?;
+    if let Some(month) = month.strip_suffix(".csv") {
+        let month = billing::parse_month(month)?;
+        return invoice_csv(state.store.clone(), org.clone(), month).await;
+    }
+    let month = billing::parse_month(&month)?;
+    let (totals, page) = billing::invoice(
+        state.store.as_ref(),
+        org,
+        month,
+        q.cursor.as_deref(),
+        page_size(q.limit.as_deref())?,
+    )
+    .await?;
+    Ok(Json(InvoiceView::new(month, totals, page)).into_response())
+}
+
+/// The month's lines as CSV, streamed page by page so memory stays flat however long the month.
+async fn invoice_csv(
+    store: std::sync::Arc<dyn Store>,
+    org: OrgId,
+    month: Month,
+) -> Result<Response> {
+    // The first page is read before answering, so a failure is still a clean JSON error.
+    let first = store
+        .list_invoice_lines(&org, month, None, MAX_PAGE)
+        .await?;
+    let header = csv_chunk(&[], true)?;
+    let first_chunk = csv_chunk(&first.items, false)?;
+    let rest = futures_util::stream::try_unfold(first.next_cursor, move |cursor| {
+        let store = store.clone();
+        let org = org.clone();
+        async move {
+            let Some(cursor) = cursor else {
+                return Ok::<_, Error>(None);
+            };
+            let page: Page<InvoiceLine> = store
+                .list_invoice_lines(&org, month, Some(&cursor), MAX_PAGE)
+                .await
+                .inspect_err(|e| tracing::error!(error = %e, "invoice CSV stopped part-way"))?;
+            Ok(Some((csv_chunk(&page.items, false)?, page.next_cursor)))
+        }
+    });
+    let head = futures_util::stream::iter([Ok::<_, Error>(header), Ok(first_chunk)]);
+    let body = Body::from_stream(futures_util::StreamExt::chain(head, rest));
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!("attachment; filename=\"keypool-invoice-{month}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    let written = if header {
+        out.write_record(billing::CSV_HEADER)
+    } else {
+        billing::write_csv_rows(&mut out, lines)
+    };
+    written.map_err(|e| anyhow::anyhow!("writing invoice CSV: {e}"))?;
+    let bytes = out
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("writing invoice CSV: {e}"))?;
+    Ok(Bytes::from(bytes))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(assignment_id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let cancelled =
+        redemption::cancel(state.store.as_ref(), org, &assignment_id, state.clock.now()).await?;
+    Ok(Json(CancelledView::from(cancelled)))
+}
