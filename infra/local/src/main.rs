@@ -20,9 +20,6 @@ use keypool::schema::{self, Tables};
 use keypool::store::{DynamoStore, Store};
 use keypool::time::SystemClock;
 
-/// How often the local billing follower looks for new stream records.
-const BILLING_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
 #[derive(Parser)]
 #[command(name = "keypool-local", version, about = "KeyPool on one machine")]
 struct Cli {
@@ -208,10 +205,13 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
     let follower = StreamFollower::new(client, streams, store, tables.assignments);
-    let billing = tokio::spawn(follower.run(BILLING_POLL, async move {
-        let mut stopped = billing_stopped;
-        let _ = stopped.changed().await;
-    }));
+    let billing = tokio::spawn(follower.run(
+        keypool::billing::follower::DEFAULT_POLL,
+        async move {
+            let mut stopped = billing_stopped;
+            let _ = stopped.changed().await;
+        },
+    ));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

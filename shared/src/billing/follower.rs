@@ -16,6 +16,8 @@ use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 
 use crate::store::Store;
 
+/// How often the local server's follower looks for new records.
+pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
 /// Records asked for per GetRecords call, and so the largest batch billing gets.
 pub const BATCH_SIZE: i32 = 100;
 
