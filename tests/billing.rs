@@ -171,7 +171,10 @@ async fn a_record_without_a_sequence_number_fails_the_whole_batch() {
 struct FlakyLedger {
     store: Arc<dyn Store>,
     calls: AtomicUsize,
+    /// Writes that fail before reaching the store.
     fail_at: BTreeSet<usize>,
+    /// Writes that commit and then fail, as a timeout after the commit does.
+    lost_answers: BTreeSet<usize>,
 }
 
 #[async_trait]
@@ -181,7 +184,11 @@ impl Ledger for FlakyLedger {
         if self.fail_at.contains(&call) {
             return Err(anyhow::anyhow!("injected failure at write {call}").into());
         }
-        self.store.record_invoice_line(line).await
+        let written = self.store.record_invoice_line(line).await?;
+        if self.lost_answers.contains(&call) {
+            return Err(anyhow::anyhow!("injected lost answer at write {call}").into());
+        }
+        Ok(written)
     }
 }
 
@@ -205,6 +212,8 @@ struct Scenario {
     cuts: Vec<usize>,
     /// Ledger writes that fail.
     fail_at: BTreeSet<usize>,
+    /// Ledger writes that commit but whose answer is lost.
+    lost_answers: BTreeSet<usize>,
 }
 
 fn scenario() -> impl Strategy<Value = Scenario> {
@@ -226,14 +235,16 @@ fn scenario() -> impl Strategy<Value = Scenario> {
             proptest::collection::vec((0usize..64, 0usize..64), 0..12),
             proptest::collection::vec(1usize..6, 1..20),
             proptest::collection::btree_set(1usize..40, 0..4),
+            proptest::collection::btree_set(1usize..40, 0..4),
         )
             .prop_map(
-                |(stories, interleave, duplicates, cuts, fail_at)| Scenario {
+                |(stories, interleave, duplicates, cuts, fail_at, lost_answers)| Scenario {
                     stories,
                     interleave,
                     duplicates,
                     cuts,
                     fail_at,
+                    lost_answers,
                 },
             )
     })
@@ -445,6 +456,7 @@ fn every_redemption_and_cancellation_is_billed_exactly_once_under_replay() {
             store: w.store.clone(),
             calls: AtomicUsize::new(0),
             fail_at: s.fail_at.clone(),
+            lost_answers: s.lost_answers.clone(),
         };
         runtime.block_on(async {
             deliver(&ledger, &stream, &s).await;
@@ -655,9 +667,26 @@ async fn cancel(w: &World, org: &str, assignment_id: &str) -> keypool_tests::Rep
     .await
 }
 
+/// Moves a world's clock to the 10th of next month at noon, so that a test advancing it by
+/// hours stays within one month.
+fn mid_month(w: &World) {
+    use chrono::{Datelike, TimeZone};
+    let now = w.now();
+    let (year, month) = if now.month() == 12 {
+        (now.year() + 1, 1)
+    } else {
+        (now.year(), now.month() + 1)
+    };
+    let target = chrono::Utc
+        .with_ymd_and_hms(year, month, 10, 12, 0, 0)
+        .unwrap();
+    w.clock.advance(target - now);
+}
+
 #[tokio::test]
 async fn a_cancellation_frees_the_key_and_credits_the_invoice_once() {
     let w = World::new().await;
+    mid_month(&w);
     let (pool_id, key, body) = redeemed(&w, "acme", "lea").await;
     let id = body["assignment_id"].as_str().unwrap();
 
@@ -736,6 +765,18 @@ async fn a_cancellation_frees_the_key_and_credits_the_invoice_once() {
                 && k["redeemed_by"].is_null()
                 && k["assignment_id"].is_null())
     );
+
+    // The learner who lost it cannot take it back, but may get another key of the pool.
+    let back = w
+        .call(
+            Method::POST,
+            "/v1/redemptions",
+            Some(&w.learner("lea")),
+            Some(json!({ "key": key })),
+        )
+        .await;
+    assert_eq!(back.status, StatusCode::CONFLICT, "{:?}", back.body);
+    assert_eq!(back.code(), "key_cancelled");
 
     // The key goes to someone else, who is billed for it in turn.
     let next = w
@@ -933,10 +974,14 @@ async fn a_follower_stopped_mid_stream_resumes_without_gaps_or_doubles() {
                 let _ = stopped.await;
             }),
     );
+    // Stop it once it is into its second batch: the first is billed and checkpointed, the
+    // second in hand and not.
+    let batch = keypool::billing::follower::BATCH_SIZE as usize;
+    let threshold = batch.min(count / 2);
     let store = w.dyn_store();
     loop {
-        let billed = store.invoice_totals(&acme(), m).await.unwrap().redemptions;
-        if billed > 0 {
+        let billed = store.invoice_totals(&acme(), m).await.unwrap().redemptions as usize;
+        if billed > threshold {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -944,11 +989,17 @@ async fn a_follower_stopped_mid_stream_resumes_without_gaps_or_doubles() {
     task.abort();
     let _ = task.await;
     drop(stop);
-    let part = store.invoice_totals(&acme(), m).await.unwrap().redemptions;
+    let part = store.invoice_totals(&acme(), m).await.unwrap().redemptions as usize;
     eprintln!("stopped after {part} of {count} lines");
 
-    // A new follower (a restarted server) picks up from the checkpoint.
-    w.follower().drain().await.unwrap();
+    // A new follower (a restarted server) picks up from the checkpoint: it hands over what was
+    // not checkpointed (the batch in hand again, and the rest), never the whole stream again.
+    let handed = w.follower().drain().await.unwrap();
+    assert!(handed <= count - threshold, "handed {handed} again");
+    assert!(
+        handed >= count - part,
+        "handed {handed}, {part} were billed"
+    );
     let lines = all_lines(store, &acme(), m).await;
     let billed: BTreeSet<String> = lines.iter().map(|l| l.assignment_id.to_string()).collect();
     assert_eq!(lines.len(), count, "no duplicates");

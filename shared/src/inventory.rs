@@ -76,6 +76,9 @@ pub struct KeyRecord {
     pub redeemed_at: Option<Timestamp>,
     #[serde(default)]
     pub assignment_id: Option<AssignmentId>,
+    /// Learners whose assignment from this key an admin cancelled: they may not redeem it again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub barred: Vec<UserId>,
 }
 
 /// One pasted line that was not added, and why.

@@ -137,8 +137,23 @@ pub async fn redeem(
     };
 
     for _ in 0..MAX_ROUNDS {
+        if record.barred.contains(learner) {
+            return Err(Error::Conflict {
+                code: "key_cancelled",
+                message: "your assignment from this key was cancelled by its organization; ask \
+                          them for another key"
+                    .into(),
+            });
+        }
         if record.status == KeyStatus::Redeemed {
-            return existing_for(store, learner, &record).await;
+            match existing_for(store, learner, &record).await? {
+                // Cancelled since the key was read: read it again.
+                Redeemed::Existing(a) if a.cancelled_at.is_some() => {
+                    record = store.get_key(&record.key).await?.ok_or(Error::InvalidKey)?;
+                    continue;
+                }
+                answer => return Ok(answer),
+            }
         }
         let (pool, held) = tokio::try_join!(
             store.get_pool(&record.org, &record.pool_id),
@@ -147,7 +162,12 @@ pub async fn redeem(
         let pool = pool.ok_or(Error::InvalidKey)?;
         pool.check_active(now)?;
         if let Some(id) = held {
-            return load(store, learner, &id).await.map(Redeemed::Existing);
+            let existing = load(store, learner, &id).await?;
+            // A guard read just before a cancellation removed it: the next round reads anew.
+            if existing.cancelled_at.is_none() {
+                return Ok(Redeemed::Existing(existing));
+            }
+            continue;
         }
         let assignment = Assignment {
             assignment_id: AssignmentId::new(),

@@ -20,6 +20,8 @@ use crate::store::Store;
 pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
 /// Records asked for per GetRecords call, and so the largest batch billing gets.
 pub const BATCH_SIZE: i32 = 100;
+/// Empty pages read in a row before a shard counts as drained for one round.
+const MAX_EMPTY_PAGES: usize = 3;
 
 /// Follows one table's stream into the billing handler.
 pub struct StreamFollower {
@@ -60,10 +62,18 @@ impl StreamFollower {
             anyhow::bail!("the table {} has no stream", self.table);
         };
         let mut handed = 0;
+        let mut failed = None;
+        // A shard that cannot be billed now must not hold back the others.
         for shard_id in self.shards(stream_arn).await? {
-            handed += self.drain_shard(stream_arn, &shard_id).await?;
+            match self.drain_shard(stream_arn, &shard_id).await {
+                Ok(n) => handed += n,
+                Err(e) => failed = Some(e.context(format!("shard {shard_id}"))),
+            }
         }
-        Ok(handed)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(handed),
+        }
     }
 
     /// Drains the stream every `every` until `shutdown` resolves; failures are logged and
@@ -83,9 +93,10 @@ impl StreamFollower {
         }
     }
 
-    /// The stream's shards, parents before children as DescribeStream lists them.
+    /// The stream's shards, each after its parent, so an item's changes are billed in order
+    /// when DynamoDB splits a shard.
     async fn shards(&self, stream_arn: &str) -> anyhow::Result<Vec<String>> {
-        let mut shards = Vec::new();
+        let mut listed: Vec<(String, Option<String>)> = Vec::new();
         let mut start: Option<String> = None;
         loop {
             let out = self
@@ -97,19 +108,18 @@ impl StreamFollower {
                 .await
                 .context("describing the stream")?;
             let Some(description) = out.stream_description else {
-                return Ok(shards);
+                break;
             };
-            shards.extend(
-                description
-                    .shards()
-                    .iter()
-                    .filter_map(|s| s.shard_id().map(str::to_string)),
-            );
+            listed.extend(description.shards().iter().filter_map(|s| {
+                s.shard_id()
+                    .map(|id| (id.to_string(), s.parent_shard_id().map(str::to_string)))
+            }));
             match description.last_evaluated_shard_id {
                 Some(last) => start = Some(last),
-                None => return Ok(shards),
+                None => break,
             }
         }
+        Ok(parents_first(listed))
     }
 
     async fn drain_shard(&self, stream_arn: &str, shard_id: &str) -> anyhow::Result<usize> {
@@ -125,12 +135,33 @@ impl StreamFollower {
                 .sequence_number(sequence),
             None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
         };
-        let mut iterator = request
-            .send()
-            .await
-            .context("getting a shard iterator")?
-            .shard_iterator;
+        let mut iterator = match request.send().await {
+            Ok(out) => out.shard_iterator,
+            // The checkpoint is older than the stream's retention (24 hours in AWS): what lay
+            // between is gone. Say so loudly and go on from the oldest record still there.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_trimmed_data_access_exception()) =>
+            {
+                tracing::error!(
+                    shard = shard_id,
+                    checkpoint = ?checkpoint,
+                    "stream records after the checkpoint were trimmed before they were billed"
+                );
+                self.streams
+                    .get_shard_iterator()
+                    .stream_arn(stream_arn)
+                    .shard_id(shard_id)
+                    .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                    .send()
+                    .await
+                    .context("getting a shard iterator")?
+                    .shard_iterator
+            }
+            Err(e) => return Err(e).context("getting a shard iterator"),
+        };
         let mut handed = 0;
+        let mut empty_pages = 0;
         while let Some(current) = iterator.take() {
             let out = self
                 .streams
@@ -142,8 +173,16 @@ impl StreamFollower {
                 .context("reading stream records")?;
             let records = out.records.unwrap_or_default();
             if records.is_empty() {
-                break;
+                // DynamoDB Streams may answer empty pages before later records: look a few
+                // pages further before calling the shard drained for this round.
+                empty_pages += 1;
+                if empty_pages >= MAX_EMPTY_PAGES {
+                    break;
+                }
+                iterator = out.next_shard_iterator;
+                continue;
             }
+            empty_pages = 0;
             let mut event = Event::default();
             event.records = records.into_iter().map(event_record).collect();
             let response = crate::billing::bill(self.store.as_ref(), &event).await?;
@@ -175,6 +214,26 @@ impl StreamFollower {
         }
         Ok(handed)
     }
+}
+
+/// Shard ids ordered so that each comes after its parent (when the parent is listed).
+fn parents_first(mut shards: Vec<(String, Option<String>)>) -> Vec<String> {
+    let mut ordered: Vec<String> = Vec::with_capacity(shards.len());
+    while !shards.is_empty() {
+        let before = shards.len();
+        let known: std::collections::HashSet<String> =
+            shards.iter().map(|(id, _)| id.clone()).collect();
+        let (ready, waiting): (Vec<_>, Vec<_>) = shards
+            .into_iter()
+            .partition(|(_, parent)| parent.as_ref().is_none_or(|p| !known.contains(p)));
+        ordered.extend(ready.into_iter().map(|(id, _)| id));
+        shards = waiting;
+        if shards.len() == before {
+            // A cycle cannot happen in DynamoDB; never loop on bad data.
+            ordered.extend(shards.drain(..).map(|(id, _)| id));
+        }
+    }
+    ordered
 }
 
 /// A record as the event source mapping hands it to Lambda.
@@ -209,4 +268,24 @@ fn event_record(record: Record) -> EventRecord {
         identity
     });
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_come_after_their_parents_whatever_the_listing_order() {
+        let shard = |id: &str, parent: Option<&str>| (id.to_string(), parent.map(str::to_string));
+        let ordered = parents_first(vec![
+            shard("c2", Some("b")),
+            shard("b", Some("a")),
+            shard("c1", Some("b")),
+            shard("a", Some("trimmed-away")),
+            shard("x", None),
+        ]);
+        let at = |id: &str| ordered.iter().position(|s| s == id).unwrap();
+        assert_eq!(ordered.len(), 5);
+        assert!(at("a") < at("b") && at("b") < at("c1") && at("b") < at("c2"));
+    }
 }

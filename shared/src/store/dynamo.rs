@@ -367,6 +367,7 @@ impl DynamoStore {
             redeemed_by: None,
             redeemed_at: None,
             assignment_id: None,
+            barred: Vec::new(),
         };
         let mut item = to_item(
             &record,
@@ -840,7 +841,8 @@ impl Store for DynamoStore {
                  assignment_id = :assignment, GSI1SK = :gsk",
             )
             .condition_expression(
-                "attribute_exists(PK) AND #status = :available AND pool_id = :pool",
+                "attribute_exists(PK) AND #status = :available AND pool_id = :pool \
+                 AND NOT contains(barred, :learner)",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":redeemed", s(KeyStatus::Redeemed.as_str()))
@@ -897,6 +899,8 @@ impl Store for DynamoStore {
         pointer.insert(ENTITY.into(), s("assignment_ref"));
         pointer.insert("learner".into(), s(a.learner.as_str()));
         pointer.insert("pool_id".into(), pool_id_value(&a.pool_id)?);
+        // Kept while the assignment lasts; cancelling is over long before.
+        pointer.insert(schema::TTL.into(), n(a.expires_at.timestamp()));
         let pointer_put = Put::builder()
             .table_name(&self.tables.main)
             .set_item(Some(pointer))
@@ -1042,7 +1046,8 @@ impl Store for DynamoStore {
             .table_name(&self.tables.main)
             .set_key(Some(key_of(schema::key_pk(&a.key), schema::KEY_SK)))
             .update_expression(
-                "SET #status = :available, GSI1SK = :gsk \
+                "SET #status = :available, GSI1SK = :gsk, \
+                 barred = list_append(if_not_exists(barred, :nobody), :learner) \
                  REMOVE redeemed_by, redeemed_at, assignment_id",
             )
             .condition_expression("#status = :redeemed AND assignment_id = :assignment")
@@ -1054,6 +1059,8 @@ impl Store for DynamoStore {
                 ":gsk",
                 s(schema::key_by_status_sk(KeyStatus::Available, &a.key)),
             )
+            .expression_attribute_values(":nobody", AttributeValue::L(Vec::new()))
+            .expression_attribute_values(":learner", AttributeValue::L(vec![s(a.learner.as_str())]))
             .build()
             .context("building the key release")?;
         let pool_update = Update::builder()
