@@ -29,6 +29,7 @@ pub struct StreamFollower {
     streams: aws_sdk_dynamodbstreams::Client,
     store: Arc<dyn Store>,
     table: String,
+    batch_size: i32,
 }
 
 impl StreamFollower {
@@ -44,7 +45,14 @@ impl StreamFollower {
             streams,
             store,
             table: table.into(),
+            batch_size: BATCH_SIZE,
         }
+    }
+
+    /// Asks for at most `records` per batch instead of `BATCH_SIZE`.
+    pub fn with_batch_size(mut self, records: i32) -> Self {
+        self.batch_size = records.clamp(1, 1000);
+        self
     }
 
     /// Bills every record now on the stream after the checkpoints; returns how many records it
@@ -167,7 +175,7 @@ impl StreamFollower {
                 .streams
                 .get_records()
                 .shard_iterator(current)
-                .limit(BATCH_SIZE)
+                .limit(self.batch_size)
                 .send()
                 .await
                 .context("reading stream records")?;
