@@ -297,6 +297,7 @@ async fn all_keys(w: &World, pool: &Pool, status: Option<&str>, limit: usize) ->
             &pool.org,
             id,
             status,
+            None,
             cursor.as_deref(),
             limit,
         )
@@ -1093,24 +1094,24 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     assert_invalid_cursor(pools::list_courses(store, &org(ORG), None, Some(&cursor), 2).await);
     let pool_id = last_pool.pool_id.to_string();
     assert_invalid_cursor(
-        inventory::list_keys(store, &org(ORG), &pool_id, None, Some(&cursor), 2).await,
+        inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some(&cursor), 2).await,
     );
     assert_invalid_cursor(
         redemption::list_assignments(store, &user("lea"), Some(&cursor), 2).await,
     );
-    let keys_page = inventory::list_keys(store, &org(ORG), &pool_id, None, None, 1)
+    let keys_page = inventory::list_keys(store, &org(ORG), &pool_id, None, None, None, 1)
         .await
         .unwrap();
     let keys_cursor = keys_page.next_cursor.expect("more keys");
     assert_invalid_cursor(pools::list_pools(store, &org(ORG), None, Some(&keys_cursor), 2).await);
     assert_invalid_cursor(
-        inventory::list_keys(store, &org(ORG), &pool_id, None, Some("garbage"), 2).await,
+        inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some("garbage"), 2).await,
     );
     // A keys cursor naming a partition outside the pool's keys is refused.
     let escaped =
         base64url(format!(r#"{{"GSI1SK":"KEY#available#A","PK":"ORG#{OTHER_ORG}"}}"#).as_bytes());
     assert_invalid_cursor(
-        inventory::list_keys(store, &org(ORG), &pool_id, None, Some(&escaped), 2).await,
+        inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some(&escaped), 2).await,
     );
 
     // Our cursor, handed in by another organization, only ever yields that organization's pools.
@@ -1725,26 +1726,34 @@ async fn list_keys_filters_by_status_and_pages() {
     let id = pool.pool_id.to_string();
     let store = w.dyn_store();
     for status in ["used", "Available", "REDEEMED", "all"] {
-        let result = inventory::list_keys(store, &org(ORG), &id, Some(status), None, 5).await;
+        let result = inventory::list_keys(store, &org(ORG), &id, Some(status), None, None, 5).await;
         assert_eq!(field_errors(result), ["status"], "{status}");
     }
-    let foreign = inventory::list_keys(store, &org(OTHER_ORG), &id, None, None, 5).await;
+    let foreign = inventory::list_keys(store, &org(OTHER_ORG), &id, None, None, None, 5).await;
     assert!(
         matches!(foreign, Err(Error::NotFound("pool"))),
         "{foreign:?}"
     );
 
     // A cursor of the available listing does not continue the redeemed one.
-    let page = inventory::list_keys(store, &org(ORG), &id, Some("available"), None, 2)
+    let page = inventory::list_keys(store, &org(ORG), &id, Some("available"), None, None, 2)
         .await
         .unwrap();
     let cursor = page.next_cursor.expect("more keys");
-    let crossed =
-        inventory::list_keys(store, &org(ORG), &id, Some("redeemed"), Some(&cursor), 2).await;
+    let crossed = inventory::list_keys(
+        store,
+        &org(ORG),
+        &id,
+        Some("redeemed"),
+        None,
+        Some(&cursor),
+        2,
+    )
+    .await;
     assert_invalid_cursor(crossed);
     // Nor does it reach into another pool: there, it just starts a listing of that pool.
     let other_id = other_pool.pool_id.to_string();
-    let there = inventory::list_keys(store, &org(ORG), &other_id, None, Some(&cursor), 10)
+    let there = inventory::list_keys(store, &org(ORG), &other_id, None, None, Some(&cursor), 10)
         .await
         .unwrap();
     assert!(there.items.iter().all(|k| k.pool_id == other_pool.pool_id));

@@ -236,6 +236,53 @@ impl TokenAuthority {
     }
 }
 
+/// Issuer of download links, so that a link is never accepted as a bearer token nor the other
+/// way round.
+const LINK_ISSUER: &str = "keypool-local-download";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LinkClaims {
+    /// The object key.
+    sub: String,
+    /// The name the download is saved as.
+    name: String,
+    iss: String,
+    exp: i64,
+}
+
+impl TokenAuthority {
+    /// Signs a download link for one object, valid for `ttl`.
+    pub fn mint_download(
+        &self,
+        key: &str,
+        file_name: &str,
+        ttl: chrono::Duration,
+    ) -> anyhow::Result<String> {
+        let claims = LinkClaims {
+            sub: key.to_string(),
+            name: file_name.to_string(),
+            iss: LINK_ISSUER.to_string(),
+            exp: chrono::Utc::now().timestamp() + ttl.num_seconds(),
+        };
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
+    }
+
+    /// The object key and file name of a download link that verifies and has not expired.
+    pub fn verify_download(&self, token: &str) -> Option<(String, String)> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[LINK_ISSUER]);
+        validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.leeway = 0;
+        jsonwebtoken::decode::<LinkClaims>(token, &self.decoding, &validation)
+            .ok()
+            .map(|data| (data.claims.sub, data.claims.name))
+    }
+}
+
 /// Builds a principal from verified claims, whichever verifier read them.
 pub fn principal_from_claims(sub: &str, org: Option<&str>, role: &str) -> Result<Principal> {
     let bad =

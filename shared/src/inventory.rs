@@ -79,6 +79,29 @@ pub struct KeyRecord {
     /// Learners whose assignment from this key an admin cancelled: they may not redeem it again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub barred: Vec<UserId>,
+    /// When the assignment it created ends.
+    #[serde(
+        default,
+        with = "time::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assignment_expires_at: Option<Timestamp>,
+    /// When an export first handed it out. Absent until then, which filters test for.
+    #[serde(
+        default,
+        with = "time::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub distributed_at: Option<Timestamp>,
+}
+
+/// Which of a pool's keys a listing or an export wants.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct KeyFilter {
+    /// Only keys of this status.
+    pub status: Option<KeyStatus>,
+    /// Only keys that no export has marked as distributed.
+    pub undistributed: bool,
 }
 
 /// One pasted line that was not added, and why.
@@ -303,18 +326,33 @@ pub async fn list_keys(
     org: &OrgId,
     pool_id: &str,
     status: Option<&str>,
+    undistributed: Option<&str>,
     cursor: Option<&str>,
     limit: usize,
 ) -> Result<Page<KeyRecord>> {
+    let mut v = crate::error::Validator::default();
     let status = match status {
         None | Some("") => None,
-        Some(s) => Some(
-            KeyStatus::parse(s)
-                .ok_or_else(|| Error::field("status", "status is available or redeemed"))?,
+        Some(s) => v.check(
+            "status",
+            KeyStatus::parse(s).ok_or("status is available or redeemed"),
         ),
     };
+    let undistributed = match undistributed {
+        None | Some("") | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            v.fail("undistributed", "undistributed is true or false");
+            false
+        }
+    };
+    v.finish()?;
     let pool = pools::get_pool(store, org, pool_id).await?;
-    store.list_keys(&pool.pool_id, status, cursor, limit).await
+    let filter = KeyFilter {
+        status,
+        undistributed,
+    };
+    store.list_keys(&pool.pool_id, &filter, cursor, limit).await
 }
 
 #[cfg(test)]

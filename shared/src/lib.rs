@@ -8,10 +8,13 @@ pub mod billing;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod export;
 pub mod http;
 pub mod identity;
 pub mod inventory;
+pub mod jobs;
 pub mod keys;
+pub mod objects;
 pub mod pools;
 pub mod redemption;
 pub mod schema;

@@ -60,6 +60,10 @@ uuid_id!(
     /// An assignment's id.
     AssignmentId
 );
+uuid_id!(
+    /// An export's id.
+    ExportId
+);
 
 /// A course that pools hand out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,6 +95,13 @@ pub struct Pool {
     pub redeemed_count: u64,
     /// Bumped by every metadata update, for optimistic concurrency.
     pub version: u64,
+    /// Bumped by every write that changes the pool's keys (added, removed, redeemed,
+    /// cancelled), in the same atomic write.
+    #[serde(default)]
+    pub change_seq: u64,
+    /// The change mark (`version + change_seq`) that the last scheduled export covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_mark: Option<u64>,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
@@ -98,6 +109,11 @@ pub struct Pool {
 }
 
 impl Pool {
+    /// Grows with every change of the pool's settings or keys.
+    pub fn change_mark(&self) -> u64 {
+        self.version + self.change_seq
+    }
+
     /// True while keys can be redeemed.
     pub fn is_active(&self, now: Timestamp) -> bool {
         !self.deactivated && self.starts_at <= now && now < self.expires_at
@@ -284,6 +300,8 @@ pub async fn create_pool(
         total_keys: 0,
         redeemed_count: 0,
         version: 1,
+        change_seq: 0,
+        scheduled_mark: None,
         created_at: now,
         updated_at: now,
     };
@@ -399,6 +417,8 @@ mod tests {
             total_keys: 0,
             redeemed_count: 0,
             version: 1,
+            change_seq: 0,
+            scheduled_mark: None,
             created_at: now,
             updated_at: now,
         }

@@ -10,7 +10,7 @@ use crate::billing::{LineKind, Month};
 use crate::identity::{OrgId, UserId};
 use crate::inventory::KeyStatus;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, CourseId, PoolId};
+use crate::pools::{AssignmentId, CourseId, ExportId, PoolId};
 
 /// Partition key attribute of both tables.
 pub const PK: &str = "PK";
@@ -146,6 +146,23 @@ pub fn invoice_line_sk(id: &AssignmentId, kind: LineKind) -> String {
 pub const INVOICE_LINE_SK_PREFIX: &str = "LINE#";
 /// Sort key of a month's totals.
 pub const INVOICE_TOTALS_SK: &str = "TOTALS";
+/// Partition that lists every pool of every organization (for the scheduled export).
+pub const POOL_REGISTRY_PK: &str = "POOLS";
+/// Sort key of a pool in the registry.
+pub fn pool_registry_sk(org: &OrgId, pool: &PoolId) -> String {
+    format!("POOL#{org}#{pool}")
+}
+/// Sort key of an export.
+pub fn export_sk(id: &ExportId) -> String {
+    format!("EXPORT#{id}")
+}
+/// Partition that lists jobs started and not finished.
+pub const OPEN_JOBS_PK: &str = "JOBS#open";
+/// Sort key of an open export job.
+pub fn open_export_sk(id: &ExportId) -> String {
+    format!("EXPORT#{id}")
+}
+
 /// Partition of a stream consumer's checkpoints.
 pub fn checkpoint_pk(stream_arn: &str) -> String {
     format!("STREAM#{stream_arn}")

@@ -39,11 +39,11 @@ pub async fn client_from_env() -> Client {
 pub async fn lambda_state() -> anyhow::Result<AppState> {
     let tables = Tables::from_env()?;
     let store = DynamoStore::new(client_from_env().await, tables);
-    Ok(AppState {
-        store: Arc::new(store),
-        auth: Arc::new(Authenticator::ApiGateway(ClaimNames::from_env())),
-        clock: Arc::new(SystemClock),
-    })
+    Ok(AppState::new(
+        Arc::new(store),
+        Authenticator::ApiGateway(ClaimNames::from_env()),
+        Arc::new(SystemClock),
+    ))
 }
 
 /// A DynamoDB Streams client for a local engine, as `local_client` builds the table client.
@@ -65,4 +65,23 @@ pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
         ))
         .build();
     aws_sdk_dynamodbstreams::Client::from_conf(config)
+}
+
+/// The export function's state: `lambda_state` plus its bucket (`EXPORT_BUCKET`) and job
+/// queue (`JOBS_QUEUE_URL`), failing fast with the missing variable.
+pub async fn export_state() -> anyhow::Result<AppState> {
+    let mut state = lambda_state().await?;
+    let var = |name: &str| {
+        std::env::var(name).map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))
+    };
+    let bucket = var("EXPORT_BUCKET")?;
+    let queue = var("JOBS_QUEUE_URL")?;
+    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let s3 = aws_sdk_s3::Client::new(&config);
+    state.objects = Arc::new(crate::objects::S3Objects::new(s3, bucket));
+    state.jobs = Arc::new(crate::jobs::SqsJobs::new(
+        aws_sdk_sqs::Client::new(&config),
+        queue,
+    ));
+    Ok(state)
 }

@@ -10,6 +10,8 @@ use http_body_util::BodyExt;
 use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::jobs::LocalJobs;
+use keypool::objects::{LocalObjects, ObjectStore};
 use keypool::schema::{self, Tables};
 use keypool::store::{DynamoStore, Store};
 use keypool::time::{Clock, ManualClock, Timestamp};
@@ -23,14 +25,22 @@ pub struct World {
     pub clock: ManualClock,
     pub authority: TokenAuthority,
     pub app: Router,
+    /// Export files, in a folder of this world's own.
+    pub objects: Arc<LocalObjects>,
+    /// The world's job runner, as the local server's.
+    pub jobs: LocalJobs,
+    files: std::path::PathBuf,
     // Last, so the engine outlives the client that talks to it.
     engine: EmbeddedEngine,
 }
+
+static WORLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Drop for World {
     /// On moto, the world's tables go with it: moto's transactions copy every table, so
     /// tables left behind would slow every later test of the process.
     fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.files);
         if !self.is_moto() {
             return;
         }
@@ -92,17 +102,35 @@ impl World {
         let store = Arc::new(DynamoStore::new(client, tables.clone()));
         let clock = ManualClock::new(chrono::Utc::now());
         let authority = TokenAuthority::new(b"test-secret-test-secret-test-secret!");
+        // Export files go to a folder of this world, linked from a host that never resolves:
+        // tests fetch links through the router.
+        let files = std::env::temp_dir().join(format!(
+            "keypool-test-files-{}-{}",
+            std::process::id(),
+            WORLDS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        let objects = Arc::new(LocalObjects::new(
+            &files,
+            "http://keypool.test",
+            authority.clone(),
+        ));
+        let (jobs, _) = LocalJobs::start(store.clone(), objects.clone(), Arc::new(clock.clone()));
         let state = AppState {
             store: store.clone(),
             auth: Arc::new(Authenticator::Local(Box::new(authority.clone()))),
             clock: Arc::new(clock.clone()),
+            jobs: Arc::new(jobs.clone()),
+            objects: objects.clone(),
         };
         Self {
             store,
             tables,
             clock,
             authority,
-            app: app(state),
+            app: app(state).merge(keypool::http::local_files(objects.clone())),
+            objects,
+            jobs,
+            files,
             engine,
         }
     }
@@ -133,6 +161,42 @@ impl World {
         )
     }
 
+    /// The API with exports written to `objects` by a job runner of their own.
+    pub fn app_with(&self, objects: Arc<dyn ObjectStore>) -> Router {
+        let (jobs, _) = LocalJobs::start(
+            self.store.clone(),
+            objects.clone(),
+            Arc::new(self.clock.clone()),
+        );
+        app(AppState {
+            store: self.store.clone(),
+            auth: Arc::new(Authenticator::Local(Box::new(self.authority.clone()))),
+            clock: Arc::new(self.clock.clone()),
+            jobs: Arc::new(jobs),
+            objects,
+        })
+    }
+
+    /// An export once it is done or failed (its job runs in the background); panics after 120 s.
+    pub async fn finished_export(&self, org: &str, export_id: &str) -> keypool::export::Export {
+        use keypool::export::ExportStatus;
+        let org = OrgId::parse(org).unwrap();
+        let id = keypool::pools::ExportId::parse(export_id).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let export = self.store.get_export(&org, &id).await.unwrap().unwrap();
+            if matches!(export.status, ExportStatus::Done | ExportStatus::Failed) {
+                return export;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "export still {:?}",
+                export.status
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The engine's endpoint, for processes that talk to it (Lambda binaries).
     pub fn endpoint(&self) -> &str {
         match std::env::var("KEYPOOL_TEST_ENGINE").as_deref() {
@@ -145,11 +209,11 @@ impl World {
     pub fn lambda_app(&self, routes: Router<AppState>) -> Router {
         keypool::http::service(
             routes,
-            AppState {
-                store: self.store.clone(),
-                auth: Arc::new(Authenticator::ApiGateway(Default::default())),
-                clock: Arc::new(self.clock.clone()),
-            },
+            AppState::new(
+                self.store.clone(),
+                Authenticator::ApiGateway(Default::default()),
+                Arc::new(self.clock.clone()),
+            ),
         )
     }
 
@@ -484,4 +548,25 @@ pub mod moto {
             assignments: format!("{}-{n}", base.assignments),
         }
     }
+}
+
+/// An S3 bucket of its own on moto's server, with a client that addresses it path-style.
+pub async fn s3_bucket() -> keypool::objects::S3Objects {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    static BUCKETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let config = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto::endpoint())
+        .force_path_style(true)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    let client = aws_sdk_s3::Client::from_conf(config);
+    let bucket = format!(
+        "keypool-exports-{}-{}",
+        std::process::id(),
+        BUCKETS.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    client.create_bucket().bucket(&bucket).send().await.unwrap();
+    keypool::objects::S3Objects::new(client, bucket)
 }

@@ -35,6 +35,9 @@ pub struct Args {
     /// Redemptions timed from the API's answer to their invoice line.
     #[arg(long, default_value_t = 200)]
     billing_delays: usize,
+    /// Keys in the pool whose export is timed (also at a tenth of it); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    export_keys: usize,
     /// Where the functions' release binaries are (`cargo build --release -p …`).
     #[arg(long, default_value = "target/release")]
     functions: std::path::PathBuf,
@@ -95,11 +98,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     schema::ensure_tables(&client, &tables).await?;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
     let authority = TokenAuthority::new(&[42u8; 32]);
-    let state = AppState {
-        store: store.clone(),
-        auth: Arc::new(Authenticator::Local(Box::new(authority.clone()))),
-        clock: Arc::new(SystemClock),
-    };
+    let state = AppState::new(
+        store.clone(),
+        Authenticator::Local(Box::new(authority.clone())),
+        Arc::new(SystemClock),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
@@ -220,7 +223,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     billing_figures(&args, &store, &engine, &base, &http, &authority).await?;
     let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;
     server.abort();
-    lambda
+    lambda?;
+    drop(engine);
+    export_figures(&args).await
 }
 
 const FUNCTIONS: [&str; 5] = [
@@ -294,6 +299,12 @@ async fn lambda_figures(
         env.push((
             "ASSIGNMENTS_TABLE".into(),
             store.tables().assignments.clone(),
+        ));
+        // The export function's bucket and queue; its cold-start request touches neither.
+        env.push(("EXPORT_BUCKET".into(), "keypool-bench".into()));
+        env.push((
+            "JOBS_QUEUE_URL".into(),
+            "http://127.0.0.1:9/000000000000/keypool-bench".into(),
         ));
         let event: Value = serde_json::from_str(&cold_start_event(function, &pool_id))?;
         let mut times = Vec::new();
@@ -745,4 +756,180 @@ async fn billing_figures(
         ms(delay.p99)
     );
     Ok(())
+}
+
+/// A `keypool-local serve` child process over an engine of the bench's, so that its memory
+/// is the server's alone.
+struct Child {
+    process: tokio::process::Child,
+    base: String,
+}
+
+impl Child {
+    async fn start(engine: &EmbeddedEngine, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+            .args(["serve", "--port", "0", "--export-every", "0", "--data-dir"])
+            .arg(data_dir)
+            .env("AWS_ENDPOINT_URL_DYNAMODB", engine.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "bench")
+            .env("AWS_SECRET_ACCESS_KEY", "bench")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let stdout = process.stdout.take().context("the server's stdout")?;
+        let mut line = String::new();
+        tokio::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .await?;
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .with_context(|| format!("no address in {line:?}"))?
+            .to_string();
+        Ok(Self { process, base })
+    }
+
+    fn pid(&self) -> anyhow::Result<u32> {
+        self.process.id().context("the server exited")
+    }
+
+    /// Forgets the peak resident memory so far (Linux: `clear_refs`).
+    fn reset_peak(&self) -> anyhow::Result<()> {
+        std::fs::write(format!("/proc/{}/clear_refs", self.pid()?), "5")?;
+        Ok(())
+    }
+
+    /// Peak resident memory since the last reset, in MiB.
+    fn peak_mib(&self) -> anyhow::Result<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
+        let kb: f64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .context("VmHWM in /proc/PID/status")?;
+        Ok(kb / 1024.0)
+    }
+}
+
+/// Export of a pool of 10^5 and 10^6 keys by a server process: time and the process's peak
+/// memory during the export, next to a bare paged Query of the same keys.
+async fn export_figures(args: &Args) -> anyhow::Result<()> {
+    if args.export_keys == 0 {
+        return Ok(());
+    }
+    let engine = EmbeddedEngine::memory()?;
+    let client = keypool::setup::local_client(engine.endpoint());
+    schema::ensure_tables(&client, &Tables::default()).await?;
+    let data_dir = std::env::temp_dir().join(format!("keypool-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data_dir);
+    std::fs::create_dir_all(&data_dir)?;
+    let server = Child::start(&engine, &data_dir).await?;
+    let secret = std::fs::read_to_string(data_dir.join("token-secret"))?;
+    let authority = TokenAuthority::new(secret.trim().as_bytes());
+    let admin = authority.mint(
+        &UserId::parse("bench-admin").map_err(anyhow::Error::msg)?,
+        Some(&OrgId::parse("bench").map_err(anyhow::Error::msg)?),
+        Role::Admin,
+        chrono::Duration::hours(4),
+    )?;
+    let http = reqwest::Client::new();
+    let base = server.base.clone();
+    let pool_id = make_pool(&http, &base, &admin).await?;
+    println!(
+        "\n| export (server process, memory of that process) | keys | time | peak RSS | bare paged Query | ours / bare |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let mut stored = 0;
+    for target in [args.export_keys / 10, args.export_keys] {
+        while stored < target {
+            let n = (target - stored).min(10_000);
+            post(
+                &http,
+                &base,
+                &admin,
+                &format!("/v1/pools/{pool_id}/keys/generate"),
+                json!({ "count": n }),
+                201,
+            )
+            .await?;
+            stored += n;
+        }
+        server.reset_peak()?;
+        let started = Instant::now();
+        let export = post(
+            &http,
+            &base,
+            &admin,
+            &format!("/v1/pools/{pool_id}/exports"),
+            json!({}),
+            202,
+        )
+        .await?;
+        let id = export["export_id"]
+            .as_str()
+            .context("export id")?
+            .to_string();
+        let rows = loop {
+            let r = http
+                .get(format!("{base}/v1/exports/{id}"))
+                .bearer_auth(&admin)
+                .send()
+                .await?
+                .json::<Value>()
+                .await?;
+            match r["status"].as_str() {
+                Some("done") => break r["rows"].as_u64().unwrap_or(0),
+                Some("failed") => anyhow::bail!("the export failed: {r}"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
+        let ours = started.elapsed();
+        let peak = server.peak_mib()?;
+        anyhow::ensure!(rows as usize == stored, "exported {rows} of {stored} keys");
+        let bare = bare_paged_query(&client, &pool_id, stored).await?;
+        println!(
+            "| pool of {stored} keys to CSV | {stored} | {:.1} s ({:.0} keys/s) | {peak:.1} MiB (goal < 100 MiB, flat) | {:.1} s | {:.2} |",
+            ours.as_secs_f64(),
+            stored as f64 / ours.as_secs_f64(),
+            bare.as_secs_f64(),
+            ours.as_secs_f64() / bare.as_secs_f64()
+        );
+    }
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(())
+}
+
+/// Reads every key of a pool through GSI1, page by page, and does nothing with them.
+async fn bare_paged_query(
+    client: &Client,
+    pool_id: &str,
+    expect: usize,
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    let mut start = None;
+    let mut seen = 0;
+    loop {
+        let page = client
+            .query()
+            .table_name(Tables::default().main)
+            .index_name(schema::GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", s(format!("POOL#{pool_id}")))
+            .limit(1000)
+            .set_exclusive_start_key(start)
+            .send()
+            .await?;
+        seen += page.items().len();
+        start = page.last_evaluated_key;
+        if start.is_none() {
+            break;
+        }
+    }
+    anyhow::ensure!(seen == expect, "the bare query saw {seen} of {expect} keys");
+    Ok(started.elapsed())
 }

@@ -14,11 +14,14 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use keypool::billing::follower::StreamFollower;
 use keypool::embedded::EmbeddedEngine;
-use keypool::http::{AppState, Authenticator, app};
+use keypool::export;
+use keypool::http::{AppState, Authenticator, app, local_files};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::jobs::LocalJobs;
+use keypool::objects::LocalObjects;
 use keypool::schema::{self, Tables};
 use keypool::store::{DynamoStore, Store};
-use keypool::time::SystemClock;
+use keypool::time::{Clock, SystemClock};
 
 #[derive(Parser)]
 #[command(name = "keypool-local", version, about = "KeyPool on one machine")]
@@ -38,6 +41,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1")]
         host: std::net::IpAddr,
+        /// How often every changed pool is exported into DATA_DIR/exports (e.g. 24h, 30m,
+        /// 90s); 0 turns it off.
+        #[arg(long, default_value = "24h", value_parser = parse_interval)]
+        export_every: std::time::Duration,
     },
     /// Print a token that the server with the same DATA_DIR accepts.
     Token {
@@ -85,7 +92,8 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             port,
             host,
-        } => serve(&data_dir, SocketAddr::new(host, port)).await,
+            export_every,
+        } => serve(&data_dir, SocketAddr::new(host, port), export_every).await,
         Command::Token {
             org,
             role,
@@ -157,7 +165,11 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    data_dir: &Path,
+    addr: SocketAddr,
+    export_every: std::time::Duration,
+) -> anyhow::Result<()> {
     let secret = load_or_create_secret(data_dir)?;
     let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
@@ -197,14 +209,10 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
         .await
         .context("creating the tables")?;
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
-    let state = AppState {
-        store: store.clone(),
-        auth: Arc::new(Authenticator::Local(Box::new(TokenAuthority::new(&secret)))),
-        clock: Arc::new(SystemClock),
-    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
-    let follower = StreamFollower::new(client, streams, store, tables.assignments);
+    let follower = StreamFollower::new(client, streams, store.clone(), tables.assignments);
     let billing = tokio::spawn(follower.run(
         keypool::billing::follower::DEFAULT_POLL,
         async move {
@@ -215,19 +223,78 @@ async fn serve(data_dir: &Path, addr: SocketAddr) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr()?;
+    // Links in export answers point here; a wildcard address is reached through loopback.
+    let link_host = if bound.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+    } else {
+        bound
+    };
+    // Exports: files under the data folder, written by a job runner of this process that
+    // resumes what a previous run left unfinished, and on a schedule.
+    let objects = Arc::new(LocalObjects::new(
+        data_dir,
+        format!("http://{link_host}"),
+        TokenAuthority::new(&secret),
+    ));
+    let (jobs, _worker) = LocalJobs::start(store.clone(), objects.clone(), clock.clone());
+    let resumed = jobs.resume(store.as_ref()).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming unfinished exports");
+    }
+    let scheduler = (!export_every.is_zero()).then(|| {
+        let (store, jobs, clock) = (store.clone(), jobs.clone(), clock.clone());
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(export_every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(e) = export::schedule(store.as_ref(), &jobs, clock.now()).await {
+                    tracing::warn!(error = %e, "scheduled export will be retried");
+                }
+            }
+        })
+    });
+    let state = AppState {
+        store: store.clone(),
+        auth: Arc::new(Authenticator::Local(Box::new(TokenAuthority::new(&secret)))),
+        clock,
+        jobs: Arc::new(jobs),
+        objects: objects.clone(),
+    };
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
-    println!(
-        "KeyPool listening on http://{} ({store_name})",
-        listener.local_addr()?
-    );
-    let served = axum::serve(listener, app(state))
+    println!("KeyPool listening on http://{bound} ({store_name})");
+    let served = axum::serve(listener, app(state).merge(local_files(objects)))
         .with_graceful_shutdown(shutdown_signal())
         .await;
+    if let Some(scheduler) = scheduler {
+        scheduler.abort();
+    }
     // The follower finishes the batch in hand and saves its checkpoint before the engine stops.
     let _ = stop_billing.send(());
     let _ = billing.await;
     served?;
     Ok(())
+}
+
+/// `0`, or a number with a unit: `s`, `m`, `h`, `d` (seconds without one).
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not an interval like 24h, 30m or 0"))?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 /// Ctrl-C or SIGTERM.

@@ -23,9 +23,14 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &Path) -> Server {
+    start_with(data_dir, &[])
+}
+
+fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--port", "0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -176,6 +181,55 @@ async fn serves_accepts_its_tokens_and_keeps_data_across_restarts() {
         .map(|l| l["learner"].as_str().unwrap())
         .collect();
     assert_eq!(learners, ["bob", "carol"]);
+
+    // An export: 202, then done with a link to this server that a plain client downloads.
+    let (status, started) = server
+        .call(
+            "POST",
+            &format!("/v1/pools/{pool_id}/exports"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, 202, "{started}");
+    let export_id = started["export_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let done = loop {
+        let (_, export) = server
+            .call("GET", &format!("/v1/exports/{export_id}"), &admin, None)
+            .await;
+        if export["status"] == "done" {
+            break export;
+        }
+        assert!(std::time::Instant::now() < deadline, "{export}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let url = done["url"].as_str().unwrap();
+    assert!(url.starts_with(&server.base), "{url}");
+    let csv = reqwest::get(url).await.unwrap().text().await.unwrap();
+    assert_eq!(csv.lines().count(), 4, "a header and three keys: {csv}");
+    drop(server);
+
+    // The schedule writes every changed pool into the data folder.
+    let server = start_with(&dir, &["--export-every", "1s"]);
+    let folder = dir.join("exports").join("acme").join(&pool_id);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let scheduled = std::fs::read_dir(&folder)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".csv"))
+            .count();
+        if scheduled > 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled export in {folder:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -201,6 +201,7 @@ async fn generate_keys(
 #[derive(Deserialize)]
 struct KeysQuery {
     status: Option<String>,
+    undistributed: Option<String>,
     cursor: Option<String>,
     limit: Option<String>,
 }
@@ -217,6 +218,7 @@ async fn list_keys(
         org,
         &pool_id,
         q.status.as_deref(),
+        q.undistributed.as_deref(),
         q.cursor.as_deref(),
         page_size(q.limit.as_deref())?,
     )

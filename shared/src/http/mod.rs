@@ -2,6 +2,8 @@
 
 mod admin;
 pub mod error;
+pub use exports::{event_routes, local_files};
+mod exports;
 mod invoices;
 mod learner;
 mod views;
@@ -16,6 +18,8 @@ use axum::routing::get;
 
 use crate::error::Error;
 use crate::identity::{Principal, TokenAuthority};
+use crate::jobs::{Jobs, NoJobs};
+use crate::objects::{NoObjects, ObjectStore};
 use crate::store::Store;
 use crate::time::Clock;
 
@@ -89,6 +93,23 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
+    /// Where background work goes (exports).
+    pub jobs: Arc<dyn Jobs>,
+    /// Where export files go.
+    pub objects: Arc<dyn ObjectStore>,
+}
+
+impl AppState {
+    /// State without jobs or object storage, for functions that use neither.
+    pub fn new(store: Arc<dyn Store>, auth: Authenticator, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            store,
+            auth: Arc::new(auth),
+            clock,
+            jobs: Arc::new(NoJobs),
+            objects: Arc::new(NoObjects),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -147,19 +168,9 @@ pub fn service(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Routes of the export function. Exports themselves arrive with their own issue; until then
-/// the routes exist, are wired and answer 501.
+/// Routes of the export function: start an export, read it.
 pub fn export_routes() -> Router<AppState> {
-    use axum::routing::post;
-    Router::new()
-        .route(
-            "/v1/pools/{pool_id}/exports",
-            post(|_: Principal| async { Error::NotImplemented("exporting keys") }),
-        )
-        .route(
-            "/v1/exports/{export_id}",
-            get(|_: Principal| async { Error::NotImplemented("exporting keys") }),
-        )
+    exports::routes()
 }
 
 /// Every function's routes on one router, as the local server serves them.

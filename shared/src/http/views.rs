@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::billing::{InvoiceLine, InvoiceTotals, LineKind, Month};
+use crate::export::{Export, ExportKind, ExportStatus};
 use crate::identity::UserId;
 use crate::inventory::{KeyRecord, KeySource, KeyStatus};
 use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
@@ -103,6 +104,10 @@ pub struct KeyView {
     #[serde(with = "time::rfc3339::option")]
     pub redeemed_at: Option<Timestamp>,
     pub assignment_id: Option<AssignmentId>,
+    #[serde(with = "time::rfc3339::option")]
+    pub assignment_expires_at: Option<Timestamp>,
+    #[serde(with = "time::rfc3339::option")]
+    pub distributed_at: Option<Timestamp>,
 }
 
 impl From<KeyRecord> for KeyView {
@@ -115,6 +120,8 @@ impl From<KeyRecord> for KeyView {
             redeemed_by: k.redeemed_by,
             redeemed_at: k.redeemed_at,
             assignment_id: k.assignment_id,
+            assignment_expires_at: k.assignment_expires_at,
+            distributed_at: k.distributed_at,
         }
     }
 }
@@ -238,6 +245,47 @@ impl InvoiceView {
             credits: totals.credits,
             lines: page.items.into_iter().map(InvoiceLineView::from).collect(),
             next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// An export, with its download link once done.
+#[derive(Serialize)]
+pub struct ExportView {
+    pub export_id: crate::pools::ExportId,
+    pub pool_id: PoolId,
+    pub kind: ExportKind,
+    pub status: ExportStatus,
+    pub rows: u64,
+    pub url: Option<String>,
+    pub file_name: String,
+    pub key_status: Option<KeyStatus>,
+    pub undistributed: bool,
+    pub mark_distributed: bool,
+    pub error: Option<String>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+}
+
+impl ExportView {
+    /// The export and, when done, a link to download it.
+    pub fn new(e: Export, url: Option<String>) -> Self {
+        Self {
+            export_id: e.export_id,
+            pool_id: e.pool_id,
+            kind: e.kind,
+            status: e.status,
+            rows: e.rows,
+            url,
+            file_name: e.file_name,
+            key_status: e.key_status,
+            undistributed: e.undistributed,
+            mark_distributed: e.mark_distributed,
+            error: e.error,
+            created_at: e.created_at,
+            finished_at: e.finished_at,
         }
     }
 }

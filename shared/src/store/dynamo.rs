@@ -20,10 +20,12 @@ use serde::de::DeserializeOwned;
 use super::{InsertOutcome, Ledger, Page, RedeemConflict, RemoveConflict, Store};
 use crate::billing::{InvoiceLine, InvoiceTotals, Month};
 use crate::error::{Error, Result};
+use crate::export::Export;
 use crate::identity::{OrgId, UserId};
-use crate::inventory::{KeyRecord, KeyStatus, NewKey};
+use crate::inventory::{KeyFilter, KeyRecord, KeyStatus, NewKey};
+use crate::jobs::Job;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
+use crate::pools::{AssignmentId, Course, CourseId, ExportId, Pool, PoolId};
 use crate::redemption::Assignment;
 use crate::schema::{self, ENTITY, GSI1PK, GSI1SK, PK, SK, Tables};
 use crate::time::{self, Timestamp};
@@ -342,9 +344,10 @@ impl DynamoStore {
         let update = Update::builder()
             .table_name(&self.tables.main)
             .set_key(Some(self.pool_key(org, pool_id)))
-            .update_expression("ADD total_keys :d")
+            .update_expression("ADD total_keys :d, change_seq :one")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":d", n(delta))
+            .expression_attribute_values(":one", n(1))
             .build()
             .context("building the pool count update")?;
         Ok(TransactWriteItem::builder().update(update).build())
@@ -368,6 +371,8 @@ impl DynamoStore {
             redeemed_at: None,
             assignment_id: None,
             barred: Vec::new(),
+            assignment_expires_at: None,
+            distributed_at: None,
         };
         let mut item = to_item(
             &record,
@@ -571,8 +576,29 @@ impl Store for DynamoStore {
             "pool",
         )?;
         item.insert("name_lower".into(), s(pool.name.to_lowercase()));
-        self.put_new(&self.tables.main, item, "creating a pool")
-            .await
+        let mut entry = key_of(
+            schema::POOL_REGISTRY_PK.into(),
+            schema::pool_registry_sk(&pool.org, &pool.pool_id),
+        );
+        entry.insert(ENTITY.into(), s("pool_ref"));
+        entry.insert("org".into(), s(pool.org.as_str()));
+        entry.insert("pool_id".into(), pool_id_value(&pool.pool_id)?);
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.tables.main)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let items = vec![
+            put(item).context("building the pool put")?,
+            put(entry).context("building the registry put")?,
+        ];
+        match self.transact(items, "creating a pool").await? {
+            None => Ok(()),
+            Some(codes) => Err(anyhow::anyhow!("a new pool's id is taken: {codes:?}").into()),
+        }
     }
 
     async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
@@ -774,11 +800,11 @@ impl Store for DynamoStore {
     async fn list_keys(
         &self,
         pool_id: &PoolId,
-        status: Option<KeyStatus>,
+        filter: &KeyFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<KeyRecord>> {
-        let prefix = schema::key_by_status_prefix(status);
+        let prefix = schema::key_by_status_prefix(filter.status);
         let start = decode_cursor(
             cursor,
             &[(GSI1SK, prefix.as_str()), (PK, schema::KEY_PK_PREFIX)],
@@ -796,12 +822,17 @@ impl Store for DynamoStore {
             .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
             .expression_attribute_values(":pk", s(schema::pool_keys_pk(pool_id)))
             .expression_attribute_values(":prefix", s(prefix.clone()));
+        let query = if filter.undistributed {
+            query.filter_expression("attribute_not_exists(distributed_at)")
+        } else {
+            query
+        };
         let (items, next_cursor) = self
             .collect(Listing {
                 query,
                 start,
                 limit,
-                filtered: false,
+                filtered: filter.undistributed,
                 cursor_attrs: &[GSI1SK, PK],
                 what: "listing keys",
             })
@@ -838,7 +869,7 @@ impl Store for DynamoStore {
             .set_key(Some(key_of(schema::key_pk(&a.key), schema::KEY_SK)))
             .update_expression(
                 "SET #status = :redeemed, redeemed_by = :learner, redeemed_at = :now, \
-                 assignment_id = :assignment, GSI1SK = :gsk",
+                 assignment_id = :assignment, assignment_expires_at = :ends, GSI1SK = :gsk",
             )
             .condition_expression(
                 "attribute_exists(PK) AND #status = :available AND pool_id = :pool \
@@ -850,6 +881,7 @@ impl Store for DynamoStore {
             .expression_attribute_values(":learner", s(a.learner.as_str()))
             .expression_attribute_values(":now", ts(&now))
             .expression_attribute_values(":assignment", s(a.assignment_id.to_string()))
+            .expression_attribute_values(":ends", ts(&a.expires_at))
             .expression_attribute_values(":pool", pool_id_value(&a.pool_id)?)
             .expression_attribute_values(
                 ":gsk",
@@ -860,7 +892,7 @@ impl Store for DynamoStore {
         let pool_update = Update::builder()
             .table_name(&self.tables.main)
             .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
-            .update_expression("ADD redeemed_count :one")
+            .update_expression("ADD redeemed_count :one, change_seq :one")
             .condition_expression(
                 "attribute_exists(PK) AND deactivated = :false AND starts_at <= :now \
                  AND expires_at > :now AND version = :version",
@@ -1048,7 +1080,7 @@ impl Store for DynamoStore {
             .update_expression(
                 "SET #status = :available, GSI1SK = :gsk, \
                  barred = list_append(if_not_exists(barred, :nobody), :learner) \
-                 REMOVE redeemed_by, redeemed_at, assignment_id",
+                 REMOVE redeemed_by, redeemed_at, assignment_id, assignment_expires_at",
             )
             .condition_expression("#status = :redeemed AND assignment_id = :assignment")
             .expression_attribute_names("#status", "status")
@@ -1066,9 +1098,10 @@ impl Store for DynamoStore {
         let pool_update = Update::builder()
             .table_name(&self.tables.main)
             .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
-            .update_expression("ADD redeemed_count :minus_one")
+            .update_expression("ADD redeemed_count :minus_one, change_seq :one")
             .condition_expression("attribute_exists(PK)")
             .expression_attribute_values(":minus_one", n(-1))
+            .expression_attribute_values(":one", n(1))
             .build()
             .context("building the pool uncount")?;
         let guard_delete = Delete::builder()
@@ -1203,6 +1236,360 @@ impl Store for DynamoStore {
             .await
             .map_err(sdk("saving a stream checkpoint"))?;
         Ok(())
+    }
+
+    async fn mark_distributed(
+        &self,
+        keys: &[KeyCode],
+        export_id: &ExportId,
+        now: Timestamp,
+    ) -> Result<()> {
+        let update = |key: &KeyCode| {
+            Update::builder()
+                .table_name(&self.tables.main)
+                .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
+                .update_expression(
+                    "SET distributed_at = if_not_exists(distributed_at, :now), \
+                     distributed_by = if_not_exists(distributed_by, :export)",
+                )
+                .condition_expression("attribute_exists(PK)")
+                .expression_attribute_values(":now", ts(&now))
+                .expression_attribute_values(":export", s(export_id.to_string()))
+                .build()
+                .context("building a distribution mark")
+        };
+        for chunk in keys.chunks(100) {
+            let items = chunk
+                .iter()
+                .map(|k| update(k).map(|u| TransactWriteItem::builder().update(u).build()))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            if self
+                .transact(items, "marking keys distributed")
+                .await?
+                .is_none()
+            {
+                continue;
+            }
+            // A key was removed meanwhile: mark the others one by one.
+            for key in chunk {
+                let u = update(key)?;
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(u.table_name())
+                    .set_key(Some(u.key().clone()))
+                    .update_expression(u.update_expression())
+                    .condition_expression("attribute_exists(PK)")
+                    .set_expression_attribute_values(u.expression_attribute_values().cloned())
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => {}
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(sdk("marking a key distributed")(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn unmark_distributed(&self, pool_id: &PoolId, export_id: &ExportId) -> Result<u64> {
+        let mut removed = 0;
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.main)
+                .index_name(schema::GSI1)
+                .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
+                .filter_expression("distributed_by = :export")
+                .expression_attribute_values(":pk", s(schema::pool_keys_pk(pool_id)))
+                .expression_attribute_values(":prefix", s(schema::key_by_status_prefix(None)))
+                .expression_attribute_values(":export", s(export_id.to_string()))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk("finding an export's marks"))?;
+            for item in page.items() {
+                let (Some(pk), Some(sk)) = (attr_string(item, PK), attr_string(item, SK)) else {
+                    continue;
+                };
+                let result = self
+                    .client
+                    .update_item()
+                    .table_name(&self.tables.main)
+                    .set_key(Some(key_of(pk, sk)))
+                    .update_expression("REMOVE distributed_at, distributed_by")
+                    .condition_expression("distributed_by = :export")
+                    .expression_attribute_values(":export", s(export_id.to_string()))
+                    .send()
+                    .await;
+                match result {
+                    Ok(_) => removed += 1,
+                    Err(e)
+                        if e.as_service_error()
+                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                    Err(e) => return Err(sdk("removing an export's mark")(e)),
+                }
+            }
+            match page.last_evaluated_key {
+                Some(lek) => start = Some(lek),
+                None => return Ok(removed),
+            }
+        }
+    }
+
+    async fn put_export(&self, export: &Export) -> Result<()> {
+        let item = to_item(
+            export,
+            schema::org_pk(&export.org),
+            schema::export_sk(&export.export_id),
+            "export",
+        )?;
+        let mut open = key_of(
+            schema::OPEN_JOBS_PK.into(),
+            schema::open_export_sk(&export.export_id),
+        );
+        open.insert(ENTITY.into(), s("open_job"));
+        open.insert(
+            "job".into(),
+            s(serde_json::to_string(&Job::Export {
+                org: export.org.clone(),
+                export_id: export.export_id,
+            })
+            .context("serialising a job")?),
+        );
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.tables.main)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let items = vec![
+            put(item).context("building the export put")?,
+            put(open).context("building the open job put")?,
+        ];
+        match self.transact(items, "creating an export").await? {
+            None => Ok(()),
+            Some(codes) => Err(anyhow::anyhow!("a new export's id is taken: {codes:?}").into()),
+        }
+    }
+
+    async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>> {
+        self.get(
+            &self.tables.main,
+            key_of(schema::org_pk(org), schema::export_sk(id)),
+            "reading an export",
+        )
+        .await?
+        .map(|item| from_item(item, "export"))
+        .transpose()
+    }
+
+    async fn update_export(&self, export: &Export) -> Result<()> {
+        let item = to_item(
+            export,
+            schema::org_pk(&export.org),
+            schema::export_sk(&export.export_id),
+            "export",
+        )?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await
+            .map_err(sdk("updating an export"))?;
+        Ok(())
+    }
+
+    async fn finish_export(&self, export: &Export) -> Result<()> {
+        let item = to_item(
+            export,
+            schema::org_pk(&export.org),
+            schema::export_sk(&export.export_id),
+            "export",
+        )?;
+        let put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .build()
+            .context("building the export put")?;
+        let close = Delete::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::OPEN_JOBS_PK.into(),
+                schema::open_export_sk(&export.export_id),
+            )))
+            .build()
+            .context("building the open job delete")?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            TransactWriteItem::builder().delete(close).build(),
+        ];
+        match self.transact(items, "finishing an export").await? {
+            None => Ok(()),
+            Some(codes) => Err(anyhow::anyhow!("finishing an export refused: {codes:?}").into()),
+        }
+    }
+
+    async fn open_jobs(&self) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.tables.main)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(schema::OPEN_JOBS_PK))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(sdk("listing open jobs"))?;
+            for item in page.items() {
+                let text = attr_string(item, "job").unwrap_or_default();
+                jobs.push(serde_json::from_str(&text).context("reading an open job")?);
+            }
+            match page.last_evaluated_key {
+                Some(lek) => start = Some(lek),
+                None => return Ok(jobs),
+            }
+        }
+    }
+
+    async fn list_all_pools(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Pool>> {
+        let start = decode_cursor(cursor, &[(SK, "POOL#")])?.map(|mut k| {
+            k.insert(PK.into(), s(schema::POOL_REGISTRY_PK));
+            k
+        });
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(schema::POOL_REGISTRY_PK));
+        let (entries, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit: limit.min(KEYS_PER_BATCH_GET),
+                filtered: false,
+                cursor_attrs: &[SK],
+                what: "listing every pool",
+            })
+            .await?;
+        let mut keys = Vec::with_capacity(entries.len());
+        for entry in &entries {
+            let (Some(org), Some(pool)) =
+                (attr_string(entry, "org"), attr_string(entry, "pool_id"))
+            else {
+                continue;
+            };
+            let org = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("a pool entry: {e}"))?;
+            let pool = PoolId::parse(&pool).context("a pool entry's id")?;
+            keys.push(self.pool_key(&org, &pool));
+        }
+        let mut pools = Vec::with_capacity(keys.len());
+        if !keys.is_empty() {
+            let mut pending = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(keys))
+                    .consistent_read(true)
+                    .build()
+                    .context("building a pool read")?,
+            );
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.main, request)
+                    .send()
+                    .await
+                    .map_err(sdk("reading pools"))?;
+                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.tables.main)) {
+                    for item in items {
+                        pools.push(from_item::<Pool>(item, "pool")?);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.main))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        pools.sort_by_key(|p| p.pool_id);
+        Ok(Page {
+            items: pools,
+            next_cursor,
+        })
+    }
+
+    async fn claim_scheduled_export(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        mark: u64,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(org, pool_id)))
+            .update_expression("SET scheduled_mark = :mark")
+            .condition_expression(
+                "attribute_exists(PK) AND (attribute_not_exists(scheduled_mark) \
+                 OR scheduled_mark < :mark)",
+            )
+            .expression_attribute_values(":mark", n(mark))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("claiming a scheduled export")(e)),
+        }
+    }
+
+    async fn release_scheduled_export(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        mark: u64,
+    ) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(org, pool_id)))
+            .update_expression("REMOVE scheduled_mark")
+            .condition_expression("scheduled_mark = :mark")
+            .expression_attribute_values(":mark", n(mark))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later export claimed it since: nothing to undo.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk("releasing a scheduled export")(e)),
+        }
     }
 
     async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64> {

@@ -6,10 +6,12 @@ use async_trait::async_trait;
 
 use crate::billing::{InvoiceLine, InvoiceTotals, Month};
 use crate::error::Result;
+use crate::export::Export;
 use crate::identity::{OrgId, UserId};
-use crate::inventory::{KeyRecord, KeyStatus, NewKey};
+use crate::inventory::{KeyFilter, KeyRecord, NewKey};
+use crate::jobs::Job;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
+use crate::pools::{AssignmentId, Course, CourseId, ExportId, Pool, PoolId};
 use crate::redemption::Assignment;
 use crate::time::Timestamp;
 
@@ -117,14 +119,51 @@ pub trait Store: Ledger + 'static {
     ) -> Result<()>;
     /// Reads one key wherever it is (strongly consistent).
     async fn get_key(&self, key: &KeyCode) -> Result<Option<KeyRecord>>;
-    /// A page of a pool's keys, optionally of one status.
+    /// A page of a pool's keys that pass the filter.
     async fn list_keys(
         &self,
         pool_id: &PoolId,
-        status: Option<KeyStatus>,
+        filter: &KeyFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<KeyRecord>>;
+    /// Marks keys as handed out by an export, keeping an earlier mark where there is one.
+    async fn mark_distributed(
+        &self,
+        keys: &[KeyCode],
+        export_id: &ExportId,
+        now: Timestamp,
+    ) -> Result<()>;
+    /// Removes the marks one export made (it failed); returns how many.
+    async fn unmark_distributed(&self, pool_id: &PoolId, export_id: &ExportId) -> Result<u64>;
+
+    /// Stores a new export, and lists it among the open jobs.
+    async fn put_export(&self, export: &Export) -> Result<()>;
+    /// Reads an export of the organization.
+    async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>>;
+    /// Writes an export's progress.
+    async fn update_export(&self, export: &Export) -> Result<()>;
+    /// Writes a finished (done or failed) export and takes it off the open jobs, atomically.
+    async fn finish_export(&self, export: &Export) -> Result<()>;
+    /// Jobs started and not finished, across organizations.
+    async fn open_jobs(&self) -> Result<Vec<Job>>;
+    /// A page of every organization's pools (for the scheduled export).
+    async fn list_all_pools(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Pool>>;
+    /// Records that a scheduled export covers the pool up to change mark `mark`, unless one
+    /// already does; true when this call claimed it.
+    async fn claim_scheduled_export(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        mark: u64,
+    ) -> Result<bool>;
+    /// Undoes a claim whose export failed, so the next schedule exports the pool again.
+    async fn release_scheduled_export(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        mark: u64,
+    ) -> Result<()>;
 
     /// The assignment a learner already got from a pool, if any.
     async fn pool_assignment_of(

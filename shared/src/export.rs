@@ -1,0 +1,539 @@
+//! Exports: a pool's keys as CSV, streamed page by page into object storage, on demand and on
+//! a schedule; optionally marking the exported keys as distributed.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::identity::OrgId;
+use crate::inventory::{KeyFilter, KeyRecord, KeyStatus};
+use crate::jobs::{Job, Jobs};
+use crate::keys::KeyCode;
+use crate::objects::ObjectStore;
+use crate::pools::{self, ExportId, Pool, PoolId};
+use crate::spreadsheet::cell;
+use crate::store::Store;
+use crate::time::{self, Clock, Timestamp};
+
+/// Keys read per page while exporting.
+pub const PAGE: usize = 1000;
+/// How long a download link works, unless configured otherwise.
+pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// CSV bytes gathered before they are handed to the upload (about a page of keys).
+const CHUNK: usize = 64 * 1024;
+
+/// The columns of an export.
+pub const CSV_HEADER: [&str; 11] = [
+    "key",
+    "status",
+    "created_at",
+    "distributed_at",
+    "redeemed_by",
+    "redeemed_at",
+    "assignment_id",
+    "assignment_expires_at",
+    "pool",
+    "course",
+    "pool_id",
+];
+
+/// Where an export is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportStatus {
+    /// Waiting for a worker.
+    Pending,
+    /// Being written.
+    Running,
+    /// Written; the file can be downloaded.
+    Done,
+    /// Stopped; no file was left behind.
+    Failed,
+}
+
+/// Who asked for an export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExportKind {
+    /// An admin, through the API.
+    OnDemand,
+    /// The schedule, for a pool that changed since its last scheduled export.
+    Scheduled,
+}
+
+/// One export of a pool's keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Export {
+    pub export_id: ExportId,
+    pub org: OrgId,
+    pub pool_id: PoolId,
+    pub kind: ExportKind,
+    pub status: ExportStatus,
+    /// Only keys of this status, if set.
+    #[serde(default)]
+    pub key_status: Option<KeyStatus>,
+    /// Only keys never distributed.
+    #[serde(default)]
+    pub undistributed: bool,
+    /// Marks the available keys it writes as distributed.
+    #[serde(default)]
+    pub mark_distributed: bool,
+    /// Rows written (so far, while running).
+    #[serde(default)]
+    pub rows: u64,
+    /// Where the file goes in object storage.
+    pub object_key: String,
+    /// The name the download is saved as.
+    pub file_name: String,
+    /// Why it failed, for people.
+    #[serde(default)]
+    pub error: Option<String>,
+    /// For scheduled exports: the pool's change mark it covers.
+    #[serde(default)]
+    pub pool_mark: Option<u64>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(default, with = "time::rfc3339::option")]
+    pub finished_at: Option<Timestamp>,
+}
+
+/// What an admin asks for.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportInput {
+    /// `available` or `redeemed`; all keys when absent.
+    pub status: Option<String>,
+    /// Only keys never distributed.
+    #[serde(default)]
+    pub undistributed: bool,
+    /// Mark the available keys written as distributed.
+    #[serde(default)]
+    pub mark_distributed: bool,
+}
+
+/// A file name from the pool's name and the time: letters, digits and dashes only.
+pub fn file_name(pool_name: &str, at: Timestamp) -> String {
+    let mut slug = String::new();
+    for c in pool_name.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') && !slug.is_empty() {
+            slug.push('-');
+        }
+        if slug.len() >= 60 {
+            break;
+        }
+    }
+    let slug = slug.trim_end_matches('-');
+    let slug = if slug.is_empty() { "pool" } else { slug };
+    format!("{slug}-keys-{}.csv", at.format("%Y%m%d-%H%M%S"))
+}
+
+/// A timestamp usable in an object key: `2026-11-28T21-19-33.123Z`.
+fn stamp(at: Timestamp) -> String {
+    time::format(&at).replace(':', "-")
+}
+
+/// Starts an export of one of the organization's pools: 202 with the export, which a worker
+/// writes in the background.
+pub async fn start(
+    store: &dyn Store,
+    jobs: &dyn Jobs,
+    org: &OrgId,
+    pool_id: &str,
+    input: ExportInput,
+    now: Timestamp,
+) -> Result<Export> {
+    let key_status = match input.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            KeyStatus::parse(s)
+                .ok_or_else(|| Error::field("status", "status is available or redeemed"))?,
+        ),
+    };
+    if input.mark_distributed && key_status == Some(KeyStatus::Redeemed) {
+        return Err(Error::field(
+            "mark_distributed",
+            "only available keys can be marked as distributed; this export has none",
+        ));
+    }
+    let pool = pools::get_pool(store, org, pool_id).await?;
+    let export_id = ExportId::new();
+    let export = Export {
+        export_id,
+        org: org.clone(),
+        pool_id: pool.pool_id,
+        kind: ExportKind::OnDemand,
+        status: ExportStatus::Pending,
+        key_status,
+        undistributed: input.undistributed,
+        mark_distributed: input.mark_distributed,
+        rows: 0,
+        object_key: format!(
+            "exports/{org}/{}/on-demand/{}-{export_id}.csv",
+            pool.pool_id,
+            stamp(now)
+        ),
+        file_name: file_name(&pool.name, now),
+        error: None,
+        pool_mark: None,
+        created_at: now,
+        finished_at: None,
+    };
+    submit(store, jobs, export).await
+}
+
+/// Stores a pending export and hands it to the workers; marks it failed if they cannot take it.
+async fn submit(store: &dyn Store, jobs: &dyn Jobs, export: Export) -> Result<Export> {
+    store.put_export(&export).await?;
+    let job = Job::Export {
+        org: export.org.clone(),
+        export_id: export.export_id,
+    };
+    if let Err(e) = jobs.submit(&job).await {
+        tracing::error!(error = %e, export = %export.export_id, "an export could not be queued");
+        let failed = Export {
+            status: ExportStatus::Failed,
+            error: Some("the export could not be queued; try again".into()),
+            ..export
+        };
+        store.update_export(&failed).await?;
+        return Err(e);
+    }
+    Ok(export)
+}
+
+/// An export of the organization, with a download link when it is done.
+pub async fn get(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    org: &OrgId,
+    export_id: &str,
+) -> Result<(Export, Option<String>)> {
+    let id = ExportId::parse(export_id).ok_or(Error::NotFound("export"))?;
+    let export = store
+        .get_export(org, &id)
+        .await?
+        .ok_or(Error::NotFound("export"))?;
+    let url = match export.status {
+        ExportStatus::Done => Some(
+            objects
+                .download_url(&export.object_key, &export.file_name, LINK_LIFETIME)
+                .await?,
+        ),
+        _ => None,
+    };
+    Ok((export, url))
+}
+
+/// Runs an export job: writes the file, or fails leaving no file. Safe to run again for the
+/// same export (a redelivered job): a finished export is left alone, a started one restarts.
+#[tracing::instrument(skip(store, objects, clock), fields(org = %org, export = %export_id))]
+pub async fn run(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    clock: &dyn Clock,
+    org: &OrgId,
+    export_id: &ExportId,
+) -> Result<Export> {
+    let Some(mut export) = store.get_export(org, export_id).await? else {
+        return Err(Error::NotFound("export"));
+    };
+    match export.status {
+        ExportStatus::Done | ExportStatus::Failed => return Ok(export),
+        // An earlier attempt stopped part-way: undo its marks before writing again.
+        ExportStatus::Running if export.mark_distributed => {
+            store
+                .unmark_distributed(&export.pool_id, &export.export_id)
+                .await?;
+        }
+        _ => {}
+    }
+    export.status = ExportStatus::Running;
+    export.rows = 0;
+    store.update_export(&export).await?;
+    let started = clock.now();
+    let outcome = write_file(store, objects, &mut export, started).await;
+    export.finished_at = Some(clock.now());
+    match outcome {
+        Ok(()) => {
+            export.status = ExportStatus::Done;
+            tracing::info!(rows = export.rows, key = %export.object_key, "export written");
+        }
+        Err(e) => {
+            tracing::error!(error = %e, rows = export.rows, "export failed");
+            if export.mark_distributed {
+                store
+                    .unmark_distributed(&export.pool_id, &export.export_id)
+                    .await?;
+            }
+            export.status = ExportStatus::Failed;
+            export.rows = 0;
+            export.error = Some(match &e {
+                Error::NotFound(what) => format!("the {what} no longer exists"),
+                _ => "the export stopped part-way and left no file; try again".into(),
+            });
+        }
+    }
+    store.finish_export(&export).await?;
+    if export.kind == ExportKind::Scheduled && export.status == ExportStatus::Failed {
+        // Let the next scheduled run try this pool again.
+        if let Some(mark) = export.pool_mark {
+            store
+                .release_scheduled_export(&export.org, &export.pool_id, mark)
+                .await?;
+        }
+    }
+    Ok(export)
+}
+
+/// Streams the pool's keys into the upload; aborts the upload on any failure.
+async fn write_file(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    export: &mut Export,
+    now: Timestamp,
+) -> Result<()> {
+    let pool = store
+        .get_pool(&export.org, &export.pool_id)
+        .await?
+        .ok_or(Error::NotFound("pool"))?;
+    let course_title = store
+        .get_course(&export.org, &pool.course_id)
+        .await?
+        .map(|c| c.title)
+        .unwrap_or_default();
+    let mut upload = objects
+        .upload(&export.object_key, "text/csv; charset=utf-8")
+        .await?;
+    let written = write_rows(store, upload.as_mut(), export, &pool, &course_title, now).await;
+    match written {
+        Ok(()) => upload.finish().await,
+        Err(e) => {
+            if let Err(abort) = upload.abort().await {
+                tracing::error!(error = %abort, "aborting an export upload failed");
+            }
+            Err(e)
+        }
+    }
+}
+
+async fn write_rows(
+    store: &dyn Store,
+    upload: &mut dyn crate::objects::Upload,
+    export: &mut Export,
+    pool: &Pool,
+    course_title: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let filter = KeyFilter {
+        status: export.key_status,
+        undistributed: export.undistributed,
+    };
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(CHUNK * 2));
+    out.write_record(CSV_HEADER).map_err(csv_error)?;
+    let mut page = store.list_keys(&pool.pool_id, &filter, None, PAGE).await?;
+    loop {
+        // The next page is read while this one is written: the export runs at the pace of
+        // the slower of the two, not of their sum.
+        let cursor = page.next_cursor.take();
+        let next = async {
+            match &cursor {
+                Some(c) => store
+                    .list_keys(&pool.pool_id, &filter, Some(c), PAGE)
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let items = std::mem::take(&mut page.items);
+        let write = async {
+            let mut to_mark: Vec<KeyCode> = Vec::new();
+            for mut key in items {
+                if export.mark_distributed
+                    && key.status == KeyStatus::Available
+                    && key.distributed_at.is_none()
+                {
+                    key.distributed_at = Some(now);
+                    to_mark.push(key.key.clone());
+                }
+                write_row(&mut out, &key, pool, course_title)?;
+                export.rows += 1;
+            }
+            if !to_mark.is_empty() {
+                store
+                    .mark_distributed(&to_mark, &export.export_id, now)
+                    .await?;
+            }
+            if out.get_ref().len() >= CHUNK {
+                flush(&mut out, upload).await?;
+            }
+            Ok::<(), Error>(())
+        };
+        let (next, written) = tokio::join!(next, write);
+        written?;
+        match next? {
+            Some(p) => page = p,
+            None => break,
+        }
+    }
+    flush(&mut out, upload).await
+}
+
+async fn flush(
+    out: &mut csv::Writer<Vec<u8>>,
+    upload: &mut dyn crate::objects::Upload,
+) -> Result<()> {
+    let full = std::mem::replace(out, csv::Writer::from_writer(Vec::with_capacity(CHUNK * 2)));
+    let bytes = full
+        .into_inner()
+        .map_err(|e| Error::Internal(anyhow::anyhow!("writing CSV: {}", e.error())))?;
+    upload.write(&bytes).await
+}
+
+fn csv_error(e: csv::Error) -> Error {
+    Error::Internal(anyhow::anyhow!("writing CSV: {e}"))
+}
+
+/// One row: formula-looking cells neutralised (learner ids and names come from outside).
+fn write_row(
+    out: &mut csv::Writer<Vec<u8>>,
+    key: &KeyRecord,
+    pool: &Pool,
+    course_title: &str,
+) -> Result<()> {
+    let opt_time = |t: &Option<Timestamp>| t.as_ref().map(time::format).unwrap_or_default();
+    out.write_record([
+        key.key.display_form().as_str(),
+        key.status.as_str(),
+        &time::format(&key.created_at),
+        &opt_time(&key.distributed_at),
+        &cell(key.redeemed_by.as_ref().map_or("", |u| u.as_str())),
+        &opt_time(&key.redeemed_at),
+        &key.assignment_id.map(|a| a.to_string()).unwrap_or_default(),
+        &opt_time(&key.assignment_expires_at),
+        &cell(&pool.name),
+        &cell(course_title),
+        &pool.pool_id.to_string(),
+    ])
+    .map_err(csv_error)
+}
+
+/// The scheduled export: every pool that changed since its last scheduled export gets a new
+/// file at `exports/{org}/{pool}/{timestamp}.csv`. Returns how many exports it started.
+#[tracing::instrument(skip_all)]
+pub async fn schedule(store: &dyn Store, jobs: &dyn Jobs, now: Timestamp) -> Result<usize> {
+    let mut started = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_all_pools(cursor.as_deref(), 100).await?;
+        for pool in page.items {
+            let mark = pool.change_mark();
+            if pool.scheduled_mark.is_some_and(|m| m >= mark) {
+                continue;
+            }
+            // Claimed atomically, so two runs of the schedule never export one change twice.
+            if !store
+                .claim_scheduled_export(&pool.org, &pool.pool_id, mark)
+                .await?
+            {
+                continue;
+            }
+            let export = Export {
+                export_id: ExportId::new(),
+                org: pool.org.clone(),
+                pool_id: pool.pool_id,
+                kind: ExportKind::Scheduled,
+                status: ExportStatus::Pending,
+                key_status: None,
+                undistributed: false,
+                mark_distributed: false,
+                rows: 0,
+                object_key: format!("exports/{}/{}/{}.csv", pool.org, pool.pool_id, stamp(now)),
+                file_name: file_name(&pool.name, now),
+                error: None,
+                pool_mark: Some(mark),
+                created_at: now,
+                finished_at: None,
+            };
+            match submit(store, jobs, export).await {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    store
+                        .release_scheduled_export(&pool.org, &pool.pool_id, mark)
+                        .await?;
+                    return Err(e);
+                }
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    tracing::info!(started, "scheduled exports started");
+    Ok(started)
+}
+
+/// What the export function does with an event that is not an HTTP request: a batch of job
+/// messages from its queue (answered with the messages to retry), or the schedule.
+pub async fn on_event(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    jobs: &dyn Jobs,
+    clock: &dyn Clock,
+    event: serde_json::Value,
+) -> Result<serde_json::Value> {
+    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+    if event.get("Records").is_some() {
+        let batch: SqsEvent = serde_json::from_value(event)
+            .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+        let mut response = SqsBatchResponse::default();
+        for message in batch.records {
+            let id = message.message_id.clone().unwrap_or_default();
+            let outcome = match serde_json::from_str::<Job>(message.body.as_deref().unwrap_or("")) {
+                Ok(job) => crate::jobs::run(store, objects, clock, &job).await,
+                Err(e) => Err(Error::Internal(anyhow::anyhow!("a job message: {e}"))),
+            };
+            if let Err(e) = outcome {
+                // Retried by the queue, then dead-lettered.
+                tracing::error!(error = %e, message = %id, "a job failed");
+                let mut failure = BatchItemFailure::default();
+                failure.item_identifier = id;
+                response.batch_item_failures.push(failure);
+            }
+        }
+        return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);
+    }
+    let scheduled: EventBridgeEvent = serde_json::from_value(event)
+        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+    if scheduled.detail_type != "Scheduled Event" {
+        return Err(Error::bad_request(
+            "invalid_event",
+            format!(
+                "the export function does not handle {:?} events",
+                scheduled.detail_type
+            ),
+        ));
+    }
+    let started = schedule(store, jobs, clock.now()).await?;
+    Ok(serde_json::json!({ "started": started }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_come_from_the_pool_and_the_time() {
+        let at = time::parse("2026-11-28T21:19:33.123Z").unwrap();
+        assert_eq!(
+            file_name("Spring cohort: Rust/Go!", at),
+            "spring-cohort-rust-go-keys-20261128-211933.csv"
+        );
+        assert_eq!(file_name("¿¡!", at), "pool-keys-20261128-211933.csv");
+        assert_eq!(stamp(at), "2026-11-28T21-19-33.123Z");
+    }
+}

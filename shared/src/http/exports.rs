@@ -1,0 +1,163 @@
+//! Export routes: start an export of a pool, read it (with its download link); and, locally,
+//! the download of a linked file.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::AppState;
+use super::error::ApiBytes;
+use super::views::ExportView;
+use crate::error::{Error, Result};
+use crate::export::{self, ExportInput};
+use crate::identity::Principal;
+use crate::objects::LocalObjects;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/pools/{pool_id}/exports", post(start))
+        .route("/v1/exports/{export_id}", get(read))
+}
+
+/// The export function's non-HTTP events (queue batches, the schedule), which lambda_http's
+/// pass-through hands to the router as `POST /events`. Refused for real HTTP requests.
+pub fn event_routes() -> Router<AppState> {
+    Router::new().route("/events", post(event))
+}
+
+async fn event(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response> {
+    use lambda_http::request::RequestContext;
+    if !matches!(
+        request.extensions().get::<RequestContext>(),
+        Some(RequestContext::PassThrough)
+    ) {
+        return Err(Error::NotFound("route"));
+    }
+    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
+        .await
+        .map_err(|_| Error::PayloadTooLarge)?;
+    let event: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+    let answer = export::on_event(
+        state.store.as_ref(),
+        state.objects.as_ref(),
+        state.jobs.as_ref(),
+        state.clock.as_ref(),
+        event,
+    )
+    .await?;
+    Ok(Json(answer).into_response())
+}
+
+/// The body is optional: no body exports every key.
+async fn start(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(pool_id): Path<String>,
+    ApiBytes(body): ApiBytes,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let input = if body.iter().all(u8::is_ascii_whitespace) {
+        ExportInput::default()
+    } else {
+        serde_json::from_slice::<ExportInput>(&body)
+            .map_err(|e| Error::bad_request("invalid_body", e.to_string()))?
+    };
+    let started = export::start(
+        state.store.as_ref(),
+        state.jobs.as_ref(),
+        org,
+        &pool_id,
+        input,
+        state.clock.now(),
+    )
+    .await?;
+    Ok((StatusCode::ACCEPTED, Json(ExportView::new(started, None))))
+}
+
+async fn read(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(export_id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let (found, url) = export::get(
+        state.store.as_ref(),
+        state.objects.as_ref(),
+        org,
+        &export_id,
+    )
+    .await?;
+    Ok(Json(ExportView::new(found, url)))
+}
+
+#[derive(Deserialize)]
+struct LinkQuery {
+    link: String,
+}
+
+/// The local server's downloads: `GET /v1/files?link=…`, a signed link that expires, as S3's
+/// presigned URLs do in AWS. The file is streamed from disk.
+pub fn local_files(objects: Arc<LocalObjects>) -> Router {
+    Router::new()
+        .route(
+            "/v1/files",
+            get(
+                |State(objects): State<Arc<LocalObjects>>, Query(q): Query<LinkQuery>| async move {
+                    download(&objects, &q.link).await
+                },
+            ),
+        )
+        .with_state(objects)
+}
+
+async fn download(objects: &LocalObjects, link: &str) -> Result<Response> {
+    let (key, name) = objects
+        .verify_link(link)
+        .ok_or_else(|| Error::Unauthenticated("the link is not valid or has expired".into()))?;
+    let path = objects.path_of(&key).ok_or(Error::NotFound("file"))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|_| Error::NotFound("file"))?;
+    let stream = file_chunks(file);
+    Ok((
+        [
+            (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                CONTENT_DISPOSITION,
+                format!(
+                    "attachment; filename=\"{}\"",
+                    name.replace(
+                        |c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c),
+                        "_"
+                    )
+                ),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+/// A file as a stream of chunks, without pulling in tokio-util for one adapter.
+fn file_chunks(
+    file: tokio::fs::File,
+) -> impl futures_util::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    futures_util::stream::try_unfold(file, |mut file| async move {
+        use tokio::io::AsyncReadExt as _;
+        let mut buffer = vec![0u8; 64 * 1024];
+        let read = file.read(&mut buffer).await?;
+        if read == 0 {
+            return Ok(None);
+        }
+        buffer.truncate(read);
+        Ok(Some((axum::body::Bytes::from(buffer), file)))
+    })
+}
