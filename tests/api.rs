@@ -688,7 +688,8 @@ async fn bad_key_requests_are_rejected_and_write_nothing() {
     for count in [
         json!(0),
         json!(-5),
-        json!(10_001),
+        // Above 10,000 a count becomes a job; above ten million it is refused.
+        json!(10_000_001),
         json!(1e30),
         json!("10"),
         json!(2.5),

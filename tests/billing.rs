@@ -541,7 +541,7 @@ async fn the_invoice_shows_the_organizations_lines_to_its_admins_only() {
         .collect();
     assert_eq!(rows.len(), 1);
     assert!(text.starts_with(
-        "month,kind,quantity,assignment_id,pool_id,course_id,key,learner,redeemed_at,cancelled_at\n"
+        "month,kind,quantity,assignment_id,pool_id,course_id,key,learner,redeemed_at,cancelled_at\r\n"
     ));
     assert_eq!(&rows[0][3], body["assignment_id"].as_str().unwrap());
     assert_eq!(&rows[0][6], key.as_str());

@@ -123,7 +123,7 @@ async fn the_csv_has_every_column_quoted_and_neutralised() {
     assert!(disposition.contains(file_name), "{disposition}");
     // RFC 4180: the header, then quoted cells where commas, quotes or newlines occur.
     assert!(
-        text.starts_with(&(export::CSV_HEADER.join(",") + "\n")),
+        text.starts_with(&(export::CSV_HEADER.join(",") + "\r\n")),
         "{text}"
     );
     assert!(text.contains("\"Spring, \"\"Q1\"\" cohort\""), "{text}");
@@ -226,21 +226,32 @@ async fn filters_and_distribution_marks_hand_out_only_fresh_keys() {
     got.sort();
     want.sort();
     assert_eq!(got, want);
-    // The earlier marks were kept, not overwritten.
-    let all = export_via(&w, &w.app, "acme", &pool_id, json!({})).await;
+    // A marking export of every key later keeps the earlier marks: each key is handed out once.
+    let all = export_via(
+        &w,
+        &w.app,
+        "acme",
+        &pool_id,
+        json!({"mark_distributed": true}),
+    )
+    .await;
+    assert_eq!(all["rows"], 8);
     let (_, text, _) = download_local(&w, all["url"].as_str().unwrap()).await;
-    for row in rows(&text) {
-        if row[column("key")] == first[1] {
-            let earlier = marked
-                .iter()
-                .find(|r| r[column("key")] == first[1])
-                .unwrap();
-            assert_eq!(
-                &row[column("distributed_at")],
-                &earlier[column("distributed_at")]
-            );
-        }
-    }
+    let all_rows = rows(&text);
+    let row_of = |k: &str| all_rows.iter().find(|r| &r[column("key")] == k).unwrap();
+    let earlier = marked
+        .iter()
+        .find(|r| r[column("key")] == first[1])
+        .unwrap();
+    assert_eq!(
+        &row_of(&first[1])[column("distributed_at")],
+        &earlier[column("distributed_at")]
+    );
+    assert_eq!(
+        &row_of(&first[0])[column("distributed_at")],
+        "",
+        "redeemed keys are not marked"
+    );
 }
 
 #[tokio::test]

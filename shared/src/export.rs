@@ -20,6 +20,10 @@ use crate::time::{self, Clock, Timestamp};
 pub const PAGE: usize = 1000;
 /// How long a download link works, unless configured otherwise.
 pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// Pages between two saves of an export's progress.
+const PROGRESS_EVERY: u64 = 20;
+/// How long one invocation works on a job before queueing the rest (Lambda stops at 15 minutes).
+pub const JOB_BUDGET: Duration = Duration::from_secs(10 * 60);
 /// CSV bytes gathered before they are handed to the upload (about a page of keys).
 const CHUNK: usize = 64 * 1024;
 
@@ -28,15 +32,22 @@ pub const CSV_HEADER: [&str; 11] = [
     "key",
     "status",
     "created_at",
-    "distributed_at",
     "redeemed_by",
     "redeemed_at",
     "assignment_id",
     "assignment_expires_at",
     "pool",
     "course",
+    "distributed_at",
     "pool_id",
 ];
+
+/// A CSV writer as RFC 4180 has it: CRLF line ends, quotes where needed.
+pub fn csv_writer() -> csv::Writer<Vec<u8>> {
+    csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .from_writer(Vec::with_capacity(CHUNK * 2))
+}
 
 /// Where an export is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,12 +204,17 @@ async fn submit(store: &dyn Store, jobs: &dyn Jobs, export: Export) -> Result<Ex
     };
     if let Err(e) = jobs.submit(&job).await {
         tracing::error!(error = %e, export = %export.export_id, "an export could not be queued");
+        let running = Export {
+            status: ExportStatus::Running,
+            ..export.clone()
+        };
+        store.update_export(&running).await?;
         let failed = Export {
             status: ExportStatus::Failed,
             error: Some("the export could not be queued; try again".into()),
             ..export
         };
-        store.update_export(&failed).await?;
+        store.finish_export(&failed).await?;
         return Err(e);
     }
     Ok(export)
@@ -331,9 +347,10 @@ async fn write_rows(
         status: export.key_status,
         undistributed: export.undistributed,
     };
-    let mut out = csv::Writer::from_writer(Vec::with_capacity(CHUNK * 2));
+    let mut out = csv_writer();
     out.write_record(CSV_HEADER).map_err(csv_error)?;
     let mut page = store.list_keys(&pool.pool_id, &filter, None, PAGE).await?;
+    let mut pages = 0u64;
     loop {
         // The next page is read while this one is written: the export runs at the pace of
         // the slower of the two, not of their sum.
@@ -347,24 +364,14 @@ async fn write_rows(
                 None => Ok(None),
             }
         };
-        let items = std::mem::take(&mut page.items);
+        let mut items = std::mem::take(&mut page.items);
         let write = async {
-            let mut to_mark: Vec<KeyCode> = Vec::new();
-            for mut key in items {
-                if export.mark_distributed
-                    && key.status == KeyStatus::Available
-                    && key.distributed_at.is_none()
-                {
-                    key.distributed_at = Some(now);
-                    to_mark.push(key.key.clone());
-                }
-                write_row(&mut out, &key, pool, course_title)?;
-                export.rows += 1;
+            if export.mark_distributed {
+                mark_page(store, &mut items, &filter, &export.export_id, now).await?;
             }
-            if !to_mark.is_empty() {
-                store
-                    .mark_distributed(&to_mark, &export.export_id, now)
-                    .await?;
+            for key in &items {
+                write_row(&mut out, key, pool, course_title)?;
+                export.rows += 1;
             }
             if out.get_ref().len() >= CHUNK {
                 flush(&mut out, upload).await?;
@@ -373,6 +380,11 @@ async fn write_rows(
         };
         let (next, written) = tokio::join!(next, write);
         written?;
+        pages += 1;
+        // Progress for whoever reads the export meanwhile.
+        if pages.is_multiple_of(PROGRESS_EVERY) {
+            store.update_export(export).await?;
+        }
         match next? {
             Some(p) => page = p,
             None => break,
@@ -381,11 +393,54 @@ async fn write_rows(
     flush(&mut out, upload).await
 }
 
+/// Marks a page's available, unmarked keys before they are written, so that no two exports
+/// hand out one key: a key another export marked first keeps its mark, and leaves the page
+/// when the export asked for undistributed keys only.
+async fn mark_page(
+    store: &dyn Store,
+    items: &mut Vec<KeyRecord>,
+    filter: &KeyFilter,
+    export_id: &ExportId,
+    now: Timestamp,
+) -> Result<()> {
+    let wanted: Vec<KeyCode> = items
+        .iter()
+        .filter(|k| k.status == KeyStatus::Available && k.distributed_at.is_none())
+        .map(|k| k.key.clone())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let asked: std::collections::HashSet<&KeyCode> = wanted.iter().collect();
+    let marked: std::collections::HashSet<KeyCode> = store
+        .mark_distributed(&wanted, export_id, now)
+        .await?
+        .into_iter()
+        .collect();
+    let mut kept = Vec::with_capacity(items.len());
+    for mut key in items.drain(..) {
+        if marked.contains(&key.key) {
+            key.distributed_at = Some(now);
+        } else if asked.contains(&key.key) {
+            // Changed since it was read (marked elsewhere, redeemed, removed): read it again.
+            match store.get_key(&key.key).await? {
+                Some(now_key) if !(filter.undistributed && now_key.distributed_at.is_some()) => {
+                    key = now_key;
+                }
+                _ => continue,
+            }
+        }
+        kept.push(key);
+    }
+    *items = kept;
+    Ok(())
+}
+
 async fn flush(
     out: &mut csv::Writer<Vec<u8>>,
     upload: &mut dyn crate::objects::Upload,
 ) -> Result<()> {
-    let full = std::mem::replace(out, csv::Writer::from_writer(Vec::with_capacity(CHUNK * 2)));
+    let full = std::mem::replace(out, csv_writer());
     let bytes = full
         .into_inner()
         .map_err(|e| Error::Internal(anyhow::anyhow!("writing CSV: {}", e.error())))?;
@@ -408,13 +463,13 @@ fn write_row(
         key.key.display_form().as_str(),
         key.status.as_str(),
         &time::format(&key.created_at),
-        &opt_time(&key.distributed_at),
         &cell(key.redeemed_by.as_ref().map_or("", |u| u.as_str())),
         &opt_time(&key.redeemed_at),
         &key.assignment_id.map(|a| a.to_string()).unwrap_or_default(),
         &opt_time(&key.assignment_expires_at),
         &cell(&pool.name),
         &cell(course_title),
+        &opt_time(&key.distributed_at),
         &pool.pool_id.to_string(),
     ])
     .map_err(csv_error)
@@ -424,6 +479,7 @@ fn write_row(
 /// file at `exports/{org}/{pool}/{timestamp}.csv`. Returns how many exports it started.
 #[tracing::instrument(skip_all)]
 pub async fn schedule(store: &dyn Store, jobs: &dyn Jobs, now: Timestamp) -> Result<usize> {
+    requeue_stale_jobs(store, jobs, now).await?;
     let mut started = 0;
     let mut cursor: Option<String> = None;
     loop {
@@ -486,25 +542,12 @@ pub async fn on_event(
     event: serde_json::Value,
 ) -> Result<serde_json::Value> {
     use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+    use aws_lambda_events::event::sqs::SqsEvent;
     if event.get("Records").is_some() {
         let batch: SqsEvent = serde_json::from_value(event)
             .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
-        let mut response = SqsBatchResponse::default();
-        for message in batch.records {
-            let id = message.message_id.clone().unwrap_or_default();
-            let outcome = match serde_json::from_str::<Job>(message.body.as_deref().unwrap_or("")) {
-                Ok(job) => crate::jobs::run(store, objects, clock, &job).await,
-                Err(e) => Err(Error::Internal(anyhow::anyhow!("a job message: {e}"))),
-            };
-            if let Err(e) = outcome {
-                // Retried by the queue, then dead-lettered.
-                tracing::error!(error = %e, message = %id, "a job failed");
-                let mut failure = BatchItemFailure::default();
-                failure.item_identifier = id;
-                response.batch_item_failures.push(failure);
-            }
-        }
+        let response =
+            crate::jobs::on_queue_batch(store, objects, jobs, clock, batch, Some(JOB_BUDGET)).await;
         return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);
     }
     let scheduled: EventBridgeEvent = serde_json::from_value(event)
@@ -520,6 +563,29 @@ pub async fn on_event(
     }
     let started = schedule(store, jobs, clock.now()).await?;
     Ok(serde_json::json!({ "started": started }))
+}
+
+/// Jobs that were never picked up, or whose runner died, are queued again: a queue message
+/// lost between storing a job and sending it, or a run that outlived its retries. Running a
+/// job again is safe (an export restarts, a generation goes on from its count).
+async fn requeue_stale_jobs(store: &dyn Store, jobs: &dyn Jobs, now: Timestamp) -> Result<()> {
+    let stale_after = chrono::Duration::minutes(30);
+    for job in store.open_jobs().await? {
+        let last_seen = match &job {
+            Job::Export { org, export_id } => store
+                .get_export(org, export_id)
+                .await?
+                .map(|e| e.finished_at.unwrap_or(e.created_at)),
+            Job::Generate { org, job_id } => {
+                store.get_key_job(org, job_id).await?.map(|j| j.updated_at)
+            }
+        };
+        if last_seen.is_some_and(|at| now - at > stale_after) {
+            tracing::warn!(job = ?job, "requeueing a job that has not moved for 30 minutes");
+            jobs.submit(&job).await?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

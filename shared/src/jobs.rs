@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::Result;
 use crate::identity::OrgId;
 use crate::objects::ObjectStore;
-use crate::pools::ExportId;
+use crate::pools::{ExportId, JobId};
 use crate::store::Store;
 use crate::time::Clock;
 
@@ -21,6 +21,8 @@ use crate::time::Clock;
 pub enum Job {
     /// Write an export's file.
     Export { org: OrgId, export_id: ExportId },
+    /// Generate a large number of keys into a pool.
+    Generate { org: OrgId, job_id: JobId },
 }
 
 /// Hands jobs to whatever runs them.
@@ -71,19 +73,58 @@ impl Jobs for SqsJobs {
     }
 }
 
-/// Runs one job to its end.
+/// Runs one job; a job that takes longer than `budget` stops at a safe point and is queued
+/// again to go on (a Lambda invocation has 15 minutes; the local runner has no budget).
 pub async fn run(
     store: &dyn Store,
     objects: &dyn ObjectStore,
+    jobs: &dyn Jobs,
     clock: &dyn Clock,
     job: &Job,
+    budget: Option<std::time::Duration>,
 ) -> Result<()> {
     match job {
         Job::Export { org, export_id } => {
             crate::export::run(store, objects, clock, org, export_id).await?;
         }
+        Job::Generate { org, job_id } => {
+            let finished = crate::generation::run(store, clock, org, job_id, budget).await?;
+            if !finished {
+                jobs.submit(job).await?;
+            }
+        }
     }
     Ok(())
+}
+
+/// A batch of job messages from an SQS queue: each job run in turn, and the messages of the
+/// jobs that failed reported for retry (then dead-lettered).
+pub async fn on_queue_batch(
+    store: &dyn Store,
+    objects: &dyn ObjectStore,
+    jobs: &dyn Jobs,
+    clock: &dyn Clock,
+    batch: aws_lambda_events::event::sqs::SqsEvent,
+    budget: Option<std::time::Duration>,
+) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+    let mut response = SqsBatchResponse::default();
+    for message in batch.records {
+        let id = message.message_id.clone().unwrap_or_default();
+        let outcome = match serde_json::from_str::<Job>(message.body.as_deref().unwrap_or("")) {
+            Ok(job) => run(store, objects, jobs, clock, &job, budget).await,
+            Err(e) => Err(crate::Error::Internal(anyhow::anyhow!(
+                "a job message: {e}"
+            ))),
+        };
+        if let Err(e) = outcome {
+            tracing::error!(error = %e, message = %id, "a job failed");
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id;
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
 }
 
 /// The local server's job runner: a queue in memory, worked by one task, that also resumes
@@ -101,14 +142,33 @@ impl LocalJobs {
         clock: Arc<dyn Clock>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Job>();
+        let handle = Self {
+            sender: sender.clone(),
+        };
+        // The worker resubmits through a weak sender, so dropping every handle stops it.
+        let weak = sender.downgrade();
+        drop(sender);
         let worker = tokio::spawn(async move {
             while let Some(job) = receiver.recv().await {
-                if let Err(e) = run(store.as_ref(), objects.as_ref(), clock.as_ref(), &job).await {
+                let Some(sender) = weak.upgrade() else {
+                    break;
+                };
+                let resubmit = LocalJobs { sender };
+                let ran = run(
+                    store.as_ref(),
+                    objects.as_ref(),
+                    &resubmit,
+                    clock.as_ref(),
+                    &job,
+                    None,
+                )
+                .await;
+                if let Err(e) = ran {
                     tracing::error!(error = %e, job = ?job, "a job failed");
                 }
             }
         });
-        (Self { sender }, worker)
+        (handle, worker)
     }
 
     /// Queues again the jobs a previous run of the server did not finish.

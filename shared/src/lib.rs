@@ -9,6 +9,7 @@ pub mod billing;
 pub mod embedded;
 pub mod error;
 pub mod export;
+pub mod generation;
 pub mod http;
 pub mod identity;
 pub mod inventory;

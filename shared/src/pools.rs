@@ -64,6 +64,10 @@ uuid_id!(
     /// An export's id.
     ExportId
 );
+uuid_id!(
+    /// A background key job's id.
+    JobId
+);
 
 /// A course that pools hand out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use crate::billing::{LineKind, Month};
 use crate::identity::{OrgId, UserId};
 use crate::inventory::KeyStatus;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, CourseId, ExportId, PoolId};
+use crate::pools::{AssignmentId, CourseId, ExportId, JobId, PoolId};
 
 /// Partition key attribute of both tables.
 pub const PK: &str = "PK";
@@ -161,6 +161,15 @@ pub const OPEN_JOBS_PK: &str = "JOBS#open";
 /// Sort key of an open export job.
 pub fn open_export_sk(id: &ExportId) -> String {
     format!("EXPORT#{id}")
+}
+
+/// Sort key of a key job (a large generation).
+pub fn key_job_sk(id: &JobId) -> String {
+    format!("JOB#{id}")
+}
+/// Sort key of an open key job.
+pub fn open_key_job_sk(id: &JobId) -> String {
+    format!("GENERATE#{id}")
 }
 
 /// Partition of a stream consumer's checkpoints.

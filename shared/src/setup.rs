@@ -67,21 +67,29 @@ pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
     aws_sdk_dynamodbstreams::Client::from_conf(config)
 }
 
-/// The export function's state: `lambda_state` plus its bucket (`EXPORT_BUCKET`) and job
-/// queue (`JOBS_QUEUE_URL`), failing fast with the missing variable.
-pub async fn export_state() -> anyhow::Result<AppState> {
+/// The state of a function that queues jobs: `lambda_state` plus its job queue
+/// (`JOBS_QUEUE_URL`), failing fast with the missing variable.
+pub async fn jobs_state() -> anyhow::Result<AppState> {
     let mut state = lambda_state().await?;
-    let var = |name: &str| {
-        std::env::var(name).map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))
-    };
-    let bucket = var("EXPORT_BUCKET")?;
-    let queue = var("JOBS_QUEUE_URL")?;
+    let queue = std::env::var("JOBS_QUEUE_URL")
+        .map_err(|_| anyhow::anyhow!("environment variable JOBS_QUEUE_URL is not set"))?;
     let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let s3 = aws_sdk_s3::Client::new(&config);
-    state.objects = Arc::new(crate::objects::S3Objects::new(s3, bucket));
     state.jobs = Arc::new(crate::jobs::SqsJobs::new(
         aws_sdk_sqs::Client::new(&config),
         queue,
+    ));
+    Ok(state)
+}
+
+/// The export function's state: `jobs_state` plus its bucket (`EXPORT_BUCKET`).
+pub async fn export_state() -> anyhow::Result<AppState> {
+    let mut state = jobs_state().await?;
+    let bucket = std::env::var("EXPORT_BUCKET")
+        .map_err(|_| anyhow::anyhow!("environment variable EXPORT_BUCKET is not set"))?;
+    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    state.objects = Arc::new(crate::objects::S3Objects::new(
+        aws_sdk_s3::Client::new(&config),
+        bucket,
     ));
     Ok(state)
 }

@@ -442,6 +442,12 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     let mut env = lambda_env(&runtime, "keypool-test", world.endpoint());
     env.push(("MAIN_TABLE".into(), world.tables.main.clone()));
     env.push(("ASSIGNMENTS_TABLE".into(), world.tables.assignments.clone()));
+    // Functions that queue jobs or write files need these at start; the events here use neither.
+    env.push((
+        "JOBS_QUEUE_URL".into(),
+        "http://127.0.0.1:9/000000000000/keypool-test".into(),
+    ));
+    env.push(("EXPORT_BUCKET".into(), "keypool-test".into()));
     let function = Function::spawn(std::path::Path::new(binary), &env).unwrap();
     let mut answers = Vec::new();
     for event in events {

@@ -1,11 +1,17 @@
-//! The key-generation Lambda function: its router from the shared crate, served by lambda_http.
+//! The key-generation Lambda function: its routes (small generations at once, large ones
+//! queued as jobs, job progress), and the jobs themselves, which arrive from its SQS queue as
+//! `POST /events` through lambda_http's pass-through.
 
-use keypool::http::{key_generation_routes, service};
+use keypool::http::{event_routes, key_generation_routes, service};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     // Clients and configuration are built once per execution environment, not per request.
-    let state = keypool::setup::lambda_state().await?;
-    lambda_http::run(service(key_generation_routes(), state)).await
+    let state = keypool::setup::jobs_state().await?;
+    lambda_http::run(service(
+        key_generation_routes().merge(event_routes()),
+        state,
+    ))
+    .await
 }

@@ -245,7 +245,9 @@ async fn serve(
     let scheduler = (!export_every.is_zero()).then(|| {
         let (store, jobs, clock) = (store.clone(), jobs.clone(), clock.clone());
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(export_every);
+            // The first run is one interval after start, not at every restart.
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + export_every, export_every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
@@ -288,12 +290,13 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
         .parse()
         .map_err(|_| format!("{text:?} is not an interval like 24h, 30m or 0"))?;
     let seconds = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+        "s" => Some(n),
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
         _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
-    };
+    }
+    .ok_or_else(|| format!("{text:?} is too long an interval"))?;
     Ok(std::time::Duration::from_secs(seconds))
 }
 

@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::error::{ApiBytes, ApiJson, ApiQuery};
-use super::views::{CourseView, KeyView, PageView, PoolView};
+use super::views::{CourseView, JobView, KeyView, PageView, PoolView};
 use super::{AppState, page_size};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
-use crate::inventory;
 use crate::pools::{self, CourseInput, PoolInput, PoolPatch};
+use crate::{generation, inventory};
 
 pub(super) fn pool_admin_routes() -> Router<AppState> {
     Router::new()
@@ -26,7 +26,9 @@ pub(super) fn pool_admin_routes() -> Router<AppState> {
 }
 
 pub(super) fn key_generation_routes() -> Router<AppState> {
-    Router::new().route("/v1/pools/{pool_id}/keys/generate", post(generate_keys))
+    Router::new()
+        .route("/v1/pools/{pool_id}/keys/generate", post(generate_keys))
+        .route("/v1/jobs/{job_id}", get(read_job))
 }
 
 #[derive(Deserialize)]
@@ -179,13 +181,27 @@ struct GenerateBody {
     count: i64,
 }
 
+/// Up to 10,000 keys at once (201 with the keys); more, up to ten million, as a job (202).
 async fn generate_keys(
     State(state): State<AppState>,
     principal: Principal,
     Path(pool_id): Path<String>,
     ApiJson(body): ApiJson<GenerateBody>,
-) -> Result<impl IntoResponse> {
+) -> Result<Response> {
     let org = principal.admin_org()?;
+    let count = generation::check_count(body.count)?;
+    if generation::needs_job(count) {
+        let job = generation::start(
+            state.store.as_ref(),
+            state.jobs.as_ref(),
+            org,
+            &pool_id,
+            count,
+            state.clock.now(),
+        )
+        .await?;
+        return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
+    }
     let keys = inventory::generate_keys(
         state.store.as_ref(),
         org,
@@ -195,7 +211,17 @@ async fn generate_keys(
     )
     .await?;
     let shown: Vec<String> = keys.iter().map(|k| k.display_form()).collect();
-    Ok((StatusCode::CREATED, Json(json!({ "keys": shown }))))
+    Ok((StatusCode::CREATED, Json(json!({ "keys": shown }))).into_response())
+}
+
+async fn read_job(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(job_id): Path<String>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let job = generation::get(state.store.as_ref(), org, &job_id).await?;
+    Ok(Json(JobView::from(job)))
 }
 
 #[derive(Deserialize)]

@@ -30,6 +30,9 @@ fn not_found_code(what: &str) -> &'static str {
         "pool" => "pool_not_found",
         "key" => "key_not_found",
         "assignment" => "assignment_not_found",
+        "export" => "export_not_found",
+        "job" => "job_not_found",
+        "file" => "file_not_found",
         _ => "not_found",
     }
 }

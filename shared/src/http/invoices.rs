@@ -96,7 +96,7 @@ async fn invoice_csv(
 }
 
 fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
-    let mut out = csv::Writer::from_writer(Vec::new());
+    let mut out = crate::export::csv_writer();
     let written = if header {
         out.write_record(billing::CSV_HEADER)
     } else {

@@ -289,3 +289,35 @@ impl ExportView {
         }
     }
 }
+
+/// A key job and its progress.
+#[derive(Serialize)]
+pub struct JobView {
+    pub job_id: crate::pools::JobId,
+    pub kind: &'static str,
+    pub pool_id: PoolId,
+    pub status: crate::generation::JobStatus,
+    pub done: u64,
+    pub total: u64,
+    pub error: Option<String>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl From<crate::generation::KeyJob> for JobView {
+    fn from(j: crate::generation::KeyJob) -> Self {
+        Self {
+            job_id: j.job_id,
+            kind: "generate",
+            pool_id: j.pool_id,
+            status: j.status,
+            done: j.done,
+            total: j.total,
+            error: j.error,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+        }
+    }
+}

@@ -21,11 +21,12 @@ use super::{InsertOutcome, Ledger, Page, RedeemConflict, RemoveConflict, Store};
 use crate::billing::{InvoiceLine, InvoiceTotals, Month};
 use crate::error::{Error, Result};
 use crate::export::Export;
+use crate::generation::{JobStatus, KeyJob};
 use crate::identity::{OrgId, UserId};
 use crate::inventory::{KeyFilter, KeyRecord, KeyStatus, NewKey};
 use crate::jobs::Job;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, Course, CourseId, ExportId, Pool, PoolId};
+use crate::pools::{AssignmentId, Course, CourseId, ExportId, JobId, Pool, PoolId};
 use crate::redemption::Assignment;
 use crate::schema::{self, ENTITY, GSI1PK, GSI1SK, PK, SK, Tables};
 use crate::time::{self, Timestamp};
@@ -422,11 +423,14 @@ impl DynamoStore {
         keys: &[NewKey],
         now: Timestamp,
         outcome: &mut InsertOutcome,
+        job: Option<(&JobId, u64)>,
     ) -> Result<()> {
-        for chunk in keys.chunks(KEYS_PER_TRANSACTION) {
+        // A job's progress rides along in each transaction, leaving room for one key fewer.
+        let per_transaction = KEYS_PER_TRANSACTION - usize::from(job.is_some());
+        for chunk in keys.chunks(per_transaction) {
             let mut pending: Vec<&NewKey> = chunk.iter().collect();
             while !pending.is_empty() {
-                let mut items = Vec::with_capacity(pending.len() + 1);
+                let mut items = Vec::with_capacity(pending.len() + 2);
                 for key in &pending {
                     let put = Put::builder()
                         .table_name(&self.tables.main)
@@ -437,6 +441,22 @@ impl DynamoStore {
                     items.push(TransactWriteItem::builder().put(put).build());
                 }
                 items.push(self.count_keys(org, pool_id, pending.len() as i64)?);
+                if let Some((job_id, total)) = job {
+                    let count = pending.len() as u64;
+                    let update = Update::builder()
+                        .table_name(&self.tables.main)
+                        .set_key(Some(key_of(
+                            schema::org_pk(org),
+                            schema::key_job_sk(job_id),
+                        )))
+                        .update_expression("ADD done :n")
+                        .condition_expression("attribute_exists(PK) AND done <= :limit")
+                        .expression_attribute_values(":n", n(count))
+                        .expression_attribute_values(":limit", n(total.saturating_sub(count)))
+                        .build()
+                        .context("building the job progress update")?;
+                    items.push(TransactWriteItem::builder().update(update).build());
+                }
                 match self.transact(items, "adding keys").await? {
                     None => {
                         outcome
@@ -445,7 +465,16 @@ impl DynamoStore {
                         pending.clear();
                     }
                     Some(codes) => {
-                        if codes.last().is_some_and(|c| c == "ConditionalCheckFailed") {
+                        let failed =
+                            |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                        let pool_at = pending.len();
+                        if job.is_some() && failed(pool_at + 1) {
+                            return Err(Error::Conflict {
+                                code: "job_overrun",
+                                message: "the job has all its keys already".into(),
+                            });
+                        }
+                        if failed(pool_at) {
                             return Err(Error::NotFound("pool"));
                         }
                         let before = pending.len();
@@ -669,7 +698,7 @@ impl Store for DynamoStore {
     ) -> Result<InsertOutcome> {
         let mut outcome = InsertOutcome::default();
         let result = self
-            .insert_chunks(org, pool_id, keys, now, &mut outcome)
+            .insert_chunks(org, pool_id, keys, now, &mut outcome, None)
             .await;
         if let Err(error) = result {
             // A failed request adds nothing: take back the chunks that did commit.
@@ -1243,56 +1272,53 @@ impl Store for DynamoStore {
         keys: &[KeyCode],
         export_id: &ExportId,
         now: Timestamp,
-    ) -> Result<()> {
+    ) -> Result<Vec<KeyCode>> {
         let update = |key: &KeyCode| {
             Update::builder()
                 .table_name(&self.tables.main)
                 .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
-                .update_expression(
-                    "SET distributed_at = if_not_exists(distributed_at, :now), \
-                     distributed_by = if_not_exists(distributed_by, :export)",
+                .update_expression("SET distributed_at = :now, distributed_by = :export")
+                .condition_expression(
+                    "attribute_exists(PK) AND #status = :available \
+                     AND attribute_not_exists(distributed_at)",
                 )
-                .condition_expression("attribute_exists(PK)")
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
                 .expression_attribute_values(":now", ts(&now))
                 .expression_attribute_values(":export", s(export_id.to_string()))
                 .build()
                 .context("building a distribution mark")
         };
+        let mut marked = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(100) {
-            let items = chunk
-                .iter()
-                .map(|k| update(k).map(|u| TransactWriteItem::builder().update(u).build()))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            if self
-                .transact(items, "marking keys distributed")
-                .await?
-                .is_none()
-            {
-                continue;
-            }
-            // A key was removed meanwhile: mark the others one by one.
-            for key in chunk {
-                let u = update(key)?;
-                let result = self
-                    .client
-                    .update_item()
-                    .table_name(u.table_name())
-                    .set_key(Some(u.key().clone()))
-                    .update_expression(u.update_expression())
-                    .condition_expression("attribute_exists(PK)")
-                    .set_expression_attribute_values(u.expression_attribute_values().cloned())
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => {}
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                    Err(e) => return Err(sdk("marking a key distributed")(e)),
+            let mut pending: Vec<&KeyCode> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let items = pending
+                    .iter()
+                    .map(|k| update(k).map(|u| TransactWriteItem::builder().update(u).build()))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let Some(codes) = self.transact(items, "marking keys distributed").await? else {
+                    marked.extend(pending.drain(..).cloned());
+                    break;
+                };
+                // Keys redeemed, removed or marked by another export meanwhile stay unmarked;
+                // the rest go again.
+                let before = pending.len();
+                let mut i = 0;
+                pending.retain(|_| {
+                    let refused = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                    i += 1;
+                    !refused
+                });
+                if pending.len() == before {
+                    return Err(anyhow::anyhow!(
+                        "marking keys was cancelled without a reason: {codes:?}"
+                    )
+                    .into());
                 }
             }
         }
-        Ok(())
+        Ok(marked)
     }
 
     async fn unmark_distributed(&self, pool_id: &PoolId, export_id: &ExportId) -> Result<u64> {
@@ -1339,6 +1365,115 @@ impl Store for DynamoStore {
                 Some(lek) => start = Some(lek),
                 None => return Ok(removed),
             }
+        }
+    }
+
+    async fn insert_job_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        job_id: &JobId,
+        total: u64,
+        keys: &[NewKey],
+        now: Timestamp,
+    ) -> Result<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
+        self.insert_chunks(org, pool_id, keys, now, &mut outcome, Some((job_id, total)))
+            .await?;
+        Ok(outcome)
+    }
+
+    async fn put_key_job(&self, job: &KeyJob) -> Result<()> {
+        let item = to_item(
+            job,
+            schema::org_pk(&job.org),
+            schema::key_job_sk(&job.job_id),
+            "key_job",
+        )?;
+        let mut open = key_of(
+            schema::OPEN_JOBS_PK.into(),
+            schema::open_key_job_sk(&job.job_id),
+        );
+        open.insert(ENTITY.into(), s("open_job"));
+        open.insert(
+            "job".into(),
+            s(serde_json::to_string(&Job::Generate {
+                org: job.org.clone(),
+                job_id: job.job_id,
+            })
+            .context("serialising a job")?),
+        );
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.tables.main)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let items = vec![
+            put(item).context("building the job put")?,
+            put(open).context("building the open job put")?,
+        ];
+        match self.transact(items, "creating a job").await? {
+            None => Ok(()),
+            Some(codes) => Err(anyhow::anyhow!("a new job's id is taken: {codes:?}").into()),
+        }
+    }
+
+    async fn get_key_job(&self, org: &OrgId, id: &JobId) -> Result<Option<KeyJob>> {
+        self.get(
+            &self.tables.main,
+            key_of(schema::org_pk(org), schema::key_job_sk(id)),
+            "reading a job",
+        )
+        .await?
+        .map(|item| from_item(item, "job"))
+        .transpose()
+    }
+
+    async fn set_key_job_status(&self, job: &KeyJob) -> Result<()> {
+        let status = serde_json::to_value(job.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .context("a job status")?;
+        let mut update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::org_pk(&job.org),
+                schema::key_job_sk(&job.job_id),
+            )))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":status", s(status))
+            .expression_attribute_values(":updated", ts(&job.updated_at));
+        update = match &job.error {
+            Some(e) => update
+                .update_expression("SET #status = :status, updated_at = :updated, #error = :error")
+                .expression_attribute_values(":error", s(e)),
+            None => update
+                .update_expression("SET #status = :status, updated_at = :updated REMOVE #error"),
+        };
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .update(update.build().context("building the job update")?)
+                .build(),
+        ];
+        if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
+            let close = Delete::builder()
+                .table_name(&self.tables.main)
+                .set_key(Some(key_of(
+                    schema::OPEN_JOBS_PK.into(),
+                    schema::open_key_job_sk(&job.job_id),
+                )))
+                .build()
+                .context("building the open job delete")?;
+            items.push(TransactWriteItem::builder().delete(close).build());
+        }
+        match self.transact(items, "updating a job").await? {
+            None => Ok(()),
+            Some(codes) => Err(anyhow::anyhow!("updating a job refused: {codes:?}").into()),
         }
     }
 
@@ -1416,9 +1551,14 @@ impl Store for DynamoStore {
             schema::export_sk(&export.export_id),
             "export",
         )?;
+        // Only the run that holds the export finishes it: a late duplicate run cannot turn a
+        // done export into a failed one.
         let put = Put::builder()
             .table_name(&self.tables.main)
             .set_item(Some(item))
+            .condition_expression("#status = :running")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":running", s("running"))
             .build()
             .context("building the export put")?;
         let close = Delete::builder()
@@ -1435,6 +1575,10 @@ impl Store for DynamoStore {
         ];
         match self.transact(items, "finishing an export").await? {
             None => Ok(()),
+            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                tracing::warn!(export = %export.export_id, "another run finished this export first");
+                Ok(())
+            }
             Some(codes) => Err(anyhow::anyhow!("finishing an export refused: {codes:?}").into()),
         }
     }

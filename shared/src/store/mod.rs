@@ -7,11 +7,12 @@ use async_trait::async_trait;
 use crate::billing::{InvoiceLine, InvoiceTotals, Month};
 use crate::error::Result;
 use crate::export::Export;
+use crate::generation::KeyJob;
 use crate::identity::{OrgId, UserId};
 use crate::inventory::{KeyFilter, KeyRecord, NewKey};
 use crate::jobs::Job;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, Course, CourseId, ExportId, Pool, PoolId};
+use crate::pools::{AssignmentId, Course, CourseId, ExportId, JobId, Pool, PoolId};
 use crate::redemption::Assignment;
 use crate::time::Timestamp;
 
@@ -101,6 +102,27 @@ pub trait Store: Ledger + 'static {
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome>;
+    /// Inserts keys for a key job: as `insert_keys`, and each atomic write also counts its keys
+    /// in the job's `done`, never beyond `total`, so a job stopped at any point resumes without
+    /// losing or doubling keys. Nothing is undone on failure. Fails with a `job_overrun`
+    /// conflict when the job already has `total` keys (another runner finished it).
+    async fn insert_job_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        job_id: &JobId,
+        total: u64,
+        keys: &[NewKey],
+        now: Timestamp,
+    ) -> Result<InsertOutcome>;
+    /// Stores a new key job, and lists it among the open jobs.
+    async fn put_key_job(&self, job: &KeyJob) -> Result<()>;
+    /// Reads a key job of the organization (strongly consistent).
+    async fn get_key_job(&self, org: &OrgId, id: &JobId) -> Result<Option<KeyJob>>;
+    /// Writes a key job's status and error (not its progress, which only key writes change);
+    /// a finished status also takes it off the open jobs, atomically.
+    async fn set_key_job_status(&self, job: &KeyJob) -> Result<()>;
+
     /// Which of these keys exist already, anywhere.
     async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>>;
     /// Removes available keys of a pool and uncounts them, atomically per key batch.
@@ -127,13 +149,14 @@ pub trait Store: Ledger + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<KeyRecord>>;
-    /// Marks keys as handed out by an export, keeping an earlier mark where there is one.
+    /// Marks keys as handed out by an export, each only if it is still available and no other
+    /// export marked it first; returns the keys this call marked.
     async fn mark_distributed(
         &self,
         keys: &[KeyCode],
         export_id: &ExportId,
         now: Timestamp,
-    ) -> Result<()>;
+    ) -> Result<Vec<KeyCode>>;
     /// Removes the marks one export made (it failed); returns how many.
     async fn unmark_distributed(&self, pool_id: &PoolId, export_id: &ExportId) -> Result<u64>;
 

@@ -1,0 +1,287 @@
+//! Large generations as jobs: exact counts whatever interrupts them, and a 100,000-key
+//! generation through the API.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::http::{Method, StatusCode};
+use keypool::generation::{self, JobStatus};
+use keypool::identity::OrgId;
+use keypool::jobs::{Job, Jobs};
+use keypool::pools::JobId;
+use keypool_tests::World;
+use serde_json::json;
+
+/// A queue that takes jobs and runs nothing: the tests run them by hand.
+struct Queued;
+
+#[async_trait]
+impl Jobs for Queued {
+    async fn submit(&self, _: &Job) -> keypool::Result<()> {
+        Ok(())
+    }
+}
+
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
+}
+
+/// A small, seeded generator for the interruption points, printed so a failure can be replayed.
+struct Dice(u64);
+
+impl Dice {
+    fn new() -> Self {
+        let seed = std::env::var("KEYPOOL_TEST_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos() as u64
+                    | 1
+            });
+        eprintln!("KEYPOOL_TEST_SEED={seed}");
+        Self(seed)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// Every key of a pool, through the store's listing.
+async fn pool_keys(w: &World, pool_id: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = keypool::inventory::list_keys(
+            w.dyn_store(),
+            &acme(),
+            pool_id,
+            None,
+            None,
+            cursor.as_deref(),
+            1000,
+        )
+        .await
+        .unwrap();
+        keys.extend(page.items.into_iter().map(|k| k.key.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return keys,
+        }
+    }
+}
+
+async fn total_keys(w: &World, pool_id: &str) -> u64 {
+    keypool::pools::get_pool(w.dyn_store(), &acme(), pool_id)
+        .await
+        .unwrap()
+        .total_keys
+}
+
+async fn done(w: &World, id: &JobId) -> u64 {
+    w.dyn_store()
+        .get_key_job(&acme(), id)
+        .await
+        .unwrap()
+        .unwrap()
+        .done
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
+    let w = Arc::new(World::new().await);
+    let total: u64 = if w.is_moto() { 600 } else { 12_000 };
+    let (_, pool_id) = w.pool("acme", 30).await;
+    w.generate("acme", &pool_id, 7).await;
+    let job = generation::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
+        .await
+        .unwrap();
+    let mut dice = Dice::new();
+    // Three runners, each dropped once the job has gone past a random point.
+    for _ in 0..3 {
+        let at_least = done(&w, &job.job_id).await + 1 + dice.below(total / 4);
+        let runner = {
+            let (w, id) = (w.clone(), job.job_id);
+            tokio::spawn(async move {
+                generation::run(w.dyn_store(), &w.clock, &acme(), &id, None).await
+            })
+        };
+        while done(&w, &job.job_id).await < at_least.min(total) && !runner.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        runner.abort();
+        let _ = runner.await;
+        let so_far = done(&w, &job.job_id).await;
+        eprintln!("stopped at {so_far} of {total}");
+        // At every stop the pool counts exactly the keys there are.
+        assert_eq!(total_keys(&w, &pool_id).await, 7 + so_far);
+    }
+    // A last runner resumes and finishes.
+    let finished = generation::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
+        .await
+        .unwrap();
+    assert!(finished);
+    let job = w
+        .dyn_store()
+        .get_key_job(&acme(), &job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Done);
+    assert_eq!(job.done, total);
+    let keys = pool_keys(&w, &pool_id).await;
+    assert_eq!(keys.len() as u64, total + 7);
+    assert_eq!(
+        keys.iter().collect::<HashSet<_>>().len(),
+        keys.len(),
+        "distinct"
+    );
+    assert_eq!(total_keys(&w, &pool_id).await, total + 7);
+    assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_of_one_job_never_exceed_its_count() {
+    let w = Arc::new(World::new().await);
+    let total: u64 = if w.is_moto() { 400 } else { 6_000 };
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let job = generation::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
+        .await
+        .unwrap();
+    let runners: Vec<_> = (0..2)
+        .map(|_| {
+            let (w, id) = (w.clone(), job.job_id);
+            tokio::spawn(async move {
+                generation::run(w.dyn_store(), &w.clock, &acme(), &id, None).await
+            })
+        })
+        .collect();
+    for r in runners {
+        assert!(r.await.unwrap().unwrap());
+    }
+    assert_eq!(done(&w, &job.job_id).await, total);
+    assert_eq!(total_keys(&w, &pool_id).await, total);
+    assert_eq!(pool_keys(&w, &pool_id).await.len() as u64, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_keys_through_the_api() {
+    let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let admin = w.admin("acme");
+    let started = w
+        .call(
+            Method::POST,
+            &format!("/v1/pools/{pool_id}/keys/generate"),
+            Some(&admin),
+            Some(json!({ "count": 100_000 })),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    assert_eq!(started.body["total"], 100_000);
+    let job_id = started.body["job_id"].as_str().unwrap().to_string();
+    // The admin sees progress until it is done.
+    let mut seen = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job = w
+            .call(
+                Method::GET,
+                &format!("/v1/jobs/{job_id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(job.status, StatusCode::OK);
+        let done = job.body["done"].as_u64().unwrap();
+        seen.push(done);
+        if job.body["status"] == "done" {
+            assert_eq!(done, 100_000);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", job.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(seen.windows(2).all(|p| p[0] <= p[1]), "progress only grows");
+    let keys = pool_keys(&w, &pool_id).await;
+    assert_eq!(keys.len(), 100_000);
+    assert_eq!(
+        keys.iter().collect::<HashSet<_>>().len(),
+        100_000,
+        "distinct"
+    );
+    for key in &keys {
+        // Each is a well-formed generated key: 20 symbols whose check symbol verifies.
+        let code = keypool::keys::KeyCode::parse(key).unwrap();
+        assert!(code.is_valid_generated(), "{key}");
+    }
+    assert_eq!(total_keys(&w, &pool_id).await, 100_000);
+}
+
+#[tokio::test]
+async fn counts_beyond_ten_million_and_strangers_are_refused() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let path = format!("/v1/pools/{pool_id}/keys/generate");
+    let admin = w.admin("acme");
+    let too_many = w
+        .call(
+            Method::POST,
+            &path,
+            Some(&admin),
+            Some(json!({ "count": 10_000_001 })),
+        )
+        .await;
+    assert_eq!(too_many.status, StatusCode::BAD_REQUEST);
+    assert_eq!(too_many.code(), "count_too_large");
+    for bad in [
+        json!({ "count": 0 }),
+        json!({ "count": -3 }),
+        json!({ "count": "many" }),
+    ] {
+        let reply = w.call(Method::POST, &path, Some(&admin), Some(bad)).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    }
+    let foreign = w
+        .call(
+            Method::POST,
+            &path,
+            Some(&w.admin("globex")),
+            Some(json!({ "count": 20_000 })),
+        )
+        .await;
+    assert_eq!(foreign.status, StatusCode::NOT_FOUND);
+    // Nothing was written by any of those.
+    assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
+    assert_eq!(total_keys(&w, &pool_id).await, 0);
+
+    let job = generation::start(w.dyn_store(), &Queued, &acme(), &pool_id, 20_000, w.now())
+        .await
+        .unwrap();
+    let path = format!("/v1/jobs/{}", job.job_id);
+    assert_eq!(
+        w.call(Method::GET, &path, Some(&w.admin("globex")), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        w.call(Method::GET, &path, Some(&w.learner("lea")), None)
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let mine = w.call(Method::GET, &path, Some(&admin), None).await;
+    assert_eq!(mine.body["status"], "pending");
+    assert_eq!(mine.body["done"], 0);
+}
