@@ -17,6 +17,21 @@ use keypool::time::SystemClock;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+/// The report: printed as it is measured, and kept for `--out`.
+static REPORT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Prints a line of the report and keeps it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        if let Ok(mut report) = REPORT.lock() {
+            report.push_str(&line);
+            report.push('\n');
+        }
+    }};
+}
+
 /// What to measure, and how much.
 #[derive(clap::Args)]
 pub struct Args {
@@ -35,6 +50,9 @@ pub struct Args {
     /// Redemptions timed from the API's answer to their invoice line.
     #[arg(long, default_value_t = 200)]
     billing_delays: usize,
+    /// Also write the report (Markdown) to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
     /// Keys in the pool whose export is timed (also at a tenth of it); 0 skips it.
     #[arg(long, default_value_t = 1_000_000)]
     export_keys: usize,
@@ -71,8 +89,9 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let run_started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!(
+    out!(
         "# KeyPool bench — {} — {cores} cores, embedded engine (dynoxide, in memory)\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
@@ -83,9 +102,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let gen_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(keys.len() == args.generate);
     drop(keys);
-    println!("| figure | ours | bare store | ours / bare |");
-    println!("|---|---|---|---|");
-    println!(
+    out!("| figure | ours | bare store | ours / bare |");
+    out!("|---|---|---|---|");
+    out!(
         "| keys generated in the domain (1 core) | {:.0}/s | — (goal ≥ 1,000,000/s) | {:.2}× goal |",
         args.generate as f64 / gen_secs,
         args.generate as f64 / gen_secs / 1e6
@@ -133,7 +152,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     let ours = stored as f64 / started.elapsed().as_secs_f64();
     let bare = bare_key_writes(&client, &tables, args.store_keys).await?;
-    println!(
+    out!(
         "| keys stored (generate via API, 99 per transaction) | {ours:.0}/s | {bare:.0}/s | {:.2} |",
         ours / bare
     );
@@ -205,7 +224,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         }
         let ours = stats(latencies, started.elapsed());
         let bare = bare_redemptions(&client, &tables, n, concurrency).await?;
-        println!(
+        out!(
             "| redemption p50 / p99 at {concurrency} learners | {} / {} | {} / {} | {:.2} (p50) |",
             ms(ours.p50),
             ms(ours.p99),
@@ -213,7 +232,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             ms(bare.p99),
             ours.p50.as_secs_f64() / bare.p50.as_secs_f64()
         );
-        println!(
+        out!(
             "| redemptions per second at {concurrency} learners | {:.0}/s | {:.0}/s | {:.2} |",
             ours.per_sec,
             bare.per_sec,
@@ -225,7 +244,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     server.abort();
     lambda?;
     drop(engine);
-    export_figures(&args).await
+    export_figures(&args).await?;
+    out!(
+        "\nThe whole run took {:.0} s. Reproduce: `cargo build --release -p pool-admin -p key-generation -p redemption -p billing -p export -p keypool-local && target/release/keypool-local bench --out docs/performance.md`.",
+        run_started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.out {
+        let report = REPORT.lock().map(|r| r.clone()).unwrap_or_default();
+        std::fs::write(path, report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
 }
 
 const FUNCTIONS: [&str; 5] = [
@@ -276,15 +304,15 @@ async fn lambda_figures(
         )?
     };
     let pool_id = make_pool(http, base, &acme_admin).await?;
-    println!(
+    out!(
         "\n| function | binary | zip (deflate -9) | cold start p50 / max of {} | goal |",
         args.starts
     );
-    println!("|---|---|---|---|---|");
+    out!("|---|---|---|---|---|");
     for function in FUNCTIONS {
         let binary = args.functions.join(function);
         let Ok(meta) = std::fs::metadata(&binary) else {
-            println!("| {function} | not built: run `cargo build --release -p {function}` | | | |");
+            out!("| {function} | not built: run `cargo build --release -p {function}` | | | |");
             continue;
         };
         let zipped = std::process::Command::new("gzip")
@@ -316,7 +344,7 @@ async fn lambda_figures(
             times.push(elapsed);
         }
         times.sort();
-        println!(
+        out!(
             "| {function} | {:.1} MB | {} | {} / {} | init < 60 ms, zip < 10 MB |",
             meta.len() as f64 / 1e6,
             zipped.map_or("—".into(), |z| format!("{z:.1} MB")),
@@ -343,7 +371,11 @@ async fn post(
         .await?;
     let status = r.status().as_u16();
     let value: Value = r.json().await?;
-    anyhow::ensure!(status == want, "{path} answered {status}: {value}");
+    anyhow::ensure!(
+        status == want,
+        "{path} answered {status}: {:.300}",
+        value.to_string()
+    );
     Ok(value)
 }
 
@@ -633,7 +665,7 @@ async fn billing_figures(
             .await?;
     }
     let bare = lines.len() as f64 / started.elapsed().as_secs_f64();
-    println!(
+    out!(
         "| invoice lines billed (batches of 100 stream records; line + month totals in one transaction) | {ours:.0}/s | {bare:.0}/s (conditional PutItem of the line alone) | {:.2} |",
         ours / bare
     );
@@ -749,7 +781,7 @@ async fn billing_figures(
         "some redemptions were never billed"
     );
     let delay = stats(delays, Duration::from_secs(1));
-    println!(
+    out!(
         "| redemption to invoice line, local server (poll every {} ms) p50 / p99 | {} / {} | — (goal: within seconds) | — |",
         billing::follower::DEFAULT_POLL.as_millis(),
         ms(delay.p50),
@@ -839,25 +871,44 @@ async fn export_figures(args: &Args) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
     let base = server.base.clone();
     let pool_id = make_pool(&http, &base, &admin).await?;
-    println!(
-        "\n| export (server process, memory of that process) | keys | time | peak RSS | bare paged Query | ours / bare |"
+    out!(
+        "\n| large pools (a `serve` process over the same engine; its memory) | ours | limit | ours / limit |"
     );
-    println!("|---|---|---|---|---|---|");
+    out!("|---|---|---|---|");
     let mut stored = 0;
     for target in [args.export_keys / 10, args.export_keys] {
-        while stored < target {
-            let n = (target - stored).min(10_000);
-            post(
-                &http,
-                &base,
-                &admin,
-                &format!("/v1/pools/{pool_id}/keys/generate"),
-                json!({ "count": n }),
-                201,
-            )
-            .await?;
-            stored += n;
+        // Generation as a job through the API.
+        server.reset_peak()?;
+        let count = target - stored;
+        let started = Instant::now();
+        // Counts up to 10,000 are answered at once; more run as a job.
+        let sync = count <= 10_000;
+        let job = post(
+            &http,
+            &base,
+            &admin,
+            &format!("/v1/pools/{pool_id}/keys/generate"),
+            json!({ "count": count }),
+            if sync { 201 } else { 202 },
+        )
+        .await?;
+        if !sync {
+            let id = job["job_id"].as_str().context("job id")?.to_string();
+            wait_for(&http, &base, &admin, &format!("/v1/jobs/{id}")).await?;
         }
+        let secs = started.elapsed().as_secs_f64();
+        let peak = server.peak_mib()?;
+        stored = target;
+        let rate = count as f64 / secs;
+        // The limit: the same engine's bare conditional writes (100 per transaction), measured
+        // now, on a table of the same size.
+        let bare_rate = bare_conditional_writes(&client, count.min(100_000)).await?;
+        out!(
+            "| generation job of {count} keys via the API (pool grows to {stored}) | {rate:.0} keys/s; server peak {peak:.1} MiB | {bare_rate:.0} keys/s (bare TransactWriteItems of 100 conditional puts) | {:.2} (goal ≥ 0.80) |",
+            rate / bare_rate
+        );
+
+        // Export of the whole pool.
         server.reset_peak()?;
         let started = Instant::now();
         let export = post(
@@ -873,26 +924,14 @@ async fn export_figures(args: &Args) -> anyhow::Result<()> {
             .as_str()
             .context("export id")?
             .to_string();
-        let rows = loop {
-            let r = http
-                .get(format!("{base}/v1/exports/{id}"))
-                .bearer_auth(&admin)
-                .send()
-                .await?
-                .json::<Value>()
-                .await?;
-            match r["status"].as_str() {
-                Some("done") => break r["rows"].as_u64().unwrap_or(0),
-                Some("failed") => anyhow::bail!("the export failed: {r}"),
-                _ => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        };
+        let done = wait_for(&http, &base, &admin, &format!("/v1/exports/{id}")).await?;
         let ours = started.elapsed();
         let peak = server.peak_mib()?;
+        let rows = done["rows"].as_u64().unwrap_or(0);
         anyhow::ensure!(rows as usize == stored, "exported {rows} of {stored} keys");
         let bare = bare_paged_query(&client, &pool_id, stored).await?;
-        println!(
-            "| pool of {stored} keys to CSV | {stored} | {:.1} s ({:.0} keys/s) | {peak:.1} MiB (goal < 100 MiB, flat) | {:.1} s | {:.2} |",
+        out!(
+            "| export of {stored} keys to CSV | {:.1} s ({:.0} keys/s); server peak {peak:.1} MiB (goal < 100 MiB, flat) | {:.1} s (bare paged Query of the same keys) | {:.2} (time) |",
             ours.as_secs_f64(),
             stored as f64 / ours.as_secs_f64(),
             bare.as_secs_f64(),
@@ -902,6 +941,61 @@ async fn export_figures(args: &Args) -> anyhow::Result<()> {
     drop(server);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+/// Polls a job or export until it is done; fails when it failed.
+async fn wait_for(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    path: &str,
+) -> anyhow::Result<Value> {
+    loop {
+        let r = http
+            .get(format!("{base}{path}"))
+            .bearer_auth(token)
+            .send()
+            .await?
+            .json::<Value>()
+            .await?;
+        match r["status"].as_str() {
+            Some("done") => return Ok(r),
+            Some("failed") => anyhow::bail!("{path} failed: {r}"),
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+/// TransactWriteItems of 100 conditional puts of key-shaped items, in one partition of their
+/// own: the engine's own rate for what generation does.
+async fn bare_conditional_writes(client: &Client, count: usize) -> anyhow::Result<f64> {
+    let tables = Tables::default();
+    let started = Instant::now();
+    let mut written = 0;
+    while written < count {
+        let n = (count - written).min(100);
+        let mut items = Vec::with_capacity(n);
+        for key in keypool::keys::generate(n)? {
+            let put = Put::builder()
+                .table_name(&tables.main)
+                .item("PK", s(format!("KEY#{key}")))
+                .item("SK", s("KEY"))
+                .item("GSI1PK", s("POOL#bare-writes"))
+                .item("GSI1SK", s(format!("KEY#available#{key}")))
+                .item("status", s("available"))
+                .item("created_at", s("2026-01-01T00:00:00.000Z"))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await?;
+        written += n;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 
 /// Reads every key of a pool through GSI1, page by page, and does nothing with them.
