@@ -753,8 +753,11 @@ async fn bad_key_requests_are_rejected_and_write_nothing() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    // Too many lines for one request.
-    let many: String = (0..10_001).map(|i| format!("BULK{i:06}\n")).collect();
+    // A list long enough for a job is still checked whole first: one bad line refuses it.
+    let many: String = (0..10_001)
+        .map(|i| format!("BULK{i:06}\n"))
+        .collect::<String>()
+        + "bad!\n";
     let r = w
         .raw(
             POST,
@@ -766,8 +769,9 @@ async fn bad_key_requests_are_rejected_and_write_nothing() {
         .await;
     assert_eq!(
         (r.status, r.code()),
-        (StatusCode::BAD_REQUEST, "too_many_keys")
+        (StatusCode::BAD_REQUEST, "keys_rejected")
     );
+    assert_eq!(r.body["error"]["details"]["rejected"][0]["line"], 10_002);
     // A body over the cap is refused as such, and the service goes on.
     let huge = "ABCDEFGH\n".repeat(600_000).into_bytes();
     let r = w

@@ -285,3 +285,156 @@ async fn counts_beyond_ten_million_and_strangers_are_refused() {
     assert_eq!(mine.body["status"], "pending");
     assert_eq!(mine.body["done"], 0);
 }
+
+/// `count` custom keys, one per line, none like a generated key.
+fn custom_lines(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i:09}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_thousand_line_paste_is_checked_whole_then_written_by_a_job() {
+    let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let admin = w.admin("acme");
+    let path = format!("/v1/pools/{pool_id}/keys");
+    let mut lines = custom_lines("IMP", 100_000);
+
+    // One bad line refuses the whole list, naming the line; nothing is written.
+    lines[49_999] = "not a key!".into();
+    let refused = w
+        .raw(
+            Method::POST,
+            &path,
+            Some(&admin),
+            Some("text/plain"),
+            lines.join("\n").into_bytes(),
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert_eq!(refused.code(), "keys_rejected");
+    assert_eq!(
+        refused.body["error"]["details"]["rejected"][0]["line"],
+        50_000
+    );
+    assert_eq!(refused.body["error"]["details"]["rejected_count"], 1);
+    assert_eq!(total_keys(&w, &pool_id).await, 0);
+    assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
+
+    lines[49_999] = "IMPFIXED0001".into();
+    let started = w
+        .raw(
+            Method::POST,
+            &path,
+            Some(&admin),
+            Some("text/plain"),
+            lines.join("\n").into_bytes(),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    assert_eq!(started.body["kind"], "import");
+    assert_eq!(started.body["total"], 100_000);
+    let job_id = started.body["job_id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job = w
+            .call(
+                Method::GET,
+                &format!("/v1/jobs/{job_id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        if job.body["status"] == "done" {
+            assert_eq!(job.body["done"], 100_000);
+            assert_eq!(job.body["rejected_keys"], json!([]));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{:?}", job.body);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let keys = pool_keys(&w, &pool_id).await;
+    assert_eq!(keys.len(), 100_000);
+    let sent: HashSet<&str> = lines.iter().map(String::as_str).collect();
+    assert!(keys.iter().all(|k| sent.contains(k.as_str())));
+    assert_eq!(total_keys(&w, &pool_id).await, 100_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
+    let w = Arc::new(World::new().await);
+    let count = if w.is_moto() { 2_500 } else { 25_000 };
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let (_, other_pool) = w.pool("acme", 30).await;
+    let lines = custom_lines("RES", count);
+    let numbered: Vec<(usize, &str)> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.as_str()))
+        .collect();
+    let (job, rejected) = generation::start_import(
+        w.dyn_store(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        &numbered,
+        false,
+        w.now(),
+    )
+    .await
+    .unwrap();
+    assert!(rejected.is_empty());
+    // Between the check and the job, another request takes one of the keys.
+    let stolen = lines[count - 3].clone();
+    let taken = w
+        .call(
+            Method::POST,
+            &format!("/v1/pools/{other_pool}/keys"),
+            Some(&w.admin("acme")),
+            Some(json!({ "keys": [stolen] })),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CREATED);
+
+    let mut dice = Dice::new();
+    for _ in 0..2 {
+        let at_least = done(&w, &job.job_id).await + 1 + dice.below(count as u64 / 3);
+        let runner = {
+            let (w, id) = (w.clone(), job.job_id);
+            tokio::spawn(async move {
+                generation::run(w.dyn_store(), &w.clock, &acme(), &id, None).await
+            })
+        };
+        while done(&w, &job.job_id).await < at_least && !runner.is_finished() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        runner.abort();
+        let _ = runner.await;
+        assert_eq!(total_keys(&w, &pool_id).await, done(&w, &job.job_id).await);
+    }
+    assert!(
+        generation::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
+            .await
+            .unwrap()
+    );
+    let finished = w
+        .dyn_store()
+        .get_key_job(&acme(), &job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(finished.status, JobStatus::Done);
+    assert_eq!(
+        finished.rejected,
+        vec![stolen.clone()],
+        "reported, not dropped"
+    );
+    assert_eq!(finished.done, count as u64 - 1);
+    let keys = pool_keys(&w, &pool_id).await;
+    assert_eq!(keys.len(), count - 1);
+    assert_eq!(keys.iter().collect::<HashSet<_>>().len(), count - 1);
+    assert!(!keys.contains(&stolen));
+    assert_eq!(total_keys(&w, &pool_id).await, count as u64 - 1);
+}

@@ -33,12 +33,25 @@ pub enum JobStatus {
     Failed,
 }
 
-/// A generation of many keys into a pool.
+/// What a key job writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Generated keys.
+    #[default]
+    Generate,
+    /// A long list of custom keys, validated when it was sent.
+    Import,
+}
+
+/// A generation of many keys into a pool, or an import of a long list.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyJob {
     pub job_id: JobId,
     pub org: OrgId,
     pub pool_id: PoolId,
+    #[serde(default)]
+    pub kind: JobKind,
     pub status: JobStatus,
     /// Keys asked for.
     pub total: u64,
@@ -47,6 +60,18 @@ pub struct KeyJob {
     pub done: u64,
     #[serde(default)]
     pub error: Option<String>,
+    /// Imports: chunks of validated keys stored for the job, and how many it has processed.
+    #[serde(default)]
+    pub inputs: u32,
+    #[serde(default)]
+    pub position: u32,
+    /// Imports: keys another request took between validation and writing.
+    #[serde(
+        default,
+        rename = "rejected_keys",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub rejected: Vec<String>,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
@@ -91,16 +116,25 @@ pub async fn start(
         job_id: JobId::new(),
         org: org.clone(),
         pool_id: pool.pool_id,
+        kind: JobKind::Generate,
         status: JobStatus::Pending,
         total: count,
         done: 0,
         error: None,
+        inputs: 0,
+        position: 0,
+        rejected: Vec::new(),
         created_at: now,
         updated_at: now,
     };
     store.put_key_job(&job).await?;
+    queue(store, jobs, job).await
+}
+
+/// Hands a stored job to the runners; marks it failed if they cannot take it.
+async fn queue(store: &dyn Store, jobs: &dyn Jobs, job: KeyJob) -> Result<KeyJob> {
     let message = Job::Generate {
-        org: org.clone(),
+        org: job.org.clone(),
         job_id: job.job_id,
     };
     if let Err(e) = jobs.submit(&message).await {
@@ -146,6 +180,9 @@ pub async fn run(
         job.status = JobStatus::Running;
         job.updated_at = clock.now();
         store.set_key_job_status(&job).await?;
+    }
+    if job.kind == JobKind::Import {
+        return run_import(store, clock, job, started, budget).await;
     }
     let mut colliding_rounds = 0;
     while job.done < job.total {
@@ -211,6 +248,138 @@ pub async fn run(
     job.updated_at = clock.now();
     store.set_key_job_status(&job).await?;
     tracing::info!(total = job.total, "generation job done");
+    Ok(true)
+}
+
+/// Keys per stored input chunk of an import (about 40 KB).
+pub const INPUT_CHUNK: usize = 2_000;
+
+/// Starts an import of a long list of custom keys: the whole list is validated first (format,
+/// duplicates, keys that exist already), with an answer per line; then a job writes it.
+/// All or nothing unless `partial`: without it, any rejected line refuses the whole list.
+pub async fn start_import(
+    store: &dyn Store,
+    jobs: &dyn Jobs,
+    org: &OrgId,
+    pool_id: &str,
+    lines: &[(usize, &str)],
+    partial: bool,
+    now: Timestamp,
+) -> Result<(KeyJob, Vec<crate::inventory::RejectedLine>)> {
+    use crate::inventory::{already_exists, rejected_error, validate_lines};
+    let pool = pools::get_pool(store, org, pool_id).await?;
+    let (mut valid, mut rejected) = validate_lines(lines);
+    let codes: Vec<keys::KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
+    let existing: std::collections::HashSet<keys::KeyCode> =
+        store.existing_keys(&codes).await?.into_iter().collect();
+    valid.retain(|(line, key)| {
+        let taken = existing.contains(key);
+        if taken {
+            rejected.push(already_exists(*line, key));
+        }
+        !taken
+    });
+    rejected.sort_by_key(|r| r.line);
+    if !rejected.is_empty() && !partial {
+        return Err(rejected_error(rejected));
+    }
+    if valid.is_empty() {
+        return Err(Error::bad_request(
+            "no_keys",
+            "no key of the list can be added",
+        ));
+    }
+    let job_id = JobId::new();
+    let mut inputs = 0u32;
+    for chunk in valid.chunks(INPUT_CHUNK) {
+        let keys: Vec<keys::KeyCode> = chunk.iter().map(|(_, k)| k.clone()).collect();
+        store.put_job_input(org, &job_id, inputs, &keys).await?;
+        inputs += 1;
+    }
+    let job = KeyJob {
+        job_id,
+        org: org.clone(),
+        pool_id: pool.pool_id,
+        kind: JobKind::Import,
+        status: JobStatus::Pending,
+        total: valid.len() as u64,
+        done: 0,
+        error: None,
+        inputs,
+        position: 0,
+        rejected: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    store.put_key_job(&job).await?;
+    let job = queue(store, jobs, job).await?;
+    Ok((job, rejected))
+}
+
+/// Writes an import's stored chunks from where it got to. A chunk written twice (after a
+/// stop between writing and recording it) finds its keys present: keys this job wrote count
+/// as done, keys someone else took are reported.
+async fn run_import(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    mut job: KeyJob,
+    started: std::time::Instant,
+    budget: Option<std::time::Duration>,
+) -> Result<bool> {
+    while job.position < job.inputs {
+        if budget.is_some_and(|b| started.elapsed() >= b) {
+            return Ok(false);
+        }
+        let keys = store
+            .get_job_input(&job.org, &job.job_id, job.position)
+            .await?;
+        let batch: Vec<NewKey> = keys
+            .iter()
+            .map(|key| NewKey {
+                key: key.clone(),
+                source: KeySource::Custom,
+            })
+            .collect();
+        let written = store
+            .insert_job_keys(
+                &job.org,
+                &job.pool_id,
+                &job.job_id,
+                job.total,
+                &batch,
+                clock.now(),
+            )
+            .await;
+        let taken = match written {
+            Ok(outcome) => outcome.taken,
+            Err(Error::NotFound(what)) => {
+                return fail(store, clock, job, &format!("the {what} no longer exists")).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let mut rejected = Vec::new();
+        if !taken.is_empty() {
+            let ours: std::collections::HashSet<keys::KeyCode> = store
+                .keys_of_job(&taken, &job.job_id)
+                .await?
+                .into_iter()
+                .collect();
+            rejected = taken.into_iter().filter(|k| !ours.contains(k)).collect();
+            if !rejected.is_empty() {
+                tracing::warn!(
+                    taken = rejected.len(),
+                    "keys were taken before the import wrote them"
+                );
+            }
+        }
+        job.position += 1;
+        store
+            .record_job_progress(&job.org, &job.job_id, job.position, &rejected)
+            .await?;
+    }
+    job.status = JobStatus::Done;
+    job.updated_at = clock.now();
+    store.set_key_job_status(&job).await?;
     Ok(true)
 }
 

@@ -86,6 +86,9 @@ pub struct KeyRecord {
         skip_serializing_if = "Option::is_none"
     )]
     pub assignment_expires_at: Option<Timestamp>,
+    /// The job that wrote it, for keys written by large generations and imports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<crate::pools::JobId>,
     /// When an export first handed it out. Absent until then, which filters test for.
     #[serde(
         default,
@@ -183,7 +186,7 @@ pub fn validate_lines(lines: &[(usize, &str)]) -> (Vec<(usize, KeyCode)>, Vec<Re
     (valid, rejected)
 }
 
-fn already_exists(line: usize, key: &KeyCode) -> RejectedLine {
+pub(crate) fn already_exists(line: usize, key: &KeyCode) -> RejectedLine {
     RejectedLine {
         line,
         key: key.display_form(),
@@ -192,7 +195,7 @@ fn already_exists(line: usize, key: &KeyCode) -> RejectedLine {
     }
 }
 
-fn rejected_error(rejected: Vec<RejectedLine>) -> Error {
+pub(crate) fn rejected_error(mut rejected: Vec<RejectedLine>) -> Error {
     let n = rejected.len();
     Error::BadRequest {
         code: "keys_rejected",
@@ -200,9 +203,17 @@ fn rejected_error(rejected: Vec<RejectedLine>) -> Error {
             "{n} key{} rejected; nothing was added (send ?partial=true to add the others)",
             if n == 1 { " was" } else { "s were" }
         ),
-        details: Some(serde_json::json!({ "rejected": rejected })),
+        details: Some({
+            // A very long list shows its first thousand lines, and how many there are.
+            let total = rejected.len();
+            rejected.truncate(MAX_REJECTED_SHOWN);
+            serde_json::json!({ "rejected": rejected, "rejected_count": total })
+        }),
     }
 }
+
+/// Rejected lines an answer lists; the count says how many there are in all.
+pub const MAX_REJECTED_SHOWN: usize = 1000;
 
 /// Adds custom keys to a pool: all or nothing unless `partial`, with a reason for every line
 /// that cannot be added.

@@ -167,6 +167,10 @@ pub fn open_export_sk(id: &ExportId) -> String {
 pub fn key_job_sk(id: &JobId) -> String {
     format!("JOB#{id}")
 }
+/// Sort key of one chunk of an import job's validated keys.
+pub fn job_input_sk(id: &JobId, index: u32) -> String {
+    format!("JOB#{id}#INPUT#{index:06}")
+}
 /// Sort key of an open key job.
 pub fn open_key_job_sk(id: &JobId) -> String {
     format!("GENERATE#{id}")

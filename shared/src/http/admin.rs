@@ -163,6 +163,22 @@ async fn add_keys(
             "send keys as application/json {\"keys\": [...]} or text/plain, one per line".into(),
         ));
     };
+    // A long list is validated now and written by a job.
+    if lines.len() > inventory::MAX_SYNC_KEYS {
+        let (job, rejected) = generation::start_import(
+            state.store.as_ref(),
+            state.jobs.as_ref(),
+            org,
+            &pool_id,
+            &lines,
+            partial,
+            state.clock.now(),
+        )
+        .await?;
+        let mut body = serde_json::to_value(JobView::from(job)).map_err(anyhow::Error::from)?;
+        body["rejected"] = serde_json::to_value(&rejected).map_err(anyhow::Error::from)?;
+        return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
+    }
     let report = inventory::add_custom_keys(
         state.store.as_ref(),
         org,

@@ -294,12 +294,14 @@ impl ExportView {
 #[derive(Serialize)]
 pub struct JobView {
     pub job_id: crate::pools::JobId,
-    pub kind: &'static str,
+    pub kind: crate::generation::JobKind,
     pub pool_id: PoolId,
     pub status: crate::generation::JobStatus,
     pub done: u64,
     pub total: u64,
     pub error: Option<String>,
+    /// Imports: keys another request took before the job wrote them.
+    pub rejected_keys: Vec<String>,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
@@ -310,12 +312,13 @@ impl From<crate::generation::KeyJob> for JobView {
     fn from(j: crate::generation::KeyJob) -> Self {
         Self {
             job_id: j.job_id,
-            kind: "generate",
+            kind: j.kind,
             pool_id: j.pool_id,
             status: j.status,
             done: j.done,
             total: j.total,
             error: j.error,
+            rejected_keys: j.rejected,
             created_at: j.created_at,
             updated_at: j.updated_at,
         }

@@ -360,6 +360,7 @@ impl DynamoStore {
         pool_id: &PoolId,
         key: &NewKey,
         now: Timestamp,
+        job_id: Option<&JobId>,
     ) -> Result<Item> {
         let record = KeyRecord {
             key: key.key.clone(),
@@ -373,6 +374,7 @@ impl DynamoStore {
             assignment_id: None,
             barred: Vec::new(),
             assignment_expires_at: None,
+            job_id: job_id.copied(),
             distributed_at: None,
         };
         let mut item = to_item(
@@ -427,19 +429,36 @@ impl DynamoStore {
     ) -> Result<()> {
         // A job's progress rides along in each transaction, leaving room for one key fewer.
         let per_transaction = KEYS_PER_TRANSACTION - usize::from(job.is_some());
-        for chunk in keys.chunks(per_transaction) {
+        let chunks: Vec<&[NewKey]> = keys.chunks(per_transaction).collect();
+        let puts = |keys: &[&NewKey]| -> Result<Vec<TransactWriteItem>> {
+            let mut items = Vec::with_capacity(keys.len() + 2);
+            for key in keys {
+                let put = Put::builder()
+                    .table_name(&self.tables.main)
+                    .set_item(Some(self.key_item(
+                        org,
+                        pool_id,
+                        key,
+                        now,
+                        job.map(|(id, _)| id),
+                    )?))
+                    .condition_expression("attribute_not_exists(PK)")
+                    .build()
+                    .context("building a key put")?;
+                items.push(TransactWriteItem::builder().put(put).build());
+            }
+            Ok(items)
+        };
+        // The next chunk's items are built while the current transaction is in flight.
+        let mut next_items: Option<Vec<TransactWriteItem>> = None;
+        for (index, chunk) in chunks.iter().enumerate() {
             let mut pending: Vec<&NewKey> = chunk.iter().collect();
+            let mut prepared = next_items.take();
             while !pending.is_empty() {
-                let mut items = Vec::with_capacity(pending.len() + 2);
-                for key in &pending {
-                    let put = Put::builder()
-                        .table_name(&self.tables.main)
-                        .set_item(Some(self.key_item(org, pool_id, key, now)?))
-                        .condition_expression("attribute_not_exists(PK)")
-                        .build()
-                        .context("building a key put")?;
-                    items.push(TransactWriteItem::builder().put(put).build());
-                }
+                let mut items = match prepared.take() {
+                    Some(items) => items,
+                    None => puts(&pending)?,
+                };
                 items.push(self.count_keys(org, pool_id, pending.len() as i64)?);
                 if let Some((job_id, total)) = job {
                     let count = pending.len() as u64;
@@ -449,15 +468,30 @@ impl DynamoStore {
                             schema::org_pk(org),
                             schema::key_job_sk(job_id),
                         )))
-                        .update_expression("ADD done :n")
+                        .update_expression("SET updated_at = :now ADD done :n")
                         .condition_expression("attribute_exists(PK) AND done <= :limit")
+                        .expression_attribute_values(":now", ts(&now))
                         .expression_attribute_values(":n", n(count))
                         .expression_attribute_values(":limit", n(total.saturating_sub(count)))
                         .build()
                         .context("building the job progress update")?;
                     items.push(TransactWriteItem::builder().update(update).build());
                 }
-                match self.transact(items, "adding keys").await? {
+                let following = chunks.get(index + 1);
+                let prepare_next = async {
+                    match following {
+                        Some(next) if next_items.is_none() => {
+                            Some(puts(&next.iter().collect::<Vec<_>>()))
+                        }
+                        _ => None,
+                    }
+                };
+                let (written, built) =
+                    tokio::join!(self.transact(items, "adding keys"), prepare_next);
+                if let Some(built) = built {
+                    next_items = Some(built?);
+                }
+                match written? {
                     None => {
                         outcome
                             .inserted
@@ -1381,6 +1415,132 @@ impl Store for DynamoStore {
         self.insert_chunks(org, pool_id, keys, now, &mut outcome, Some((job_id, total)))
             .await?;
         Ok(outcome)
+    }
+
+    async fn keys_of_job(&self, keys: &[KeyCode], job_id: &JobId) -> Result<Vec<KeyCode>> {
+        let mut ours = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(
+                    chunk
+                        .iter()
+                        .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
+                        .collect(),
+                ))
+                .projection_expression("PK, job_id")
+                .consistent_read(true)
+                .build()
+                .context("building a key look-up")?;
+            let mut pending = Some(request);
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.main, request)
+                    .send()
+                    .await
+                    .map_err(sdk("looking keys up"))?;
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.tables.main)
+                    .unwrap_or_default()
+                {
+                    let mine = attr_string(&item, "job_id") == Some(job_id.to_string());
+                    if let (true, Some(pk)) = (mine, attr_string(&item, PK))
+                        && let Ok(key) =
+                            KeyCode::parse(pk.trim_start_matches(schema::KEY_PK_PREFIX))
+                    {
+                        ours.push(key);
+                    }
+                }
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.main))
+                    .filter(|k| !k.keys().is_empty());
+            }
+        }
+        Ok(ours)
+    }
+
+    async fn put_job_input(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        index: u32,
+        keys: &[KeyCode],
+    ) -> Result<()> {
+        let mut item = key_of(schema::org_pk(org), schema::job_input_sk(job_id, index));
+        item.insert(ENTITY.into(), s("job_input"));
+        item.insert(
+            "keys".into(),
+            AttributeValue::L(keys.iter().map(|k| s(k.as_str())).collect()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(sdk("storing a job's input"))?;
+        Ok(())
+    }
+
+    async fn get_job_input(&self, org: &OrgId, job_id: &JobId, index: u32) -> Result<Vec<KeyCode>> {
+        let item = self
+            .get(
+                &self.tables.main,
+                key_of(schema::org_pk(org), schema::job_input_sk(job_id, index)),
+                "reading a job's input",
+            )
+            .await?
+            .with_context(|| format!("input {index} of job {job_id} is missing"))?;
+        let Some(AttributeValue::L(list)) = item.get("keys") else {
+            return Err(anyhow::anyhow!("input {index} of job {job_id} has no keys").into());
+        };
+        list.iter()
+            .map(|v| match v {
+                AttributeValue::S(text) => KeyCode::parse(text)
+                    .map_err(|e| anyhow::anyhow!("a stored input key: {e}").into()),
+                _ => Err(anyhow::anyhow!("a stored input key is not a string").into()),
+            })
+            .collect()
+    }
+
+    async fn record_job_progress(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        position: u32,
+        rejected: &[KeyCode],
+    ) -> Result<()> {
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::org_pk(org),
+                schema::key_job_sk(job_id),
+            )))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_values(":position", n(position));
+        update = if rejected.is_empty() {
+            update.update_expression("SET #position = :position")
+        } else {
+            // A set: a chunk processed twice (after a restart) reports its keys once.
+            update
+                .update_expression("SET #position = :position ADD rejected_keys :rejected")
+                .expression_attribute_values(
+                    ":rejected",
+                    AttributeValue::Ss(rejected.iter().map(|k| k.display_form()).collect()),
+                )
+        };
+        update
+            .expression_attribute_names("#position", "position")
+            .send()
+            .await
+            .map_err(sdk("recording a job's progress"))?;
+        Ok(())
     }
 
     async fn put_key_job(&self, job: &KeyJob) -> Result<()> {

@@ -115,6 +115,27 @@ pub trait Store: Ledger + 'static {
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome>;
+    /// Which of these keys exist and were written by the job.
+    async fn keys_of_job(&self, keys: &[KeyCode], job_id: &JobId) -> Result<Vec<KeyCode>>;
+    /// Stores one chunk of an import job's validated keys.
+    async fn put_job_input(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        index: u32,
+        keys: &[KeyCode],
+    ) -> Result<()>;
+    /// Reads one chunk of an import job's keys.
+    async fn get_job_input(&self, org: &OrgId, job_id: &JobId, index: u32) -> Result<Vec<KeyCode>>;
+    /// Records how many input chunks an import job has processed, and the keys it found taken
+    /// by others when it wrote them (reported, never dropped silently).
+    async fn record_job_progress(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        position: u32,
+        rejected: &[KeyCode],
+    ) -> Result<()>;
     /// Stores a new key job, and lists it among the open jobs.
     async fn put_key_job(&self, job: &KeyJob) -> Result<()>;
     /// Reads a key job of the organization (strongly consistent).
