@@ -204,11 +204,6 @@ async fn submit(store: &dyn Store, jobs: &dyn Jobs, export: Export) -> Result<Ex
     };
     if let Err(e) = jobs.submit(&job).await {
         tracing::error!(error = %e, export = %export.export_id, "an export could not be queued");
-        let running = Export {
-            status: ExportStatus::Running,
-            ..export.clone()
-        };
-        store.update_export(&running).await?;
         let failed = Export {
             status: ExportStatus::Failed,
             error: Some("the export could not be queued; try again".into()),
@@ -570,15 +565,15 @@ pub async fn on_event(
 /// job again is safe (an export restarts, a generation goes on from its count).
 async fn requeue_stale_jobs(store: &dyn Store, jobs: &dyn Jobs, now: Timestamp) -> Result<()> {
     let stale_after = chrono::Duration::minutes(30);
+    // Exports only: this runs in the export function, whose queue is for exports. Generation
+    // jobs are retried by their own queue.
     for job in store.open_jobs().await? {
         let last_seen = match &job {
             Job::Export { org, export_id } => store
                 .get_export(org, export_id)
                 .await?
                 .map(|e| e.finished_at.unwrap_or(e.created_at)),
-            Job::Generate { org, job_id } => {
-                store.get_key_job(org, job_id).await?.map(|j| j.updated_at)
-            }
+            Job::Generate { .. } => None,
         };
         if last_seen.is_some_and(|at| now - at > stale_after) {
             tracing::warn!(job = ?job, "requeueing a job that has not moved for 30 minutes");

@@ -122,7 +122,7 @@ impl ObjectStore for S3Objects {
 }
 
 /// `attachment; filename="…"` with a name safe to quote.
-fn attachment(file_name: &str) -> String {
+pub(crate) fn attachment(file_name: &str) -> String {
     let safe: String = file_name
         .chars()
         .map(|c| {

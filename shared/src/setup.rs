@@ -37,13 +37,23 @@ pub async fn client_from_env() -> Client {
 /// variable: tables from `MAIN_TABLE` and `ASSIGNMENTS_TABLE`, identity from API Gateway's
 /// JWT authorizer (claim names from `ORG_CLAIM` and `ROLE_CLAIM`).
 pub async fn lambda_state() -> anyhow::Result<AppState> {
+    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    state_from(&config)
+}
+
+fn state_from(config: &aws_config::SdkConfig) -> anyhow::Result<AppState> {
     let tables = Tables::from_env()?;
-    let store = DynamoStore::new(client_from_env().await, tables);
+    let store = DynamoStore::new(Client::new(config), tables);
     Ok(AppState::new(
         Arc::new(store),
         Authenticator::ApiGateway(ClaimNames::from_env()),
         Arc::new(SystemClock),
     ))
+}
+
+/// An environment variable, or an error that names it.
+fn required(name: &str) -> anyhow::Result<String> {
+    std::env::var(name).map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))
 }
 
 /// A DynamoDB Streams client for a local engine, as `local_client` builds the table client.
@@ -70,26 +80,26 @@ pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
 /// The state of a function that queues jobs: `lambda_state` plus its job queue
 /// (`JOBS_QUEUE_URL`), failing fast with the missing variable.
 pub async fn jobs_state() -> anyhow::Result<AppState> {
-    let mut state = lambda_state().await?;
-    let queue = std::env::var("JOBS_QUEUE_URL")
-        .map_err(|_| anyhow::anyhow!("environment variable JOBS_QUEUE_URL is not set"))?;
     let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    with_jobs(&config)
+}
+
+fn with_jobs(config: &aws_config::SdkConfig) -> anyhow::Result<AppState> {
+    let mut state = state_from(config)?;
     state.jobs = Arc::new(crate::jobs::SqsJobs::new(
-        aws_sdk_sqs::Client::new(&config),
-        queue,
+        aws_sdk_sqs::Client::new(config),
+        required("JOBS_QUEUE_URL")?,
     ));
     Ok(state)
 }
 
 /// The export function's state: `jobs_state` plus its bucket (`EXPORT_BUCKET`).
 pub async fn export_state() -> anyhow::Result<AppState> {
-    let mut state = jobs_state().await?;
-    let bucket = std::env::var("EXPORT_BUCKET")
-        .map_err(|_| anyhow::anyhow!("environment variable EXPORT_BUCKET is not set"))?;
     let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+    let mut state = with_jobs(&config)?;
     state.objects = Arc::new(crate::objects::S3Objects::new(
         aws_sdk_s3::Client::new(&config),
-        bucket,
+        required("EXPORT_BUCKET")?,
     ));
     Ok(state)
 }

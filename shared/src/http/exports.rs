@@ -130,16 +130,7 @@ async fn download(objects: &LocalObjects, link: &str) -> Result<Response> {
     Ok((
         [
             (CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (
-                CONTENT_DISPOSITION,
-                format!(
-                    "attachment; filename=\"{}\"",
-                    name.replace(
-                        |c: char| !c.is_ascii_alphanumeric() && !"-_.".contains(c),
-                        "_"
-                    )
-                ),
-            ),
+            (CONTENT_DISPOSITION, crate::objects::attachment(&name)),
         ],
         Body::from_stream(stream),
     )

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::export::Export;
 use crate::generation::{JobStatus, KeyJob};
 use crate::identity::{OrgId, UserId};
-use crate::inventory::{KeyFilter, KeyRecord, KeyStatus, NewKey};
+use crate::inventory::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 use crate::jobs::Job;
 use crate::keys::KeyCode;
 use crate::pools::{AssignmentId, Course, CourseId, ExportId, JobId, Pool, PoolId};
@@ -374,7 +374,9 @@ impl DynamoStore {
             assignment_id: None,
             barred: Vec::new(),
             assignment_expires_at: None,
-            job_id: job_id.copied(),
+            // Only custom keys need to know their job: a chunk of an import written twice must
+            // tell its own keys from others'. Generated keys are new each time, and leaner.
+            job_id: job_id.copied().filter(|_| key.source == KeySource::Custom),
             distributed_at: None,
         };
         let mut item = to_item(
@@ -882,9 +884,16 @@ impl Store for DynamoStore {
             .query()
             .table_name(&self.tables.main)
             .index_name(schema::GSI1)
-            .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
-            .expression_attribute_values(":pk", s(schema::pool_keys_pk(pool_id)))
-            .expression_attribute_values(":prefix", s(prefix.clone()));
+            .expression_attribute_values(":pk", s(schema::pool_keys_pk(pool_id)));
+        // A pool's GSI1 partition holds only its keys: without a status there is no range to
+        // narrow, and leaving it out keeps later pages an index seek on the embedded engine
+        // (a range beside the cursor made it read from the range's start on every page).
+        let query = match filter.status {
+            Some(_) => query
+                .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
+                .expression_attribute_values(":prefix", s(prefix.clone())),
+            None => query.key_condition_expression("GSI1PK = :pk"),
+        };
         let query = if filter.undistributed {
             query.filter_expression("attribute_not_exists(distributed_at)")
         } else {
@@ -1364,10 +1373,9 @@ impl Store for DynamoStore {
                 .query()
                 .table_name(&self.tables.main)
                 .index_name(schema::GSI1)
-                .key_condition_expression("GSI1PK = :pk AND begins_with(GSI1SK, :prefix)")
+                .key_condition_expression("GSI1PK = :pk")
                 .filter_expression("distributed_by = :export")
                 .expression_attribute_values(":pk", s(schema::pool_keys_pk(pool_id)))
-                .expression_attribute_values(":prefix", s(schema::key_by_status_prefix(None)))
                 .expression_attribute_values(":export", s(export_id.to_string()))
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -1716,8 +1724,9 @@ impl Store for DynamoStore {
         let put = Put::builder()
             .table_name(&self.tables.main)
             .set_item(Some(item))
-            .condition_expression("#status = :running")
+            .condition_expression("#status IN (:pending, :running)")
             .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":running", s("running"))
             .build()
             .context("building the export put")?;
