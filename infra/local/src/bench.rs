@@ -900,11 +900,11 @@ async fn export_figures(args: &Args) -> anyhow::Result<()> {
         let peak = server.peak_mib()?;
         stored = target;
         let rate = count as f64 / secs;
-        // The limit: the same engine's bare conditional writes (100 per transaction), measured
-        // now, on a table of the same size.
-        let bare_rate = bare_conditional_writes(&client, count.min(100_000)).await?;
+        // The limit: the same engine's bare conditional writes (100 per transaction), as many
+        // as ours, into an index partition that grows as the pool's does.
+        let bare_rate = bare_conditional_writes(&client, count).await?;
         out!(
-            "| generation job of {count} keys via the API (pool grows to {stored}) | {rate:.0} keys/s; server peak {peak:.1} MiB | {bare_rate:.0} keys/s (bare TransactWriteItems of 100 conditional puts) | {:.2} (goal ≥ 0.80) |",
+            "| generation job of {count} keys via the API (pool grows to {stored}) | {rate:.0} keys/s; server peak {peak:.1} MiB | {bare_rate:.0} keys/s (bare TransactWriteItems of 100 conditional puts of the same items) | {:.2} (goal ≥ 0.80) |",
             rate / bare_rate
         );
 
@@ -966,8 +966,9 @@ async fn wait_for(
     }
 }
 
-/// TransactWriteItems of 100 conditional puts of key-shaped items, in one partition of their
-/// own: the engine's own rate for what generation does.
+/// TransactWriteItems of 100 conditional puts of items shaped exactly like our key items (the
+/// same attributes and sizes), in an index partition of their own: the engine's own rate for
+/// the items generation writes, without our code.
 async fn bare_conditional_writes(client: &Client, count: usize) -> anyhow::Result<f64> {
     let tables = Tables::default();
     let started = Instant::now();
@@ -980,10 +981,15 @@ async fn bare_conditional_writes(client: &Client, count: usize) -> anyhow::Resul
                 .table_name(&tables.main)
                 .item("PK", s(format!("KEY#{key}")))
                 .item("SK", s("KEY"))
-                .item("GSI1PK", s("POOL#bare-writes"))
-                .item("GSI1SK", s(format!("KEY#available#{key}")))
+                .item("entity", s("key"))
+                .item("key", s(key.as_str()))
+                .item("org", s("bench"))
+                .item("pool_id", s("01a22400-0000-7000-8000-000000000000"))
                 .item("status", s("available"))
+                .item("source", s("generated"))
                 .item("created_at", s("2026-01-01T00:00:00.000Z"))
+                .item("GSI1PK", s("POOL#01a22400-0000-7000-8000-000000000000"))
+                .item("GSI1SK", s(format!("KEY#available#{key}")))
                 .condition_expression("attribute_not_exists(PK)")
                 .build()?;
             items.push(TransactWriteItem::builder().put(put).build());
