@@ -9,6 +9,7 @@ use aws_sdk_dynamodb::types::{
 use crate::billing::{LineKind, Month};
 use crate::identity::{OrgId, UserId};
 use crate::inventory::KeyStatus;
+use crate::jobs::Job;
 use crate::keys::KeyCode;
 use crate::pools::{AssignmentId, CourseId, ExportId, JobId, PoolId};
 
@@ -158,9 +159,12 @@ pub fn export_sk(id: &ExportId) -> String {
 }
 /// Partition that lists jobs started and not finished.
 pub const OPEN_JOBS_PK: &str = "JOBS#open";
-/// Sort key of an open export job.
-pub fn open_export_sk(id: &ExportId) -> String {
-    format!("EXPORT#{id}")
+/// Sort key of an open job.
+pub fn open_job_sk(job: &Job) -> String {
+    match job {
+        Job::Export { export_id, .. } => format!("EXPORT#{export_id}"),
+        Job::Generate { job_id, .. } => format!("GENERATE#{job_id}"),
+    }
 }
 
 /// Sort key of a key job (a large generation).
@@ -170,10 +174,6 @@ pub fn key_job_sk(id: &JobId) -> String {
 /// Sort key of one chunk of an import job's validated keys.
 pub fn job_input_sk(id: &JobId, index: u32) -> String {
     format!("JOB#{id}#INPUT#{index:06}")
-}
-/// Sort key of an open key job.
-pub fn open_key_job_sk(id: &JobId) -> String {
-    format!("GENERATE#{id}")
 }
 
 /// Partition of a stream consumer's checkpoints.

@@ -336,6 +336,45 @@ impl DynamoStore {
         })
     }
 
+    /// Stores a new job's item together with its entry among the open jobs, atomically.
+    async fn put_open(&self, item: Item, job: &Job, what: &'static str) -> Result<()> {
+        let mut open = key_of(schema::OPEN_JOBS_PK.into(), schema::open_job_sk(job));
+        open.insert(ENTITY.into(), s("open_job"));
+        open.insert(
+            "job".into(),
+            s(serde_json::to_string(job).context("serialising a job")?),
+        );
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.tables.main)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map(|p| TransactWriteItem::builder().put(p).build())
+        };
+        let items = vec![
+            put(item).context("building the job put")?,
+            put(open).context("building the open job put")?,
+        ];
+        match self.transact(items, what).await? {
+            None => Ok(()),
+            Some(codes) => Err(anyhow::anyhow!("a new job's id is taken: {codes:?}").into()),
+        }
+    }
+
+    /// The write that takes a finished job off the open jobs.
+    fn close_open(&self, job: &Job) -> Result<TransactWriteItem> {
+        let delete = Delete::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::OPEN_JOBS_PK.into(),
+                schema::open_job_sk(job),
+            )))
+            .build()
+            .context("building the open job delete")?;
+        Ok(TransactWriteItem::builder().delete(delete).build())
+    }
+
     fn pool_key(&self, org: &OrgId, pool_id: &PoolId) -> Item {
         key_of(schema::org_pk(org), schema::pool_sk(pool_id))
     }
@@ -1558,35 +1597,11 @@ impl Store for DynamoStore {
             schema::key_job_sk(&job.job_id),
             "key_job",
         )?;
-        let mut open = key_of(
-            schema::OPEN_JOBS_PK.into(),
-            schema::open_key_job_sk(&job.job_id),
-        );
-        open.insert(ENTITY.into(), s("open_job"));
-        open.insert(
-            "job".into(),
-            s(serde_json::to_string(&Job::Generate {
-                org: job.org.clone(),
-                job_id: job.job_id,
-            })
-            .context("serialising a job")?),
-        );
-        let put = |item: Item| {
-            Put::builder()
-                .table_name(&self.tables.main)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
+        let open = Job::Generate {
+            org: job.org.clone(),
+            job_id: job.job_id,
         };
-        let items = vec![
-            put(item).context("building the job put")?,
-            put(open).context("building the open job put")?,
-        ];
-        match self.transact(items, "creating a job").await? {
-            None => Ok(()),
-            Some(codes) => Err(anyhow::anyhow!("a new job's id is taken: {codes:?}").into()),
-        }
+        self.put_open(item, &open, "creating a job").await
     }
 
     async fn get_key_job(&self, org: &OrgId, id: &JobId) -> Result<Option<KeyJob>> {
@@ -1629,15 +1644,10 @@ impl Store for DynamoStore {
                 .build(),
         ];
         if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
-            let close = Delete::builder()
-                .table_name(&self.tables.main)
-                .set_key(Some(key_of(
-                    schema::OPEN_JOBS_PK.into(),
-                    schema::open_key_job_sk(&job.job_id),
-                )))
-                .build()
-                .context("building the open job delete")?;
-            items.push(TransactWriteItem::builder().delete(close).build());
+            items.push(self.close_open(&Job::Generate {
+                org: job.org.clone(),
+                job_id: job.job_id,
+            })?);
         }
         match self.transact(items, "updating a job").await? {
             None => Ok(()),
@@ -1652,35 +1662,11 @@ impl Store for DynamoStore {
             schema::export_sk(&export.export_id),
             "export",
         )?;
-        let mut open = key_of(
-            schema::OPEN_JOBS_PK.into(),
-            schema::open_export_sk(&export.export_id),
-        );
-        open.insert(ENTITY.into(), s("open_job"));
-        open.insert(
-            "job".into(),
-            s(serde_json::to_string(&Job::Export {
-                org: export.org.clone(),
-                export_id: export.export_id,
-            })
-            .context("serialising a job")?),
-        );
-        let put = |item: Item| {
-            Put::builder()
-                .table_name(&self.tables.main)
-                .set_item(Some(item))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()
-                .map(|p| TransactWriteItem::builder().put(p).build())
+        let open = Job::Export {
+            org: export.org.clone(),
+            export_id: export.export_id,
         };
-        let items = vec![
-            put(item).context("building the export put")?,
-            put(open).context("building the open job put")?,
-        ];
-        match self.transact(items, "creating an export").await? {
-            None => Ok(()),
-            Some(codes) => Err(anyhow::anyhow!("a new export's id is taken: {codes:?}").into()),
-        }
+        self.put_open(item, &open, "creating an export").await
     }
 
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>> {
@@ -1730,17 +1716,12 @@ impl Store for DynamoStore {
             .expression_attribute_values(":running", s("running"))
             .build()
             .context("building the export put")?;
-        let close = Delete::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(key_of(
-                schema::OPEN_JOBS_PK.into(),
-                schema::open_export_sk(&export.export_id),
-            )))
-            .build()
-            .context("building the open job delete")?;
         let items = vec![
             TransactWriteItem::builder().put(put).build(),
-            TransactWriteItem::builder().delete(close).build(),
+            self.close_open(&Job::Export {
+                org: export.org.clone(),
+                export_id: export.export_id,
+            })?,
         ];
         match self.transact(items, "finishing an export").await? {
             None => Ok(()),
