@@ -336,6 +336,50 @@ impl DynamoStore {
         })
     }
 
+    /// Reads items of the main table by key (strongly consistent), 100 per request, asking
+    /// again with backoff for what DynamoDB leaves unprocessed.
+    async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+        what: &'static str,
+    ) -> Result<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .set_projection_expression(projection.map(str::to_string))
+                .consistent_read(true)
+                .build()
+                .context("building a batch read")?;
+            let mut pending = Some(request);
+            let mut delay = Duration::from_millis(10);
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.main, request)
+                    .send()
+                    .await
+                    .map_err(sdk(what))?;
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.tables.main))
+                        .unwrap_or_default(),
+                );
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.main))
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(1000));
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Stores a new job's item together with its entry among the open jobs, atomically.
     async fn put_open(&self, item: Item, job: &Job, what: &'static str) -> Result<()> {
         let mut open = key_of(schema::OPEN_JOBS_PK.into(), schema::open_job_sk(job));
@@ -793,50 +837,18 @@ impl Store for DynamoStore {
         Ok(outcome)
     }
     async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>> {
-        let mut found = Vec::new();
-        for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(
-                    chunk
-                        .iter()
-                        .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
-                        .collect(),
-                ))
-                .projection_expression("PK")
-                .consistent_read(true)
-                .build()
-                .context("building a key look-up")?;
-            let mut pending = Some(HashMap::from([(self.tables.main.clone(), request)]));
-            let mut delay = Duration::from_millis(10);
-            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .set_request_items(Some(request))
-                    .send()
-                    .await
-                    .map_err(sdk("looking keys up"))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.tables.main)
-                    .unwrap_or_default()
-                {
-                    if let Some(pk) = attr_string(&item, PK) {
-                        let text = pk.trim_start_matches(schema::KEY_PK_PREFIX);
-                        if let Ok(key) = KeyCode::parse(text) {
-                            found.push(key);
-                        }
-                    }
-                }
-                pending = out.unprocessed_keys;
-                if pending.as_ref().is_some_and(|p| !p.is_empty()) {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(1000));
-                }
-            }
-        }
-        Ok(found)
+        let lookups = keys
+            .iter()
+            .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
+            .collect();
+        let items = self
+            .batch_get(lookups, Some("PK"), "looking keys up")
+            .await?;
+        Ok(items
+            .iter()
+            .filter_map(|item| attr_string(item, PK))
+            .filter_map(|pk| KeyCode::parse(pk.trim_start_matches(schema::KEY_PK_PREFIX)).ok())
+            .collect())
     }
 
     async fn remove_key(
@@ -1465,49 +1477,20 @@ impl Store for DynamoStore {
     }
 
     async fn keys_of_job(&self, keys: &[KeyCode], job_id: &JobId) -> Result<Vec<KeyCode>> {
-        let mut ours = Vec::new();
-        for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
-            let request = KeysAndAttributes::builder()
-                .set_keys(Some(
-                    chunk
-                        .iter()
-                        .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
-                        .collect(),
-                ))
-                .projection_expression("PK, job_id")
-                .consistent_read(true)
-                .build()
-                .context("building a key look-up")?;
-            let mut pending = Some(request);
-            while let Some(request) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.main, request)
-                    .send()
-                    .await
-                    .map_err(sdk("looking keys up"))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.tables.main)
-                    .unwrap_or_default()
-                {
-                    let mine = attr_string(&item, "job_id") == Some(job_id.to_string());
-                    if let (true, Some(pk)) = (mine, attr_string(&item, PK))
-                        && let Ok(key) =
-                            KeyCode::parse(pk.trim_start_matches(schema::KEY_PK_PREFIX))
-                    {
-                        ours.push(key);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.main))
-                    .filter(|k| !k.keys().is_empty());
-            }
-        }
-        Ok(ours)
+        let lookups = keys
+            .iter()
+            .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
+            .collect();
+        let items = self
+            .batch_get(lookups, Some("PK, job_id"), "looking keys up")
+            .await?;
+        let job = job_id.to_string();
+        Ok(items
+            .iter()
+            .filter(|item| attr_string(item, "job_id").as_deref() == Some(job.as_str()))
+            .filter_map(|item| attr_string(item, PK))
+            .filter_map(|pk| KeyCode::parse(pk.trim_start_matches(schema::KEY_PK_PREFIX)).ok())
+            .collect())
     }
 
     async fn put_job_input(
@@ -1791,34 +1774,12 @@ impl Store for DynamoStore {
             let pool = PoolId::parse(&pool).context("a pool entry's id")?;
             keys.push(self.pool_key(&org, &pool));
         }
-        let mut pools = Vec::with_capacity(keys.len());
-        if !keys.is_empty() {
-            let mut pending = Some(
-                KeysAndAttributes::builder()
-                    .set_keys(Some(keys))
-                    .consistent_read(true)
-                    .build()
-                    .context("building a pool read")?,
-            );
-            while let Some(request) = pending.take() {
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.main, request)
-                    .send()
-                    .await
-                    .map_err(sdk("reading pools"))?;
-                if let Some(items) = out.responses.and_then(|mut r| r.remove(&self.tables.main)) {
-                    for item in items {
-                        pools.push(from_item::<Pool>(item, "pool")?);
-                    }
-                }
-                pending = out
-                    .unprocessed_keys
-                    .and_then(|mut u| u.remove(&self.tables.main))
-                    .filter(|k| !k.keys().is_empty());
-            }
-        }
+        let mut pools = self
+            .batch_get(keys, None, "reading pools")
+            .await?
+            .into_iter()
+            .map(|item| from_item::<Pool>(item, "pool"))
+            .collect::<Result<Vec<_>>>()?;
         pools.sort_by_key(|p| p.pool_id);
         Ok(Page {
             items: pools,
