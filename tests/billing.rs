@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
 use axum::http::{Method, StatusCode};
-use keypool::billing::{self, InvoiceLine, InvoiceTotals, LineKind, Month};
+use keypool::domain::{
+    Assignment, AssignmentId, CourseId, InvoiceLine, InvoiceTotals, LineKind, Month, PoolId,
+};
 use keypool::identity::{OrgId, UserId};
 use keypool::keys::KeyCode;
-use keypool::pools::{AssignmentId, CourseId, PoolId};
-use keypool::redemption::Assignment;
-use keypool::store::{Ledger, Store};
+use keypool::ops::bill;
+use keypool::store::prelude::*;
 use keypool::time;
 use keypool_tests::World;
 use proptest::prelude::*;
@@ -64,7 +65,7 @@ fn acme() -> OrgId {
 async fn a_mixed_batch_bills_redemptions_and_credits_and_nothing_else() {
     let w = World::new().await;
     let event = fixture("mixed-batch.json");
-    let response = billing::bill(w.dyn_store(), &event).await.unwrap();
+    let response = bill::bill(w.dyn_store(), &event).await.unwrap();
     assert!(failures(&response).is_empty());
 
     let november = all_lines(w.dyn_store(), &acme(), month("2026-11")).await;
@@ -115,7 +116,7 @@ async fn a_mixed_batch_bills_redemptions_and_credits_and_nothing_else() {
     assert_eq!(totals("2026-12").await, expected_dec);
 
     // The same batch again, as Lambda redelivers after a timeout: nothing changes.
-    let again = billing::bill(w.dyn_store(), &event).await.unwrap();
+    let again = bill::bill(w.dyn_store(), &event).await.unwrap();
     assert!(failures(&again).is_empty());
     assert_eq!(
         all_lines(w.dyn_store(), &acme(), month("2026-11")).await,
@@ -139,7 +140,7 @@ async fn the_first_record_that_fails_is_reported_and_nothing_after_it_is_billed(
     poison.change.new_image.remove("key");
     poison.change.sequence_number = Some("111100000000000000000001500".into());
     event.records.insert(1, poison);
-    let response = billing::bill(w.dyn_store(), &event).await.unwrap();
+    let response = bill::bill(w.dyn_store(), &event).await.unwrap();
     assert_eq!(failures(&response), vec!["111100000000000000000001500"]);
     let lines = all_lines(w.dyn_store(), &acme(), month("2026-11")).await;
     assert_eq!(
@@ -160,7 +161,7 @@ async fn a_record_without_a_sequence_number_fails_the_whole_batch() {
     let mut event = fixture("insert-assignment.json");
     event.records[0].change.new_image.remove("org");
     event.records[0].change.sequence_number = None;
-    assert!(billing::bill(w.dyn_store(), &event).await.is_err());
+    assert!(bill::bill(w.dyn_store(), &event).await.is_err());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,7 +386,7 @@ async fn deliver(ledger: &FlakyLedger, stream: &[EventRecord], s: &Scenario) {
         let end = (position + size).min(tape.len());
         let mut event = Event::default();
         event.records = tape[position..end].to_vec();
-        let response = billing::bill(ledger, &event).await.unwrap();
+        let response = bill::bill(ledger, &event).await.unwrap();
         match response.batch_item_failures.first() {
             None => position = end,
             Some(failure) => {

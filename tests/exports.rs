@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use keypool::export::{self, ExportStatus};
+use keypool::domain::ExportStatus;
 use keypool::identity::OrgId;
 use keypool::objects::{ObjectStore, Upload};
+use keypool::ops::{export, schedule};
 use keypool_tests::{World, s3_bucket, send};
 use serde_json::{Value, json};
 
@@ -520,7 +521,7 @@ fn scheduled_event() -> Value {
 }
 
 async fn on_event(w: &World, event: Value) -> Value {
-    export::on_event(w.dyn_store(), w.objects.as_ref(), &w.jobs, &w.clock, event)
+    schedule::on_event(w.dyn_store(), w.objects.as_ref(), &w.jobs, &w.clock, event)
         .await
         .unwrap()
 }
@@ -605,7 +606,7 @@ struct Queued;
 
 #[async_trait]
 impl keypool::jobs::Jobs for Queued {
-    async fn submit(&self, _: &keypool::jobs::Job) -> keypool::Result<()> {
+    async fn submit(&self, _: &keypool::domain::Job) -> keypool::Result<()> {
         Ok(())
     }
 }
@@ -627,7 +628,7 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
     )
     .await
     .unwrap();
-    let job = serde_json::to_string(&keypool::jobs::Job::Export {
+    let job = serde_json::to_string(&keypool::domain::Job::Export {
         org: org.clone(),
         export_id: pending.export_id,
     })

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use keypool::generation::{self, JobStatus};
+use keypool::domain::{Job, JobId, JobStatus};
 use keypool::identity::OrgId;
-use keypool::jobs::{Job, Jobs};
-use keypool::pools::JobId;
+use keypool::jobs::Jobs;
+use keypool::ops::generate;
 use keypool_tests::World;
 use serde_json::json;
 
@@ -59,7 +59,7 @@ async fn pool_keys(w: &World, pool_id: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
-        let page = keypool::inventory::list_keys(
+        let page = keypool::ops::inventory::list_keys(
             w.dyn_store(),
             &acme(),
             pool_id,
@@ -79,7 +79,7 @@ async fn pool_keys(w: &World, pool_id: &str) -> Vec<String> {
 }
 
 async fn total_keys(w: &World, pool_id: &str) -> u64 {
-    keypool::pools::get_pool(w.dyn_store(), &acme(), pool_id)
+    keypool::ops::pools::get_pool(w.dyn_store(), &acme(), pool_id)
         .await
         .unwrap()
         .total_keys
@@ -100,7 +100,7 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
     let total: u64 = if w.is_moto() { 600 } else { 12_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
     w.generate("acme", &pool_id, 7).await;
-    let job = generation::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
+    let job = generate::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
         .await
         .unwrap();
     let mut dice = Dice::new();
@@ -109,9 +109,9 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
         let at_least = done(&w, &job.job_id).await + 1 + dice.below(total / 4);
         let runner = {
             let (w, id) = (w.clone(), job.job_id);
-            tokio::spawn(async move {
-                generation::run(w.dyn_store(), &w.clock, &acme(), &id, None).await
-            })
+            tokio::spawn(
+                async move { generate::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
+            )
         };
         while done(&w, &job.job_id).await < at_least.min(total) && !runner.is_finished() {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -124,7 +124,7 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
         assert_eq!(total_keys(&w, &pool_id).await, 7 + so_far);
     }
     // A last runner resumes and finishes.
-    let finished = generation::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
+    let finished = generate::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
         .await
         .unwrap();
     assert!(finished);
@@ -152,15 +152,15 @@ async fn two_runners_of_one_job_never_exceed_its_count() {
     let w = Arc::new(World::new().await);
     let total: u64 = if w.is_moto() { 400 } else { 6_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
-    let job = generation::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
+    let job = generate::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
         .await
         .unwrap();
     let runners: Vec<_> = (0..2)
         .map(|_| {
             let (w, id) = (w.clone(), job.job_id);
-            tokio::spawn(async move {
-                generation::run(w.dyn_store(), &w.clock, &acme(), &id, None).await
-            })
+            tokio::spawn(
+                async move { generate::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
+            )
         })
         .collect();
     for r in runners {
@@ -265,7 +265,7 @@ async fn counts_beyond_ten_million_and_strangers_are_refused() {
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
     assert_eq!(total_keys(&w, &pool_id).await, 0);
 
-    let job = generation::start(w.dyn_store(), &Queued, &acme(), &pool_id, 20_000, w.now())
+    let job = generate::start(w.dyn_store(), &Queued, &acme(), &pool_id, 20_000, w.now())
         .await
         .unwrap();
     let path = format!("/v1/jobs/{}", job.job_id);
@@ -374,7 +374,7 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         .enumerate()
         .map(|(i, l)| (i + 1, l.as_str()))
         .collect();
-    let (job, rejected) = generation::start_import(
+    let (job, rejected) = generate::start_import(
         w.dyn_store(),
         &Queued,
         &acme(),
@@ -403,9 +403,9 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         let at_least = done(&w, &job.job_id).await + 1 + dice.below(count as u64 / 3);
         let runner = {
             let (w, id) = (w.clone(), job.job_id);
-            tokio::spawn(async move {
-                generation::run(w.dyn_store(), &w.clock, &acme(), &id, None).await
-            })
+            tokio::spawn(
+                async move { generate::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
+            )
         };
         while done(&w, &job.job_id).await < at_least && !runner.is_finished() {
             tokio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -415,7 +415,7 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         assert_eq!(total_keys(&w, &pool_id).await, done(&w, &job.job_id).await);
     }
     assert!(
-        generation::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
+        generate::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
             .await
             .unwrap()
     );

@@ -4,7 +4,7 @@
 use axum::Router;
 use axum::http::StatusCode;
 use http_body_util::BodyExt;
-use keypool::http::{key_generation_routes, pool_admin_routes, redemption_routes};
+use keypool::http::{AppState, key_generation_routes, pool_admin_routes, redemption_routes};
 use keypool_tests::{World, apigw_event, seed_acme_pool};
 use serde_json::Value;
 use tower::ServiceExt;
@@ -23,7 +23,7 @@ async fn invoke(app: &Router, event: &str) -> (StatusCode, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_admin_reads_identity_from_the_authorizer() {
     let w = World::new().await;
-    let app = w.lambda_app(pool_admin_routes());
+    let app = w.lambda_app(pool_admin_routes(), AppState::pool_admin);
     let (status, body) = invoke(&app, &apigw_event("create-course-admin.json", &[])).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["title"], "Safety training");
@@ -60,7 +60,7 @@ async fn pool_admin_reads_identity_from_the_authorizer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_generation_reads_identity_from_the_authorizer() {
     let w = World::new().await;
-    let app = w.lambda_app(key_generation_routes());
+    let app = w.lambda_app(key_generation_routes(), AppState::key_generation);
     let (pool_id, _) = seed_acme_pool(&w, 0).await;
     let subs = [("pool_id", pool_id.as_str())];
     let (status, body) = invoke(&app, &apigw_event("generate-keys-admin.json", &subs)).await;
@@ -79,7 +79,7 @@ async fn key_generation_reads_identity_from_the_authorizer() {
         .dyn_store()
         .get_pool(
             &keypool::identity::OrgId::parse("acme").unwrap(),
-            &keypool::pools::PoolId::parse(&pool_id).unwrap(),
+            &keypool::domain::PoolId::parse(&pool_id).unwrap(),
         )
         .await
         .unwrap()
@@ -90,7 +90,7 @@ async fn key_generation_reads_identity_from_the_authorizer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redemption_reads_the_learner_from_the_authorizer() {
     let w = World::new().await;
-    let app = w.lambda_app(redemption_routes());
+    let app = w.lambda_app(redemption_routes(), AppState::redemption);
     let (_, keys) = seed_acme_pool(&w, 2).await;
     let subs = [("key", keys[0].as_str())];
     let (status, body) = invoke(&app, &apigw_event("redeem-learner.json", &subs)).await;

@@ -1,23 +1,27 @@
 //! KeyPool: training key pools for self-paced learning.
 //!
-//! The domain (`keys`, `pools`, `inventory`, `redemption`), the store behind a domain-shaped
-//! trait (`store`, with the table layout in `schema`), and the HTTP routers (`http`) that every
-//! Lambda function and the local server serve.
+//! Read it bottom-up, one layer at a time (docs/architecture.md has the map):
+//! - values: `error`, `time`, `keys` (key codes, generation, the check symbol), `identity`;
+//! - `domain`: the records and their ids, which know nothing above them;
+//! - `store`: narrow traits per aggregate, implemented over DynamoDB (`store::dynamo`), with
+//!   the table layout in `schema`;
+//! - `ops`: one module per use case, over the store's traits;
+//! - the edges: `http` (one router per function), `jobs` (background work), `objects` (export
+//!   files), `follower` (the local stream reader), `setup` (clients and state at start-up).
 
-pub mod billing;
+pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
-pub mod export;
-pub mod generation;
+#[cfg(feature = "embedded")]
+pub mod follower;
 pub mod http;
 pub mod identity;
-pub mod inventory;
 pub mod jobs;
 pub mod keys;
+pub mod local_jobs;
 pub mod objects;
-pub mod pools;
-pub mod redemption;
+pub mod ops;
 pub mod schema;
 pub mod setup;
 pub mod spreadsheet;

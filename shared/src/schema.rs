@@ -6,12 +6,11 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 
-use crate::billing::{LineKind, Month};
+use crate::domain::{
+    AssignmentId, CourseId, ExportId, Job, JobId, KeyStatus, LineKind, Month, PoolId,
+};
 use crate::identity::{OrgId, UserId};
-use crate::inventory::KeyStatus;
-use crate::jobs::Job;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, CourseId, ExportId, JobId, PoolId};
 
 /// Partition key attribute of both tables.
 pub const PK: &str = "PK";

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
-use crate::http::{AppState, Authenticator, ClaimNames};
+use crate::http::{
+    Authenticator, ClaimNames, ExportState, KeyGenerationState, PoolAdminState, RedemptionState,
+};
 use crate::schema::Tables;
 use crate::store::DynamoStore;
 use crate::time::SystemClock;
@@ -33,22 +35,83 @@ pub async fn client_from_env() -> Client {
     Client::new(&config)
 }
 
-/// Builds a Lambda function's state from its environment, failing fast with the missing
-/// variable: tables from `MAIN_TABLE` and `ASSIGNMENTS_TABLE`, identity from API Gateway's
+/// What every Lambda function builds from its environment, failing fast with the missing
+/// variable: the store over `MAIN_TABLE` and `ASSIGNMENTS_TABLE`, identity from API Gateway's
 /// JWT authorizer (claim names from `ORG_CLAIM` and `ROLE_CLAIM`).
-pub async fn lambda_state() -> anyhow::Result<AppState> {
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    state_from(&config)
+struct Lambda {
+    config: aws_config::SdkConfig,
+    store: Arc<DynamoStore>,
+    auth: Arc<Authenticator>,
+    clock: Arc<SystemClock>,
 }
 
-fn state_from(config: &aws_config::SdkConfig) -> anyhow::Result<AppState> {
-    let tables = Tables::from_env()?;
-    let store = DynamoStore::new(Client::new(config), tables);
-    Ok(AppState::new(
-        Arc::new(store),
-        Authenticator::ApiGateway(ClaimNames::from_env()),
-        Arc::new(SystemClock),
-    ))
+impl Lambda {
+    async fn from_env() -> anyhow::Result<Self> {
+        let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
+        let store = DynamoStore::new(Client::new(&config), Tables::from_env()?);
+        Ok(Self {
+            config,
+            store: Arc::new(store),
+            auth: Arc::new(Authenticator::ApiGateway(ClaimNames::from_env())),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The job queue named by `JOBS_QUEUE_URL`.
+    fn jobs(&self) -> anyhow::Result<Arc<crate::jobs::SqsJobs>> {
+        Ok(Arc::new(crate::jobs::SqsJobs::new(
+            aws_sdk_sqs::Client::new(&self.config),
+            required("JOBS_QUEUE_URL")?,
+        )))
+    }
+}
+
+/// The pool-admin function's state; long key lists go to `JOBS_QUEUE_URL` as import jobs.
+pub async fn pool_admin_state() -> anyhow::Result<PoolAdminState> {
+    let l = Lambda::from_env().await?;
+    Ok(PoolAdminState {
+        jobs: l.jobs()?,
+        store: l.store,
+        auth: l.auth,
+        clock: l.clock,
+    })
+}
+
+/// The key-generation function's state, with its job queue (`JOBS_QUEUE_URL`).
+pub async fn key_generation_state() -> anyhow::Result<KeyGenerationState> {
+    let l = Lambda::from_env().await?;
+    Ok(KeyGenerationState {
+        jobs: l.jobs()?,
+        store: l.store,
+        auth: l.auth,
+        clock: l.clock,
+    })
+}
+
+/// The redemption function's state.
+pub async fn redemption_state() -> anyhow::Result<RedemptionState> {
+    let l = Lambda::from_env().await?;
+    Ok(RedemptionState {
+        store: l.store,
+        auth: l.auth,
+        clock: l.clock,
+    })
+}
+
+/// The export function's state, with its job queue (`JOBS_QUEUE_URL`) and its bucket
+/// (`EXPORT_BUCKET`).
+pub async fn export_state() -> anyhow::Result<ExportState> {
+    let l = Lambda::from_env().await?;
+    Ok(ExportState {
+        jobs: l.jobs()?,
+        objects: Arc::new(crate::objects::S3Objects::new(
+            aws_sdk_s3::Client::new(&l.config),
+            required("EXPORT_BUCKET")?,
+        )),
+        store: l.store,
+        auth: l.auth,
+        clock: l.clock,
+    })
 }
 
 /// An environment variable, or an error that names it.
@@ -75,31 +138,4 @@ pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
         ))
         .build();
     aws_sdk_dynamodbstreams::Client::from_conf(config)
-}
-
-/// The state of a function that queues jobs: `lambda_state` plus its job queue
-/// (`JOBS_QUEUE_URL`), failing fast with the missing variable.
-pub async fn jobs_state() -> anyhow::Result<AppState> {
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    with_jobs(&config)
-}
-
-fn with_jobs(config: &aws_config::SdkConfig) -> anyhow::Result<AppState> {
-    let mut state = state_from(config)?;
-    state.jobs = Arc::new(crate::jobs::SqsJobs::new(
-        aws_sdk_sqs::Client::new(config),
-        required("JOBS_QUEUE_URL")?,
-    ));
-    Ok(state)
-}
-
-/// The export function's state: `jobs_state` plus its bucket (`EXPORT_BUCKET`).
-pub async fn export_state() -> anyhow::Result<AppState> {
-    let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    let mut state = with_jobs(&config)?;
-    state.objects = Arc::new(crate::objects::S3Objects::new(
-        aws_sdk_s3::Client::new(&config),
-        required("EXPORT_BUCKET")?,
-    ));
-    Ok(state)
 }

@@ -10,10 +10,11 @@ use http_body_util::BodyExt;
 use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
-use keypool::jobs::LocalJobs;
+use keypool::local_jobs::LocalJobs;
 use keypool::objects::{LocalObjects, ObjectStore};
 use keypool::schema::{self, Tables};
-use keypool::store::{DynamoStore, Store};
+use keypool::store::DynamoStore;
+use keypool::store::prelude::*;
 use keypool::time::{Clock, ManualClock, Timestamp};
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -151,9 +152,9 @@ impl World {
     }
 
     /// A billing follower of this world's assignments stream, as the local server runs it.
-    pub fn follower(&self) -> keypool::billing::follower::StreamFollower {
+    pub fn follower(&self) -> keypool::follower::StreamFollower {
         let store: Arc<dyn Store> = self.store.clone();
-        keypool::billing::follower::StreamFollower::new(
+        keypool::follower::StreamFollower::new(
             self.store.client().clone(),
             keypool::setup::local_streams_client(self.endpoint()),
             store,
@@ -178,10 +179,10 @@ impl World {
     }
 
     /// An export once it is done or failed (its job runs in the background); panics after 120 s.
-    pub async fn finished_export(&self, org: &str, export_id: &str) -> keypool::export::Export {
-        use keypool::export::ExportStatus;
+    pub async fn finished_export(&self, org: &str, export_id: &str) -> keypool::domain::Export {
+        use keypool::domain::ExportStatus;
         let org = OrgId::parse(org).unwrap();
-        let id = keypool::pools::ExportId::parse(export_id).unwrap();
+        let id = keypool::domain::ExportId::parse(export_id).unwrap();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         loop {
             let export = self.store.get_export(&org, &id).await.unwrap().unwrap();
@@ -205,16 +206,19 @@ impl World {
         }
     }
 
-    /// A function's routes as Lambda serves them: identity from API Gateway's JWT claims.
-    pub fn lambda_app(&self, routes: Router<AppState>) -> Router {
-        keypool::http::service(
-            routes,
-            AppState::new(
-                self.store.clone(),
-                Authenticator::ApiGateway(Default::default()),
-                Arc::new(self.clock.clone()),
-            ),
-        )
+    /// A function's routes as Lambda serves them, with that function's own state (`part`
+    /// picks it, for example `AppState::pool_admin`): identity from API Gateway's JWT claims.
+    pub fn lambda_app<S: Clone + Send + Sync + 'static>(
+        &self,
+        routes: Router<S>,
+        part: fn(&AppState) -> S,
+    ) -> Router {
+        let state = AppState::new(
+            self.store.clone(),
+            Authenticator::ApiGateway(Default::default()),
+            Arc::new(self.clock.clone()),
+        );
+        keypool::http::service(routes, part(&state))
     }
 
     /// The store as the domain sees it.
@@ -394,10 +398,10 @@ pub fn apigw_event(name: &str, substitutions: &[(&str, &str)]) -> String {
 pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     let org = OrgId::parse("acme").unwrap();
     let now = w.now();
-    let course = keypool::pools::create_course(
+    let course = keypool::ops::pools::create_course(
         w.dyn_store(),
         &org,
-        keypool::pools::CourseInput {
+        keypool::ops::pools::CourseInput {
             title: "Seeded".into(),
             description: None,
         },
@@ -405,10 +409,10 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     )
     .await
     .unwrap();
-    let pool = keypool::pools::create_pool(
+    let pool = keypool::ops::pools::create_pool(
         w.dyn_store(),
         &org,
-        keypool::pools::PoolInput {
+        keypool::ops::pools::PoolInput {
             name: "Seeded pool".into(),
             course_id: course.course_id.to_string(),
             starts_at: keypool::time::format(&(now - chrono::Duration::hours(1))),
@@ -421,7 +425,7 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     .unwrap();
     let pool_id = pool.pool_id.to_string();
     let generated = if keys > 0 {
-        keypool::inventory::generate_keys(w.dyn_store(), &org, &pool_id, keys, now)
+        keypool::ops::generate::generate_keys(w.dyn_store(), &org, &pool_id, keys, now)
             .await
             .unwrap()
     } else {

@@ -1,6 +1,6 @@
 //! The built binary, run as Lambda runs it: Runtime API, a DynamoDB stream batch, real store.
 
-use keypool::billing::Month;
+use keypool::domain::Month;
 use keypool::identity::OrgId;
 use keypool_runtime_api::{Function, Outcome, RuntimeApi, lambda_env};
 use keypool_tests::World;

@@ -6,6 +6,6 @@ use keypool::http::{redemption_routes, service};
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     // Clients and configuration are built once per execution environment, not per request.
-    let state = keypool::setup::lambda_state().await?;
+    let state = keypool::setup::redemption_state().await?;
     lambda_http::run(service(redemption_routes(), state)).await
 }

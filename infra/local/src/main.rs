@@ -12,15 +12,16 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use keypool::billing::follower::StreamFollower;
 use keypool::embedded::EmbeddedEngine;
-use keypool::export;
+use keypool::follower::StreamFollower;
 use keypool::http::{AppState, Authenticator, app, local_files};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
-use keypool::jobs::LocalJobs;
+use keypool::local_jobs::LocalJobs;
 use keypool::objects::LocalObjects;
+use keypool::ops::schedule;
 use keypool::schema::{self, Tables};
-use keypool::store::{DynamoStore, Store};
+use keypool::store::DynamoStore;
+use keypool::store::prelude::*;
 use keypool::time::{Clock, SystemClock};
 
 #[derive(Parser)]
@@ -213,13 +214,10 @@ async fn serve(
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
     let follower = StreamFollower::new(client, streams, store.clone(), tables.assignments);
-    let billing = tokio::spawn(follower.run(
-        keypool::billing::follower::DEFAULT_POLL,
-        async move {
-            let mut stopped = billing_stopped;
-            let _ = stopped.changed().await;
-        },
-    ));
+    let billing = tokio::spawn(follower.run(keypool::follower::DEFAULT_POLL, async move {
+        let mut stopped = billing_stopped;
+        let _ = stopped.changed().await;
+    }));
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
@@ -251,7 +249,7 @@ async fn serve(
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticks.tick().await;
-                if let Err(e) = export::schedule(store.as_ref(), &jobs, clock.now()).await {
+                if let Err(e) = schedule::schedule(store.as_ref(), &jobs, clock.now()).await {
                     tracing::warn!(error = %e, "scheduled export will be retried");
                 }
             }

@@ -10,13 +10,14 @@ use serde_json::json;
 
 use super::error::{ApiBytes, ApiJson, ApiQuery};
 use super::views::{CourseView, JobView, KeyView, PageView, PoolView};
-use super::{AppState, page_size};
+use super::{KeyGenerationState, PoolAdminState, page_size};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
-use crate::pools::{self, CourseInput, PoolInput, PoolPatch};
-use crate::{generation, inventory};
+use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
+use crate::ops::pools::{self, CourseInput, PoolInput, PoolPatch};
+use crate::ops::{generate, inventory};
 
-pub(super) fn pool_admin_routes() -> Router<AppState> {
+pub(super) fn pool_admin_routes() -> Router<PoolAdminState> {
     Router::new()
         .route("/v1/courses", post(create_course).get(list_courses))
         .route("/v1/pools", post(create_pool).get(list_pools))
@@ -25,7 +26,7 @@ pub(super) fn pool_admin_routes() -> Router<AppState> {
         .route("/v1/pools/{pool_id}/keys/{key}", delete(remove_key))
 }
 
-pub(super) fn key_generation_routes() -> Router<AppState> {
+pub(super) fn key_generation_routes() -> Router<KeyGenerationState> {
     Router::new()
         .route("/v1/pools/{pool_id}/keys/generate", post(generate_keys))
         .route("/v1/jobs/{job_id}", get(read_job))
@@ -39,7 +40,7 @@ struct ListQuery {
 }
 
 async fn create_course(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     ApiJson(input): ApiJson<CourseInput>,
 ) -> Result<impl IntoResponse> {
@@ -49,7 +50,7 @@ async fn create_course(
 }
 
 async fn list_courses(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse> {
@@ -66,7 +67,7 @@ async fn list_courses(
 }
 
 async fn create_pool(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     ApiJson(input): ApiJson<PoolInput>,
 ) -> Result<impl IntoResponse> {
@@ -77,7 +78,7 @@ async fn create_pool(
 }
 
 async fn list_pools(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse> {
@@ -95,7 +96,7 @@ async fn list_pools(
 }
 
 async fn get_pool(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path(pool_id): Path<String>,
 ) -> Result<impl IntoResponse> {
@@ -105,7 +106,7 @@ async fn get_pool(
 }
 
 async fn update_pool(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path(pool_id): Path<String>,
     ApiJson(patch): ApiJson<PoolPatch>,
@@ -129,7 +130,7 @@ struct AddQuery {
 
 /// One key, a JSON list, or a text/plain paste with one key per line.
 async fn add_keys(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path(pool_id): Path<String>,
     ApiQuery(q): ApiQuery<AddQuery>,
@@ -153,19 +154,19 @@ async fn add_keys(
         list = serde_json::from_slice::<KeysBody>(&body)
             .map_err(|e| Error::bad_request("invalid_body", e.to_string()))?
             .keys;
-        inventory::lines_of_list(&list)
+        add_keys::lines_of_list(&list)
     } else if content_type.starts_with("text/plain") {
         text = std::str::from_utf8(&body)
             .map_err(|_| Error::bad_request("invalid_body", "the body is not UTF-8 text"))?;
-        inventory::lines_of_text(text)
+        add_keys::lines_of_text(text)
     } else {
         return Err(Error::UnsupportedMediaType(
             "send keys as application/json {\"keys\": [...]} or text/plain, one per line".into(),
         ));
     };
     // A long list is validated now and written by a job.
-    if lines.len() > inventory::MAX_SYNC_KEYS {
-        let (job, rejected) = generation::start_import(
+    if lines.len() > MAX_SYNC_KEYS {
+        let (job, rejected) = generate::start_import(
             state.store.as_ref(),
             state.jobs.as_ref(),
             org,
@@ -179,7 +180,7 @@ async fn add_keys(
         body["rejected"] = serde_json::to_value(&rejected).map_err(anyhow::Error::from)?;
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let report = inventory::add_custom_keys(
+    let report = add_keys::add_custom_keys(
         state.store.as_ref(),
         org,
         &pool_id,
@@ -199,15 +200,15 @@ struct GenerateBody {
 
 /// Up to 10,000 keys at once (201 with the keys); more, up to ten million, as a job (202).
 async fn generate_keys(
-    State(state): State<AppState>,
+    State(state): State<KeyGenerationState>,
     principal: Principal,
     Path(pool_id): Path<String>,
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response> {
     let org = principal.admin_org()?;
-    let count = generation::check_count(body.count)?;
-    if generation::needs_job(count) {
-        let job = generation::start(
+    let count = generate::check_count(body.count)?;
+    if generate::needs_job(count) {
+        let job = generate::start(
             state.store.as_ref(),
             state.jobs.as_ref(),
             org,
@@ -218,7 +219,7 @@ async fn generate_keys(
         .await?;
         return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
     }
-    let keys = inventory::generate_keys(
+    let keys = generate::generate_keys(
         state.store.as_ref(),
         org,
         &pool_id,
@@ -231,12 +232,12 @@ async fn generate_keys(
 }
 
 async fn read_job(
-    State(state): State<AppState>,
+    State(state): State<KeyGenerationState>,
     principal: Principal,
     Path(job_id): Path<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
-    let job = generation::get(state.store.as_ref(), org, &job_id).await?;
+    let job = generate::get(state.store.as_ref(), org, &job_id).await?;
     Ok(Json(JobView::from(job)))
 }
 
@@ -249,7 +250,7 @@ struct KeysQuery {
 }
 
 async fn list_keys(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path(pool_id): Path<String>,
     ApiQuery(q): ApiQuery<KeysQuery>,
@@ -269,7 +270,7 @@ async fn list_keys(
 }
 
 async fn remove_key(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path((pool_id, key)): Path<(String, String)>,
 ) -> Result<StatusCode> {

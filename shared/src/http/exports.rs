@@ -12,53 +12,23 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::AppState;
+use super::ExportState;
 use super::error::ApiBytes;
 use super::views::ExportView;
 use crate::error::{Error, Result};
-use crate::export::{self, ExportInput};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
+use crate::ops::export::{self, ExportInput};
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<ExportState> {
     Router::new()
         .route("/v1/pools/{pool_id}/exports", post(start))
         .route("/v1/exports/{export_id}", get(read))
 }
 
-/// The export function's non-HTTP events (queue batches, the schedule), which lambda_http's
-/// pass-through hands to the router as `POST /events`. Refused for real HTTP requests.
-pub fn event_routes() -> Router<AppState> {
-    Router::new().route("/events", post(event))
-}
-
-async fn event(State(state): State<AppState>, request: axum::extract::Request) -> Result<Response> {
-    use lambda_http::request::RequestContext;
-    if !matches!(
-        request.extensions().get::<RequestContext>(),
-        Some(RequestContext::PassThrough)
-    ) {
-        return Err(Error::NotFound("route"));
-    }
-    let body = axum::body::to_bytes(request.into_body(), super::MAX_BODY_BYTES)
-        .await
-        .map_err(|_| Error::PayloadTooLarge)?;
-    let event: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
-    let answer = export::on_event(
-        state.store.as_ref(),
-        state.objects.as_ref(),
-        state.jobs.as_ref(),
-        state.clock.as_ref(),
-        event,
-    )
-    .await?;
-    Ok(Json(answer).into_response())
-}
-
 /// The body is optional: no body exports every key.
 async fn start(
-    State(state): State<AppState>,
+    State(state): State<ExportState>,
     principal: Principal,
     Path(pool_id): Path<String>,
     ApiBytes(body): ApiBytes,
@@ -83,7 +53,7 @@ async fn start(
 }
 
 async fn read(
-    State(state): State<AppState>,
+    State(state): State<ExportState>,
     principal: Principal,
     Path(export_id): Path<String>,
 ) -> Result<impl IntoResponse> {

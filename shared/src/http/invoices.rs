@@ -11,14 +11,14 @@ use serde::Deserialize;
 
 use super::error::ApiQuery;
 use super::views::{CancelledView, InvoiceView};
-use super::{AppState, MAX_PAGE, page_size};
-use crate::billing::{self, InvoiceLine, Month};
+use super::{MAX_PAGE, PoolAdminState, page_size};
+use crate::domain::{InvoiceLine, Month, Page};
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, Principal};
-use crate::redemption;
-use crate::store::{Page, Store};
+use crate::ops::{cancel, invoices};
+use crate::store::PoolAdminStore;
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<PoolAdminState> {
     Router::new()
         .route("/v1/invoices/{month}", get(invoice))
         .route("/v1/assignments/{assignment_id}/cancel", post(cancel))
@@ -32,18 +32,18 @@ struct InvoiceQuery {
 
 /// `GET /v1/invoices/2026-11` answers JSON a page at a time; `.../2026-11.csv` the whole month.
 async fn invoice(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path(month): Path<String>,
     ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> Result<Response> {
     let org = principal.admin_org()?;
     if let Some(month) = month.strip_suffix(".csv") {
-        let month = billing::parse_month(month)?;
+        let month = invoices::parse_month(month)?;
         return invoice_csv(state.store.clone(), org.clone(), month).await;
     }
-    let month = billing::parse_month(&month)?;
-    let (totals, page) = billing::invoice(
+    let month = invoices::parse_month(&month)?;
+    let (totals, page) = invoices::invoice(
         state.store.as_ref(),
         org,
         month,
@@ -56,7 +56,7 @@ async fn invoice(
 
 /// The month's lines as CSV, streamed page by page so memory stays flat however long the month.
 async fn invoice_csv(
-    store: std::sync::Arc<dyn Store>,
+    store: std::sync::Arc<dyn PoolAdminStore>,
     org: OrgId,
     month: Month,
 ) -> Result<Response> {
@@ -96,11 +96,11 @@ async fn invoice_csv(
 }
 
 fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
-    let mut out = crate::export::csv_writer();
+    let mut out = crate::ops::export::csv_writer();
     let written = if header {
-        out.write_record(billing::CSV_HEADER)
+        out.write_record(invoices::CSV_HEADER)
     } else {
-        billing::write_csv_rows(&mut out, lines)
+        invoices::write_csv_rows(&mut out, lines)
     };
     written.map_err(|e| anyhow::anyhow!("writing invoice CSV: {e}"))?;
     let bytes = out
@@ -110,12 +110,12 @@ fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
 }
 
 async fn cancel(
-    State(state): State<AppState>,
+    State(state): State<PoolAdminState>,
     principal: Principal,
     Path(assignment_id): Path<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let cancelled =
-        redemption::cancel(state.store.as_ref(), org, &assignment_id, state.clock.now()).await?;
+        cancel::cancel(state.store.as_ref(), org, &assignment_id, state.clock.now()).await?;
     Ok(Json(CancelledView::from(cancelled)))
 }

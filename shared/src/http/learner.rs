@@ -9,12 +9,13 @@ use serde::Deserialize;
 
 use super::error::{ApiJson, ApiQuery};
 use super::views::{AssignmentView, PageView};
-use super::{AppState, page_size};
+use super::{RedemptionState, page_size};
 use crate::error::Result;
 use crate::identity::Principal;
-use crate::redemption::{self, Redeemed};
+use crate::ops::assignments;
+use crate::ops::redeem::{self, Redeemed};
 
-pub(super) fn routes() -> Router<AppState> {
+pub(super) fn routes() -> Router<RedemptionState> {
     Router::new()
         .route("/v1/redemptions", post(redeem))
         .route("/v1/me/assignments", get(list_assignments))
@@ -28,14 +29,14 @@ struct RedeemBody {
 }
 
 async fn redeem(
-    State(state): State<AppState>,
+    State(state): State<RedemptionState>,
     principal: Principal,
     ApiJson(body): ApiJson<RedeemBody>,
 ) -> Result<impl IntoResponse> {
     let learner = principal.learner()?;
     let now = state.clock.now();
     let (status, assignment) =
-        match redemption::redeem(state.store.as_ref(), learner, &body.key, now).await? {
+        match redeem::redeem(state.store.as_ref(), learner, &body.key, now).await? {
             Redeemed::Created(a) => (StatusCode::CREATED, a),
             Redeemed::Existing(a) => (StatusCode::OK, a),
         };
@@ -49,13 +50,13 @@ struct ListQuery {
 }
 
 async fn list_assignments(
-    State(state): State<AppState>,
+    State(state): State<RedemptionState>,
     principal: Principal,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<impl IntoResponse> {
     let learner = principal.learner()?;
     let now = state.clock.now();
-    let page = redemption::list_assignments(
+    let page = assignments::list_assignments(
         state.store.as_ref(),
         learner,
         q.cursor.as_deref(),
@@ -66,12 +67,13 @@ async fn list_assignments(
 }
 
 async fn launch(
-    State(state): State<AppState>,
+    State(state): State<RedemptionState>,
     principal: Principal,
     Path(assignment_id): Path<String>,
 ) -> Result<impl IntoResponse> {
     let learner = principal.learner()?;
     let now = state.clock.now();
-    let assignment = redemption::launch(state.store.as_ref(), learner, &assignment_id, now).await?;
+    let assignment =
+        assignments::launch(state.store.as_ref(), learner, &assignment_id, now).await?;
     Ok(Json(AssignmentView::new(assignment, now)))
 }

@@ -2,8 +2,10 @@
 
 mod admin;
 pub mod error;
-pub use exports::{event_routes, local_files};
+mod events;
 mod exports;
+pub use events::{export_event_routes, key_generation_event_routes};
+pub use exports::local_files;
 mod invoices;
 mod learner;
 mod views;
@@ -11,7 +13,7 @@ mod views;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, FromRequestParts};
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::get;
@@ -20,7 +22,7 @@ use crate::error::Error;
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
 use crate::objects::{NoObjects, ObjectStore};
-use crate::store::Store;
+use crate::store::{ExportStore, KeyGenerationStore, PoolAdminStore, RedemptionStore, Store};
 use crate::time::Clock;
 
 /// Largest request body accepted, in bytes.
@@ -87,20 +89,74 @@ fn principal_from_context(parts: &Parts, names: &ClaimNames) -> Result<Principal
     crate::identity::principal_from_claims(sub, claim(&names.org), role)
 }
 
-/// What every handler shares: built once per process.
+/// Makes each of a function's shared parts extractable from its state (`State<Arc<…>>`), and
+/// the principal with it.
+macro_rules! state_parts {
+    ($state:ident { $($field:ident: $ty:ty),* $(,)? }) => {
+        $(impl FromRef<$state> for $ty {
+            fn from_ref(state: &$state) -> Self {
+                state.$field.clone()
+            }
+        })*
+    };
+}
+
+/// The pool-admin function's state: courses, pools, custom keys, listings, invoices and
+/// cancellations; long key lists go to the key-generation queue as import jobs.
+#[derive(Clone)]
+pub struct PoolAdminState {
+    pub store: Arc<dyn PoolAdminStore>,
+    pub auth: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+    pub jobs: Arc<dyn Jobs>,
+}
+state_parts!(PoolAdminState { auth: Arc<Authenticator> });
+
+/// The key-generation function's state: generations, job progress, and the jobs themselves.
+#[derive(Clone)]
+pub struct KeyGenerationState {
+    pub store: Arc<dyn KeyGenerationStore>,
+    pub auth: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+    pub jobs: Arc<dyn Jobs>,
+}
+state_parts!(KeyGenerationState { auth: Arc<Authenticator> });
+
+/// The redemption function's state: redeem, a learner's assignments, launches.
+#[derive(Clone)]
+pub struct RedemptionState {
+    pub store: Arc<dyn RedemptionStore>,
+    pub auth: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+}
+state_parts!(RedemptionState { auth: Arc<Authenticator> });
+
+/// The export function's state: exports, their jobs and files, and the schedule.
+#[derive(Clone)]
+pub struct ExportState {
+    pub store: Arc<dyn ExportStore>,
+    pub auth: Arc<Authenticator>,
+    pub clock: Arc<dyn Clock>,
+    pub jobs: Arc<dyn Jobs>,
+    pub objects: Arc<dyn ObjectStore>,
+}
+state_parts!(ExportState { auth: Arc<Authenticator> });
+
+/// Every function's parts in one process, as the local server and the tests run them; each
+/// function's state is cut from it and holds only what that function may touch.
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
-    /// Where background work goes (exports).
+    /// Where background work goes (exports, large generations and imports).
     pub jobs: Arc<dyn Jobs>,
     /// Where export files go.
     pub objects: Arc<dyn ObjectStore>,
 }
 
 impl AppState {
-    /// State without jobs or object storage, for functions that use neither.
+    /// State without jobs or object storage, for runs that need neither.
     pub fn new(store: Arc<dyn Store>, auth: Authenticator, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
@@ -110,13 +166,58 @@ impl AppState {
             objects: Arc::new(NoObjects),
         }
     }
+
+    /// The pool-admin function's part.
+    pub fn pool_admin(&self) -> PoolAdminState {
+        PoolAdminState {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            clock: self.clock.clone(),
+            jobs: self.jobs.clone(),
+        }
+    }
+
+    /// The key-generation function's part.
+    pub fn key_generation(&self) -> KeyGenerationState {
+        KeyGenerationState {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            clock: self.clock.clone(),
+            jobs: self.jobs.clone(),
+        }
+    }
+
+    /// The redemption function's part.
+    pub fn redemption(&self) -> RedemptionState {
+        RedemptionState {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+
+    /// The export function's part.
+    pub fn export(&self) -> ExportState {
+        ExportState {
+            store: self.store.clone(),
+            auth: self.auth.clone(),
+            clock: self.clock.clone(),
+            jobs: self.jobs.clone(),
+            objects: self.objects.clone(),
+        }
+    }
 }
 
-impl FromRequestParts<AppState> for Principal {
+impl<S> FromRequestParts<S> for Principal
+where
+    S: Send + Sync,
+    Arc<Authenticator>: FromRef<S>,
+{
     type Rejection = Error;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let authority = match state.auth.as_ref() {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let auth = Arc::<Authenticator>::from_ref(state);
+        let authority = match auth.as_ref() {
             Authenticator::ApiGateway(names) => return principal_from_context(parts, names),
             Authenticator::Local(authority) => authority,
         };
@@ -140,22 +241,28 @@ impl FromRequestParts<AppState> for Principal {
 
 /// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal,
 /// invoices and cancellations.
-pub fn pool_admin_routes() -> Router<AppState> {
+pub fn pool_admin_routes() -> Router<PoolAdminState> {
     admin::pool_admin_routes().merge(invoices::routes())
 }
 
 /// Routes of the key-generation function.
-pub fn key_generation_routes() -> Router<AppState> {
+pub fn key_generation_routes() -> Router<KeyGenerationState> {
     admin::key_generation_routes()
 }
 
 /// Routes of the redemption function: redeem, my assignments, launch.
-pub fn redemption_routes() -> Router<AppState> {
+pub fn redemption_routes() -> Router<RedemptionState> {
     learner::routes()
 }
 
-/// Wraps routes into a service: health check, JSON 404/405, body limit, request tracing.
-pub fn service(routes: Router<AppState>, state: AppState) -> Router {
+/// Routes of the export function: start an export, read it.
+pub fn export_routes() -> Router<ExportState> {
+    exports::routes()
+}
+
+/// Wraps a function's routes into a service: health check, JSON 404/405, body limit, request
+/// tracing.
+pub fn service<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
     routes
         .route(
             "/healthz",
@@ -168,20 +275,15 @@ pub fn service(routes: Router<AppState>, state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Routes of the export function: start an export, read it.
-pub fn export_routes() -> Router<AppState> {
-    exports::routes()
-}
-
-/// Every function's routes on one router, as the local server serves them.
+/// Every function's routes on one router, each over its own state, as the local server
+/// serves them.
 pub fn app(state: AppState) -> Router {
-    service(
-        pool_admin_routes()
-            .merge(key_generation_routes())
-            .merge(redemption_routes())
-            .merge(export_routes()),
-        state,
-    )
+    let routes = Router::new()
+        .merge(pool_admin_routes().with_state(state.pool_admin()))
+        .merge(key_generation_routes().with_state(state.key_generation()))
+        .merge(redemption_routes().with_state(state.redemption()))
+        .merge(export_routes().with_state(state.export()));
+    service(routes, ())
 }
 
 /// Parses an optional page size.

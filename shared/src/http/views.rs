@@ -2,13 +2,11 @@
 
 use serde::Serialize;
 
-use crate::billing::{InvoiceLine, InvoiceTotals, LineKind, Month};
-use crate::export::{Export, ExportKind, ExportStatus};
+use crate::domain::{
+    Assignment, AssignmentId, Course, CourseId, Export, ExportKind, ExportStatus, InvoiceLine,
+    InvoiceTotals, KeyRecord, KeySource, KeyStatus, LineKind, Month, Page, Pool, PoolId,
+};
 use crate::identity::UserId;
-use crate::inventory::{KeyRecord, KeySource, KeyStatus};
-use crate::pools::{AssignmentId, Course, CourseId, Pool, PoolId};
-use crate::redemption::Assignment;
-use crate::store::Page;
 use crate::time::{self, Timestamp};
 
 /// A page of items as the API shows it.
@@ -252,7 +250,7 @@ impl InvoiceView {
 /// An export, with its download link once done.
 #[derive(Serialize)]
 pub struct ExportView {
-    pub export_id: crate::pools::ExportId,
+    pub export_id: crate::domain::ExportId,
     pub pool_id: PoolId,
     pub kind: ExportKind,
     pub status: ExportStatus,
@@ -293,10 +291,10 @@ impl ExportView {
 /// A key job and its progress.
 #[derive(Serialize)]
 pub struct JobView {
-    pub job_id: crate::pools::JobId,
-    pub kind: crate::generation::JobKind,
+    pub job_id: crate::domain::JobId,
+    pub kind: crate::domain::JobKind,
     pub pool_id: PoolId,
-    pub status: crate::generation::JobStatus,
+    pub status: crate::domain::JobStatus,
     pub done: u64,
     pub total: u64,
     pub error: Option<String>,
@@ -308,8 +306,8 @@ pub struct JobView {
     pub updated_at: Timestamp,
 }
 
-impl From<crate::generation::KeyJob> for JobView {
-    fn from(j: crate::generation::KeyJob) -> Self {
+impl From<crate::domain::KeyJob> for JobView {
+    fn from(j: crate::domain::KeyJob) -> Self {
         Self {
             job_id: j.job_id,
             kind: j.kind,

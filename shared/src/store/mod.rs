@@ -1,29 +1,21 @@
-//! The store: one narrow, domain-shaped trait, implemented over DynamoDB.
+//! The store: narrow traits in the language of the domain, one per aggregate, so that each
+//! function's state names exactly what it may touch (and its IAM policy in template.yaml says
+//! the same). `dynamo` implements them all over DynamoDB, one file per aggregate.
 
 pub mod dynamo;
 
 use async_trait::async_trait;
 
-use crate::billing::{InvoiceLine, InvoiceTotals, Month};
+use crate::domain::{
+    Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
+    JobId, KeyFilter, KeyJob, KeyRecord, Month, NewKey, Page, Pool, PoolId,
+};
 use crate::error::Result;
-use crate::export::Export;
-use crate::generation::KeyJob;
 use crate::identity::{OrgId, UserId};
-use crate::inventory::{KeyFilter, KeyRecord, NewKey};
-use crate::jobs::Job;
 use crate::keys::KeyCode;
-use crate::pools::{AssignmentId, Course, CourseId, ExportId, JobId, Pool, PoolId};
-use crate::redemption::Assignment;
 use crate::time::Timestamp;
 
 pub use dynamo::DynamoStore;
-
-/// One page of a listing, with the opaque cursor of the next page.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Page<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
-}
 
 /// What a batch insert of keys did.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -54,17 +46,9 @@ pub enum RemoveConflict {
     Redeemed,
 }
 
-/// What billing writes: the whole of the billing function's store.
+/// An organization's courses.
 #[async_trait]
-pub trait Ledger: Send + Sync {
-    /// Writes an invoice line and counts it in its month's totals, in one atomic write, unless
-    /// the line exists already; true when this call wrote it.
-    async fn record_invoice_line(&self, line: &InvoiceLine) -> Result<bool>;
-}
-
-/// Everything KeyPool keeps, in the language of the domain.
-#[async_trait]
-pub trait Store: Ledger + 'static {
+pub trait Courses: Send + Sync {
     /// Stores a new course.
     async fn put_course(&self, course: &Course) -> Result<()>;
     /// Reads a course of the organization.
@@ -77,7 +61,11 @@ pub trait Store: Ledger + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Course>>;
+}
 
+/// Pools and their settings; their counts change only with their keys.
+#[async_trait]
+pub trait Pools: Send + Sync {
     /// Stores a new pool.
     async fn put_pool(&self, pool: &Pool) -> Result<()>;
     /// Reads a pool of the organization, with its counts (strongly consistent).
@@ -92,7 +80,13 @@ pub trait Store: Ledger + 'static {
     ) -> Result<Page<Pool>>;
     /// Writes a pool's settings (not its counts) if its version is still `expected_version`.
     async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool>;
+    /// A page of every organization's pools (for the scheduled export).
+    async fn list_all_pools(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Pool>>;
+}
 
+/// Keys: global uniqueness, a pool's inventory, and distribution marks.
+#[async_trait]
+pub trait Keys: Send + Sync {
     /// Inserts keys into a pool, each only if it exists nowhere yet, counting them in the pool
     /// in the same atomic writes. Fails with not-found when the pool is gone.
     async fn insert_keys(
@@ -102,6 +96,95 @@ pub trait Store: Ledger + 'static {
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome>;
+    /// Which of these keys exist already, anywhere.
+    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>>;
+    /// Removes available keys of a pool and uncounts them, atomically per key batch.
+    async fn remove_key(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        key: &KeyCode,
+    ) -> Result<Result<(), RemoveConflict>>;
+    /// Removes keys this pool just got (to undo a failed all-or-nothing paste).
+    async fn remove_available_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[KeyCode],
+    ) -> Result<()>;
+    /// Reads one key wherever it is (strongly consistent).
+    async fn get_key(&self, key: &KeyCode) -> Result<Option<KeyRecord>>;
+    /// A page of a pool's keys that pass the filter.
+    async fn list_keys(
+        &self,
+        pool_id: &PoolId,
+        filter: &KeyFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<KeyRecord>>;
+    /// Marks keys as handed out by an export, each only if it is still available and no other
+    /// export marked it first; returns the keys this call marked.
+    async fn mark_distributed(
+        &self,
+        keys: &[KeyCode],
+        export_id: &ExportId,
+        now: Timestamp,
+    ) -> Result<Vec<KeyCode>>;
+    /// Removes the marks one export made (it failed); returns how many.
+    async fn unmark_distributed(&self, pool_id: &PoolId, export_id: &ExportId) -> Result<u64>;
+}
+
+/// Redemption and what follows it: assignments, launches, cancellations.
+#[async_trait]
+pub trait Assignments: Send + Sync {
+    /// The assignment a learner already got from a pool, if any.
+    async fn pool_assignment_of(
+        &self,
+        pool_id: &PoolId,
+        learner: &UserId,
+    ) -> Result<Option<AssignmentId>>;
+    /// The redemption, as one transaction across both tables: the key becomes redeemed, the
+    /// pool counts it (only while active and still at `pool_version`, whose settings shaped the
+    /// assignment), the assignment and the learner's pool guard appear.
+    async fn redeem(
+        &self,
+        assignment: &Assignment,
+        pool_version: u64,
+        now: Timestamp,
+    ) -> Result<Result<(), RedeemConflict>>;
+    /// Reads one of the learner's assignments.
+    async fn get_assignment(
+        &self,
+        learner: &UserId,
+        id: &AssignmentId,
+    ) -> Result<Option<Assignment>>;
+    /// A page of the learner's assignments, newest first.
+    async fn list_assignments(
+        &self,
+        learner: &UserId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Assignment>>;
+    /// Counts a launch of a valid assignment; `None` when it does not exist.
+    async fn record_launch(
+        &self,
+        learner: &UserId,
+        id: &AssignmentId,
+        now: Timestamp,
+    ) -> Result<Option<Assignment>>;
+    /// The learner holding an assignment of the organization; `None` for unknown ids and
+    /// other organizations' assignments.
+    async fn assignment_learner(&self, org: &OrgId, id: &AssignmentId) -> Result<Option<UserId>>;
+    /// The cancellation, as one transaction across both tables: the assignment is marked
+    /// cancelled (only if never launched, not cancelled and redeemed less than 24 hours before
+    /// `now`), its key becomes available, the pool uncounts it and the learner's pool guard
+    /// goes. False when the assignment no longer qualifies.
+    async fn cancel_assignment(&self, assignment: &Assignment, now: Timestamp) -> Result<bool>;
+}
+
+/// Large generations and imports, written in chunks that survive a restart.
+#[async_trait]
+pub trait KeyJobs: Send + Sync {
     /// Inserts keys for a key job: as `insert_keys`, and each atomic write also counts its keys
     /// in the job's `done`, never beyond `total`, so a job stopped at any point resumes without
     /// losing or doubling keys. Nothing is undone on failure. Fails with a `job_overrun`
@@ -143,44 +226,11 @@ pub trait Store: Ledger + 'static {
     /// Writes a key job's status and error (not its progress, which only key writes change);
     /// a finished status also takes it off the open jobs, atomically.
     async fn set_key_job_status(&self, job: &KeyJob) -> Result<()>;
+}
 
-    /// Which of these keys exist already, anywhere.
-    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>>;
-    /// Removes available keys of a pool and uncounts them, atomically per key batch.
-    async fn remove_key(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        key: &KeyCode,
-    ) -> Result<Result<(), RemoveConflict>>;
-    /// Removes keys this pool just got (to undo a failed all-or-nothing paste).
-    async fn remove_available_keys(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        keys: &[KeyCode],
-    ) -> Result<()>;
-    /// Reads one key wherever it is (strongly consistent).
-    async fn get_key(&self, key: &KeyCode) -> Result<Option<KeyRecord>>;
-    /// A page of a pool's keys that pass the filter.
-    async fn list_keys(
-        &self,
-        pool_id: &PoolId,
-        filter: &KeyFilter,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<KeyRecord>>;
-    /// Marks keys as handed out by an export, each only if it is still available and no other
-    /// export marked it first; returns the keys this call marked.
-    async fn mark_distributed(
-        &self,
-        keys: &[KeyCode],
-        export_id: &ExportId,
-        now: Timestamp,
-    ) -> Result<Vec<KeyCode>>;
-    /// Removes the marks one export made (it failed); returns how many.
-    async fn unmark_distributed(&self, pool_id: &PoolId, export_id: &ExportId) -> Result<u64>;
-
+/// Exports of a pool's keys, and the scheduled exports' claims.
+#[async_trait]
+pub trait Exports: Send + Sync {
     /// Stores a new export, and lists it among the open jobs.
     async fn put_export(&self, export: &Export) -> Result<()>;
     /// Reads an export of the organization.
@@ -189,10 +239,6 @@ pub trait Store: Ledger + 'static {
     async fn update_export(&self, export: &Export) -> Result<()>;
     /// Writes a finished (done or failed) export and takes it off the open jobs, atomically.
     async fn finish_export(&self, export: &Export) -> Result<()>;
-    /// Jobs started and not finished, across organizations.
-    async fn open_jobs(&self) -> Result<Vec<Job>>;
-    /// A page of every organization's pools (for the scheduled export).
-    async fn list_all_pools(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Pool>>;
     /// Records that a scheduled export covers the pool up to change mark `mark`, unless one
     /// already does; true when this call claimed it.
     async fn claim_scheduled_export(
@@ -208,52 +254,26 @@ pub trait Store: Ledger + 'static {
         pool_id: &PoolId,
         mark: u64,
     ) -> Result<()>;
+}
 
-    /// The assignment a learner already got from a pool, if any.
-    async fn pool_assignment_of(
-        &self,
-        pool_id: &PoolId,
-        learner: &UserId,
-    ) -> Result<Option<AssignmentId>>;
-    /// The redemption, as one transaction across both tables: the key becomes redeemed, the
-    /// pool counts it (only while active and still at `pool_version`, whose settings shaped the
-    /// assignment), the assignment and the learner's pool guard appear.
-    async fn redeem(
-        &self,
-        assignment: &Assignment,
-        pool_version: u64,
-        now: Timestamp,
-    ) -> Result<Result<(), RedeemConflict>>;
-    /// Reads one of the learner's assignments.
-    async fn get_assignment(
-        &self,
-        learner: &UserId,
-        id: &AssignmentId,
-    ) -> Result<Option<Assignment>>;
-    /// A page of the learner's assignments, newest first.
-    async fn list_assignments(
-        &self,
-        learner: &UserId,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<Page<Assignment>>;
-    /// Counts a launch of a valid assignment; `None` when it does not exist.
-    async fn record_launch(
-        &self,
-        learner: &UserId,
-        id: &AssignmentId,
-        now: Timestamp,
-    ) -> Result<Option<Assignment>>;
+/// The registry of background jobs started and not finished.
+#[async_trait]
+pub trait OpenJobs: Send + Sync {
+    /// Jobs started and not finished, across organizations.
+    async fn open_jobs(&self) -> Result<Vec<Job>>;
+}
 
-    /// The learner holding an assignment of the organization; `None` for unknown ids and
-    /// other organizations' assignments.
-    async fn assignment_learner(&self, org: &OrgId, id: &AssignmentId) -> Result<Option<UserId>>;
-    /// The cancellation, as one transaction across both tables: the assignment is marked
-    /// cancelled (only if never launched, not cancelled and redeemed less than 24 hours before
-    /// `now`), its key becomes available, the pool uncounts it and the learner's pool guard
-    /// goes. False when the assignment no longer qualifies.
-    async fn cancel_assignment(&self, assignment: &Assignment, now: Timestamp) -> Result<bool>;
+/// What billing writes: the whole of the billing function's store.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Writes an invoice line and counts it in its month's totals, in one atomic write, unless
+    /// the line exists already; true when this call wrote it.
+    async fn record_invoice_line(&self, line: &InvoiceLine) -> Result<bool>;
+}
 
+/// Reading invoices back.
+#[async_trait]
+pub trait Invoices: Send + Sync {
     /// A month's invoice totals for an organization (strongly consistent).
     async fn invoice_totals(&self, org: &OrgId, month: Month) -> Result<InvoiceTotals>;
     /// A page of a month's invoice lines for an organization, in assignment order.
@@ -264,6 +284,11 @@ pub trait Store: Ledger + 'static {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<InvoiceLine>>;
+}
+
+/// Where a stream consumer got to, per shard.
+#[async_trait]
+pub trait StreamCheckpoints: Send + Sync {
     /// The last sequence number a stream consumer finished in a shard.
     async fn stream_checkpoint(&self, stream_arn: &str, shard_id: &str) -> Result<Option<String>>;
     /// Records the last sequence number a stream consumer finished in a shard.
@@ -273,7 +298,11 @@ pub trait Store: Ledger + 'static {
         shard_id: &str,
         sequence_number: &str,
     ) -> Result<()>;
+}
 
+/// Failed redemption attempts, counted per learner and window.
+#[async_trait]
+pub trait Throttle: Send + Sync {
     /// Failed redemption attempts of a learner in a throttling window.
     async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64>;
     /// Counts one more failed attempt and returns the new count.
@@ -283,4 +312,85 @@ pub trait Store: Ledger + 'static {
         window: &str,
         expires_at: Timestamp,
     ) -> Result<u64>;
+}
+
+// What each function may touch: the traits its state holds, which its IAM policy in
+// template.yaml mirrors. Each is implemented for everything that implements its parts.
+
+macro_rules! function_store {
+    ($(#[$doc:meta])* $name:ident: $first:ident $(+ $rest:ident)*) => {
+        $(#[$doc])*
+        pub trait $name: $first $(+ $rest)* {}
+        impl<T: $first $(+ $rest)* + ?Sized> $name for T {}
+    };
+}
+
+function_store!(
+    /// The pool-admin function: courses, pools, custom keys (long lists as import jobs),
+    /// listings, cancellations and invoices.
+    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices
+);
+function_store!(
+    /// The key-generation function: generations at once and as jobs, and the import jobs.
+    KeyGenerationStore: Pools + Keys + KeyJobs
+);
+function_store!(
+    /// The redemption function: redeem, a learner's assignments, launches.
+    RedemptionStore: Pools + Keys + Assignments + Throttle
+);
+function_store!(
+    /// The export function: exports on demand, their jobs, and the schedule.
+    ExportStore: Courses + Pools + Keys + Exports + OpenJobs
+);
+function_store!(
+    /// The local server's stream follower: billing plus its per-shard checkpoints.
+    FollowerStore: Ledger + StreamCheckpoints
+);
+
+/// Everything KeyPool keeps, for the local server and the tests, which run every function in
+/// one process; it converts into each function's narrower store.
+pub trait Store:
+    PoolAdminStore
+    + KeyGenerationStore
+    + RedemptionStore
+    + ExportStore
+    + FollowerStore
+    + Courses
+    + Pools
+    + Keys
+    + Assignments
+    + KeyJobs
+    + Exports
+    + OpenJobs
+    + Ledger
+    + Invoices
+    + StreamCheckpoints
+    + Throttle
+    + 'static
+{
+}
+
+impl<T> Store for T where
+    T: Courses
+        + Pools
+        + Keys
+        + Assignments
+        + KeyJobs
+        + Exports
+        + OpenJobs
+        + Ledger
+        + Invoices
+        + StreamCheckpoints
+        + Throttle
+        + 'static
+{
+}
+
+/// Every trait of the store, for code that holds all of it (the local server, the tests):
+/// `use keypool::store::prelude::*;` brings their methods into scope.
+pub mod prelude {
+    pub use super::{
+        Assignments, Courses, Exports, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools, Store,
+        StreamCheckpoints, Throttle,
+    };
 }

@@ -3,17 +3,19 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use super::pools;
+use crate::domain::{
+    Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, Pool,
+};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
-use crate::inventory::{KeyFilter, KeyRecord, KeyStatus};
-use crate::jobs::{Job, Jobs};
+use crate::jobs::Jobs;
 use crate::keys::KeyCode;
 use crate::objects::ObjectStore;
-use crate::pools::{self, ExportId, Pool, PoolId};
 use crate::spreadsheet::cell;
-use crate::store::Store;
+use crate::store::{Courses, Exports, Keys, Pools};
 use crate::time::{self, Clock, Timestamp};
 
 /// Keys read per page while exporting.
@@ -22,8 +24,6 @@ pub const PAGE: usize = 1000;
 pub const LINK_LIFETIME: Duration = Duration::from_secs(15 * 60);
 /// Pages between two saves of an export's progress.
 const PROGRESS_EVERY: u64 = 20;
-/// How long one invocation works on a job before queueing the rest (Lambda stops at 15 minutes).
-pub const JOB_BUDGET: Duration = Duration::from_secs(10 * 60);
 /// CSV bytes gathered before they are handed to the upload (about a page of keys).
 const CHUNK: usize = 64 * 1024;
 
@@ -47,66 +47,6 @@ pub fn csv_writer() -> csv::Writer<Vec<u8>> {
     csv::WriterBuilder::new()
         .terminator(csv::Terminator::CRLF)
         .from_writer(Vec::with_capacity(CHUNK * 2))
-}
-
-/// Where an export is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportStatus {
-    /// Waiting for a worker.
-    Pending,
-    /// Being written.
-    Running,
-    /// Written; the file can be downloaded.
-    Done,
-    /// Stopped; no file was left behind.
-    Failed,
-}
-
-/// Who asked for an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExportKind {
-    /// An admin, through the API.
-    OnDemand,
-    /// The schedule, for a pool that changed since its last scheduled export.
-    Scheduled,
-}
-
-/// One export of a pool's keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Export {
-    pub export_id: ExportId,
-    pub org: OrgId,
-    pub pool_id: PoolId,
-    pub kind: ExportKind,
-    pub status: ExportStatus,
-    /// Only keys of this status, if set.
-    #[serde(default)]
-    pub key_status: Option<KeyStatus>,
-    /// Only keys never distributed.
-    #[serde(default)]
-    pub undistributed: bool,
-    /// Marks the available keys it writes as distributed.
-    #[serde(default)]
-    pub mark_distributed: bool,
-    /// Rows written (so far, while running).
-    #[serde(default)]
-    pub rows: u64,
-    /// Where the file goes in object storage.
-    pub object_key: String,
-    /// The name the download is saved as.
-    pub file_name: String,
-    /// Why it failed, for people.
-    #[serde(default)]
-    pub error: Option<String>,
-    /// For scheduled exports: the pool's change mark it covers.
-    #[serde(default)]
-    pub pool_mark: Option<u64>,
-    #[serde(with = "time::rfc3339")]
-    pub created_at: Timestamp,
-    #[serde(default, with = "time::rfc3339::option")]
-    pub finished_at: Option<Timestamp>,
 }
 
 /// What an admin asks for.
@@ -142,14 +82,14 @@ pub fn file_name(pool_name: &str, at: Timestamp) -> String {
 }
 
 /// A timestamp usable in an object key: `2026-11-28T21-19-33.123Z`.
-fn stamp(at: Timestamp) -> String {
+pub(super) fn stamp(at: Timestamp) -> String {
     time::format(&at).replace(':', "-")
 }
 
 /// Starts an export of one of the organization's pools: 202 with the export, which a worker
 /// writes in the background.
-pub async fn start(
-    store: &dyn Store,
+pub async fn start<S: Pools + Exports + ?Sized>(
+    store: &S,
     jobs: &dyn Jobs,
     org: &OrgId,
     pool_id: &str,
@@ -196,7 +136,11 @@ pub async fn start(
 }
 
 /// Stores a pending export and hands it to the workers; marks it failed if they cannot take it.
-async fn submit(store: &dyn Store, jobs: &dyn Jobs, export: Export) -> Result<Export> {
+pub(super) async fn submit<S: Exports + ?Sized>(
+    store: &S,
+    jobs: &dyn Jobs,
+    export: Export,
+) -> Result<Export> {
     store.put_export(&export).await?;
     let job = Job::Export {
         org: export.org.clone(),
@@ -216,8 +160,8 @@ async fn submit(store: &dyn Store, jobs: &dyn Jobs, export: Export) -> Result<Ex
 }
 
 /// An export of the organization, with a download link when it is done.
-pub async fn get(
-    store: &dyn Store,
+pub async fn get<S: Exports + ?Sized>(
+    store: &S,
     objects: &dyn ObjectStore,
     org: &OrgId,
     export_id: &str,
@@ -241,8 +185,8 @@ pub async fn get(
 /// Runs an export job: writes the file, or fails leaving no file. Safe to run again for the
 /// same export (a redelivered job): a finished export is left alone, a started one restarts.
 #[tracing::instrument(skip(store, objects, clock), fields(org = %org, export = %export_id))]
-pub async fn run(
-    store: &dyn Store,
+pub async fn run<S: Courses + Pools + Keys + Exports + ?Sized>(
+    store: &S,
     objects: &dyn ObjectStore,
     clock: &dyn Clock,
     org: &OrgId,
@@ -300,8 +244,8 @@ pub async fn run(
 }
 
 /// Streams the pool's keys into the upload; aborts the upload on any failure.
-async fn write_file(
-    store: &dyn Store,
+async fn write_file<S: Courses + Pools + Keys + Exports + ?Sized>(
+    store: &S,
     objects: &dyn ObjectStore,
     export: &mut Export,
     now: Timestamp,
@@ -330,8 +274,8 @@ async fn write_file(
     }
 }
 
-async fn write_rows(
-    store: &dyn Store,
+async fn write_rows<S: Keys + Exports + ?Sized>(
+    store: &S,
     upload: &mut dyn crate::objects::Upload,
     export: &mut Export,
     pool: &Pool,
@@ -391,8 +335,8 @@ async fn write_rows(
 /// Marks a page's available, unmarked keys before they are written, so that no two exports
 /// hand out one key: a key another export marked first keeps its mark, and leaves the page
 /// when the export asked for undistributed keys only.
-async fn mark_page(
-    store: &dyn Store,
+async fn mark_page<S: Keys + ?Sized>(
+    store: &S,
     items: &mut Vec<KeyRecord>,
     filter: &KeyFilter,
     export_id: &ExportId,
@@ -470,117 +414,21 @@ fn write_row(
     .map_err(csv_error)
 }
 
-/// The scheduled export: every pool that changed since its last scheduled export gets a new
-/// file at `exports/{org}/{pool}/{timestamp}.csv`. Returns how many exports it started.
-#[tracing::instrument(skip_all)]
-pub async fn schedule(store: &dyn Store, jobs: &dyn Jobs, now: Timestamp) -> Result<usize> {
-    requeue_stale_jobs(store, jobs, now).await?;
-    let mut started = 0;
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = store.list_all_pools(cursor.as_deref(), 100).await?;
-        for pool in page.items {
-            let mark = pool.change_mark();
-            if pool.scheduled_mark.is_some_and(|m| m >= mark) {
-                continue;
-            }
-            // Claimed atomically, so two runs of the schedule never export one change twice.
-            if !store
-                .claim_scheduled_export(&pool.org, &pool.pool_id, mark)
-                .await?
-            {
-                continue;
-            }
-            let export = Export {
-                export_id: ExportId::new(),
-                org: pool.org.clone(),
-                pool_id: pool.pool_id,
-                kind: ExportKind::Scheduled,
-                status: ExportStatus::Pending,
-                key_status: None,
-                undistributed: false,
-                mark_distributed: false,
-                rows: 0,
-                object_key: format!("exports/{}/{}/{}.csv", pool.org, pool.pool_id, stamp(now)),
-                file_name: file_name(&pool.name, now),
-                error: None,
-                pool_mark: Some(mark),
-                created_at: now,
-                finished_at: None,
-            };
-            match submit(store, jobs, export).await {
-                Ok(_) => started += 1,
-                Err(e) => {
-                    store
-                        .release_scheduled_export(&pool.org, &pool.pool_id, mark)
-                        .await?;
-                    return Err(e);
-                }
-            }
-        }
-        match page.next_cursor {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
-    tracing::info!(started, "scheduled exports started");
-    Ok(started)
-}
-
-/// What the export function does with an event that is not an HTTP request: a batch of job
-/// messages from its queue (answered with the messages to retry), or the schedule.
-pub async fn on_event(
-    store: &dyn Store,
+/// Runs an export job from a queue; a generation job is not the export function's to run.
+pub async fn run_job<S: Courses + Pools + Keys + Exports + ?Sized>(
+    store: &S,
     objects: &dyn ObjectStore,
-    jobs: &dyn Jobs,
     clock: &dyn Clock,
-    event: serde_json::Value,
-) -> Result<serde_json::Value> {
-    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-    use aws_lambda_events::event::sqs::SqsEvent;
-    if event.get("Records").is_some() {
-        let batch: SqsEvent = serde_json::from_value(event)
-            .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
-        let response =
-            crate::jobs::on_queue_batch(store, objects, jobs, clock, batch, Some(JOB_BUDGET)).await;
-        return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);
-    }
-    let scheduled: EventBridgeEvent = serde_json::from_value(event)
-        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
-    if scheduled.detail_type != "Scheduled Event" {
-        return Err(Error::bad_request(
-            "invalid_event",
-            format!(
-                "the export function does not handle {:?} events",
-                scheduled.detail_type
-            ),
-        ));
-    }
-    let started = schedule(store, jobs, clock.now()).await?;
-    Ok(serde_json::json!({ "started": started }))
-}
-
-/// Jobs that were never picked up, or whose runner died, are queued again: a queue message
-/// lost between storing a job and sending it, or a run that outlived its retries. Running a
-/// job again is safe (an export restarts, a generation goes on from its count).
-async fn requeue_stale_jobs(store: &dyn Store, jobs: &dyn Jobs, now: Timestamp) -> Result<()> {
-    let stale_after = chrono::Duration::minutes(30);
-    // Exports only: this runs in the export function, whose queue is for exports. Generation
-    // jobs are retried by their own queue.
-    for job in store.open_jobs().await? {
-        let last_seen = match &job {
-            Job::Export { org, export_id } => store
-                .get_export(org, export_id)
-                .await?
-                .map(|e| e.finished_at.unwrap_or(e.created_at)),
-            Job::Generate { .. } => None,
-        };
-        if last_seen.is_some_and(|at| now - at > stale_after) {
-            tracing::warn!(job = ?job, "requeueing a job that has not moved for 30 minutes");
-            jobs.submit(&job).await?;
+    job: &Job,
+) -> Result<()> {
+    match job {
+        Job::Export { org, export_id } => {
+            run(store, objects, clock, org, export_id).await.map(drop)
+        }
+        Job::Generate { .. } => {
+            Err(anyhow::anyhow!("a generation job reached the export function: {job:?}").into())
         }
     }
-    Ok(())
 }
 
 #[cfg(test)]

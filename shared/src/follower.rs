@@ -14,7 +14,7 @@ use aws_lambda_events::event::dynamodb::{
 };
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 
-use crate::store::Store;
+use crate::store::FollowerStore;
 
 /// How often the local server's follower looks for new records.
 pub const DEFAULT_POLL: Duration = Duration::from_millis(250);
@@ -27,7 +27,7 @@ const MAX_EMPTY_PAGES: usize = 3;
 pub struct StreamFollower {
     dynamodb: aws_sdk_dynamodb::Client,
     streams: aws_sdk_dynamodbstreams::Client,
-    store: Arc<dyn Store>,
+    store: Arc<dyn FollowerStore>,
     table: String,
     batch_size: i32,
 }
@@ -37,7 +37,7 @@ impl StreamFollower {
     pub fn new(
         dynamodb: aws_sdk_dynamodb::Client,
         streams: aws_sdk_dynamodbstreams::Client,
-        store: Arc<dyn Store>,
+        store: Arc<dyn FollowerStore>,
         table: impl Into<String>,
     ) -> Self {
         Self {
@@ -193,7 +193,7 @@ impl StreamFollower {
             empty_pages = 0;
             let mut event = Event::default();
             event.records = records.into_iter().map(event_record).collect();
-            let response = crate::billing::bill(self.store.as_ref(), &event).await?;
+            let response = crate::ops::bill::bill(self.store.as_ref(), &event).await?;
             let failed = response
                 .batch_item_failures
                 .first()

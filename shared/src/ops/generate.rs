@@ -5,16 +5,15 @@
 //! `total`), so `done` always equals the keys the job wrote; a resumed job generates
 //! `total - done` more.
 
-use serde::{Deserialize, Serialize};
-
+use super::add_keys::MAX_SYNC_KEYS;
+use super::pools;
+use crate::domain::{Job, JobId, JobKind, JobStatus, KeyJob, KeySource, NewKey};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
-use crate::inventory::{KeySource, MAX_SYNC_KEYS, NewKey};
-use crate::jobs::{Job, Jobs};
-use crate::keys;
-use crate::pools::{self, JobId, PoolId};
-use crate::store::Store;
-use crate::time::{self, Clock, Timestamp};
+use crate::jobs::Jobs;
+use crate::keys::{self, KeyCode};
+use crate::store::{KeyJobs, Keys, Pools};
+use crate::time::{Clock, Timestamp};
 
 /// The largest count one request may ask for.
 pub const MAX_JOB_KEYS: u64 = 10_000_000;
@@ -22,61 +21,10 @@ pub const MAX_JOB_KEYS: u64 = 10_000_000;
 pub const ROUND: usize = 98 * 50;
 /// Rounds in which generated keys may keep colliding before the job gives up.
 const MAX_COLLIDING_ROUNDS: usize = 5;
-
-/// Where a job is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobStatus {
-    Pending,
-    Running,
-    Done,
-    Failed,
-}
-
-/// What a key job writes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobKind {
-    /// Generated keys.
-    #[default]
-    Generate,
-    /// A long list of custom keys, validated when it was sent.
-    Import,
-}
-
-/// A generation of many keys into a pool, or an import of a long list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyJob {
-    pub job_id: JobId,
-    pub org: OrgId,
-    pub pool_id: PoolId,
-    #[serde(default)]
-    pub kind: JobKind,
-    pub status: JobStatus,
-    /// Keys asked for.
-    pub total: u64,
-    /// Keys written so far; changes only with the keys themselves.
-    #[serde(default)]
-    pub done: u64,
-    #[serde(default)]
-    pub error: Option<String>,
-    /// Imports: chunks of validated keys stored for the job, and how many it has processed.
-    #[serde(default)]
-    pub inputs: u32,
-    #[serde(default)]
-    pub position: u32,
-    /// Imports: keys another request took between validation and writing.
-    #[serde(
-        default,
-        rename = "rejected_keys",
-        skip_serializing_if = "Vec::is_empty"
-    )]
-    pub rejected: Vec<String>,
-    #[serde(with = "time::rfc3339")]
-    pub created_at: Timestamp,
-    #[serde(with = "time::rfc3339")]
-    pub updated_at: Timestamp,
-}
+/// How long one Lambda invocation works on jobs before it queues the rest (it has 15 minutes).
+pub const JOB_BUDGET: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+/// How often a synchronous generation retries keys that collided before giving up.
+const MAX_REGENERATIONS: usize = 5;
 
 /// Checks a generation count: the synchronous path takes up to `MAX_SYNC_KEYS`, a job up to
 /// `MAX_JOB_KEYS`.
@@ -103,8 +51,8 @@ pub fn needs_job(count: u64) -> bool {
 }
 
 /// Starts a generation job for one of the organization's pools.
-pub async fn start(
-    store: &dyn Store,
+pub async fn start<S: Pools + KeyJobs + ?Sized>(
+    store: &S,
     jobs: &dyn Jobs,
     org: &OrgId,
     pool_id: &str,
@@ -132,7 +80,7 @@ pub async fn start(
 }
 
 /// Hands a stored job to the runners; marks it failed if they cannot take it.
-async fn queue(store: &dyn Store, jobs: &dyn Jobs, job: KeyJob) -> Result<KeyJob> {
+async fn queue<S: KeyJobs + ?Sized>(store: &S, jobs: &dyn Jobs, job: KeyJob) -> Result<KeyJob> {
     let message = Job::Generate {
         org: job.org.clone(),
         job_id: job.job_id,
@@ -151,7 +99,7 @@ async fn queue(store: &dyn Store, jobs: &dyn Jobs, job: KeyJob) -> Result<KeyJob
 }
 
 /// A job of the organization.
-pub async fn get(store: &dyn Store, org: &OrgId, job_id: &str) -> Result<KeyJob> {
+pub async fn get<S: KeyJobs + ?Sized>(store: &S, org: &OrgId, job_id: &str) -> Result<KeyJob> {
     let id = JobId::parse(job_id).ok_or(Error::NotFound("job"))?;
     store
         .get_key_job(org, &id)
@@ -162,8 +110,8 @@ pub async fn get(store: &dyn Store, org: &OrgId, job_id: &str) -> Result<KeyJob>
 /// Works on a job until it is finished (true), or until `budget` is spent (false: the caller
 /// queues it again). Safe to run twice at once or again after a crash.
 #[tracing::instrument(skip(store, clock), fields(org = %org, job = %job_id))]
-pub async fn run(
-    store: &dyn Store,
+pub async fn run<S: KeyJobs + ?Sized>(
+    store: &S,
     clock: &dyn Clock,
     org: &OrgId,
     job_id: &JobId,
@@ -257,16 +205,16 @@ pub const INPUT_CHUNK: usize = 2_000;
 /// Starts an import of a long list of custom keys: the whole list is validated first (format,
 /// duplicates, keys that exist already), with an answer per line; then a job writes it.
 /// All or nothing unless `partial`: without it, any rejected line refuses the whole list.
-pub async fn start_import(
-    store: &dyn Store,
+pub async fn start_import<S: Pools + Keys + KeyJobs + ?Sized>(
+    store: &S,
     jobs: &dyn Jobs,
     org: &OrgId,
     pool_id: &str,
     lines: &[(usize, &str)],
     partial: bool,
     now: Timestamp,
-) -> Result<(KeyJob, Vec<crate::inventory::RejectedLine>)> {
-    use crate::inventory::{already_exists, rejected_error, validate_lines};
+) -> Result<(KeyJob, Vec<super::add_keys::RejectedLine>)> {
+    use super::add_keys::{already_exists, rejected_error, validate_lines};
     let pool = pools::get_pool(store, org, pool_id).await?;
     let (mut valid, mut rejected) = validate_lines(lines);
     let codes: Vec<keys::KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
@@ -319,8 +267,8 @@ pub async fn start_import(
 /// Writes an import's stored chunks from where it got to. A chunk written twice (after a
 /// stop between writing and recording it) finds its keys present: keys this job wrote count
 /// as done, keys someone else took are reported.
-async fn run_import(
-    store: &dyn Store,
+async fn run_import<S: KeyJobs + ?Sized>(
+    store: &S,
     clock: &dyn Clock,
     mut job: KeyJob,
     started: std::time::Instant,
@@ -383,13 +331,92 @@ async fn run_import(
     Ok(true)
 }
 
-async fn fail(store: &dyn Store, clock: &dyn Clock, mut job: KeyJob, why: &str) -> Result<bool> {
+async fn fail<S: KeyJobs + ?Sized>(
+    store: &S,
+    clock: &dyn Clock,
+    mut job: KeyJob,
+    why: &str,
+) -> Result<bool> {
     tracing::error!(reason = why, done = job.done, "generation job failed");
     job.status = JobStatus::Failed;
     job.error = Some(why.to_string());
     job.updated_at = clock.now();
     store.set_key_job_status(&job).await?;
     Ok(true)
+}
+
+/// Generates up to `MAX_SYNC_KEYS` new keys at once into a pool; keys that collide are regenerated, never dropped.
+pub async fn generate_keys<S: Pools + Keys + ?Sized>(
+    store: &S,
+    org: &OrgId,
+    pool_id: &str,
+    count: i64,
+    now: Timestamp,
+) -> Result<Vec<KeyCode>> {
+    if count < 1 || count > MAX_SYNC_KEYS as i64 {
+        return Err(Error::field(
+            "count",
+            format!("count is 1 to {MAX_SYNC_KEYS} per request"),
+        ));
+    }
+    let pool = pools::get_pool(store, org, pool_id).await?;
+    let mut wanted = count as usize;
+    let mut created = Vec::with_capacity(wanted);
+    for _ in 0..=MAX_REGENERATIONS {
+        let batch: Vec<NewKey> = keys::generate(wanted)
+            .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?
+            .into_iter()
+            .map(|key| NewKey {
+                key,
+                source: KeySource::Generated,
+            })
+            .collect();
+        let outcome = store.insert_keys(org, &pool.pool_id, &batch, now).await?;
+        created.extend(outcome.inserted);
+        wanted = outcome.taken.len();
+        if wanted == 0 {
+            return Ok(created);
+        }
+        tracing::warn!(collisions = wanted, "generated keys collided; regenerating");
+    }
+    Err(anyhow::anyhow!("generated keys kept colliding after {MAX_REGENERATIONS} rounds").into())
+}
+
+/// Runs a generation or import job from a queue; one that runs out of `budget` is queued
+/// again to go on. An export job is not the key-generation function's to run.
+pub async fn run_job<S: KeyJobs + ?Sized>(
+    store: &S,
+    jobs: &dyn Jobs,
+    clock: &dyn Clock,
+    job: &Job,
+    budget: Option<std::time::Duration>,
+) -> Result<()> {
+    let Job::Generate { org, job_id } = job else {
+        return Err(
+            anyhow::anyhow!("an export job reached the key-generation function: {job:?}").into(),
+        );
+    };
+    if !run(store, clock, org, job_id, budget).await? {
+        jobs.submit(job).await?;
+    }
+    Ok(())
+}
+
+/// What the key-generation function does with an event that is not an HTTP request: a batch
+/// of job messages from its queue, answered with the messages to retry.
+pub async fn on_event<S: KeyJobs + ?Sized>(
+    store: &S,
+    jobs: &dyn Jobs,
+    clock: &dyn Clock,
+    event: serde_json::Value,
+) -> Result<serde_json::Value> {
+    let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(event)
+        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+    let response = crate::jobs::on_queue_batch(batch, |job| async move {
+        run_job(store, jobs, clock, &job, Some(JOB_BUDGET)).await
+    })
+    .await;
+    Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?)
 }
 
 #[cfg(test)]

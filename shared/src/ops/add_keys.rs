@@ -1,111 +1,22 @@
-//! A pool's keys: adding them (typed, pasted or generated), listing and removing them.
+//! Adding custom keys: typed one by one or pasted one per line, each line checked, all or
+//! nothing unless partial.
 
 use std::collections::HashMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
+use super::pools;
+use crate::domain::{KeySource, NewKey};
 use crate::error::{Error, Result};
-use crate::identity::{OrgId, UserId};
+use crate::identity::OrgId;
 use crate::keys::{self, KeyCode};
-use crate::pools::{self, AssignmentId, PoolId};
-use crate::store::{Page, RemoveConflict, Store};
-use crate::time::{self, Timestamp};
+use crate::store::{Keys, Pools};
+use crate::time::Timestamp;
 
 /// Most keys one request may add or generate synchronously.
 pub const MAX_SYNC_KEYS: usize = 10_000;
-/// How often a generation retries keys that collided before giving up.
-const MAX_REGENERATIONS: usize = 5;
 /// Longest echo of a rejected line.
 const MAX_ECHO_CHARS: usize = 80;
-
-/// Whether a key can still be redeemed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeyStatus {
-    Available,
-    Redeemed,
-}
-
-impl KeyStatus {
-    /// The status's name in the API and in storage keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            KeyStatus::Available => "available",
-            KeyStatus::Redeemed => "redeemed",
-        }
-    }
-
-    /// Parses a status filter.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "available" => Some(Self::Available),
-            "redeemed" => Some(Self::Redeemed),
-            _ => None,
-        }
-    }
-}
-
-/// Where a key came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum KeySource {
-    Custom,
-    Generated,
-}
-
-/// A key to insert.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewKey {
-    pub key: KeyCode,
-    pub source: KeySource,
-}
-
-/// A stored key and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct KeyRecord {
-    pub key: KeyCode,
-    pub org: OrgId,
-    pub pool_id: PoolId,
-    pub status: KeyStatus,
-    pub source: KeySource,
-    #[serde(with = "time::rfc3339")]
-    pub created_at: Timestamp,
-    #[serde(default)]
-    pub redeemed_by: Option<UserId>,
-    #[serde(default, with = "time::rfc3339::option")]
-    pub redeemed_at: Option<Timestamp>,
-    #[serde(default)]
-    pub assignment_id: Option<AssignmentId>,
-    /// Learners whose assignment from this key an admin cancelled: they may not redeem it again.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub barred: Vec<UserId>,
-    /// When the assignment it created ends.
-    #[serde(
-        default,
-        with = "time::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub assignment_expires_at: Option<Timestamp>,
-    /// The job that wrote it, for keys written by large generations and imports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<crate::pools::JobId>,
-    /// When an export first handed it out. Absent until then, which filters test for.
-    #[serde(
-        default,
-        with = "time::rfc3339::option",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub distributed_at: Option<Timestamp>,
-}
-
-/// Which of a pool's keys a listing or an export wants.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct KeyFilter {
-    /// Only keys of this status.
-    pub status: Option<KeyStatus>,
-    /// Only keys that no export has marked as distributed.
-    pub undistributed: bool,
-}
 
 /// One pasted line that was not added, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -217,8 +128,8 @@ pub const MAX_REJECTED_SHOWN: usize = 1000;
 
 /// Adds custom keys to a pool: all or nothing unless `partial`, with a reason for every line
 /// that cannot be added.
-pub async fn add_custom_keys(
-    store: &dyn Store,
+pub async fn add_custom_keys<S: Pools + Keys + ?Sized>(
+    store: &S,
     org: &OrgId,
     pool_id: &str,
     lines: &[(usize, &str)],
@@ -281,89 +192,6 @@ pub async fn add_custom_keys(
         added: outcome.inserted.iter().map(KeyCode::display_form).collect(),
         rejected,
     })
-}
-
-/// Generates `count` new keys into a pool; keys that collide are regenerated, never dropped.
-pub async fn generate_keys(
-    store: &dyn Store,
-    org: &OrgId,
-    pool_id: &str,
-    count: i64,
-    now: Timestamp,
-) -> Result<Vec<KeyCode>> {
-    if count < 1 || count > MAX_SYNC_KEYS as i64 {
-        return Err(Error::field(
-            "count",
-            format!("count is 1 to {MAX_SYNC_KEYS} per request"),
-        ));
-    }
-    let pool = pools::get_pool(store, org, pool_id).await?;
-    let mut wanted = count as usize;
-    let mut created = Vec::with_capacity(wanted);
-    for _ in 0..=MAX_REGENERATIONS {
-        let batch: Vec<NewKey> = keys::generate(wanted)
-            .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?
-            .into_iter()
-            .map(|key| NewKey {
-                key,
-                source: KeySource::Generated,
-            })
-            .collect();
-        let outcome = store.insert_keys(org, &pool.pool_id, &batch, now).await?;
-        created.extend(outcome.inserted);
-        wanted = outcome.taken.len();
-        if wanted == 0 {
-            return Ok(created);
-        }
-        tracing::warn!(collisions = wanted, "generated keys collided; regenerating");
-    }
-    Err(anyhow::anyhow!("generated keys kept colliding after {MAX_REGENERATIONS} rounds").into())
-}
-
-/// Removes a key that was never redeemed.
-pub async fn remove_key(store: &dyn Store, org: &OrgId, pool_id: &str, key: &str) -> Result<()> {
-    let pool = pools::get_pool(store, org, pool_id).await?;
-    let key = KeyCode::parse(key).map_err(|_| Error::NotFound("key"))?;
-    match store.remove_key(org, &pool.pool_id, &key).await? {
-        Ok(()) => Ok(()),
-        Err(RemoveConflict::NotFound) => Err(Error::NotFound("key")),
-        Err(RemoveConflict::Redeemed) => Err(Error::KeyRedeemed),
-    }
-}
-
-/// One page of a pool's keys.
-pub async fn list_keys(
-    store: &dyn Store,
-    org: &OrgId,
-    pool_id: &str,
-    status: Option<&str>,
-    undistributed: Option<&str>,
-    cursor: Option<&str>,
-    limit: usize,
-) -> Result<Page<KeyRecord>> {
-    let mut v = crate::error::Validator::default();
-    let status = match status {
-        None | Some("") => None,
-        Some(s) => v.check(
-            "status",
-            KeyStatus::parse(s).ok_or("status is available or redeemed"),
-        ),
-    };
-    let undistributed = match undistributed {
-        None | Some("") | Some("false") => false,
-        Some("true") => true,
-        Some(_) => {
-            v.fail("undistributed", "undistributed is true or false");
-            false
-        }
-    };
-    v.finish()?;
-    let pool = pools::get_pool(store, org, pool_id).await?;
-    let filter = KeyFilter {
-        status,
-        undistributed,
-    };
-    store.list_keys(&pool.pool_id, &filter, cursor, limit).await
 }
 
 #[cfg(test)]

@@ -1,10 +1,11 @@
-//! Courses and pools: what they are, how input becomes them, and the operations on them.
+//! Courses and pools: how an admin's input becomes them, and the operations on them.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
+use crate::domain::{Course, CourseId, Page, Pool, PoolId};
 use crate::error::{Error, Result, Validator};
 use crate::identity::OrgId;
-use crate::store::{Page, Store};
+use crate::store::{Courses, Pools};
 use crate::time::{self, Timestamp};
 
 /// Longest course title or pool name, in characters.
@@ -15,132 +16,6 @@ pub const MAX_DESCRIPTION_CHARS: usize = 4000;
 pub const MAX_AVAILABILITY_DAYS: u16 = 180;
 /// Longest search text, in characters.
 pub const MAX_SEARCH_CHARS: usize = 200;
-
-macro_rules! uuid_id {
-    ($(#[$doc:meta])* $name:ident) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(pub uuid::Uuid);
-
-        impl $name {
-            /// A new, time-ordered id.
-            pub fn new() -> Self {
-                Self(uuid::Uuid::now_v7())
-            }
-            /// Parses an id from a path or body; `None` for anything that is not one.
-            pub fn parse(text: &str) -> Option<Self> {
-                uuid::Uuid::try_parse(text).ok().map(Self)
-            }
-        }
-
-        impl Default for $name {
-            fn default() -> Self {
-                Self::new()
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                self.0.hyphenated().fmt(f)
-            }
-        }
-    };
-}
-
-uuid_id!(
-    /// A course's id.
-    CourseId
-);
-uuid_id!(
-    /// A pool's id.
-    PoolId
-);
-uuid_id!(
-    /// An assignment's id.
-    AssignmentId
-);
-uuid_id!(
-    /// An export's id.
-    ExportId
-);
-uuid_id!(
-    /// A background key job's id.
-    JobId
-);
-
-/// A course that pools hand out.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Course {
-    pub course_id: CourseId,
-    pub org: OrgId,
-    pub title: String,
-    pub description: Option<String>,
-    #[serde(with = "time::rfc3339")]
-    pub created_at: Timestamp,
-}
-
-/// A pool of keys for one course, redeemable within a window.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Pool {
-    pub pool_id: PoolId,
-    pub org: OrgId,
-    pub name: String,
-    pub course_id: CourseId,
-    #[serde(with = "time::rfc3339")]
-    pub starts_at: Timestamp,
-    #[serde(with = "time::rfc3339")]
-    pub expires_at: Timestamp,
-    pub content_availability_days: u16,
-    pub deactivated: bool,
-    /// Keys in the pool; changes only in the same atomic write as the keys.
-    pub total_keys: u64,
-    /// Keys redeemed; changes only in the redemption transaction.
-    pub redeemed_count: u64,
-    /// Bumped by every metadata update, for optimistic concurrency.
-    pub version: u64,
-    /// Bumped by every write that changes the pool's keys (added, removed, redeemed,
-    /// cancelled), in the same atomic write.
-    #[serde(default)]
-    pub change_seq: u64,
-    /// The change mark (`version + change_seq`) that the last scheduled export covered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scheduled_mark: Option<u64>,
-    #[serde(with = "time::rfc3339")]
-    pub created_at: Timestamp,
-    #[serde(with = "time::rfc3339")]
-    pub updated_at: Timestamp,
-}
-
-impl Pool {
-    /// Grows with every change of the pool's settings or keys.
-    pub fn change_mark(&self) -> u64 {
-        self.version + self.change_seq
-    }
-
-    /// True while keys can be redeemed.
-    pub fn is_active(&self, now: Timestamp) -> bool {
-        !self.deactivated && self.starts_at <= now && now < self.expires_at
-    }
-
-    /// Ok while active, otherwise the error that tells the learner the dates.
-    pub fn check_active(&self, now: Timestamp) -> Result<()> {
-        if self.is_active(now) {
-            Ok(())
-        } else {
-            Err(Error::PoolNotActive {
-                starts_at: self.starts_at,
-                expires_at: self.expires_at,
-                deactivated: self.deactivated,
-            })
-        }
-    }
-
-    /// When an assignment made at `redeemed_at` expires.
-    pub fn assignment_expiry(&self, redeemed_at: Timestamp) -> Timestamp {
-        redeemed_at + chrono::Duration::days(i64::from(self.content_availability_days))
-    }
-}
 
 /// A course as an admin sends it.
 #[derive(Debug, Deserialize)]
@@ -232,8 +107,8 @@ pub fn parse_search(search: Option<&str>) -> Result<Option<String>> {
 }
 
 /// Creates a course in the admin's organization.
-pub async fn create_course(
-    store: &dyn Store,
+pub async fn create_course<S: Courses + ?Sized>(
+    store: &S,
     org: &OrgId,
     input: CourseInput,
     now: Timestamp,
@@ -260,8 +135,8 @@ pub async fn create_course(
 }
 
 /// Creates a pool for a course of the admin's organization.
-pub async fn create_pool(
-    store: &dyn Store,
+pub async fn create_pool<S: Courses + Pools + ?Sized>(
+    store: &S,
     org: &OrgId,
     input: PoolInput,
     now: Timestamp,
@@ -314,7 +189,7 @@ pub async fn create_pool(
 }
 
 /// Reads a pool of the admin's organization.
-pub async fn get_pool(store: &dyn Store, org: &OrgId, pool_id: &str) -> Result<Pool> {
+pub async fn get_pool<S: Pools + ?Sized>(store: &S, org: &OrgId, pool_id: &str) -> Result<Pool> {
     let id = PoolId::parse(pool_id).ok_or(Error::NotFound("pool"))?;
     store
         .get_pool(org, &id)
@@ -323,8 +198,8 @@ pub async fn get_pool(store: &dyn Store, org: &OrgId, pool_id: &str) -> Result<P
 }
 
 /// Applies a patch, validated against the pool as it is; retries when another edit raced it.
-pub async fn update_pool(
-    store: &dyn Store,
+pub async fn update_pool<S: Pools + ?Sized>(
+    store: &S,
     org: &OrgId,
     pool_id: &str,
     patch: PoolPatch,
@@ -377,8 +252,8 @@ pub async fn update_pool(
 }
 
 /// One page of the organization's pools, optionally filtered by name.
-pub async fn list_pools(
-    store: &dyn Store,
+pub async fn list_pools<S: Pools + ?Sized>(
+    store: &S,
     org: &OrgId,
     search: Option<&str>,
     cursor: Option<&str>,
@@ -391,8 +266,8 @@ pub async fn list_pools(
 }
 
 /// One page of the organization's courses, optionally filtered by title.
-pub async fn list_courses(
-    store: &dyn Store,
+pub async fn list_courses<S: Courses + ?Sized>(
+    store: &S,
     org: &OrgId,
     search: Option<&str>,
     cursor: Option<&str>,

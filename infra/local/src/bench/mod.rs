@@ -1,0 +1,132 @@
+//! `keypool-local bench`: figures for this machine, each next to the bare store operation
+//! it is built on, so that our own overhead shows as a ratio.
+//!
+//! One module per figure; this one holds the arguments, the order of the figures, and the
+//! report they all write to.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use keypool::embedded::EmbeddedEngine;
+use keypool::http::{AppState, Authenticator, app};
+use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::schema::{self, Tables};
+use keypool::store::DynamoStore;
+use keypool::time::SystemClock;
+
+/// The report: printed as it is measured, and kept for `--out`.
+static REPORT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+/// Prints a line of the report and keeps it.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        let line = format!($($arg)*);
+        println!("{line}");
+        if let Ok(mut report) = $crate::bench::REPORT.lock() {
+            report.push_str(&line);
+            report.push('\n');
+        }
+    }};
+}
+
+mod api;
+mod billing;
+mod functions;
+mod generation;
+mod large_pools;
+mod measure;
+mod redemption;
+
+use billing::billing_figures;
+use functions::lambda_figures;
+use large_pools::export_figures;
+
+/// What to measure, and how much.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Keys to generate in the domain (no store).
+    #[arg(long, default_value_t = 2_000_000)]
+    generate: usize,
+    /// Keys to store into the embedded engine, through our code and bare.
+    #[arg(long, default_value_t = 20_000)]
+    store_keys: usize,
+    /// Redemptions per concurrency level.
+    #[arg(long, default_value_t = 640)]
+    redemptions: usize,
+    /// Invoice lines billed from stream batches, through the handler and bare.
+    #[arg(long, default_value_t = 5_000)]
+    invoice_lines: usize,
+    /// Redemptions timed from the API's answer to their invoice line.
+    #[arg(long, default_value_t = 200)]
+    billing_delays: usize,
+    /// Also write the report (Markdown) to this file.
+    #[arg(long)]
+    out: Option<std::path::PathBuf>,
+    /// Keys in the pool whose export is timed (also at a tenth of it); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    export_keys: usize,
+    /// Where the functions' release binaries are (`cargo build --release -p …`).
+    #[arg(long, default_value = "target/release")]
+    functions: std::path::PathBuf,
+    /// Cold starts per function.
+    #[arg(long, default_value_t = 10)]
+    starts: usize,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let run_started = Instant::now();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    out!(
+        "# KeyPool bench — {} — {cores} cores, embedded engine (dynoxide, in memory)\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+    );
+
+    // 1. Generation in the domain, one core.
+    generation::generated_keys(&args)?;
+
+    // 2. Keys stored: our insert path vs bare TransactWriteItems of the same shape.
+    let engine = EmbeddedEngine::memory()?;
+    let client = keypool::setup::local_client(engine.endpoint());
+    let tables = Tables::default();
+    schema::ensure_tables(&client, &tables).await?;
+    let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
+    let authority = TokenAuthority::new(&[42u8; 32]);
+    let state = AppState::new(
+        store.clone(),
+        Authenticator::Local(Box::new(authority.clone())),
+        Arc::new(SystemClock),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    let http = reqwest::Client::new();
+    let org = OrgId::parse("bench").map_err(anyhow::Error::msg)?;
+    let admin = authority.mint(
+        &UserId::parse("bench-admin").map_err(anyhow::Error::msg)?,
+        Some(&org),
+        Role::Admin,
+        chrono::Duration::hours(4),
+    )?;
+
+    generation::stored_keys(&args, &client, &tables, &http, &base, &admin).await?;
+
+    // 3. Redemption through the HTTP server vs the bare transaction, at 1, 8 and 32.
+    redemption::redemption_figures(&args, &client, &tables, &http, &base, &admin, &authority)
+        .await?;
+    billing_figures(&args, &store, &engine, &base, &http, &authority).await?;
+    let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;
+    server.abort();
+    lambda?;
+    drop(engine);
+    export_figures(&args).await?;
+    out!(
+        "\nThe whole run took {:.0} s. Reproduce: `cargo build --release -p pool-admin -p key-generation -p redemption -p billing -p export -p keypool-local && target/release/keypool-local bench --out docs/performance.md`.",
+        run_started.elapsed().as_secs_f64()
+    );
+    if let Some(path) = &args.out {
+        let report = REPORT.lock().map(|r| r.clone()).unwrap_or_default();
+        std::fs::write(path, report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

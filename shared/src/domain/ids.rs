@@ -1,0 +1,56 @@
+//! The ids of the things KeyPool keeps: time-ordered UUIDs, one type each.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! uuid_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub uuid::Uuid);
+
+        impl $name {
+            /// A new, time-ordered id.
+            pub fn new() -> Self {
+                Self(uuid::Uuid::now_v7())
+            }
+            /// Parses an id from a path or body; `None` for anything that is not one.
+            pub fn parse(text: &str) -> Option<Self> {
+                uuid::Uuid::try_parse(text).ok().map(Self)
+            }
+        }
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.0.hyphenated().fmt(f)
+            }
+        }
+    };
+}
+
+uuid_id!(
+    /// A course's id.
+    CourseId
+);
+uuid_id!(
+    /// A pool's id.
+    PoolId
+);
+uuid_id!(
+    /// An assignment's id.
+    AssignmentId
+);
+uuid_id!(
+    /// An export's id.
+    ExportId
+);
+uuid_id!(
+    /// A background key job's id.
+    JobId
+);

@@ -1,0 +1,72 @@
+//! Background work: the jobs a queue carries, and the record of a key job.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{ExportId, JobId, PoolId};
+use crate::identity::OrgId;
+use crate::time::{self, Timestamp};
+
+/// One unit of background work; a job may be delivered more than once and must be idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Write an export's file.
+    Export { org: OrgId, export_id: ExportId },
+    /// Generate a large number of keys into a pool.
+    Generate { org: OrgId, job_id: JobId },
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+/// What a key job writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    /// Generated keys.
+    #[default]
+    Generate,
+    /// A long list of custom keys, validated when it was sent.
+    Import,
+}
+
+/// A generation of many keys into a pool, or an import of a long list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyJob {
+    pub job_id: JobId,
+    pub org: OrgId,
+    pub pool_id: PoolId,
+    #[serde(default)]
+    pub kind: JobKind,
+    pub status: JobStatus,
+    /// Keys asked for.
+    pub total: u64,
+    /// Keys written so far; changes only with the keys themselves.
+    #[serde(default)]
+    pub done: u64,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Imports: chunks of validated keys stored for the job, and how many it has processed.
+    #[serde(default)]
+    pub inputs: u32,
+    #[serde(default)]
+    pub position: u32,
+    /// Imports: keys another request took between validation and writing.
+    #[serde(
+        default,
+        rename = "rejected_keys",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub rejected: Vec<String>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub updated_at: Timestamp,
+}

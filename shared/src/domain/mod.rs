@@ -1,0 +1,25 @@
+//! The records KeyPool keeps and their ids: plain data with the rules that belong to it.
+//! Nothing here knows the store, the operations or HTTP; everything else builds on it.
+
+mod assignment;
+mod export;
+mod ids;
+mod invoice;
+mod job;
+mod key;
+mod pool;
+
+pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
+pub use export::{Export, ExportKind, ExportStatus};
+pub use ids::{AssignmentId, CourseId, ExportId, JobId, PoolId};
+pub use invoice::{InvoiceLine, InvoiceTotals, LineKind, Month};
+pub use job::{Job, JobKind, JobStatus, KeyJob};
+pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
+pub use pool::{Course, Pool};
+
+/// One page of a listing, with the opaque cursor of the next page.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

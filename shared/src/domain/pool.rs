@@ -1,0 +1,81 @@
+//! Courses, and the pools of keys that hand them out.
+
+use serde::{Deserialize, Serialize};
+
+use super::ids::{CourseId, PoolId};
+use crate::error::{Error, Result};
+use crate::identity::OrgId;
+use crate::time::{self, Timestamp};
+
+/// A course that pools hand out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Course {
+    pub course_id: CourseId,
+    pub org: OrgId,
+    pub title: String,
+    pub description: Option<String>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+}
+
+/// A pool of keys for one course, redeemable within a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Pool {
+    pub pool_id: PoolId,
+    pub org: OrgId,
+    pub name: String,
+    pub course_id: CourseId,
+    #[serde(with = "time::rfc3339")]
+    pub starts_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub expires_at: Timestamp,
+    pub content_availability_days: u16,
+    pub deactivated: bool,
+    /// Keys in the pool; changes only in the same atomic write as the keys.
+    pub total_keys: u64,
+    /// Keys redeemed; changes only in the redemption transaction.
+    pub redeemed_count: u64,
+    /// Bumped by every metadata update, for optimistic concurrency.
+    pub version: u64,
+    /// Bumped by every write that changes the pool's keys (added, removed, redeemed,
+    /// cancelled), in the same atomic write.
+    #[serde(default)]
+    pub change_seq: u64,
+    /// The change mark (`version + change_seq`) that the last scheduled export covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_mark: Option<u64>,
+    #[serde(with = "time::rfc3339")]
+    pub created_at: Timestamp,
+    #[serde(with = "time::rfc3339")]
+    pub updated_at: Timestamp,
+}
+
+impl Pool {
+    /// Grows with every change of the pool's settings or keys.
+    pub fn change_mark(&self) -> u64 {
+        self.version + self.change_seq
+    }
+
+    /// True while keys can be redeemed.
+    pub fn is_active(&self, now: Timestamp) -> bool {
+        !self.deactivated && self.starts_at <= now && now < self.expires_at
+    }
+
+    /// Ok while active, otherwise the error that tells the learner the dates.
+    pub fn check_active(&self, now: Timestamp) -> Result<()> {
+        if self.is_active(now) {
+            Ok(())
+        } else {
+            Err(Error::PoolNotActive {
+                starts_at: self.starts_at,
+                expires_at: self.expires_at,
+                deactivated: self.deactivated,
+            })
+        }
+    }
+
+    /// When an assignment made at `redeemed_at` expires.
+    pub fn assignment_expiry(&self, redeemed_at: Timestamp) -> Timestamp {
+        redeemed_at + chrono::Duration::days(i64::from(self.content_availability_days))
+    }
+}

@@ -1,0 +1,41 @@
+//! Cancelling a redemption: within 24 hours and before any launch, an admin takes the
+//! assignment back, its key becomes available again, and billing credits it.
+
+use super::redeem::{MAX_ROUNDS, load};
+use crate::domain::{Assignment, AssignmentId};
+use crate::error::{Error, Result};
+use crate::identity::OrgId;
+use crate::store::Assignments;
+use crate::time::Timestamp;
+
+/// Cancels an assignment of the admin's organization: the learner loses it, its key becomes
+/// available again, and billing credits it. Only within 24 hours and before any launch.
+#[tracing::instrument(skip(store), fields(org = %org))]
+pub async fn cancel<S: Assignments + ?Sized>(
+    store: &S,
+    org: &OrgId,
+    assignment_id: &str,
+    now: Timestamp,
+) -> Result<Assignment> {
+    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound("assignment"))?;
+    let learner = store
+        .assignment_learner(org, &id)
+        .await?
+        .ok_or(Error::NotFound("assignment"))?;
+    for _ in 0..MAX_ROUNDS {
+        let assignment = load(store, &learner, &id).await?;
+        assignment.check_cancellable(now)?;
+        if store.cancel_assignment(&assignment, now).await? {
+            tracing::info!(assignment = %id, pool = %assignment.pool_id, "assignment cancelled");
+            return Ok(Assignment {
+                cancelled_at: Some(now),
+                ..assignment
+            });
+        }
+        // A launch or another cancellation got there first: the next round says which.
+    }
+    Err(Error::Conflict {
+        code: "cancellation_contended",
+        message: "the assignment is being changed by other requests; try again".into(),
+    })
+}

@@ -1,0 +1,133 @@
+//! The scheduled export: every pool that changed since its last scheduled export is written
+//! again; and the export function's events (its queue's job batches, the schedule).
+
+use super::export::{self, file_name, stamp, submit};
+use crate::domain::{Export, ExportId, ExportKind, ExportStatus, Job};
+use crate::error::{Error, Result};
+use crate::jobs::Jobs;
+use crate::objects::ObjectStore;
+use crate::store::{Courses, Exports, Keys, OpenJobs, Pools};
+use crate::time::{Clock, Timestamp};
+
+/// The scheduled export: every pool that changed since its last scheduled export gets a new
+/// file at `exports/{org}/{pool}/{timestamp}.csv`. Returns how many exports it started.
+#[tracing::instrument(skip_all)]
+pub async fn schedule<S: Pools + Exports + OpenJobs + ?Sized>(
+    store: &S,
+    jobs: &dyn Jobs,
+    now: Timestamp,
+) -> Result<usize> {
+    requeue_stale_jobs(store, jobs, now).await?;
+    let mut started = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = store.list_all_pools(cursor.as_deref(), 100).await?;
+        for pool in page.items {
+            let mark = pool.change_mark();
+            if pool.scheduled_mark.is_some_and(|m| m >= mark) {
+                continue;
+            }
+            // Claimed atomically, so two runs of the schedule never export one change twice.
+            if !store
+                .claim_scheduled_export(&pool.org, &pool.pool_id, mark)
+                .await?
+            {
+                continue;
+            }
+            let export = Export {
+                export_id: ExportId::new(),
+                org: pool.org.clone(),
+                pool_id: pool.pool_id,
+                kind: ExportKind::Scheduled,
+                status: ExportStatus::Pending,
+                key_status: None,
+                undistributed: false,
+                mark_distributed: false,
+                rows: 0,
+                object_key: format!("exports/{}/{}/{}.csv", pool.org, pool.pool_id, stamp(now)),
+                file_name: file_name(&pool.name, now),
+                error: None,
+                pool_mark: Some(mark),
+                created_at: now,
+                finished_at: None,
+            };
+            match submit(store, jobs, export).await {
+                Ok(_) => started += 1,
+                Err(e) => {
+                    store
+                        .release_scheduled_export(&pool.org, &pool.pool_id, mark)
+                        .await?;
+                    return Err(e);
+                }
+            }
+        }
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    tracing::info!(started, "scheduled exports started");
+    Ok(started)
+}
+
+/// What the export function does with an event that is not an HTTP request: a batch of job
+/// messages from its queue (answered with the messages to retry), or the schedule.
+pub async fn on_event<S: Courses + Pools + Keys + Exports + OpenJobs + ?Sized>(
+    store: &S,
+    objects: &dyn ObjectStore,
+    jobs: &dyn Jobs,
+    clock: &dyn Clock,
+    event: serde_json::Value,
+) -> Result<serde_json::Value> {
+    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
+    use aws_lambda_events::event::sqs::SqsEvent;
+    if event.get("Records").is_some() {
+        let batch: SqsEvent = serde_json::from_value(event)
+            .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+        let response = crate::jobs::on_queue_batch(batch, |job| async move {
+            export::run_job(store, objects, clock, &job).await
+        })
+        .await;
+        return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);
+    }
+    let scheduled: EventBridgeEvent = serde_json::from_value(event)
+        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+    if scheduled.detail_type != "Scheduled Event" {
+        return Err(Error::bad_request(
+            "invalid_event",
+            format!(
+                "the export function does not handle {:?} events",
+                scheduled.detail_type
+            ),
+        ));
+    }
+    let started = schedule(store, jobs, clock.now()).await?;
+    Ok(serde_json::json!({ "started": started }))
+}
+
+/// Jobs that were never picked up, or whose runner died, are queued again: a queue message
+/// lost between storing a job and sending it, or a run that outlived its retries. Running a
+/// job again is safe (an export restarts, a generation goes on from its count).
+async fn requeue_stale_jobs<S: Exports + OpenJobs + ?Sized>(
+    store: &S,
+    jobs: &dyn Jobs,
+    now: Timestamp,
+) -> Result<()> {
+    let stale_after = chrono::Duration::minutes(30);
+    // Exports only: this runs in the export function, whose queue is for exports. Generation
+    // jobs are retried by their own queue.
+    for job in store.open_jobs().await? {
+        let last_seen = match &job {
+            Job::Export { org, export_id } => store
+                .get_export(org, export_id)
+                .await?
+                .map(|e| e.finished_at.unwrap_or(e.created_at)),
+            Job::Generate { .. } => None,
+        };
+        if last_seen.is_some_and(|at| now - at > stale_after) {
+            tracing::warn!(job = ?job, "requeueing a job that has not moved for 30 minutes");
+            jobs.submit(&job).await?;
+        }
+    }
+    Ok(())
+}

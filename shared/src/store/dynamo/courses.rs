@@ -1,0 +1,42 @@
+//! Courses.
+
+use super::*;
+
+#[async_trait]
+impl Courses for DynamoStore {
+    async fn put_course(&self, course: &Course) -> Result<()> {
+        let mut item = to_item(
+            course,
+            schema::org_pk(&course.org),
+            schema::course_sk(&course.course_id),
+            "course",
+        )?;
+        item.insert("title_lower".into(), s(course.title.to_lowercase()));
+        self.put_new(&self.tables.main, item, "creating a course")
+            .await
+    }
+
+    async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>> {
+        let key = key_of(schema::org_pk(org), schema::course_sk(id));
+        self.get(&self.tables.main, key, "reading a course")
+            .await?
+            .map(|item| from_item(item, "course"))
+            .transpose()
+    }
+
+    async fn list_courses(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Course>> {
+        let kind = OrgListing {
+            sk_prefix: schema::COURSE_SK_PREFIX,
+            search_attr: "title_lower",
+            entity: "course",
+            what: "listing courses",
+        };
+        self.list_org(org, &kind, search, cursor, limit).await
+    }
+}

@@ -1,0 +1,144 @@
+//! Exports and the scheduled exports' claims.
+
+use super::*;
+
+#[async_trait]
+impl Exports for DynamoStore {
+    async fn put_export(&self, export: &Export) -> Result<()> {
+        let item = to_item(
+            export,
+            schema::org_pk(&export.org),
+            schema::export_sk(&export.export_id),
+            "export",
+        )?;
+        let open = Job::Export {
+            org: export.org.clone(),
+            export_id: export.export_id,
+        };
+        self.put_open(item, &open, "creating an export").await
+    }
+
+    async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>> {
+        self.get(
+            &self.tables.main,
+            key_of(schema::org_pk(org), schema::export_sk(id)),
+            "reading an export",
+        )
+        .await?
+        .map(|item| from_item(item, "export"))
+        .transpose()
+    }
+
+    async fn update_export(&self, export: &Export) -> Result<()> {
+        let item = to_item(
+            export,
+            schema::org_pk(&export.org),
+            schema::export_sk(&export.export_id),
+            "export",
+        )?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await
+            .map_err(sdk("updating an export"))?;
+        Ok(())
+    }
+
+    async fn finish_export(&self, export: &Export) -> Result<()> {
+        let item = to_item(
+            export,
+            schema::org_pk(&export.org),
+            schema::export_sk(&export.export_id),
+            "export",
+        )?;
+        // Only the run that holds the export finishes it: a late duplicate run cannot turn a
+        // done export into a failed one.
+        let put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(item))
+            .condition_expression("#status IN (:pending, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":running", s("running"))
+            .build()
+            .context("building the export put")?;
+        let items = vec![
+            TransactWriteItem::builder().put(put).build(),
+            self.close_open(&Job::Export {
+                org: export.org.clone(),
+                export_id: export.export_id,
+            })?,
+        ];
+        match self.transact(items, "finishing an export").await? {
+            None => Ok(()),
+            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+                tracing::warn!(export = %export.export_id, "another run finished this export first");
+                Ok(())
+            }
+            Some(codes) => Err(anyhow::anyhow!("finishing an export refused: {codes:?}").into()),
+        }
+    }
+
+    async fn claim_scheduled_export(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        mark: u64,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(org, pool_id)))
+            .update_expression("SET scheduled_mark = :mark")
+            .condition_expression(
+                "attribute_exists(PK) AND (attribute_not_exists(scheduled_mark) \
+                 OR scheduled_mark < :mark)",
+            )
+            .expression_attribute_values(":mark", n(mark))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("claiming a scheduled export")(e)),
+        }
+    }
+
+    async fn release_scheduled_export(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        mark: u64,
+    ) -> Result<()> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(self.pool_key(org, pool_id)))
+            .update_expression("REMOVE scheduled_mark")
+            .condition_expression("scheduled_mark = :mark")
+            .expression_attribute_values(":mark", n(mark))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // A later export claimed it since: nothing to undo.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk("releasing a scheduled export")(e)),
+        }
+    }
+}

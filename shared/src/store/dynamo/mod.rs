@@ -1,0 +1,166 @@
+//! The DynamoDB store: one struct with a client and the two table names, implementing every
+//! aggregate's trait, one file each. This file holds what they share: item mapping, single-item
+//! reads and writes; `paging` holds cursors and listings, `transact` transactions with their
+//! cancellation reasons and retries, and BatchGetItem.
+
+mod assignments;
+mod checkpoints;
+mod courses;
+mod exports;
+mod key_jobs;
+mod keys;
+mod ledger;
+mod open_jobs;
+mod paging;
+mod pools;
+mod throttle;
+mod transact;
+
+use paging::{Listing, OrgListing, decode_cursor, page_of};
+use pools::pool_id_value;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{
+    Assignments, Courses, Exports, InsertOutcome, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools,
+    RedeemConflict, RemoveConflict, StreamCheckpoints, Throttle,
+};
+use crate::domain::{
+    Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
+    JobId, JobStatus, KeyFilter, KeyJob, KeyRecord, KeySource, KeyStatus, Month, NewKey, Page,
+    Pool, PoolId,
+};
+use crate::error::{Error, Result};
+use crate::identity::{OrgId, UserId};
+use crate::keys::KeyCode;
+use crate::schema::{self, ENTITY, GSI1PK, GSI1SK, PK, SK, Tables};
+use crate::time::{self, Timestamp};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Keys per transaction: DynamoDB allows 100 actions, one of which counts them in the pool.
+const KEYS_PER_TRANSACTION: usize = 99;
+
+/// Keys per BatchGetItem.
+const KEYS_PER_BATCH_GET: usize = 100;
+
+/// Attempts at a transaction that DynamoDB cancels for a conflict with another transaction.
+const CONFLICT_ATTEMPTS: u32 = 10;
+
+/// Items a filtered listing reads per request.
+const FILTERED_PAGE: i32 = 100;
+
+/// Requests a filtered listing makes before it answers with what it found so far.
+const MAX_FILTERED_PAGES: usize = 10;
+
+/// The DynamoDB store: one client and the two table names.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+impl DynamoStore {
+    /// A store over existing tables.
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    /// The client, for setup code that creates tables.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The tables.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn ts(t: &Timestamp) -> AttributeValue {
+    s(time::format(t))
+}
+
+/// Wraps an SDK failure with what we were doing, keeping the SDK's detail for the log only.
+fn sdk<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> Error
+where
+    E: std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    move |e| Error::Internal(anyhow::anyhow!("{what}: {}", DisplayErrorContext(&e)))
+}
+
+/// A domain value as an item, with its table keys and entity name.
+fn to_item<T: Serialize>(value: &T, pk: String, sk: String, entity: &str) -> Result<Item> {
+    let mut item: Item =
+        serde_dynamo::to_item(value).with_context(|| format!("serialising a {entity}"))?;
+    item.insert(PK.into(), s(pk));
+    item.insert(SK.into(), s(sk));
+    item.insert(ENTITY.into(), s(entity));
+    Ok(item)
+}
+
+fn from_item<T: DeserializeOwned>(item: Item, entity: &'static str) -> Result<T> {
+    Ok(serde_dynamo::from_item(item).with_context(|| format!("reading a stored {entity}"))?)
+}
+
+fn key_of(pk: String, sk: impl Into<String>) -> Item {
+    HashMap::from([(PK.to_string(), s(pk)), (SK.to_string(), s(sk))])
+}
+
+fn attr_string(item: &Item, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+impl DynamoStore {
+    async fn get(&self, table: &str, key: Item, what: &'static str) -> Result<Option<Item>> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk(what))?;
+        Ok(out.item)
+    }
+
+    async fn put_new(&self, table: &str, item: Item, what: &'static str) -> Result<()> {
+        self.client
+            .put_item()
+            .table_name(table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await
+            .map_err(sdk(what))?;
+        Ok(())
+    }
+}

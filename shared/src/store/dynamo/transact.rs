@@ -1,0 +1,115 @@
+//! Transactions, with what DynamoDB says when it cancels one, retried with backoff on
+//! conflicts and throttling; and BatchGetItem, retried on unprocessed keys.
+
+use super::*;
+
+impl DynamoStore {
+    /// Runs a transaction, retrying with backoff while DynamoDB cancels it only for conflicts
+    /// with other transactions. Returns the cancellation reason codes, if it was cancelled.
+    pub(super) async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+        what: &'static str,
+    ) -> Result<Option<Vec<String>>> {
+        let mut delay = Duration::from_millis(5);
+        for attempt in 1..=CONFLICT_ATTEMPTS {
+            let result = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let err = match result {
+                Ok(_) => return Ok(None),
+                Err(err) => err,
+            };
+            let codes = match &err {
+                SdkError::ServiceError(service) => match service.err() {
+                    TransactWriteItemsError::TransactionCanceledException(c) => Some(
+                        c.cancellation_reasons()
+                            .iter()
+                            .map(|r| r.code().unwrap_or("None").to_string())
+                            .collect::<Vec<_>>(),
+                    ),
+                    TransactWriteItemsError::TransactionInProgressException(_)
+                    | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
+                    | TransactWriteItemsError::RequestLimitExceeded(_)
+                    | TransactWriteItemsError::ThrottlingException(_) => Some(Vec::new()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let Some(codes) = codes else {
+                return Err(sdk(what)(err));
+            };
+            let decisive = codes
+                .iter()
+                .any(|c| c != "None" && c != "TransactionConflict" && c != "ThrottlingError");
+            if decisive {
+                return Ok(Some(codes));
+            }
+            if attempt == CONFLICT_ATTEMPTS {
+                break;
+            }
+            // Full jitter keeps racing writers from retrying in lockstep.
+            let jitter = u64::from(random_u16()) % (delay.as_millis() as u64 + 1);
+            tokio::time::sleep(Duration::from_millis(jitter)).await;
+            delay = (delay * 2).min(Duration::from_millis(500));
+        }
+        Err(Error::Conflict {
+            code: "write_conflict",
+            message: "too many concurrent changes to the same items; try again".into(),
+        })
+    }
+
+    /// Reads items of the main table by key (strongly consistent), 100 per request, asking
+    /// again with backoff for what DynamoDB leaves unprocessed.
+    pub(super) async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+        what: &'static str,
+    ) -> Result<Vec<Item>> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(KEYS_PER_BATCH_GET) {
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(chunk.to_vec()))
+                .set_projection_expression(projection.map(str::to_string))
+                .consistent_read(true)
+                .build()
+                .context("building a batch read")?;
+            let mut pending = Some(request);
+            let mut delay = Duration::from_millis(10);
+            while let Some(request) = pending.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.main, request)
+                    .send()
+                    .await
+                    .map_err(sdk(what))?;
+                found.extend(
+                    out.responses
+                        .and_then(|mut r| r.remove(&self.tables.main))
+                        .unwrap_or_default(),
+                );
+                pending = out
+                    .unprocessed_keys
+                    .and_then(|mut u| u.remove(&self.tables.main))
+                    .filter(|k| !k.keys().is_empty());
+                if pending.is_some() {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_millis(1000));
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+fn random_u16() -> u16 {
+    let mut b = [0u8; 2];
+    // Jitter only; a failing entropy source just means no jitter.
+    let _ = getrandom::fill(&mut b);
+    u16::from_le_bytes(b)
+}

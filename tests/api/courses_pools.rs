@@ -1,0 +1,292 @@
+//! Courses and pools: search, bad input, paging and editing.
+
+use std::collections::HashSet;
+
+use axum::http::{Method, StatusCode};
+use keypool_tests::World;
+use serde_json::{Value, json};
+
+use super::fixtures::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn courses_are_found_by_part_of_the_title_in_any_case() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    for title in ["Rust for Beginners", "Advanced RUST", "Go basics"] {
+        let r = w
+            .call(
+                POST,
+                "/v1/courses",
+                Some(&admin),
+                Some(json!({"title": title, "description": "d"})),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+        assert_eq!(r.body["title"], title);
+    }
+    let r = w
+        .call(GET, "/v1/courses?search=rust", Some(&admin), None)
+        .await;
+    let mut titles: Vec<&str> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap())
+        .collect();
+    titles.sort();
+    assert_eq!(titles, vec!["Advanced RUST", "Rust for Beginners"]);
+    let r = w
+        .call(GET, "/v1/courses?search=BASIC", Some(&admin), None)
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let r = w.call(GET, "/v1/courses", Some(&admin), None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let (course_id, _) = w.pool("acme", 30).await;
+    let cases: Vec<(Value, StatusCode, &str)> = vec![
+        (
+            json!({"title": ""}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"title": "x".repeat(201)}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (json!({"title": 5}), StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            json!({"title": "ok", "org": "globex"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+        ),
+        (json!([1, 2]), StatusCode::BAD_REQUEST, "invalid_body"),
+    ];
+    for (body, status, code) in cases {
+        let r = w
+            .call(POST, "/v1/courses", Some(&admin), Some(body.clone()))
+            .await;
+        assert_eq!((r.status, r.code()), (status, code), "{body}: {:?}", r.body);
+        assert!(
+            r.body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let r = w
+        .raw(
+            POST,
+            "/v1/courses",
+            Some(&admin),
+            Some("application/json"),
+            b"{\"title\": ".to_vec(),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_json")
+    );
+    let r = w
+        .raw(
+            POST,
+            "/v1/courses",
+            Some(&admin),
+            Some("text/plain"),
+            b"{\"title\": \"x\"}".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(r.code(), "unsupported_media_type");
+
+    let good = json!({
+        "name": "Pool", "course_id": course_id,
+        "starts_at": "2026-01-01T00:00:00Z", "expires_at": "2027-01-01T00:00:00Z",
+        "content_availability_days": 30
+    });
+    let mut bad_fields = Vec::new();
+    for (field, value) in [
+        ("name", json!("   ")),
+        ("starts_at", json!("yesterday")),
+        ("expires_at", json!("2025-01-01T00:00:00Z")),
+        ("content_availability_days", json!(0)),
+        ("content_availability_days", json!(181)),
+        ("content_availability_days", json!(-3)),
+        ("course_id", json!("not-a-uuid")),
+    ] {
+        let mut body = good.clone();
+        body[field] = value;
+        let r = w.call(POST, "/v1/pools", Some(&admin), Some(body)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_input"),
+            "{field}"
+        );
+        assert!(
+            r.body["error"]["details"]["fields"][field].is_string(),
+            "{field}: {:?}",
+            r.body
+        );
+        bad_fields.push(field);
+    }
+    for (field, value) in [
+        ("content_availability_days", json!(1e12)),
+        ("content_availability_days", json!("30")),
+        ("name", json!(null)),
+    ] {
+        let mut body = good.clone();
+        body[field] = value;
+        let r = w.call(POST, "/v1/pools", Some(&admin), Some(body)).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_body"),
+            "{field}"
+        );
+    }
+    // Every field wrong at once names every field.
+    let r = w
+        .call(
+            POST,
+            "/v1/pools",
+            Some(&admin),
+            Some(json!({"name": "", "course_id": "x", "starts_at": "x", "expires_at": "y", "content_availability_days": 0})),
+        )
+        .await;
+    assert_eq!(
+        r.body["error"]["details"]["fields"]
+            .as_object()
+            .unwrap()
+            .len(),
+        5
+    );
+    // Only the pool made by `w.pool` exists.
+    let r = w.call(GET, "/v1/pools", Some(&admin), None).await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_page_search_and_edit() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let (course_id, _) = w.pool("acme", 30).await;
+    for i in 0..6 {
+        let name = if i % 2 == 0 {
+            format!("Autumn {i}")
+        } else {
+            format!("WINTER {i}")
+        };
+        let r = w
+            .call(
+                POST,
+                "/v1/pools",
+                Some(&admin),
+                Some(json!({
+                    "name": name, "course_id": course_id,
+                    "starts_at": "2026-01-01T00:00:00Z", "expires_at": "2027-01-01T00:00:00Z",
+                    "content_availability_days": 30
+                })),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    let mut seen = HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let r = w
+            .call(
+                GET,
+                &format!("/v1/pools?limit=2&cursor={cursor}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        for p in r.body["items"].as_array().unwrap() {
+            assert!(seen.insert(id_of(p, "pool_id")), "a pool came twice");
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 7);
+    let r = w
+        .call(GET, "/v1/pools?search=winter&limit=2", Some(&admin), None)
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
+    let next = r.body["next_cursor"].as_str().unwrap().to_string();
+    let r = w
+        .call(
+            GET,
+            &format!("/v1/pools?search=winter&limit=2&cursor={next}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    assert!(r.body["next_cursor"].is_null());
+
+    for bad in [
+        "/v1/pools?cursor=garbage",
+        "/v1/pools?limit=0",
+        "/v1/pools?limit=abc",
+    ] {
+        let r = w.call(GET, bad, Some(&admin), None).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+
+    let pool_id = seen.iter().next().unwrap().clone();
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&admin),
+            Some(json!({"name": "Renamed", "content_availability_days": 7})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["name"], "Renamed");
+    assert_eq!(r.body["content_availability_days"], 7);
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&admin),
+            Some(json!({"expires_at": "2000-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_input")
+    );
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&admin),
+            Some(json!({"total_keys": 5})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_body")
+    );
+    let r = w
+        .call(GET, &format!("/v1/pools/{pool_id}"), Some(&admin), None)
+        .await;
+    assert_eq!(r.body["name"], "Renamed");
+    assert_eq!(r.body["total_keys"], 0);
+    let r = w
+        .call(
+            Method::PATCH,
+            "/v1/pools/00000000-0000-0000-0000-000000000000",
+            Some(&admin),
+            Some(json!({"name": "x"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}

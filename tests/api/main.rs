@@ -1,0 +1,10 @@
+//! The HTTP contract through the routers, on a real DynamoDB engine per test.
+//!
+//! One module per area of the API; `fixtures` holds the helpers they share.
+
+mod contract;
+mod courses_pools;
+mod fixtures;
+mod keys;
+mod races;
+mod redemption;

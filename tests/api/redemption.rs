@@ -1,0 +1,209 @@
+//! Redemption, throttling, and the assignments it creates.
+
+use axum::http::{Method, StatusCode, header};
+use keypool_tests::{Reply, World};
+use serde_json::{Value, json};
+
+use super::fixtures::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redemption_answers_every_case_precisely() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &pool_id, 4).await;
+
+    let first = redeem(&w, "ann", &keys[0]).await;
+    assert_eq!(first.status, StatusCode::CREATED);
+    let again = redeem(&w, "ann", &keys[0].replace('-', "")).await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.body, first.body);
+    // A second key of the same pool gives back the first assignment and consumes nothing.
+    let second_key = redeem(&w, "ann", &keys[1]).await;
+    assert_eq!(second_key.status, StatusCode::OK);
+    assert_eq!(
+        second_key.body["assignment_id"],
+        first.body["assignment_id"]
+    );
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (4, 1, 3));
+    let r = redeem(&w, "bob", &keys[0]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::CONFLICT, "key_already_redeemed")
+    );
+
+    // Unknown, mistyped and malformed keys all answer alike.
+    let mut typo = keys[1].clone().into_bytes();
+    typo[0] = if typo[0] == b'A' { b'B' } else { b'A' };
+    for bad in [
+        String::from_utf8(typo).unwrap(),
+        "NOSUCHKEY".into(),
+        "??".into(),
+        "ключ-ключ".into(),
+    ] {
+        let r = redeem(&w, "bob", &bad).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::NOT_FOUND, "invalid_key"),
+            "{bad}"
+        );
+        assert_eq!(r.body["error"]["message"], "not a valid key");
+    }
+    // The learner comes from the token, never from the body.
+    let r = w
+        .call(
+            POST,
+            "/v1/redemptions",
+            Some(&w.learner("bob")),
+            Some(json!({"key": keys[2], "learner": "mallory"})),
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_body")
+    );
+
+    // Deactivated: 403 with the dates; reactivated: works.
+    let patch = |deactivated: bool| json!({ "deactivated": deactivated });
+    w.call(
+        Method::PATCH,
+        &format!("/v1/pools/{pool_id}"),
+        Some(&admin),
+        Some(patch(true)),
+    )
+    .await;
+    let r = redeem(&w, "bob", &keys[2]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "pool_not_active")
+    );
+    assert!(r.body["error"]["details"]["starts_at"].is_string());
+    assert!(r.body["error"]["details"]["expires_at"].is_string());
+    assert_eq!(r.body["error"]["details"]["deactivated"], true);
+    w.call(
+        Method::PATCH,
+        &format!("/v1/pools/{pool_id}"),
+        Some(&admin),
+        Some(patch(false)),
+    )
+    .await;
+    assert_eq!(
+        redeem(&w, "bob", &keys[2]).await.status,
+        StatusCode::CREATED
+    );
+    // After the window: 403, and nothing changes.
+    w.clock.advance(chrono::Duration::days(31));
+    let r = redeem(&w, "cy", &keys[3]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "pool_not_active")
+    );
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (4, 2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_attempts_are_throttled_per_learner() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &pool_id, 2).await;
+    for i in 0..keypool::ops::redeem::MAX_FAILED_ATTEMPTS {
+        let r = redeem(&w, "guesser", &format!("GUESS{i:04}")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND);
+    }
+    let r = redeem(&w, "guesser", &keys[0]).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "throttled")
+    );
+    let retry: u64 = r.headers[header::RETRY_AFTER]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=900).contains(&retry), "{retry}");
+    // Another learner is not affected; the guesser may try again after the window.
+    assert_eq!(
+        redeem(&w, "honest", &keys[1]).await.status,
+        StatusCode::CREATED
+    );
+    w.clock.advance(chrono::Duration::seconds(retry as i64));
+    assert_eq!(
+        redeem(&w, "guesser", &keys[0]).await.status,
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn assignments_are_listed_and_launched_until_they_expire() {
+    let w = World::new().await;
+    let (_, pool_a) = w.pool("acme", 2).await;
+    let (_, pool_b) = w.pool("acme", 10).await;
+    let a = w.generate("acme", &pool_a, 1).await;
+    let b = w.generate("acme", &pool_b, 1).await;
+    let first = redeem(&w, "lea", &a[0]).await;
+    w.clock.advance(chrono::Duration::milliseconds(5));
+    let second = redeem(&w, "lea", &b[0]).await;
+    let lea = w.learner("lea");
+    let r = w.call(GET, "/v1/me/assignments", Some(&lea), None).await;
+    let ids: Vec<Value> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["assignment_id"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            second.body["assignment_id"].clone(),
+            first.body["assignment_id"].clone()
+        ]
+    );
+    let r = w
+        .call(GET, "/v1/me/assignments", Some(&w.learner("other")), None)
+        .await;
+    assert_eq!(r.body["items"], json!([]));
+
+    let launch = |assignment: &Reply| {
+        format!(
+            "/v1/me/assignments/{}/launch",
+            id(assignment, "assignment_id")
+        )
+    };
+    for n in 1..=3 {
+        let r = w.call(POST, &launch(&first), Some(&lea), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        assert_eq!(r.body["launch_count"], n);
+    }
+    let r = w
+        .call(POST, &launch(&first), Some(&w.learner("other")), None)
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::NOT_FOUND, "assignment_not_found")
+    );
+    let r = w
+        .call(POST, "/v1/me/assignments/nope/launch", Some(&lea), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    w.clock.advance(chrono::Duration::days(3));
+    let r = w.call(POST, &launch(&first), Some(&lea), None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::FORBIDDEN, "assignment_expired")
+    );
+    assert_eq!(
+        r.body["error"]["details"]["expires_at"],
+        first.body["expires_at"]
+    );
+    let r = w.call(POST, &launch(&second), Some(&lea), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = w.call(GET, "/v1/me/assignments", Some(&lea), None).await;
+    let valid: Vec<Value> = r.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["valid"].clone())
+        .collect();
+    assert_eq!(valid, vec![json!(true), json!(false)]);
+}
