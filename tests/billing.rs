@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::{Method, StatusCode};
 use keypool::domain::{
     Assignment, AssignmentId, CourseId, InvoiceLine, InvoiceTotals, LineKind, Month, PoolId,
@@ -656,6 +657,37 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
         .collect();
     assert_eq!(text.lines().count(), 2501, "a header and one row per line");
     assert_eq!(from_csv, ids);
+    assert_eq!(csv.headers["x-row-count"], "2500");
+
+    // A line of the second page that cannot be read: the CSV must not end as if whole.
+    let broken = ids.iter().nth(1500).unwrap();
+    w.store
+        .client()
+        .update_item()
+        .table_name(&w.tables.main)
+        .key(
+            "PK",
+            AttributeValue::S(keypool::schema::invoice_pk(&acme(), month(&m))),
+        )
+        .key(
+            "SK",
+            AttributeValue::S(keypool::schema::invoice_line_sk(
+                &AssignmentId::parse(broken).unwrap(),
+                LineKind::Redemption,
+            )),
+        )
+        .update_expression("SET quantity = :bad")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":bad", AttributeValue::S("lots".into()))
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = w
+        .get_streamed(&format!("/v1/invoices/{m}.csv"), Some(&w.admin("acme")))
+        .await;
+    assert_eq!(status, StatusCode::OK, "the first page was fine");
+    assert_eq!(headers["x-row-count"], "2500");
+    assert!(body.is_err(), "the body breaks instead of ending short");
 }
 
 async fn cancel(w: &World, org: &str, assignment_id: &str) -> keypool_tests::Reply {

@@ -5,11 +5,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
+use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::{Method, StatusCode};
-use keypool::domain::ExportStatus;
+use keypool::domain::{
+    Course, CourseId, Export, ExportId, ExportStatus, KeyFilter, KeyRecord, NewKey, Page, Pool,
+    PoolId,
+};
 use keypool::identity::OrgId;
+use keypool::keys::KeyCode;
 use keypool::objects::{ObjectStore, Upload};
 use keypool::ops::{export, schedule};
+use keypool::store::prelude::*;
+use keypool::store::{InsertOutcome, RemoveConflict};
+use keypool::time::Timestamp;
 use keypool_tests::{World, s3_bucket, send};
 use serde_json::{Value, json};
 
@@ -669,4 +677,251 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
         answer["batchItemFailures"][0]["itemIdentifier"],
         "059f36b4-87a3-44ab-83d2-661975830a7d"
     );
+}
+
+/// A pool item that cannot be read (a date no reader accepts, written straight into the
+/// table) is skipped by its organization's listing and by the schedule, which goes on for
+/// every other pool.
+#[tokio::test]
+async fn one_unreadable_pool_breaks_no_listing_and_no_schedule() {
+    let w = World::new().await;
+    let (_, good) = w.pool("acme", 30).await;
+    let (_, also_good) = w.pool("globex", 30).await;
+    let (_, broken) = w.pool("globex", 30).await;
+    w.generate("acme", &good, 2).await;
+    w.generate("globex", &also_good, 2).await;
+    w.generate("globex", &broken, 2).await;
+    w.store
+        .client()
+        .update_item()
+        .table_name(&w.tables.main)
+        .key(
+            "PK",
+            AttributeValue::S(keypool::schema::org_pk(&OrgId::parse("globex").unwrap())),
+        )
+        .key(
+            "SK",
+            AttributeValue::S(keypool::schema::pool_sk(
+                &keypool::domain::PoolId::parse(&broken).unwrap(),
+            )),
+        )
+        .update_expression("SET starts_at = :bad")
+        .condition_expression("attribute_exists(PK)")
+        .expression_attribute_values(":bad", AttributeValue::S("+10000-01-01T00:00:00Z".into()))
+        .send()
+        .await
+        .unwrap();
+
+    let listed = w
+        .call(Method::GET, "/v1/pools", Some(&w.admin("globex")), None)
+        .await;
+    assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+    let ids: Vec<&str> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["pool_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![also_good.as_str()]);
+
+    let run = on_event(&w, scheduled_event()).await;
+    drained(&w).await;
+    assert_eq!(run["started"], 2, "both readable pools are exported: {run}");
+    assert_eq!(scheduled_files(&w, &good).len(), 1);
+}
+
+/// The world's store, except that taking back an export's marks always fails, as it does
+/// when DynamoDB throttles or goes away at that moment.
+struct MarksStuck(Arc<keypool::store::DynamoStore>);
+
+#[async_trait]
+impl Courses for MarksStuck {
+    async fn put_course(&self, c: &Course) -> keypool::Result<()> {
+        self.0.put_course(c).await
+    }
+    async fn get_course(&self, org: &OrgId, id: &CourseId) -> keypool::Result<Option<Course>> {
+        self.0.get_course(org, id).await
+    }
+    async fn list_courses(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> keypool::Result<Page<Course>> {
+        self.0.list_courses(org, search, cursor, limit).await
+    }
+}
+
+#[async_trait]
+impl Pools for MarksStuck {
+    async fn put_pool(&self, p: &Pool) -> keypool::Result<()> {
+        self.0.put_pool(p).await
+    }
+    async fn get_pool(&self, org: &OrgId, id: &PoolId) -> keypool::Result<Option<Pool>> {
+        self.0.get_pool(org, id).await
+    }
+    async fn list_pools(
+        &self,
+        org: &OrgId,
+        search: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> keypool::Result<Page<Pool>> {
+        self.0.list_pools(org, search, cursor, limit).await
+    }
+    async fn update_pool_settings(&self, p: &Pool, version: u64) -> keypool::Result<bool> {
+        self.0.update_pool_settings(p, version).await
+    }
+    async fn list_all_pools(
+        &self,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> keypool::Result<Page<Pool>> {
+        self.0.list_all_pools(cursor, limit).await
+    }
+}
+
+#[async_trait]
+impl Keys for MarksStuck {
+    async fn insert_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[NewKey],
+        now: Timestamp,
+    ) -> keypool::Result<InsertOutcome> {
+        self.0.insert_keys(org, pool_id, keys, now).await
+    }
+    async fn existing_keys(&self, keys: &[KeyCode]) -> keypool::Result<Vec<KeyCode>> {
+        self.0.existing_keys(keys).await
+    }
+    async fn remove_key(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        key: &KeyCode,
+    ) -> keypool::Result<Result<(), RemoveConflict>> {
+        self.0.remove_key(org, pool_id, key).await
+    }
+    async fn remove_available_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        keys: &[KeyCode],
+    ) -> keypool::Result<()> {
+        self.0.remove_available_keys(org, pool_id, keys).await
+    }
+    async fn get_key(&self, key: &KeyCode) -> keypool::Result<Option<KeyRecord>> {
+        self.0.get_key(key).await
+    }
+    async fn list_keys(
+        &self,
+        pool_id: &PoolId,
+        filter: &KeyFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> keypool::Result<Page<KeyRecord>> {
+        self.0.list_keys(pool_id, filter, cursor, limit).await
+    }
+    async fn mark_distributed(
+        &self,
+        keys: &[KeyCode],
+        export_id: &ExportId,
+        now: Timestamp,
+    ) -> keypool::Result<Vec<KeyCode>> {
+        self.0.mark_distributed(keys, export_id, now).await
+    }
+    async fn unmark_distributed(&self, _: &PoolId, _: &ExportId) -> keypool::Result<u64> {
+        Err(anyhow::anyhow!("injected: throttled while taking marks back").into())
+    }
+}
+
+#[async_trait]
+impl Exports for MarksStuck {
+    async fn put_export(&self, e: &Export) -> keypool::Result<()> {
+        self.0.put_export(e).await
+    }
+    async fn get_export(&self, org: &OrgId, id: &ExportId) -> keypool::Result<Option<Export>> {
+        self.0.get_export(org, id).await
+    }
+    async fn update_export(&self, e: &Export) -> keypool::Result<bool> {
+        self.0.update_export(e).await
+    }
+    async fn finish_export(&self, e: &Export) -> keypool::Result<()> {
+        self.0.finish_export(e).await
+    }
+    async fn claim_scheduled_export(
+        &self,
+        org: &OrgId,
+        p: &PoolId,
+        mark: u64,
+    ) -> keypool::Result<bool> {
+        self.0.claim_scheduled_export(org, p, mark).await
+    }
+    async fn release_scheduled_export(
+        &self,
+        org: &OrgId,
+        p: &PoolId,
+        mark: u64,
+    ) -> keypool::Result<()> {
+        self.0.release_scheduled_export(org, p, mark).await
+    }
+}
+
+/// An export that fails, and then cannot take its marks back, still ends: `failed`, with an
+/// error that says the marks may remain, never `running` with no one to finish it.
+#[tokio::test]
+async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
+    let w = World::new().await;
+    let pool_id = big_pool(&w).await;
+    let started = export::start(
+        w.dyn_store(),
+        &Queued,
+        &OrgId::parse("acme").unwrap(),
+        &pool_id,
+        export::ExportInput {
+            mark_distributed: true,
+            ..Default::default()
+        },
+        w.now(),
+    )
+    .await
+    .unwrap();
+    let failing = FailingUploads {
+        inner: w.objects.clone(),
+        fail_at: 1,
+    };
+    let store = MarksStuck(w.store.clone());
+    let ended = export::run(&store, &failing, &w.clock, &started.org, &started.export_id)
+        .await
+        .expect("the run ends, even though its marks stay");
+    assert_eq!(ended.status, ExportStatus::Failed);
+    let stored = w
+        .dyn_store()
+        .get_export(&started.org, &started.export_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, ExportStatus::Failed);
+    assert!(
+        stored
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("marked as distributed"),
+        "{:?}",
+        stored.error
+    );
+    assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
+
+    // And a finished export is never set running again by a late run.
+    assert!(!w.dyn_store().update_export(&started).await.unwrap());
+    let still = w
+        .dyn_store()
+        .get_export(&started.org, &started.export_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(still.status, ExportStatus::Failed);
 }

@@ -12,6 +12,8 @@ if ! "$VENV/bin/python" -c "import moto.server, werkzeug" 2>/dev/null; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/moto/requirements.txt
 fi
 
+"$VENV/bin/python" tests/template/check.py
+
 cargo test --workspace --locked
 
 echo "the same suites on moto's server"

@@ -163,7 +163,13 @@ struct Claims {
     iss: String,
     exp: i64,
     iat: i64,
+    /// Not before; tokens minted before it was added have none, and are checked without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nbf: Option<i64>,
 }
+
+/// The longest a local token may live: a year.
+pub const MAX_TOKEN_HOURS: i64 = 366 * 24;
 
 /// Verifies and mints the local server's HS256 tokens.
 #[derive(Clone)]
@@ -185,6 +191,7 @@ impl TokenAuthority {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[LOCAL_ISSUER]);
         validation.set_required_spec_claims(&["exp", "sub", "iss"]);
+        validation.validate_nbf = true;
         validation.leeway = 5;
         Self {
             encoding: EncodingKey::from_secret(secret),
@@ -193,7 +200,24 @@ impl TokenAuthority {
         }
     }
 
-    /// Mints a token valid for `ttl`.
+    /// The authority of a data folder's download links: its key is derived from the bearer
+    /// tokens' secret, so neither kind of token verifies as the other even if the issuer
+    /// check were lost.
+    pub fn for_download_links(secret: &[u8]) -> Self {
+        use hmac::{Hmac, Mac as _};
+        // HMAC accepts a key of any length; `new_from_slice` cannot fail.
+        let key = Hmac::<sha2::Sha256>::new_from_slice(secret)
+            .map(|mac| {
+                mac.chain_update(b"keypool download links v1")
+                    .finalize()
+                    .into_bytes()
+            })
+            .map(|bytes| bytes.to_vec())
+            .unwrap_or_else(|_| secret.to_vec());
+        Self::new(&key)
+    }
+
+    /// Mints a token valid for `ttl`, at most `MAX_TOKEN_HOURS`.
     pub fn mint(
         &self,
         sub: &UserId,
@@ -201,6 +225,10 @@ impl TokenAuthority {
         role: Role,
         ttl: chrono::Duration,
     ) -> anyhow::Result<String> {
+        anyhow::ensure!(
+            ttl > chrono::Duration::zero() && ttl <= chrono::Duration::hours(MAX_TOKEN_HOURS),
+            "a token lives from a second to {MAX_TOKEN_HOURS} hours"
+        );
         let now = chrono::Utc::now().timestamp();
         let claims = Claims {
             sub: sub.as_str().to_string(),
@@ -208,6 +236,7 @@ impl TokenAuthority {
             role: role.as_str().to_string(),
             iss: LOCAL_ISSUER.to_string(),
             iat: now,
+            nbf: Some(now),
             exp: now + ttl.num_seconds(),
         };
         Ok(jsonwebtoken::encode(
@@ -319,12 +348,92 @@ mod tests {
             other.verify(&token),
             Err(Error::Unauthenticated(_))
         ));
-        let expired = authority
-            .mint(&sub, None, Role::Learner, chrono::Duration::hours(-1))
-            .unwrap();
+        let now = chrono::Utc::now().timestamp();
+        let expired = signed(&authority, now - 7200, now - 3600, None);
         assert!(
             matches!(authority.verify(&expired), Err(Error::Unauthenticated(m)) if m.contains("expired"))
         );
+    }
+
+    /// A learner token with the given times, signed as `authority` signs.
+    fn signed(authority: &TokenAuthority, iat: i64, exp: i64, nbf: Option<i64>) -> String {
+        let claims = Claims {
+            sub: "alice".into(),
+            org: None,
+            role: "learner".into(),
+            iss: LOCAL_ISSUER.into(),
+            exp,
+            iat,
+            nbf,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &authority.encoding).unwrap()
+    }
+
+    #[test]
+    fn tokens_not_yet_valid_are_refused_and_lifetimes_are_capped() {
+        let authority = TokenAuthority::new(&[7u8; 32]);
+        let now = chrono::Utc::now().timestamp();
+        let later = signed(&authority, now, now + 7200, Some(now + 3600));
+        assert!(matches!(
+            authority.verify(&later),
+            Err(Error::Unauthenticated(_))
+        ));
+        // Without `nbf` (tokens minted before it existed), and with one that has passed.
+        assert!(
+            authority
+                .verify(&signed(&authority, now, now + 60, None))
+                .is_ok()
+        );
+        assert!(
+            authority
+                .verify(&signed(&authority, now, now + 60, Some(now - 1)))
+                .is_ok()
+        );
+
+        let sub = UserId::parse("alice").unwrap();
+        for ttl in [
+            chrono::Duration::hours(MAX_TOKEN_HOURS + 1),
+            chrono::Duration::hours(-1),
+            chrono::Duration::zero(),
+        ] {
+            assert!(
+                authority.mint(&sub, None, Role::Learner, ttl).is_err(),
+                "{ttl}"
+            );
+        }
+        let longest = authority
+            .mint(
+                &sub,
+                None,
+                Role::Learner,
+                chrono::Duration::hours(MAX_TOKEN_HOURS),
+            )
+            .unwrap();
+        assert!(authority.verify(&longest).is_ok());
+    }
+
+    #[test]
+    fn download_links_use_a_key_of_their_own() {
+        let secret = [7u8; 32];
+        let bearer = TokenAuthority::new(&secret);
+        let links = TokenAuthority::for_download_links(&secret);
+        let link = links
+            .mint_download("exports/a.csv", "a.csv", chrono::Duration::minutes(5))
+            .unwrap();
+        assert_eq!(
+            links.verify_download(&link),
+            Some(("exports/a.csv".into(), "a.csv".into()))
+        );
+        assert_eq!(bearer.verify_download(&link), None);
+        let forged = bearer
+            .mint_download("token-secret", "x", chrono::Duration::minutes(5))
+            .unwrap();
+        assert_eq!(links.verify_download(&forged), None);
+        let sub = UserId::parse("alice").unwrap();
+        let token = bearer
+            .mint(&sub, None, Role::Learner, chrono::Duration::hours(1))
+            .unwrap();
+        assert!(links.verify(&token).is_err());
     }
 
     #[test]

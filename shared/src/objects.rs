@@ -262,6 +262,9 @@ impl Upload for S3Upload {
 }
 
 /// Export files in a folder, handed out as links to the local server that expire.
+/// The folder, under the data folder, that every local object (export file) lives in.
+pub const EXPORTS_PREFIX: &str = "exports/";
+
 pub struct LocalObjects {
     root: PathBuf,
     base_url: String,
@@ -283,9 +286,10 @@ impl LocalObjects {
         }
     }
 
-    /// Where an object lives on disk; `None` for keys that would leave the folder.
+    /// Where an object lives on disk; `None` for keys outside the exports folder (the data
+    /// folder also holds the database and the token secret) or that would leave it.
     pub fn path_of(&self, key: &str) -> Option<PathBuf> {
-        let safe = !key.is_empty()
+        let safe = key.starts_with(EXPORTS_PREFIX)
             && key.split('/').all(|part| {
                 !part.is_empty()
                     && part != "."
@@ -315,7 +319,13 @@ impl ObjectStore for LocalObjects {
                 .with_context(|| format!("creating {}", dir.display()))?;
         }
         let partial = path.with_extension("partial");
-        let file = tokio::fs::File::create(&partial)
+        let mut options = tokio::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        // Export files hold keys: readable by their owner only.
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options
+            .open(&partial)
             .await
             .with_context(|| format!("creating {}", partial.display()))?;
         Ok(Box::new(LocalUpload {
@@ -405,6 +415,12 @@ mod tests {
             "a/./b",
             "a b",
             "a\\b",
+            // The rest of the data folder is not the exports folder.
+            "token-secret",
+            "keypool.db",
+            "exports",
+            "exportsx/a.csv",
+            "exports/../token-secret",
         ] {
             assert_eq!(objects.path_of(bad), None, "{bad}");
         }

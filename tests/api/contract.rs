@@ -51,15 +51,7 @@ async fn health_needs_no_token_and_everything_else_does() {
         (POST, "/v1/redemptions"),
         (GET, "/v1/me/assignments"),
     ];
-    let expired = w
-        .authority
-        .mint(
-            &keypool::identity::UserId::parse("a").unwrap(),
-            Some(&keypool::identity::OrgId::parse("acme").unwrap()),
-            keypool::identity::Role::Admin,
-            chrono::Duration::hours(-2),
-        )
-        .unwrap();
+    let expired = w.expired_admin("acme");
     let foreign = keypool::identity::TokenAuthority::new(&[1u8; 32])
         .mint(
             &keypool::identity::UserId::parse("a").unwrap(),
@@ -226,4 +218,74 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
         (r.status, r.code()),
         (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
     );
+}
+
+/// Every error is the documented shape, whatever part of the request is broken, and its
+/// message speaks of JSON, never of the Rust types behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_paths_queries_and_bodies_answer_in_the_error_shape() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let learner = w.learner("alice");
+    for path in [
+        "/v1/pools/%FF",
+        "/v1/pools/%FF/keys",
+        "/v1/jobs/%C3%28",
+        "/v1/exports/%FF",
+        "/v1/invoices/%FF",
+    ] {
+        let r = w.call(GET, path, Some(&admin), None).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_path"),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let r = w
+        .call(
+            Method::POST,
+            "/v1/me/assignments/%FF/launch",
+            Some(&learner),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "invalid_path")
+    );
+
+    // The local download route: a missing or doubled link, and a method it does not have.
+    for path in ["/v1/files", "/v1/files?link=a&link=b"] {
+        let r = w.call(GET, path, None, None).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_query"),
+            "{path}: {:?}",
+            r.body
+        );
+    }
+    let r = w.call(Method::POST, "/v1/files?link=a", None, None).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed")
+    );
+
+    for (path, body) in [
+        ("/v1/courses", json!([1, 2])),
+        ("/v1/courses", json!("title")),
+        ("/v1/redemptions", json!([])),
+    ] {
+        let token = if path == "/v1/redemptions" {
+            &learner
+        } else {
+            &admin
+        };
+        let r = w.call(Method::POST, path, Some(token), Some(body)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{path}: {:?}", r.body);
+        let message = r.body["error"]["message"].as_str().unwrap();
+        for rust in ["struct ", "enum ", "Input", "Body", "sequence", "map"] {
+            assert!(!message.contains(rust), "{path}: {message}");
+        }
+    }
 }

@@ -66,6 +66,16 @@ async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
             "invalid_body",
         ),
         (json!([1, 2]), StatusCode::BAD_REQUEST, "invalid_body"),
+        (
+            json!({"title": "Safety\u{202E}gnp.exe"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
+        (
+            json!({"title": "\u{200B}\u{FEFF}"}),
+            StatusCode::BAD_REQUEST,
+            "invalid_input",
+        ),
     ];
     for (body, status, code) in cases {
         let r = w
@@ -111,12 +121,18 @@ async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
     let mut bad_fields = Vec::new();
     for (field, value) in [
         ("name", json!("   ")),
+        ("name", json!("\u{2067}Pool")),
+        ("name", json!("\u{200B}")),
         ("starts_at", json!("yesterday")),
         ("expires_at", json!("2025-01-01T00:00:00Z")),
         ("content_availability_days", json!(0)),
         ("content_availability_days", json!(181)),
         ("content_availability_days", json!(-3)),
         ("course_id", json!("not-a-uuid")),
+        // Years outside 2000-9999 once in UTC: stored, they broke every reader of the org.
+        ("expires_at", json!("9999-12-31T23:59:59-23:59")),
+        ("starts_at", json!("0000-01-01T00:00:00+01:00")),
+        ("starts_at", json!("1999-12-31T23:59:59Z")),
     ] {
         let mut body = good.clone();
         body[field] = value;
@@ -166,6 +182,46 @@ async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
     // Only the pool made by `w.pool` exists.
     let r = w.call(GET, "/v1/pools", Some(&admin), None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let pool = r.body["items"][0].clone();
+    let pool_id = pool["pool_id"].as_str().unwrap();
+
+    // The same bounds on PATCH, and the pool is left as it was.
+    for (field, value) in [
+        ("expires_at", "9999-12-31T23:59:59-23:59"),
+        ("starts_at", "0000-01-01T00:00:00+01:00"),
+    ] {
+        let r = w
+            .call(
+                Method::PATCH,
+                &format!("/v1/pools/{pool_id}"),
+                Some(&admin),
+                Some(json!({ field: value })),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "invalid_input"),
+            "{field}: {:?}",
+            r.body
+        );
+        assert!(r.body["error"]["details"]["fields"][field].is_string());
+    }
+    let r = w
+        .call(GET, &format!("/v1/pools/{pool_id}"), Some(&admin), None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body["starts_at"], pool["starts_at"]);
+    assert_eq!(r.body["expires_at"], pool["expires_at"]);
+    // The latest instant that is still year 9999 in UTC is accepted.
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&admin),
+            Some(json!({ "expires_at": "9999-12-31T23:59:59.999Z" })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

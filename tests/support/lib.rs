@@ -35,6 +35,9 @@ pub struct World {
     engine: EmbeddedEngine,
 }
 
+/// The world's token secret; its download links are signed with a key derived from it.
+const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
 static WORLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Drop for World {
@@ -102,7 +105,7 @@ impl World {
             .expect("tables are created");
         let store = Arc::new(DynamoStore::new(client, tables.clone()));
         let clock = ManualClock::new(chrono::Utc::now());
-        let authority = TokenAuthority::new(b"test-secret-test-secret-test-secret!");
+        let authority = TokenAuthority::new(SECRET);
         // Export files go to a folder of this world, linked from a host that never resolves:
         // tests fetch links through the router.
         let files = std::env::temp_dir().join(format!(
@@ -113,7 +116,7 @@ impl World {
         let objects = Arc::new(LocalObjects::new(
             &files,
             "http://keypool.test",
-            authority.clone(),
+            keypool::identity::TokenAuthority::for_download_links(SECRET),
         ));
         let (jobs, _) = LocalJobs::start(store.clone(), objects.clone(), Arc::new(clock.clone()));
         let state = AppState {
@@ -231,6 +234,27 @@ impl World {
         self.clock.now()
     }
 
+    /// A token for an admin of `org` that expired two hours ago, signed with the world's
+    /// secret (`mint` refuses to make one).
+    pub fn expired_admin(&self, org: &str) -> String {
+        let now = chrono::Utc::now().timestamp();
+        let claims = json!({
+            "sub": format!("admin-of-{org}"),
+            "org": org,
+            "role": "admin",
+            "iss": keypool::identity::LOCAL_ISSUER,
+            "iat": now - 3 * 3600,
+            "nbf": now - 3 * 3600,
+            "exp": now - 2 * 3600,
+        });
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
     /// A token for an admin of `org`.
     pub fn admin(&self, org: &str) -> String {
         self.authority
@@ -288,6 +312,33 @@ impl World {
         body: Vec<u8>,
     ) -> Reply {
         send(&self.app, method, path, token, content_type, body).await
+    }
+
+    /// A GET whose body may break part-way: the status, the headers, and the body or the
+    /// error that cut it short.
+    pub async fn get_streamed(
+        &self,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Result<Vec<u8>, String>) {
+        let mut req = Request::builder().method(Method::GET).uri(path);
+        if let Some(t) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(req.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (status, headers) = (response.status(), response.headers().clone());
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .map_err(|e| e.to_string());
+        (status, headers, body)
     }
 
     /// Creates a course and an active pool (started an hour ago, 30 days to go) for `org`.

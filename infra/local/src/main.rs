@@ -5,6 +5,7 @@
 //! a token the server accepts; `bench` measures the service on this machine.
 
 mod bench;
+mod data_dir;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -59,8 +60,9 @@ enum Command {
         sub: String,
         #[arg(long, default_value = "./data")]
         data_dir: PathBuf,
-        /// How long the token is valid, in hours.
-        #[arg(long, default_value_t = 24 * 30)]
+        /// How long the token is valid, in hours (at most a year).
+        #[arg(long, default_value_t = 24 * 30,
+              value_parser = clap::value_parser!(i64).range(1..=keypool::identity::MAX_TOKEN_HOURS))]
         hours: i64,
     },
     /// Measure key generation, key storage and redemption on this machine.
@@ -116,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
                 "an admin token needs --org"
             );
             let sub = UserId::parse(&sub).map_err(anyhow::Error::msg)?;
-            let authority = TokenAuthority::new(&load_or_create_secret(&data_dir)?);
+            let authority = TokenAuthority::new(&data_dir::load_or_create_secret(&data_dir)?);
             println!(
                 "{}",
                 authority.mint(&sub, org.as_ref(), role, chrono::Duration::hours(hours))?
@@ -127,56 +129,17 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-/// The signing secret of this data folder, made on first use and kept in the folder.
-fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating the data folder {}", data_dir.display()))?;
-    let path = data_dir.join("token-secret");
-    match std::fs::read_to_string(&path) {
-        Ok(text) if text.trim().len() >= 64 => Ok(text.trim().as_bytes().to_vec()),
-        Ok(_) => anyhow::bail!(
-            "{} is too short; delete it to make a new one",
-            path.display()
-        ),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let mut bytes = [0u8; 32];
-            getrandom::fill(&mut bytes)
-                .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?;
-            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            write_private(&path, &hex)?;
-            Ok(hex.into_bytes())
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
-}
-
-fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(0o600);
-    }
-    let mut file = options
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(text.as_bytes())?;
-    Ok(())
-}
-
 async fn serve(
     data_dir: &Path,
     addr: SocketAddr,
     export_every: std::time::Duration,
 ) -> anyhow::Result<()> {
-    let secret = load_or_create_secret(data_dir)?;
+    let secret = data_dir::load_or_create_secret(data_dir)?;
     let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok();
     // The engine must outlive the server; it stops when this binding drops.
-    let (client, streams, _engine, store_name) = match external {
+    let (client, streams, engine, store_name) = match external {
         Some(endpoint) => {
             let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
             // The stream is served where the table is, whichever variable named it.
@@ -209,6 +172,9 @@ async fn serve(
     schema::ensure_tables(&client, &tables)
         .await
         .context("creating the tables")?;
+    if engine.is_some() {
+        data_dir::protect_database(&data_dir.join("keypool.db"))?;
+    }
     let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
@@ -233,7 +199,7 @@ async fn serve(
     let objects = Arc::new(LocalObjects::new(
         data_dir,
         format!("http://{link_host}"),
-        TokenAuthority::new(&secret),
+        TokenAuthority::for_download_links(&secret),
     ));
     let (jobs, _worker) = LocalJobs::start(store.clone(), objects.clone(), clock.clone());
     let resumed = jobs.resume(store.as_ref()).await?;

@@ -273,3 +273,86 @@ fn an_admin_token_needs_an_organization() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--org"));
 }
+
+#[cfg(unix)]
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn fresh_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("keypool-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn token_output(data_dir: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["token", "--role", "learner", "--sub", "x"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .unwrap()
+}
+
+/// The folder, the database and the secret are their owner's alone, even in a folder that
+/// existed with wider modes.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_data_folder_is_private() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = fresh_dir("private");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let server = start(&dir);
+    assert_eq!(server.call("GET", "/healthz", "", None).await.0, 200);
+    assert_eq!(mode(&dir), 0o700);
+    assert_eq!(mode(&dir.join("token-secret")), 0o600);
+    assert_eq!(mode(&dir.join("keypool.db")), 0o600);
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A secret others can read, or one too weak to be a secret, is refused with what to do.
+#[cfg(unix)]
+#[test]
+fn weak_or_exposed_secrets_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = fresh_dir("secret");
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("token-secret");
+    std::fs::write(&secret, "a".repeat(64)).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = token_output(&dir, &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("too regular"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::remove_file(&secret).unwrap();
+    assert!(
+        token_output(&dir, &[]).status.success(),
+        "a new secret is made"
+    );
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = token_output(&dir, &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("chmod 600"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Token lifetimes are bounded, and a huge one is a clear usage error, not a panic.
+#[test]
+fn token_lifetimes_are_capped() {
+    let dir = fresh_dir("hours");
+    for hours in ["0", "8785", "99999999999999"] {
+        let out = token_output(&dir, &["--hours", hours]);
+        assert_eq!(out.status.code(), Some(2), "--hours {hours}: a usage error");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--hours"));
+    }
+    assert!(token_output(&dir, &["--hours", "8784"]).status.success());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,6 +1,6 @@
 //! Admin routes: thin handlers that parse, call one operation and shape the answer.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::error::{ApiBytes, ApiJson, ApiQuery};
+use super::error::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use super::views::{CourseView, JobView, KeyView, PageView, PoolView};
 use super::{KeyGenerationState, PoolAdminState, page_size};
 use crate::error::{Error, Result};
@@ -98,7 +98,7 @@ async fn list_pools(
 async fn get_pool(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path(pool_id): Path<String>,
+    ApiPath(pool_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let pool = pools::get_pool(state.store.as_ref(), org, &pool_id).await?;
@@ -108,7 +108,7 @@ async fn get_pool(
 async fn update_pool(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path(pool_id): Path<String>,
+    ApiPath(pool_id): ApiPath<String>,
     ApiJson(patch): ApiJson<PoolPatch>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
@@ -132,7 +132,7 @@ struct AddQuery {
 async fn add_keys(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path(pool_id): Path<String>,
+    ApiPath(pool_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AddQuery>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
@@ -202,7 +202,7 @@ struct GenerateBody {
 async fn generate_keys(
     State(state): State<KeyGenerationState>,
     principal: Principal,
-    Path(pool_id): Path<String>,
+    ApiPath(pool_id): ApiPath<String>,
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response> {
     let org = principal.admin_org()?;
@@ -234,7 +234,7 @@ async fn generate_keys(
 async fn read_job(
     State(state): State<KeyGenerationState>,
     principal: Principal,
-    Path(job_id): Path<String>,
+    ApiPath(job_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let job = generate::get(state.store.as_ref(), org, &job_id).await?;
@@ -252,7 +252,7 @@ struct KeysQuery {
 async fn list_keys(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path(pool_id): Path<String>,
+    ApiPath(pool_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<KeysQuery>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
@@ -272,7 +272,7 @@ async fn list_keys(
 async fn remove_key(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path((pool_id, key)): Path<(String, String)>,
+    ApiPath((pool_id, key)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
     let org = principal.admin_org()?;
     inventory::remove_key(state.store.as_ref(), org, &pool_id, &key).await?;

@@ -1,7 +1,7 @@
 //! The one place where errors become HTTP responses, and the extractors that reject in the
 //! same shape.
 
-use axum::extract::rejection::{BytesRejection, JsonRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -143,16 +143,64 @@ impl IntoResponse for Error {
     }
 }
 
+/// A deserializer's message in the API's words: no Rust type names (`struct CourseInput`,
+/// `enum Status`), no axum preamble, JSON's names for its shapes.
+pub fn plain(message: &str) -> String {
+    let mut text = message;
+    for preamble in [
+        "Failed to deserialize the JSON body into the target type: ",
+        "Failed to parse the request body as JSON: ",
+        "Failed to deserialize query string: ",
+        "Invalid URL: ",
+    ] {
+        text = text.strip_prefix(preamble).unwrap_or(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut words = text.split(' ').peekable();
+    while let Some(word) = words.next() {
+        let replaced = match word {
+            "struct" | "enum" | "tuple" if words.peek().is_some() => {
+                let name = words.next().unwrap_or_default();
+                // Keep what follows the name (`,` or `:`).
+                let tail: String = name
+                    .chars()
+                    .skip_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                let what = if word == "enum" {
+                    "one of the allowed values"
+                } else {
+                    "a JSON object"
+                };
+                format!("{what}{tail}")
+            }
+            "map" => "object".to_string(),
+            "map," => "object,".to_string(),
+            "sequence" => "array".to_string(),
+            "sequence," => "array,".to_string(),
+            other => other.to_string(),
+        };
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&replaced);
+    }
+    out
+}
+
 impl From<JsonRejection> for Error {
     fn from(r: JsonRejection) -> Self {
         match r {
-            JsonRejection::JsonDataError(e) => Error::bad_request("invalid_body", e.body_text()),
-            JsonRejection::JsonSyntaxError(e) => Error::bad_request("invalid_json", e.body_text()),
+            JsonRejection::JsonDataError(e) => {
+                Error::bad_request("invalid_body", plain(&e.body_text()))
+            }
+            JsonRejection::JsonSyntaxError(e) => {
+                Error::bad_request("invalid_json", plain(&e.body_text()))
+            }
             JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMediaType(
                 "send the body as JSON with Content-Type: application/json".into(),
             ),
             JsonRejection::BytesRejection(e) => bytes_error(&e),
-            other => Error::bad_request("invalid_body", other.body_text()),
+            other => Error::bad_request("invalid_body", plain(&other.body_text())),
         }
     }
 }
@@ -173,9 +221,23 @@ impl From<BytesRejection> for Error {
 
 impl From<QueryRejection> for Error {
     fn from(r: QueryRejection) -> Self {
-        Error::bad_request("invalid_query", r.body_text())
+        Error::bad_request("invalid_query", plain(&r.body_text()))
     }
 }
+
+impl From<PathRejection> for Error {
+    fn from(_: PathRejection) -> Self {
+        Error::bad_request(
+            "invalid_path",
+            "a part of the path is not valid (for example a broken %-escape)",
+        )
+    }
+}
+
+/// Path parameters that reject in the contract's error shape (axum answers plain text).
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Error))]
+pub struct ApiPath<T>(pub T);
 
 /// A JSON body that rejects in the contract's error shape.
 #[derive(FromRequest)]
@@ -195,5 +257,32 @@ impl<S: Send + Sync> FromRequest<S> for ApiBytes {
 
     async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Error> {
         Ok(Self(axum::body::Bytes::from_request(req, state).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain;
+
+    #[test]
+    fn deserializer_messages_name_no_rust_types() {
+        assert_eq!(
+            plain(
+                "Failed to deserialize the JSON body into the target type: invalid type: sequence, expected struct CourseInput at line 1 column 0"
+            ),
+            "invalid type: array, expected a JSON object at line 1 column 0"
+        );
+        assert_eq!(
+            plain("invalid type: map, expected struct KeysBody"),
+            "invalid type: object, expected a JSON object"
+        );
+        assert_eq!(
+            plain("unknown variant `x`, expected enum Status: at line 1"),
+            "unknown variant `x`, expected one of the allowed values: at line 1"
+        );
+        assert_eq!(
+            plain("unknown field `org`, expected `title` or `description`"),
+            "unknown field `org`, expected `title` or `description`"
+        );
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
@@ -13,7 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::ExportState;
-use super::error::ApiBytes;
+use super::error::{ApiBytes, ApiPath, ApiQuery};
 use super::views::ExportView;
 use crate::error::{Error, Result};
 use crate::identity::Principal;
@@ -30,7 +30,7 @@ pub(super) fn routes() -> Router<ExportState> {
 async fn start(
     State(state): State<ExportState>,
     principal: Principal,
-    Path(pool_id): Path<String>,
+    ApiPath(pool_id): ApiPath<String>,
     ApiBytes(body): ApiBytes,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
@@ -38,7 +38,7 @@ async fn start(
         ExportInput::default()
     } else {
         serde_json::from_slice::<ExportInput>(&body)
-            .map_err(|e| Error::bad_request("invalid_body", e.to_string()))?
+            .map_err(|e| Error::bad_request("invalid_body", super::error::plain(&e.to_string())))?
     };
     let started = export::start(
         state.store.as_ref(),
@@ -55,7 +55,7 @@ async fn start(
 async fn read(
     State(state): State<ExportState>,
     principal: Principal,
-    Path(export_id): Path<String>,
+    ApiPath(export_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let (found, url) = export::get(
@@ -80,11 +80,12 @@ pub fn local_files(objects: Arc<LocalObjects>) -> Router {
         .route(
             "/v1/files",
             get(
-                |State(objects): State<Arc<LocalObjects>>, Query(q): Query<LinkQuery>| async move {
+                |State(objects): State<Arc<LocalObjects>>, ApiQuery(q): ApiQuery<LinkQuery>| async move {
                     download(&objects, &q.link).await
                 },
             ),
         )
+        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(objects)
 }
 

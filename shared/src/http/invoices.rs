@@ -3,13 +3,13 @@
 use axum::Json;
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use super::error::ApiQuery;
+use super::error::{ApiPath, ApiQuery};
 use super::views::{CancelledView, InvoiceView};
 use super::{MAX_PAGE, PoolAdminState, page_size};
 use crate::domain::{InvoiceLine, Month, Page};
@@ -34,7 +34,7 @@ struct InvoiceQuery {
 async fn invoice(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path(month): Path<String>,
+    ApiPath(month): ApiPath<String>,
     ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> Result<Response> {
     let org = principal.admin_org()?;
@@ -54,32 +54,59 @@ async fn invoice(
     Ok(Json(InvoiceView::new(month, totals, page)).into_response())
 }
 
+/// The header that says how many rows the CSV has, so that a client can tell a whole file
+/// from one cut short.
+pub const ROW_COUNT_HEADER: &str = "x-row-count";
+
 /// The month's lines as CSV, streamed page by page so memory stays flat however long the month.
+/// The row count comes first, in `X-Row-Count`, from the month's totals (written with every
+/// line, so exact); a page that fails part-way, or a count that does not match, aborts the
+/// response, so the client sees a broken body rather than a short file that looks whole.
 async fn invoice_csv(
     store: std::sync::Arc<dyn PoolAdminStore>,
     org: OrgId,
     month: Month,
 ) -> Result<Response> {
-    // The first page is read before answering, so a failure is still a clean JSON error.
+    // The totals and first page are read before answering, so a failure is still clean JSON.
+    let totals = store.invoice_totals(&org, month).await?;
+    let expected = totals.redemptions + totals.credits;
     let first = store
         .list_invoice_lines(&org, month, None, MAX_PAGE)
         .await?;
     let header = csv_chunk(&[], true)?;
+    let first_rows = first.items.len() as u64;
     let first_chunk = csv_chunk(&first.items, false)?;
-    let rest = futures_util::stream::try_unfold(first.next_cursor, move |cursor| {
-        let store = store.clone();
-        let org = org.clone();
-        async move {
-            let Some(cursor) = cursor else {
-                return Ok::<_, Error>(None);
-            };
-            let page: Page<InvoiceLine> = store
-                .list_invoice_lines(&org, month, Some(&cursor), MAX_PAGE)
-                .await
-                .inspect_err(|e| tracing::error!(error = %e, "invoice CSV stopped part-way"))?;
-            Ok(Some((csv_chunk(&page.items, false)?, page.next_cursor)))
-        }
-    });
+    let rest = futures_util::stream::try_unfold(
+        (first.next_cursor, first_rows, false),
+        move |(cursor, rows, finished)| {
+            let store = store.clone();
+            let org = org.clone();
+            async move {
+                if finished {
+                    return Ok::<_, Error>(None);
+                }
+                let Some(cursor) = cursor else {
+                    if rows != expected {
+                        tracing::error!(rows, expected, "invoice CSV rows do not match the totals");
+                        return Err(anyhow::anyhow!(
+                            "invoice CSV has {rows} rows, its totals {expected}"
+                        )
+                        .into());
+                    }
+                    return Ok(Some((Bytes::new(), (None, rows, true))));
+                };
+                let page: Page<InvoiceLine> = store
+                    .list_invoice_lines(&org, month, Some(&cursor), MAX_PAGE)
+                    .await
+                    .inspect_err(|e| tracing::error!(error = %e, "invoice CSV stopped part-way"))?;
+                let rows = rows + page.items.len() as u64;
+                Ok(Some((
+                    csv_chunk(&page.items, false)?,
+                    (page.next_cursor, rows, false),
+                )))
+            }
+        },
+    );
     let head = futures_util::stream::iter([Ok::<_, Error>(header), Ok(first_chunk)]);
     let body = Body::from_stream(futures_util::StreamExt::chain(head, rest));
     Ok((
@@ -88,6 +115,10 @@ async fn invoice_csv(
             (
                 CONTENT_DISPOSITION,
                 format!("attachment; filename=\"keypool-invoice-{month}.csv\""),
+            ),
+            (
+                axum::http::HeaderName::from_static(ROW_COUNT_HEADER),
+                expected.to_string(),
             ),
         ],
         body,
@@ -112,7 +143,7 @@ fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
 async fn cancel(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    Path(assignment_id): Path<String>,
+    ApiPath(assignment_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let cancelled =

@@ -1,13 +1,13 @@
 //! Learner routes: redeem a key, list assignments, launch one.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::error::{ApiJson, ApiQuery};
+use super::error::{ApiJson, ApiPath, ApiQuery};
 use super::views::{AssignmentView, PageView};
 use super::{RedemptionState, page_size};
 use crate::error::Result;
@@ -69,7 +69,7 @@ async fn list_assignments(
 async fn launch(
     State(state): State<RedemptionState>,
     principal: Principal,
-    Path(assignment_id): Path<String>,
+    ApiPath(assignment_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let learner = principal.learner()?;
     let now = state.clock.now();

@@ -207,7 +207,13 @@ pub async fn run<S: Courses + Pools + Keys + Exports + ?Sized>(
     }
     export.status = ExportStatus::Running;
     export.rows = 0;
-    store.update_export(&export).await?;
+    if !store.update_export(&export).await? {
+        // Another run finished it meanwhile.
+        return store
+            .get_export(org, export_id)
+            .await?
+            .ok_or(Error::NotFound("export"));
+    }
     let started = clock.now();
     let outcome = write_file(store, objects, &mut export, started).await;
     export.finished_at = Some(clock.now());
@@ -218,16 +224,17 @@ pub async fn run<S: Courses + Pools + Keys + Exports + ?Sized>(
         }
         Err(e) => {
             tracing::error!(error = %e, rows = export.rows, "export failed");
-            if export.mark_distributed {
-                store
-                    .unmark_distributed(&export.pool_id, &export.export_id)
-                    .await?;
-            }
+            // The run ends failed whatever happens to its marks: an export is never left
+            // running with no one to finish it.
+            let unmarked = !export.mark_distributed || unmark(store, &export).await;
             export.status = ExportStatus::Failed;
             export.rows = 0;
-            export.error = Some(match &e {
-                Error::NotFound(what) => format!("the {what} no longer exists"),
-                _ => "the export stopped part-way and left no file; try again".into(),
+            export.error = Some(match (&e, unmarked) {
+                (Error::NotFound(what), _) => format!("the {what} no longer exists"),
+                (_, true) => "the export stopped part-way and left no file; try again".into(),
+                (_, false) => "the export stopped part-way and left no file, and some of its keys \
+                               may still be marked as distributed; try again"
+                    .into(),
             });
         }
     }
@@ -242,6 +249,31 @@ pub async fn run<S: Courses + Pools + Keys + Exports + ?Sized>(
     }
     Ok(export)
 }
+
+/// Takes back a failed export's distribution marks, trying a few times with backoff; false
+/// when they could not all be taken back (logged).
+async fn unmark<S: Keys + ?Sized>(store: &S, export: &Export) -> bool {
+    let mut delay = Duration::from_millis(50);
+    for attempt in 1..=UNMARK_ATTEMPTS {
+        match store
+            .unmark_distributed(&export.pool_id, &export.export_id)
+            .await
+        {
+            Ok(_) => return true,
+            Err(e) => {
+                tracing::error!(error = %e, attempt, "taking back an export's marks failed");
+                if attempt < UNMARK_ATTEMPTS {
+                    tokio::time::sleep(delay).await;
+                    delay *= 4;
+                }
+            }
+        }
+    }
+    false
+}
+
+/// How often a failed export tries to take back its marks before it gives up on them.
+const UNMARK_ATTEMPTS: u32 = 3;
 
 /// Streams the pool's keys into the upload; aborts the upload on any failure.
 async fn write_file<S: Courses + Pools + Keys + Exports + ?Sized>(
@@ -321,8 +353,8 @@ async fn write_rows<S: Keys + Exports + ?Sized>(
         written?;
         pages += 1;
         // Progress for whoever reads the export meanwhile.
-        if pages.is_multiple_of(PROGRESS_EVERY) {
-            store.update_export(export).await?;
+        if pages.is_multiple_of(PROGRESS_EVERY) && !store.update_export(export).await? {
+            return Err(anyhow::anyhow!("another run finished this export").into());
         }
         match next? {
             Some(p) => page = p,

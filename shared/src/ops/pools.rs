@@ -74,9 +74,43 @@ fn parse_text_allowing(
         .any(|c| c.is_control() && !allowed.contains(&c))
     {
         Err(format!("{what} must not contain control characters"))
+    } else if trimmed.chars().any(is_bidi_control) {
+        Err(format!(
+            "{what} must not contain bidirectional override, embedding or isolate characters"
+        ))
+    } else if trimmed.chars().all(is_invisible) {
+        Err(format!("{what} must contain a visible character"))
     } else {
         Ok(trimmed.to_string())
     }
+}
+
+/// Characters that reorder the text around them (U+202A-U+202E, U+2066-U+2069): in a name
+/// they make one string display as another.
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Characters that print nothing: white space, zero-width and filler characters.
+fn is_invisible(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '\u{00AD}'
+                | '\u{034F}'
+                | '\u{061C}'
+                | '\u{115F}'
+                | '\u{1160}'
+                | '\u{17B4}'
+                | '\u{17B5}'
+                | '\u{180E}'
+                | '\u{200B}'..='\u{200F}'
+                | '\u{2060}'..='\u{2064}'
+                | '\u{3164}'
+                | '\u{FE00}'..='\u{FE0F}'
+                | '\u{FEFF}'
+                | '\u{FFA0}'
+        )
 }
 
 fn parse_days(days: i64) -> Result<u16, String> {
@@ -89,9 +123,21 @@ fn parse_days(days: i64) -> Result<u16, String> {
     }
 }
 
+/// The years a pool's dates may fall in, once converted to UTC: the stored fixed-width form
+/// has four digits, and nothing before 2000 is a training window.
+const YEARS: std::ops::RangeInclusive<i32> = 2000..=9999;
+
 fn parse_instant(text: &str) -> Result<Timestamp, String> {
-    time::parse(text)
-        .ok_or_else(|| "expected an RFC 3339 timestamp such as 2026-01-31T09:00:00Z".into())
+    let at = time::parse(text)
+        .ok_or_else(|| "expected an RFC 3339 timestamp such as 2026-01-31T09:00:00Z".to_string())?;
+    if !YEARS.contains(&chrono::Datelike::year(&at)) {
+        return Err(format!(
+            "dates must fall in the years {} to {} (in UTC)",
+            YEARS.start(),
+            YEARS.end()
+        ));
+    }
+    Ok(at)
 }
 
 /// The search text, lower-cased for case-insensitive matching; empty means no filter.
@@ -339,6 +385,22 @@ mod tests {
         assert_eq!(parse_prose("a\nb\tc", 10, "d").unwrap(), "a\nb\tc");
         assert!(parse_prose("a\u{7}b", 10, "d").is_err());
         assert!(parse_text(&"é".repeat(11), 10, "name").is_err());
+        // Names that display as something else, or as nothing.
+        for bad in [
+            "invoice\u{202E}fdp.exe",
+            "a\u{2066}b\u{2069}",
+            "\u{202D}Safety",
+            "\u{200B}\u{200B}",
+            "\u{FEFF}",
+            "\u{3164}",
+            "\u{200D}\u{2060}\u{00AD}",
+        ] {
+            assert!(parse_text(bad, 50, "name").is_err(), "{bad:?}");
+            assert!(parse_prose(bad, 50, "d").is_err(), "{bad:?}");
+        }
+        // Right-to-left text itself, and a joiner inside visible text, are fine.
+        assert!(parse_text("שלום עולם", 50, "name").is_ok());
+        assert!(parse_text("👩\u{200D}💻 Developers", 50, "name").is_ok());
         assert!(parse_days(0).is_err());
         assert!(parse_days(181).is_err());
         assert!(parse_days(-1).is_err());

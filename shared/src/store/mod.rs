@@ -235,8 +235,9 @@ pub trait Exports: Send + Sync {
     async fn put_export(&self, export: &Export) -> Result<()>;
     /// Reads an export of the organization.
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>>;
-    /// Writes an export's progress.
-    async fn update_export(&self, export: &Export) -> Result<()>;
+    /// Writes an export's progress while it is pending or running; false when it has been
+    /// finished already (by another run), which is left as it is.
+    async fn update_export(&self, export: &Export) -> Result<bool>;
     /// Writes a finished (done or failed) export and takes it off the open jobs, atomically.
     async fn finish_export(&self, export: &Export) -> Result<()>;
     /// Records that a scheduled export covers the pool up to change mark `mark`, unless one

@@ -29,22 +29,34 @@ impl Exports for DynamoStore {
         .transpose()
     }
 
-    async fn update_export(&self, export: &Export) -> Result<()> {
+    async fn update_export(&self, export: &Export) -> Result<bool> {
         let item = to_item(
             export,
             schema::org_pk(&export.org),
             schema::export_sk(&export.export_id),
             "export",
         )?;
-        self.client
+        let written = self
+            .client
             .put_item()
             .table_name(&self.tables.main)
             .set_item(Some(item))
-            .condition_expression("attribute_exists(PK)")
+            .condition_expression("#status IN (:pending, :running)")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s("pending"))
+            .expression_attribute_values(":running", s("running"))
             .send()
-            .await
-            .map_err(sdk("updating an export"))?;
-        Ok(())
+            .await;
+        match written {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("updating an export")(e)),
+        }
     }
 
     async fn finish_export(&self, export: &Export) -> Result<()> {

@@ -123,6 +123,41 @@ fn to_item<T: Serialize>(value: &T, pk: String, sk: String, entity: &str) -> Res
     Ok(item)
 }
 
+/// The items of a listing that can be read; one that cannot (written by hand, by an older
+/// version, or damaged) is skipped and logged with its key, so that it never breaks the page
+/// or the walk it is part of.
+fn readable<T: DeserializeOwned>(items: Vec<Item>, entity: &'static str) -> Vec<T> {
+    items
+        .into_iter()
+        .filter_map(|item| {
+            // The key, kept to name the item should it not read (the item itself is consumed).
+            let key = (attr_string(&item, PK), attr_string(&item, SK));
+            match serde_dynamo::from_item::<_, T>(item) {
+                Ok(value) => Some(value),
+                Err(e) => {
+                    log_skipped(key, entity, &e.to_string());
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Logs an item a listing passed over.
+fn skipped(item: &Item, entity: &str, why: &str) {
+    log_skipped((attr_string(item, PK), attr_string(item, SK)), entity, why);
+}
+
+fn log_skipped(key: (Option<String>, Option<String>), entity: &str, why: &str) {
+    tracing::error!(
+        pk = key.0.unwrap_or_default(),
+        sk = key.1.unwrap_or_default(),
+        entity,
+        why,
+        "skipped an unreadable item"
+    );
+}
+
 fn from_item<T: DeserializeOwned>(item: Item, entity: &'static str) -> Result<T> {
     Ok(serde_dynamo::from_item(item).with_context(|| format!("reading a stored {entity}"))?)
 }

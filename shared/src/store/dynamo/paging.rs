@@ -50,10 +50,7 @@ pub(super) fn page_of<T: DeserializeOwned>(
     entity: &'static str,
 ) -> Result<Page<T>> {
     Ok(Page {
-        items: items
-            .into_iter()
-            .map(|i| from_item(i, entity))
-            .collect::<Result<_>>()?,
+        items: readable(items, entity),
         next_cursor,
     })
 }

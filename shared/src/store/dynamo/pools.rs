@@ -147,22 +147,18 @@ impl Pools for DynamoStore {
             })
             .await?;
         let mut keys = Vec::with_capacity(entries.len());
+        // One unreadable entry or pool is skipped (and logged): the scheduler walks every
+        // organization's pools, and one bad item must not stop it for the others.
         for entry in &entries {
-            let (Some(org), Some(pool)) =
-                (attr_string(entry, "org"), attr_string(entry, "pool_id"))
-            else {
-                continue;
-            };
-            let org = OrgId::parse(&org).map_err(|e| anyhow::anyhow!("a pool entry: {e}"))?;
-            let pool = PoolId::parse(&pool).context("a pool entry's id")?;
-            keys.push(self.pool_key(&org, &pool));
+            let org = attr_string(entry, "org").and_then(|o| OrgId::parse(&o).ok());
+            let pool = attr_string(entry, "pool_id").and_then(|p| PoolId::parse(&p));
+            match (org, pool) {
+                (Some(org), Some(pool)) => keys.push(self.pool_key(&org, &pool)),
+                _ => skipped(entry, "pool entry", "missing or malformed org or pool_id"),
+            }
         }
-        let mut pools = self
-            .batch_get(keys, None, "reading pools")
-            .await?
-            .into_iter()
-            .map(|item| from_item::<Pool>(item, "pool"))
-            .collect::<Result<Vec<_>>>()?;
+        let mut pools: Vec<Pool> =
+            readable(self.batch_get(keys, None, "reading pools").await?, "pool");
         pools.sort_by_key(|p| p.pool_id);
         Ok(Page {
             items: pools,

@@ -1,0 +1,63 @@
+"""Checks of template.yaml that cfn-lint cannot know: the limits this project promises.
+
+Run by tests/run.sh with the test venv's Python: `python tests/template/check.py`.
+"""
+
+import pathlib
+import sys
+import unittest
+
+import yaml
+
+TEMPLATE = pathlib.Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+class _Loader(yaml.SafeLoader):
+    """Reads CloudFormation's short forms (!Ref, !GetAtt, ...) as plain values."""
+
+
+def _intrinsic(loader, suffix, node):
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {suffix: value}
+
+
+_Loader.add_multi_constructor("!", _intrinsic)
+
+
+def template():
+    return yaml.load(TEMPLATE.read_text(), Loader=_Loader)
+
+
+class BillingStream(unittest.TestCase):
+    def setUp(self):
+        events = template()["Resources"]["BillingFunction"]["Properties"]["Events"]
+        self.mapping = events["Redemptions"]["Properties"]
+
+    def test_a_poison_record_reaches_the_failure_queue_within_minutes(self):
+        retries = self.mapping["MaximumRetryAttempts"]
+        age = self.mapping["MaximumRecordAgeInSeconds"]
+        self.assertTrue(0 <= retries <= 10, f"MaximumRetryAttempts {retries}")
+        self.assertTrue(60 <= age <= 900, f"MaximumRecordAgeInSeconds {age}")
+        self.assertTrue(self.mapping["BisectBatchOnFunctionError"])
+        self.assertIn("ReportBatchItemFailures", self.mapping["FunctionResponseTypes"])
+        destination = self.mapping["DestinationConfig"]["OnFailure"]["Destination"]
+        self.assertEqual(destination, {"GetAtt": "BillingFailures.Arn"})
+
+
+class RedemptionRoute(unittest.TestCase):
+    def test_the_redemption_route_has_its_own_throttle(self):
+        api = template()["Resources"]["HttpApi"]["Properties"]
+        routes = api["RouteSettings"]
+        self.assertIn("POST /v1/redemptions", routes)
+        limits = routes["POST /v1/redemptions"]
+        self.assertIn("ThrottlingRateLimit", limits)
+        self.assertIn("ThrottlingBurstLimit", limits)
+
+
+if __name__ == "__main__":
+    sys.exit(0 if unittest.main(exit=False).result.wasSuccessful() else 1)
