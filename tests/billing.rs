@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::{Method, StatusCode};
 use keypool::domain::{
     Assignment, AssignmentId, CourseId, InvoiceLine, InvoiceTotals, LineKind, Month, PoolId,
@@ -661,27 +660,16 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
 
     // A line of the second page that cannot be read: the CSV must not end as if whole.
     let broken = ids.iter().nth(1500).unwrap();
-    w.store
-        .client()
-        .update_item()
-        .table_name(&w.tables.main)
-        .key(
-            "PK",
-            AttributeValue::S(keypool::schema::invoice_pk(&acme(), month(&m))),
-        )
-        .key(
-            "SK",
-            AttributeValue::S(keypool::schema::invoice_line_sk(
-                &AssignmentId::parse(broken).unwrap(),
-                LineKind::Redemption,
-            )),
-        )
-        .update_expression("SET quantity = :bad")
-        .condition_expression("attribute_exists(PK)")
-        .expression_attribute_values(":bad", AttributeValue::S("lots".into()))
-        .send()
-        .await
-        .unwrap();
+    w.corrupt(
+        keypool::schema::invoice_pk(&acme(), month(&m)),
+        keypool::schema::invoice_line_sk(
+            &AssignmentId::parse(broken).unwrap(),
+            LineKind::Redemption,
+        ),
+        "quantity",
+        "lots",
+    )
+    .await;
     let (status, headers, body) = w
         .get_streamed(&format!("/v1/invoices/{m}.csv"), Some(&w.admin("acme")))
         .await;

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::AttributeValue;
 use axum::http::{Method, StatusCode};
 use keypool::domain::{
     Course, CourseId, Export, ExportId, ExportStatus, KeyFilter, KeyRecord, NewKey, Page, Pool,
@@ -691,26 +690,13 @@ async fn one_unreadable_pool_breaks_no_listing_and_no_schedule() {
     w.generate("acme", &good, 2).await;
     w.generate("globex", &also_good, 2).await;
     w.generate("globex", &broken, 2).await;
-    w.store
-        .client()
-        .update_item()
-        .table_name(&w.tables.main)
-        .key(
-            "PK",
-            AttributeValue::S(keypool::schema::org_pk(&OrgId::parse("globex").unwrap())),
-        )
-        .key(
-            "SK",
-            AttributeValue::S(keypool::schema::pool_sk(
-                &keypool::domain::PoolId::parse(&broken).unwrap(),
-            )),
-        )
-        .update_expression("SET starts_at = :bad")
-        .condition_expression("attribute_exists(PK)")
-        .expression_attribute_values(":bad", AttributeValue::S("+10000-01-01T00:00:00Z".into()))
-        .send()
-        .await
-        .unwrap();
+    w.corrupt(
+        keypool::schema::org_pk(&OrgId::parse("globex").unwrap()),
+        keypool::schema::pool_sk(&PoolId::parse(&broken).unwrap()),
+        "starts_at",
+        "+10000-01-01T00:00:00Z",
+    )
+    .await;
 
     let listed = w
         .call(Method::GET, "/v1/pools", Some(&w.admin("globex")), None)

@@ -314,6 +314,25 @@ impl World {
         send(&self.app, method, path, token, content_type, body).await
     }
 
+    /// Overwrites one attribute of an existing item of the main table with a string, straight
+    /// through the engine, as a damaged or hand-written item would look.
+    pub async fn corrupt(&self, pk: String, sk: String, attribute: &str, value: &str) {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        self.store
+            .client()
+            .update_item()
+            .table_name(&self.tables.main)
+            .key(schema::PK, AttributeValue::S(pk))
+            .key(schema::SK, AttributeValue::S(sk))
+            .update_expression("SET #a = :bad")
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#a", attribute)
+            .expression_attribute_values(":bad", AttributeValue::S(value.into()))
+            .send()
+            .await
+            .expect("the item exists and is overwritten");
+    }
+
     /// A GET whose body may break part-way: the status, the headers, and the body or the
     /// error that cut it short.
     pub async fn get_streamed(
