@@ -155,6 +155,9 @@ pub fn plain(message: &str) -> String {
     ] {
         text = text.strip_prefix(preamble).unwrap_or(text);
     }
+    let text = text
+        .replace("a map", "an object")
+        .replace("a sequence", "an array");
     let mut out = String::with_capacity(text.len());
     let mut words = text.split(' ').peekable();
     while let Some(word) = words.next() {
@@ -279,6 +282,10 @@ mod tests {
         assert_eq!(
             plain("unknown variant `x`, expected enum Status: at line 1"),
             "unknown variant `x`, expected one of the allowed values: at line 1"
+        );
+        assert_eq!(
+            plain("invalid type: string \"x\", expected a sequence"),
+            "invalid type: string \"x\", expected an array"
         );
         assert_eq!(
             plain("unknown field `org`, expected `title` or `description`"),
