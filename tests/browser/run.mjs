@@ -272,7 +272,7 @@ async function main() {
     await check(admin, 'settings');
     await admin.goto(`${base}/#/`);
     await admin.locator('#pools tbody tr').first().waitFor();
-    assert.match(await text(admin, '#pools'), /Warehouse spring intake[\s\S]*20,005/);
+    assert.match(await text(admin, '#pools'), /Warehouse spring intake[\s\S]*Forklift safety[\s\S]*20,005/);
     await check(admin, 'pools');
   });
 

@@ -86,3 +86,15 @@ export async function config() {
   const res = await fetch('/console/config.json');
   return res.ok ? res.json() : { mode: 'local' };
 }
+
+let courses;
+/** Course titles by id (one listing per page load); ids stay shown when the listing fails. */
+export async function courseTitles() {
+  if (!courses) {
+    courses = api('GET', '/v1/courses?limit=1000')
+      .then((page) => new Map(page.items.map((c) => [c.course_id, c.title])))
+      .catch(() => new Map());
+  }
+  return courses;
+}
+export function forgetCourses() { courses = undefined; }

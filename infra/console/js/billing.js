@@ -1,6 +1,6 @@
 // Assignments and billing: the month's invoice (totals, lines, CSV) and cancelling a redemption.
 import { api, download } from './api.js';
-import { h, when, fieldError, confirmDialog, announce } from './dom.js';
+import { h, when, fieldError, confirmDialog, announce, fill } from './dom.js';
 
 const REFUSED = {
   assignment_launched: 'The learner has already launched the course, so this redemption can no longer be cancelled.',
@@ -34,7 +34,7 @@ export async function billingView(main) {
     fieldError(month, '');
     let inv;
     try { inv = await api('GET', `/v1/invoices/${month.value}?limit=100`); } catch (e) { fieldError(month, e.fields.month || e.message); return; }
-    invoice.replaceChildren(
+    fill(invoice, 
       h('div', { class: 'counts' },
         h('div', {}, 'Billable lines', h('strong', { id: 'invoice-count' }, inv.count)),
         h('div', {}, 'Redemptions', h('strong', {}, inv.redemptions)),

@@ -1,6 +1,6 @@
 // One pool: its counts, and tabs for keys, export and settings.
-import { api, download } from './api.js';
-import { h, when, fieldError, showApiError, confirmDialog, announce, sleep } from './dom.js';
+import { api, courseTitles } from './api.js';
+import { h, when, fieldError, showApiError, confirmDialog, announce, sleep, fill } from './dom.js';
 import { poolStatus, poolFormView } from './pools.js';
 
 const KEY_RE = /^[A-Z0-9]{4,64}$/;
@@ -31,7 +31,7 @@ export async function poolView(main, poolId, tab) {
   const counts = h('div', { class: 'counts', id: 'counts' });
   async function refreshCounts() {
     try { pool = await api('GET', `/v1/pools/${encodeURIComponent(poolId)}`); } catch { /* keep the last counts */ }
-    counts.replaceChildren(
+    fill(counts, 
       h('div', {}, 'Total keys', h('strong', { id: 'count-total' }, pool.total_keys.toLocaleString())),
       h('div', {}, 'Redeemed', h('strong', { id: 'count-redeemed' }, pool.redeemed_keys.toLocaleString())),
       h('div', {}, 'Available', h('strong', { id: 'count-available' }, pool.available_keys.toLocaleString())));
@@ -49,10 +49,11 @@ export async function poolView(main, poolId, tab) {
     },
   }, label)));
   const st = poolStatus(pool);
+  const title = (await courseTitles()).get(pool.course_id) || pool.course_id;
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/' }, '← All pools')),
     h('h1', {}, pool.name, ' ', h('span', { class: `badge ${st}` }, st)),
-    h('p', {}, `Course ${pool.course_id} · open ${when(pool.starts_at)} to ${when(pool.expires_at)} · ${pool.content_availability_days} days of access`),
+    h('p', {}, `Course: ${title} · open ${when(pool.starts_at)} to ${when(pool.expires_at)} · ${pool.content_availability_days} days of access`),
     counts, tablist, panel);
   if (tab === 'export') exportTab(panel, pool);
   else if (tab === 'settings') await settingsTab(panel, pool);
@@ -73,7 +74,7 @@ function keysTab(panel, pool, refreshCounts) {
       oneStatus.textContent = `Key ${r.added[0]} added.`;
       one.value = '';
       refreshCounts(); loadKeys();
-    } catch (e) { fieldError(one, e.message); one.focus(); }
+    } catch (e) { fieldError(one, e.details?.rejected?.[0]?.message || e.message); one.focus(); }
   } }, h('div', {}, h('label', { for: 'one-key' }, 'Key'), one), h('div', {}, h('button', { type: 'submit', id: 'add-one' }, 'Add key')));
 
   // Paste many or upload a file, preview, then add the valid lines.
@@ -85,7 +86,7 @@ function keysTab(panel, pool, refreshCounts) {
     checked = previewLines(paste.value);
     const bad = checked.filter((l) => l.error);
     const good = checked.filter((l) => !l.error);
-    preview.replaceChildren(
+    fill(preview, 
       h('p', { id: 'preview-summary' }, `${good.length} valid, ${bad.length} with errors.`),
       bad.length ? h('ul', { class: 'preview' }, bad.slice(0, 200).map((l) => h('li', { class: 'bad' }, `Line ${l.line} (${l.key}): ${l.error}`))) : null,
       h('div', { class: 'actions' }, good.length ? h('button', { type: 'button', id: 'add-valid', onclick: addValid },
@@ -93,15 +94,15 @@ function keysTab(panel, pool, refreshCounts) {
   }
   async function addValid() {
     const good = checked.filter((l) => !l.error).map((l) => l.key);
-    preview.replaceChildren(h('p', {}, 'Adding…'));
+    fill(preview, h('p', {}, 'Adding…'));
     try {
       const r = await api('POST', `${base}/keys?partial=true`, { keys: good });
       if (r.job_id) { await followJob(r.job_id, jobBox, 'Import'); return; }
-      preview.replaceChildren(h('p', { class: 'ok', role: 'status' }, `${r.added.length} keys added.`),
+      fill(preview, h('p', { class: 'ok', role: 'status' }, `${r.added.length} keys added.`),
         r.rejected.length ? h('ul', { class: 'preview' }, r.rejected.map((x) => h('li', { class: 'bad' }, `${x.key}: ${x.message}`))) : null);
       paste.value = '';
       refreshCounts(); loadKeys();
-    } catch (e) { preview.replaceChildren(h('p', { class: 'alert', role: 'alert' }, e.message)); }
+    } catch (e) { fill(preview, h('p', { class: 'alert', role: 'alert' }, e.message)); }
   }
   file.addEventListener('change', async () => { if (file.files[0]) { paste.value = await file.files[0].text(); showPreview(); } });
   const pasteForm = h('form', { class: 'stack', onsubmit: (ev) => { ev.preventDefault(); showPreview(); } },
@@ -123,7 +124,7 @@ function keysTab(panel, pool, refreshCounts) {
     try {
       const r = await api('POST', `${base}/keys/generate`, { count: n });
       if (r.job_id) await followJob(r.job_id, jobBox, 'Generation');
-      else jobBox.replaceChildren(h('p', { role: 'status', class: 'ok' }, `${r.keys.length} keys generated.`));
+      else fill(jobBox, h('p', { role: 'status', class: 'ok' }, `${r.keys.length} keys generated.`));
       refreshCounts(); loadKeys();
     } catch (e) { showApiError(genForm, e, null) || fieldError(count, e.message); count.focus(); }
   } }, h('div', {}, h('label', { for: 'gen-count' }, 'How many keys'), count), h('div', {}, h('button', { type: 'submit', id: 'generate' }, 'Generate')));
@@ -163,7 +164,7 @@ function keysTab(panel, pool, refreshCounts) {
     if (c) q.set('cursor', c);
     let page;
     table.setAttribute('aria-busy', 'true');
-    try { page = await api('GET', `${base}/keys?${q}`); } catch (e) { table.replaceChildren(h('p', { class: 'alert' }, e.message)); return; } finally { table.removeAttribute('aria-busy'); }
+    try { page = await api('GET', `${base}/keys?${q}`); } catch (e) { fill(table, h('p', { class: 'alert' }, e.message)); return; } finally { table.removeAttribute('aria-busy'); }
     const rows = page.items.map((k) => h('tr', {},
       h('td', { 'data-label': 'Key', class: 'key' }, k.key),
       h('td', { 'data-label': 'Status' }, h('span', { class: `badge ${k.status}` }, k.status)),
@@ -172,7 +173,7 @@ function keysTab(panel, pool, refreshCounts) {
       h('td', { 'data-label': 'Distributed' }, k.distributed_at ? when(k.distributed_at) : 'No'),
       h('td', { 'data-label': 'Action' }, k.status === 'available'
         ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove key ${k.key}`, onclick: () => removeKey(k) }, 'Remove') : '—')));
-    table.replaceChildren(
+    fill(table, 
       page.items.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'key-table' },
         h('caption', { class: 'visually-hidden' }, 'Keys of this pool'),
         h('thead', {}, h('tr', {}, ['Key', 'Status', 'Redeemed by', 'Redeemed at', 'Distributed', 'Action'].map((t) => h('th', { scope: 'col' }, t)))),
@@ -188,7 +189,7 @@ function keysTab(panel, pool, refreshCounts) {
   filter.addEventListener('change', () => { stack.length = 0; loadKeys(''); });
   undistributed.addEventListener('change', () => { stack.length = 0; loadKeys(''); });
 
-  panel.replaceChildren(
+  fill(panel, 
     h('section', { class: 'card', 'aria-labelledby': 'h-one' }, h('h2', { id: 'h-one' }, 'Add one key'), oneForm, oneStatus),
     h('section', { class: 'card', 'aria-labelledby': 'h-paste' }, h('h2', { id: 'h-paste' }, 'Add many keys'), pasteForm),
     h('section', { class: 'card', 'aria-labelledby': 'h-gen' }, h('h2', { id: 'h-gen' }, 'Generate keys'), genForm, jobBox),
@@ -231,7 +232,7 @@ function exportTab(panel, pool) {
   h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'start-export' }, 'Start export')), alert);
   async function follow(id) {
     const live = h('p', { role: 'status', id: 'export-status-text' }, 'Export started…');
-    progress.replaceChildren(live);
+    fill(progress, live);
     for (;;) {
       const e = await api('GET', `/v1/exports/${encodeURIComponent(id)}`);
       if (e.status === 'done') {
@@ -253,9 +254,9 @@ function exportTab(panel, pool) {
   }
   async function showList() {
     const items = recentExports(pool.pool_id).slice(0, 10);
-    if (!items.length) { list.replaceChildren(h('p', {}, 'No exports from this browser yet.')); return; }
+    if (!items.length) { fill(list, h('p', {}, 'No exports from this browser yet.')); return; }
     const rows = await Promise.all(items.map((x) => api('GET', `/v1/exports/${encodeURIComponent(x.export_id)}`).catch(() => null)));
-    list.replaceChildren(h('div', { class: 'table-wrap' }, h('table', { class: 'responsive' },
+    fill(list, h('div', { class: 'table-wrap' }, h('table', { class: 'responsive' },
       h('caption', { class: 'visually-hidden' }, 'Recent exports'),
       h('thead', {}, h('tr', {}, ['Started', 'Status', 'Rows', 'File'].map((t) => h('th', { scope: 'col' }, t)))),
       h('tbody', {}, rows.filter(Boolean).map((e) => h('tr', {},
@@ -263,7 +264,7 @@ function exportTab(panel, pool) {
         h('td', { 'data-label': 'Rows', class: 'num' }, e.rows.toLocaleString()),
         h('td', { 'data-label': 'File' }, e.status === 'done' ? h('button', { type: 'button', class: 'link', onclick: () => saveExport(e) }, e.file_name) : '—')))))));
   }
-  panel.replaceChildren(h('section', { class: 'card', 'aria-labelledby': 'h-exp' }, h('h2', { id: 'h-exp' }, 'Export keys to CSV'), form, progress),
+  fill(panel, h('section', { class: 'card', 'aria-labelledby': 'h-exp' }, h('h2', { id: 'h-exp' }, 'Export keys to CSV'), form, progress),
     h('section', { 'aria-labelledby': 'h-recent' }, h('h2', { id: 'h-recent' }, 'Recent exports'), list));
   showList();
 }
@@ -278,6 +279,6 @@ async function settingsTab(panel, pool) {
       dispatchEvent(new HashChangeEvent('hashchange'));
     } catch (e) { live.textContent = e.message; }
   } }, pool.deactivated ? 'Reactivate pool' : 'Deactivate pool');
-  panel.replaceChildren(h('section', { class: 'card', 'aria-labelledby': 'h-edit' }, h('h2', { id: 'h-edit' }, 'Edit pool'), ...nodes),
+  fill(panel, h('section', { class: 'card', 'aria-labelledby': 'h-edit' }, h('h2', { id: 'h-edit' }, 'Edit pool'), ...nodes),
     h('section', { class: 'card', 'aria-labelledby': 'h-deact' }, h('h2', { id: 'h-deact' }, pool.deactivated ? 'Deactivated' : 'Deactivate'), toggle, live));
 }

@@ -1,6 +1,6 @@
 // Pools list (search, status filter, cursor pages) and the create/edit pool form.
-import { api } from './api.js';
-import { h, when, zone, localInput, fieldError, clearErrors, showApiError, announce } from './dom.js';
+import { api, courseTitles, forgetCourses } from './api.js';
+import { h, when, zone, localInput, fieldError, clearErrors, showApiError, announce, fill } from './dom.js';
 
 /** scheduled / active / expired / deactivated, from the pool's dates and flag. */
 export function poolStatus(p, now = Date.now()) {
@@ -40,13 +40,14 @@ export async function poolsView(main, params) {
     h('div', { class: 'actions' }, h('a', { href: '#/pools/new', class: 'button-link', id: 'new-pool' }, 'Create a pool')),
     form, alert, body);
   let page;
-  try { page = await api('GET', `/v1/pools?${q}`); } catch (e) { alert.textContent = e.message; body.replaceChildren(); return; }
+  try { page = await api('GET', `/v1/pools?${q}`); } catch (e) { alert.textContent = e.message; fill(body, ); return; }
   const items = status ? page.items.filter((p) => poolStatus(p) === status) : page.items;
+  const titles = await courseTitles();
   const rows = items.map((p) => {
     const st = poolStatus(p);
     return h('tr', {},
       h('td', { 'data-label': 'Pool' }, h('a', { href: `#/pools/${encodeURIComponent(p.pool_id)}` }, p.name)),
-      h('td', { 'data-label': 'Course' }, p.course_title || p.course_id),
+      h('td', { 'data-label': 'Course' }, titles.get(p.course_id) || p.course_id),
       h('td', { 'data-label': 'Status' }, h('span', { class: `badge ${st}` }, st)),
       h('td', { 'data-label': 'Total', class: 'num' }, p.total_keys.toLocaleString()),
       h('td', { 'data-label': 'Redeemed', class: 'num' }, p.redeemed_keys.toLocaleString()),
@@ -61,7 +62,7 @@ export async function poolsView(main, params) {
     if (c) next.set('cursor', c); else next.delete('cursor');
     location.hash = `#/?${next}`;
   }
-  body.replaceChildren(
+  fill(body, 
     items.length
       ? h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'pools' },
         h('caption', { class: 'visually-hidden' }, 'Pools, with their key counts'),
@@ -84,7 +85,7 @@ function coursePicker(selectedId) {
     if (find.value.trim()) q.set('search', find.value.trim());
     try {
       const page = await api('GET', `/v1/courses?${q}`);
-      select.replaceChildren(h('option', { value: '' }, page.items.length ? 'Choose a course' : 'No course matches'),
+      fill(select, h('option', { value: '' }, page.items.length ? 'Choose a course' : 'No course matches'),
         page.items.map((c) => h('option', { value: c.course_id, selected: c.course_id === (chosen || select.value || selectedId) }, c.title)));
       status.textContent = `${page.items.length} courses found`;
     } catch (e) { status.textContent = e.message; }
@@ -95,6 +96,7 @@ function coursePicker(selectedId) {
     fieldError(newTitle, '');
     try {
       const c = await api('POST', '/v1/courses', { title: newTitle.value.trim() });
+      forgetCourses();
       find.value = '';
       await load(c.course_id);
       // A listing may lag behind the write that made the course: add it if it is missing.

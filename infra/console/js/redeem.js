@@ -1,6 +1,6 @@
 // The learner's page: redeem a key (deep link /redeem?key=...), see the result, launch courses.
 import { api, token, setToken, claims, config } from './api.js';
-import { h, $, when, fieldError } from './dom.js';
+import { h, $, when, fieldError, fill } from './dom.js';
 import { oidcStart } from './signin.js';
 
 const form = $('#redeem-form');
@@ -11,7 +11,7 @@ let busy = false;
 
 function showResult(kind, ...content) {
   result.className = `result ${kind}`;
-  result.replaceChildren(...content);
+  fill(result, ...content);
 }
 
 function launchButton(a) {
@@ -85,13 +85,13 @@ async function loadAssignments() {
   const box = $('#assignments');
   try {
     const page = await api('GET', '/v1/me/assignments');
-    if (!page.items.length) { box.replaceChildren(h('p', {}, 'No courses yet. Redeem a key to get one.')); return; }
-    box.replaceChildren(h('ul', { class: 'stack', id: 'assignment-list' }, page.items.map((a) => h('li', { class: 'card' },
+    if (!page.items.length) { fill(box, h('p', {}, 'No courses yet. Redeem a key to get one.')); return; }
+    fill(box, h('ul', { class: 'plain', id: 'assignment-list' }, page.items.map((a) => h('li', { class: 'card' },
       h('p', {}, h('strong', {}, `Course ${a.course_id}`)),
       h('p', {}, a.valid ? `Available until ${when(a.expires_at)}` : a.cancelled_at ? 'Cancelled' : `Ended ${when(a.expires_at)}`),
       a.valid ? launchButton(a) : null))));
   } catch (e) {
-    box.replaceChildren(h('p', { class: 'alert' }, e.message));
+    fill(box, h('p', { class: 'alert' }, e.message));
   }
 }
 
