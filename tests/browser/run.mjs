@@ -359,11 +359,12 @@ async function main() {
     await admin.locator('#key-table', { hasText: 'demo-learner' }).waitFor();
     await admin.locator('#count-redeemed', { hasText: '1' }).waitFor();
     // Billing reads the assignments stream; give the follower a few polls.
-    for (let i = 0; i < 40; i++) {
+    // Under load (two cores, shared) the follower can take a while: up to about a minute.
+    for (let i = 0; i < 60; i++) {
       await admin.goto(`${base}/#/billing`);
       await admin.locator('#invoice-count').waitFor();
       if ((await text(admin, '#invoice-count')) === '1') break;
-      await admin.waitForTimeout(500);
+      await admin.waitForTimeout(1000);
     }
     assert.match(await text(admin, '#invoice-lines'), /demo-learner[\s\S]*BRAVO1002/);
     const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#invoice-csv')]);
