@@ -5,6 +5,7 @@
 //! a token the server accepts; `bench` measures the service on this machine.
 
 mod bench;
+mod console;
 mod data_dir;
 
 use std::net::SocketAddr;
@@ -230,7 +231,11 @@ async fn serve(
     };
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
     println!("KeyPool listening on http://{bound} ({store_name})");
-    let served = axum::serve(listener, app(state).merge(local_files(objects)))
+    let console = console::Console::from_env(TokenAuthority::new(&secret));
+    let router = app(state)
+        .merge(local_files(objects))
+        .merge(console::routes(console));
+    let served = axum::serve(listener, router)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     if let Some(scheduler) = scheduler {

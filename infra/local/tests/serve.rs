@@ -356,3 +356,80 @@ fn token_lifetimes_are_capped() {
     assert!(token_output(&dir, &["--hours", "8784"]).status.success());
     let _ = std::fs::remove_dir_all(&dir);
 }
+#[tokio::test]
+async fn serves_the_console_with_a_strict_policy_and_a_local_sign_in() {
+    let dir = std::env::temp_dir().join(format!("keypool-console-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let server = start(&dir);
+    let http = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/redeem", "text/html"),
+        ("/console/js/api.js", "text/javascript"),
+        ("/console/css/console.css", "text/css"),
+        ("/console/config.json", "application/json"),
+    ] {
+        let response = http
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let headers = response.headers();
+        assert!(
+            headers["content-type"].to_str().unwrap().starts_with(kind),
+            "{path}"
+        );
+        let csp = headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("default-src 'self'") && !csp.contains("unsafe-inline"));
+        assert_eq!(headers["x-content-type-options"], "nosniff");
+    }
+    // Only the console's own files, whatever the path says.
+    for path in ["/console/../Cargo.toml", "/console/keypool.db", "/console/"] {
+        let (status, body) = server.call("GET", path, "", None).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+    }
+    let (_, config) = server.call("GET", "/console/config.json", "", None).await;
+    assert_eq!(config["mode"], "local");
+
+    // The demo admin's token works on the API, scoped to the demo organization.
+    let (status, session) = server
+        .call("POST", "/local/session", "", Some(json!({"role": "admin"})))
+        .await;
+    assert_eq!(status, 201, "{session}");
+    let admin = session["token"].as_str().unwrap();
+    let (status, _) = server
+        .call("POST", "/v1/courses", admin, Some(json!({"title": "Demo"})))
+        .await;
+    assert_eq!(status, 201);
+    let (status, session) = server
+        .call(
+            "POST",
+            "/local/session",
+            "",
+            Some(json!({"role": "learner", "sub": "second"})),
+        )
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(session["sub"], "second");
+    let learner = session["token"].as_str().unwrap();
+    assert_eq!(
+        server
+            .call("GET", "/v1/me/assignments", learner, None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        server.call("GET", "/v1/courses", learner, None).await.0,
+        403
+    );
+    let (status, body) = server
+        .call("POST", "/local/session", "", Some(json!({"role": "root"})))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["error"]["code"], "invalid_input");
+    drop(server);
+    let _ = std::fs::remove_dir_all(&dir);
+}

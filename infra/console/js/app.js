@@ -1,0 +1,43 @@
+// The admin console: a hash router over the screens, and sign-in.
+import { token, setToken, claims, config } from './api.js';
+import { $ } from './dom.js';
+import { signInView, oidcFinish } from './signin.js';
+import { poolsView, poolFormView } from './pools.js';
+import { poolView } from './pool.js';
+import { billingView } from './billing.js';
+
+const main = $('#main');
+let cfg = { mode: 'local' };
+
+function signedIn() { const c = claims(); return token() && c && c.role === 'admin' && (!c.exp || c.exp * 1000 > Date.now()); }
+
+async function route() {
+  const nav = $('#nav');
+  if (!signedIn()) {
+    nav.hidden = true;
+    document.title = 'Sign in · KeyPool console';
+    signInView(main, cfg, () => { location.hash = '#/'; route(); });
+    return;
+  }
+  nav.hidden = false;
+  const path = location.hash.replace(/^#/, '') || '/';
+  for (const a of nav.querySelectorAll('a')) a.removeAttribute('aria-current');
+  let m;
+  if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }
+  else if (path === '/pools/new') { await poolFormView(main, null); }
+  else if ((m = path.match(/^\/pools\/([^/]+)(?:\/(\w+))?$/))) { await poolView(main, decodeURIComponent(m[1]), m[2] || 'keys'); }
+  else { $('#nav-pools').setAttribute('aria-current', 'page'); await poolsView(main, new URLSearchParams(path.split('?')[1] || '')); }
+  // Move focus to the new screen's heading so keyboard and screen-reader users land on it.
+  const h1 = main.querySelector('h1');
+  if (h1) { h1.tabIndex = -1; h1.focus({ preventScroll: false }); }
+}
+
+window.addEventListener('hashchange', route);
+window.addEventListener('keypool:signed-out', () => { setToken(null); route(); });
+$('#signout').addEventListener('click', () => { setToken(null); location.hash = '#/'; route(); });
+
+(async () => {
+  cfg = await config();
+  await oidcFinish(cfg);
+  route();
+})();

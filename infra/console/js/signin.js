@@ -1,0 +1,62 @@
+// Sign-in: locally a pasted token or the demo admin; in AWS the OIDC provider's hosted login
+// (authorization code with PKCE), configured by config.json {mode: "oidc", issuer, client_id,
+// authorize_url, token_url}.
+import { api, setToken, claims } from './api.js';
+import { h, fieldError } from './dom.js';
+
+const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+
+/** Goes to the hosted login; the provider returns to `/`, which then goes on to `returnTo`. */
+export async function oidcStart(cfg, returnTo = '/') {
+  const verifier = b64url(crypto.getRandomValues(new Uint8Array(32)));
+  const state = b64url(crypto.getRandomValues(new Uint8Array(16)));
+  const challenge = b64url(await crypto.subtle.digest('SHA-256', new TextEncoder().encode(verifier)));
+  sessionStorage.setItem('keypool.pkce', JSON.stringify({ verifier, state, returnTo }));
+  const url = new URL(cfg.authorize_url);
+  Object.entries({ response_type: 'code', client_id: cfg.client_id, redirect_uri: `${location.origin}/`, scope: cfg.scope || 'openid',
+    code_challenge: challenge, code_challenge_method: 'S256', state }).forEach(([k, v]) => url.searchParams.set(k, v));
+  location.assign(url);
+}
+
+/** Finishes a hosted login when the provider sent us back with ?code=; true when signed in. */
+export async function oidcFinish(cfg) {
+  const params = new URLSearchParams(location.search);
+  const code = params.get('code');
+  if (cfg.mode !== 'oidc' || !code) return false;
+  const saved = JSON.parse(sessionStorage.getItem('keypool.pkce') || '{}');
+  sessionStorage.removeItem('keypool.pkce');
+  history.replaceState(null, '', '/');
+  if (saved.state !== params.get('state')) return false;
+  const res = await fetch(cfg.token_url, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', client_id: cfg.client_id, code, redirect_uri: `${location.origin}/`, code_verifier: saved.verifier }) });
+  if (!res.ok) return false;
+  const t = await res.json();
+  setToken(t.id_token || t.access_token);
+  if (saved.returnTo && saved.returnTo !== '/') { location.replace(saved.returnTo); return false; }
+  return true;
+}
+
+/** The sign-in screen; calls done() once a token is stored. */
+export function signInView(main, cfg, done) {
+  const alert = h('p', { class: 'alert', role: 'alert' });
+  const area = h('textarea', { id: 'token', name: 'token', rows: 4, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'token-hint', 'data-hint': 'token-hint' });
+  const form = h('form', { class: 'stack card', onsubmit: (ev) => {
+    ev.preventDefault();
+    setToken(area.value.trim());
+    const c = claims();
+    if (!c || c.role !== 'admin') { setToken(null); fieldError(area, 'This is not an admin token. Print one with: keypool-local token --org ORG --role admin --sub YOU'); area.focus(); return; }
+    done();
+  } },
+  h('label', { for: 'token' }, 'Admin token'),
+  h('p', { class: 'hint', id: 'token-hint' }, 'Paste a token printed by keypool-local token, or one your identity provider issued.'),
+  area,
+  h('div', { class: 'actions' }, h('button', { type: 'submit', class: cfg.mode === 'local' ? 'secondary' : '' }, 'Sign in with this token')));
+  const demo = cfg.mode === 'local'
+    ? h('div', { class: 'card' }, h('p', {}, 'This is a local server: you can sign in as the demo organization’s administrator.'),
+      h('button', { type: 'button', id: 'demo-admin', onclick: async () => {
+        try { const s = await api('POST', '/local/session', { role: 'admin' }); setToken(s.token); done(); } catch (e) { alert.textContent = e.message; }
+      } }, 'Sign in as demo admin'))
+    : h('div', { class: 'card' }, h('button', { type: 'button', onclick: () => oidcStart(cfg) }, 'Sign in with your organization'));
+  main.replaceChildren(h('h1', {}, 'Sign in to the KeyPool console'), alert, demo, form,
+    h('p', {}, 'Learners: ', h('a', { href: '/redeem' }, 'redeem a key here'), '.'));
+}

@@ -1,0 +1,401 @@
+// The console's end-to-end suite: starts keypool-local on a free port with a fresh data folder,
+// drives Debian's headless Chromium through the admin walk and the learner walk, runs axe-core
+// (WCAG 2.2 AA tags) on every page, checks keyboard use, focus, live regions and reflow at
+// 320 px, and writes screenshots at 1280 and 375 px to tests/browser/screenshots/.
+//
+//   node tests/browser/run.mjs            (KEYPOOL_BIN overrides the server binary)
+
+import { spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = join(here, '..', '..');
+const require = createRequire(import.meta.url);
+const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
+const SHOTS = join(here, 'screenshots');
+const BUDGET_MS = Number(process.env.KEYPOOL_BROWSER_BUDGET_MS || 10 * 60 * 1000);
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const BIN = process.env.KEYPOOL_BIN
+  || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'keypool-local');
+const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
+
+const started = Date.now();
+const results = [];
+let server;
+let context;
+const temp = mkdtempSync(join(tmpdir(), 'keypool-browser-'));
+
+const budget = setTimeout(() => {
+  console.error(`FAIL: the browser suite ran past its budget of ${BUDGET_MS / 1000} s`);
+  cleanup();
+  process.exit(1);
+}, BUDGET_MS);
+
+function cleanup() {
+  if (server && server.exitCode === null) server.kill('SIGTERM');
+  rmSync(temp, { recursive: true, force: true });
+}
+
+async function step(name, fn) {
+  const t = Date.now();
+  try {
+    await fn();
+    results.push([name, 'ok', Date.now() - t]);
+    console.log(`ok   ${name} (${Date.now() - t} ms)`);
+  } catch (e) {
+    results.push([name, 'FAIL', Date.now() - t]);
+    console.log(`FAIL ${name}\n${e.stack || e}`);
+    for (const [i, p] of (context ? context.pages() : []).entries()) {
+      await p.screenshot({ path: join(SHOTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
+      console.log(`     page ${i} ${p.url()}: ${(await p.locator('main').innerText().catch(() => '')).slice(0, 1500)}`);
+    }
+    throw e;
+  }
+}
+
+/** Starts the server on a free port; resolves to its base URL. */
+function startServer() {
+  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: cargo build -p keypool-local first`);
+  server = spawn(BIN, ['serve', '--port', '0', '--data-dir', join(temp, 'data'), '--export-every', '0'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    env: { ...process.env, RUST_LOG: 'warn' },
+  });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: server.stdout });
+    lines.once('line', (line) => {
+      const url = line.split(/\s+/).find((w) => w.startsWith('http://'));
+      url ? resolve(url) : reject(new Error(`no address in ${line}`));
+    });
+    server.once('exit', (code) => reject(new Error(`the server exited with ${code}`)));
+  });
+}
+
+/** axe-core with the WCAG 2.2 AA tags: zero violations, or a failure naming them. */
+async function axe(page, label) {
+  // evaluate() runs outside the page's CSP, so the strict policy stays on while axe runs.
+  await page.evaluate(AXE);
+  const r = await page.evaluate((tags) => window.axe.run(document, { runOnly: { type: 'tag', values: tags } }), TAGS);
+  const v = r.violations.map((x) => `${x.id}: ${x.help} (${x.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  assert.deepEqual(v, [], `axe violations on ${label}`);
+}
+
+/** Screenshots at 1280 and 375 px, and no horizontal scrolling at 320 px (WCAG 1.4.10). */
+async function shoot(page, name) {
+  for (const width of [1280, 375]) {
+    await page.setViewportSize({ width, height: 900 });
+    await page.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true });
+  }
+  await page.setViewportSize({ width: 320, height: 800 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `${name} scrolls sideways at 320 px by ${overflow} px`);
+  await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+async function check(page, name) {
+  await axe(page, name);
+  await shoot(page, name);
+}
+
+/** Presses Tab until the element matching `selector` has focus (at most `max` times). */
+async function tabTo(page, selector, max = 40) {
+  for (let i = 0; i < max; i++) {
+    await page.keyboard.press('Tab');
+    if (await page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) return;
+  }
+  throw new Error(`Tab never reached ${selector}`);
+}
+
+const text = (page, sel) => page.locator(sel).innerText();
+
+async function main() {
+  mkdirSync(SHOTS, { recursive: true });
+  const base = await startServer();
+  context = await chromium.launchPersistentContext(join(temp, 'profile'), {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    viewport: { width: 1280, height: 900 },
+    acceptDownloads: true,
+    timezoneId: 'Europe/Paris',
+    locale: 'en-GB',
+  });
+  const cspErrors = [];
+  context.on('console', (m) => { if (/Content Security Policy|Refused to/.test(m.text())) cspErrors.push(m.text()); });
+  // Nothing may come from anywhere but the server.
+  await context.route('**/*', (route) => (route.request().url().startsWith(base) ? route.continue() : route.abort()));
+
+  const admin = await context.newPage();
+  const pasted = ['ALPHA-1001', 'bravo 1002', 'not a key!', 'charlie-1003', 'DELTA1004', 'ECHO-1005'];
+  let poolId;
+  let removed;
+
+  await step('the server sends the console with a strict CSP and nosniff', async () => {
+    const res = await admin.goto(`${base}/`);
+    const headers = res.headers();
+    assert.match(headers['content-type'], /^text\/html/);
+    assert.match(headers['content-security-policy'], /default-src 'self'/);
+    assert.doesNotMatch(headers['content-security-policy'], /unsafe-inline/);
+    assert.equal(headers['x-content-type-options'], 'nosniff');
+    const js = await admin.request.get(`${base}/console/js/app.js`);
+    assert.match(js.headers()['content-type'], /^text\/javascript/);
+    const missing = await admin.request.get(`${base}/console/../Cargo.toml`);
+    assert.equal(missing.status(), 404);
+  });
+
+  await step('admin: sign in as demo admin by keyboard', async () => {
+    await admin.locator('#demo-admin').waitFor();
+    await check(admin, 'signin');
+    await tabTo(admin, '#demo-admin');
+    await admin.keyboard.press('Enter');
+    await admin.locator('h1', { hasText: 'Pools' }).waitFor();
+    // Focus moves to the new screen's heading.
+    await admin.waitForFunction(() => document.activeElement.tagName === 'H1');
+    await check(admin, 'pools-empty');
+  });
+
+  await step('admin: create a course inline and a pool, with inline validation', async () => {
+    await tabTo(admin, '#new-pool');
+    await admin.keyboard.press('Enter');
+    await admin.locator('h1', { hasText: 'Create a pool' }).waitFor();
+    assert.match(await text(admin, '#starts_at-hint'), /Europe\/Paris/);
+    await admin.fill('#course-title', 'Forklift safety');
+    await admin.click('#create-course');
+    await admin.waitForFunction(() => { const s = document.querySelector('#course_id'); return s.selectedOptions[0]?.textContent === 'Forklift safety'; });
+    assert.match(await text(admin, '#course-picker-status'), /created and chosen/);
+    await admin.fill('#name', 'Warehouse spring intake');
+    await admin.fill('#content_availability_days', '200');
+    await admin.locator('#content_availability_days-error', { hasText: '1 to 180' }).waitFor();
+    assert.equal(await admin.getAttribute('#content_availability_days', 'aria-invalid'), 'true');
+    await check(admin, 'pool-create-error');
+    await admin.fill('#content_availability_days', '30');
+    assert.equal(await admin.locator('#content_availability_days-error').isHidden(), true);
+    await admin.click('#save-pool');
+    await admin.locator('#tab-keys[aria-selected="true"]').waitFor();
+    poolId = decodeURIComponent(admin.url().split('/pools/')[1].split('/')[0]);
+  });
+
+  await step('admin: paste keys with one bad line, preview, add only the valid ones', async () => {
+    await admin.fill('#paste', pasted.join('\n'));
+    await admin.click('#check-paste');
+    await admin.locator('#preview-summary', { hasText: '5 valid, 1 with errors' }).waitFor();
+    assert.match(await text(admin, '#preview'), /Line 3 \(not a key!\)/);
+    // Nothing written yet.
+    assert.equal(await text(admin, '#count-total'), '0');
+    await check(admin, 'keys-preview');
+    await admin.click('#add-valid');
+    await admin.locator('#preview', { hasText: '5 keys added' }).waitFor();
+    await admin.locator('#count-total', { hasText: '5' }).waitFor();
+  });
+
+  await step('admin: add one key, and see a duplicate refused next to the field', async () => {
+    await admin.fill('#one-key', 'foxtrot-1006');
+    await admin.click('#add-one');
+    await admin.locator('#count-total', { hasText: '6' }).waitFor();
+    await admin.fill('#one-key', 'ALPHA1001');
+    await admin.click('#add-one');
+    await admin.locator('#one-key-error').waitFor();
+    assert.equal(await admin.getAttribute('#one-key', 'aria-invalid'), 'true');
+  });
+
+  await step('admin: generate 20,000 keys as a job, the progress bar reaching 100%', async () => {
+    const seen = [];
+    await admin.fill('#gen-count', '20000');
+    await admin.click('#generate');
+    await admin.locator('#job-progress').waitFor();
+    assert.equal(await admin.getAttribute('#job-status', 'role'), 'status');
+    for (let i = 0; i < 600; i++) {
+      seen.push(Number(await admin.getAttribute('#job-progress', 'value')));
+      if (/done/.test(await text(admin, '#job-status'))) break;
+      await admin.waitForTimeout(250);
+    }
+    assert.match(await text(admin, '#job-status'), /done: 20,000 keys/);
+    assert.equal(Number(await admin.getAttribute('#job-progress', 'value')), 100);
+    console.log(`     progress seen: ${[...new Set(seen)].join(', ')}`);
+    await admin.locator('#count-total', { hasText: '20,006' }).waitFor();
+    await check(admin, 'keys-generated');
+  });
+
+  await step('admin: the key table pages with the API cursor', async () => {
+    await admin.locator('#key-table tbody tr').first().waitFor();
+    assert.equal(await admin.locator('#key-table tbody tr').count(), 50);
+    const first = await admin.locator('#key-table tbody tr td').first().innerText();
+    await admin.click('#next-keys');
+    await admin.waitForFunction((f) => document.querySelector('#key-table tbody td').textContent !== f, first);
+  });
+
+  await step('admin: remove an unredeemed key through a dialog that keeps and returns focus', async () => {
+    await admin.selectOption('#key-status', 'available');
+    await admin.locator('#keys:not([aria-busy])').waitFor();
+    const button = admin.locator('#key-table button[aria-label^="Remove key"]').first();
+    await button.waitFor();
+    removed = (await button.getAttribute('aria-label')).replace('Remove key ', '');
+    await button.focus();
+    await admin.keyboard.press('Enter');
+    await admin.locator('dialog[open]').waitFor();
+    assert.equal(await admin.evaluate(() => !!document.activeElement.closest('dialog')), true);
+    await axe(admin, 'remove dialog');
+    await admin.keyboard.press('Escape');
+    await admin.locator('dialog').waitFor({ state: 'detached' });
+    assert.equal(await admin.evaluate(() => document.activeElement.getAttribute('aria-label')), `Remove key ${removed}`);
+    await admin.keyboard.press('Enter');
+    await admin.locator('dialog[open] button.danger').click();
+    await admin.locator('#count-total', { hasText: '20,005' }).waitFor();
+  });
+
+  await step('admin: export available keys, wait for it, download and read the CSV', async () => {
+    await admin.click('#tab-export');
+    await admin.locator('#start-export').waitFor();
+    await admin.selectOption('#export-status', 'available');
+    await admin.click('#start-export');
+    await admin.locator('#download-export').waitFor({ timeout: 60000 });
+    assert.match(await text(admin, '#export-status-text'), /Export ready: 20,005 keys/);
+    const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#download-export')]);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    assert.match(csv[0], /^key,status/);
+    assert.equal(csv.length, 20006);
+    assert.ok(csv.some((l) => l.startsWith('BRAVO1002,available')), 'a pasted key is in the file');
+    await admin.locator('#export-list table').waitFor();
+    await check(admin, 'export');
+  });
+
+  await step('admin: settings, and the pools list with live counts', async () => {
+    await admin.click('#tab-settings');
+    await admin.locator('#toggle-deactivated').waitFor();
+    await check(admin, 'settings');
+    await admin.goto(`${base}/#/`);
+    await admin.locator('#pools tbody tr').first().waitFor();
+    assert.match(await text(admin, '#pools'), /Warehouse spring intake[\s\S]*Forklift safety[\s\S]*20,005/);
+    await check(admin, 'pools');
+  });
+
+  // Pools that are not open, for the learner's messages, made through the API as a script would.
+  const adminToken = await admin.evaluate(() => sessionStorage.getItem('keypool.token'));
+  const call = async (method, path, body) => {
+    const res = await admin.request.fetch(`${base}${path}`, { method, headers: { Authorization: `Bearer ${adminToken}` }, data: body });
+    assert.ok(res.ok(), `${method} ${path}: ${res.status()} ${await res.text()}`);
+    return res.json();
+  };
+  const course = (await call('GET', '/v1/courses')).items[0];
+  const later = await call('POST', '/v1/pools', { name: 'Autumn', course_id: course.course_id, starts_at: '2099-09-01T08:00:00Z', expires_at: '2099-12-01T08:00:00Z', content_availability_days: 30 });
+  await call('POST', `/v1/pools/${later.pool_id}/keys`, { keys: ['LATER-2001'] });
+  const past = await call('POST', '/v1/pools', { name: 'Last year', course_id: course.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2021-06-01T08:00:00Z', content_availability_days: 30 });
+  await call('POST', `/v1/pools/${past.pool_id}/keys`, { keys: ['PAST-3001'] });
+
+  const learner = await context.newPage();
+  const redeemRequests = [];
+  learner.on('request', (r) => { if (r.url().endsWith('/v1/redemptions')) redeemRequests.push(r); });
+  const redeemAs = async (key) => {
+    await learner.fill('#key', key);
+    await learner.click('#redeem-button');
+    await learner.waitForFunction(() => !document.querySelector('#redeem-button').disabled && !/Redeeming/.test(document.querySelector('#result').textContent));
+    return text(learner, '#result');
+  };
+
+  await step('learner: a deep link pre-fills the key after sign-in', async () => {
+    await learner.goto(`${base}/redeem?key=alpha-1001`);
+    await learner.locator('#demo-learner').waitFor();
+    await check(learner, 'redeem-signin');
+    await tabTo(learner, '#demo-learner');
+    await learner.keyboard.press('Enter');
+    await learner.locator('#key').waitFor();
+    assert.equal(await learner.inputValue('#key'), 'alpha-1001');
+  });
+
+  await step('learner: a removed key is "not a valid key"', async () => {
+    assert.match(await redeemAs(removed.toLowerCase()), /not a valid key/);
+    await check(learner, 'redeem-invalid');
+  });
+
+  await step('learner: a double click is one redemption; success shows course, expiry, Launch', async () => {
+    await learner.fill('#key', ' bravo 1002 ');
+    redeemRequests.length = 0;
+    await learner.dblclick('#redeem-button');
+    await learner.locator('#result', { hasText: 'Key redeemed' }).waitFor();
+    assert.equal(redeemRequests.length, 1, 'one request for a double click');
+    assert.equal(await learner.getAttribute('#result', 'role'), 'status');
+    assert.match(await text(learner, '#result'), new RegExp(`Course: ${course.course_id}\\. Available until .*Europe/Paris`));
+    await learner.locator('#assignment-list li').first().waitFor();
+    await check(learner, 'redeem-success');
+  });
+
+  await step('learner: redeeming again returns the same course; launch works', async () => {
+    assert.match(await redeemAs('BRAVO-1002'), /already redeemed this key/);
+    await learner.getByRole('button', { name: 'Launch course' }).first().click();
+    await learner.locator('#result', { hasText: 'launched' }).waitFor();
+  });
+
+  await step('learner: not yet open and expired keys say when', async () => {
+    assert.match(await redeemAs('later-2001'), /cannot be used yet\. It opens on .*2099/);
+    assert.match(await redeemAs('past 3001'), /expired on .*2021/);
+  });
+
+  await step('learner: a key another learner redeemed, and throttling with the wait', async () => {
+    const other = await learner.evaluate(async () => {
+      const r = await fetch('/local/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role: 'learner', sub: 'second-learner' }) });
+      return (await r.json()).token;
+    });
+    await learner.evaluate((t) => sessionStorage.setItem('keypool.token', t), other);
+    await learner.goto(`${base}/redeem`);
+    await learner.locator('#key').waitFor();
+    assert.match(await redeemAs('bravo-1002'), /already been redeemed by someone else/);
+    let last = '';
+    for (let i = 0; i < 12 && !/wait/.test(last); i++) last = await redeemAs(`WRONG-${4000 + i}`);
+    assert.match(last, /Too many attempts.*Please wait \d+ (seconds|minutes)/);
+    await check(learner, 'redeem-throttled');
+  });
+
+  await step('admin: the redemption appears in the keys table and on the invoice, CSV included', async () => {
+    await admin.goto(`${base}/#/pools/${encodeURIComponent(poolId)}/keys`);
+    await admin.selectOption('#key-status', 'redeemed');
+    await admin.locator('#keys:not([aria-busy])').waitFor();
+    await admin.locator('#key-table', { hasText: 'demo-learner' }).waitFor();
+    await admin.locator('#count-redeemed', { hasText: '1' }).waitFor();
+    // Billing reads the assignments stream; give the follower a few polls.
+    // Under load (two cores, shared) the follower can take a while: up to about a minute.
+    for (let i = 0; i < 60; i++) {
+      await admin.goto(`${base}/#/billing`);
+      await admin.locator('#invoice-count').waitFor();
+      if ((await text(admin, '#invoice-count')) === '1') break;
+      await admin.waitForTimeout(1000);
+    }
+    assert.match(await text(admin, '#invoice-lines'), /demo-learner[\s\S]*BRAVO1002/);
+    const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#invoice-csv')]);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    assert.equal(csv.length, 2);
+    assert.match(csv[1], /BRAVO1002/);
+    await check(admin, 'billing');
+  });
+
+  await step('admin: cancelling a launched redemption is refused, with the reason', async () => {
+    await admin.getByRole('button', { name: 'Cancel redemption of key BRAVO1002' }).click();
+    await admin.locator('dialog[open]').waitFor();
+    await admin.getByRole('button', { name: 'Cancel redemption', exact: true }).last().click();
+    await admin.locator('#billing-status', { hasText: 'already launched' }).waitFor();
+  });
+
+  await step('no Content-Security-Policy violations in any page', async () => {
+    assert.deepEqual(cspErrors, []);
+  });
+}
+
+let failed = false;
+try {
+  await main();
+} catch {
+  failed = true;
+} finally {
+  clearTimeout(budget);
+  if (context) await context.close().catch(() => {});
+  cleanup();
+}
+const seconds = ((Date.now() - started) / 1000).toFixed(1);
+console.log(`${results.filter((r) => r[1] === 'ok').length}/${results.length} steps passed in ${seconds} s; screenshots in ${SHOTS}`);
+process.exit(failed ? 1 : 0);

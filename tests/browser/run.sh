@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The console's browser suite on a fresh machine: installs Debian's chromium (and node) when
+# missing, the pinned npm packages, builds keypool-local, then runs tests/browser/run.mjs.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+if [ ! -x /usr/bin/chromium ] || ! command -v npm >/dev/null; then
+  echo "installing chromium and node from apt"
+  apt-get update -qq
+  apt-get install -y -qq chromium nodejs npm >/dev/null
+fi
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+cargo build --locked -p keypool-local
+node tests/browser/run.mjs
