@@ -779,7 +779,10 @@ impl Keys for MarksStuck {
     ) -> keypool::Result<InsertOutcome> {
         self.0.insert_keys(org, pool_id, keys, now).await
     }
-    async fn existing_keys(&self, keys: &[KeyCode]) -> keypool::Result<Vec<KeyCode>> {
+    async fn existing_keys(
+        &self,
+        keys: &[KeyCode],
+    ) -> keypool::Result<Vec<(KeyCode, Option<keypool::identity::OrgId>)>> {
         self.0.existing_keys(keys).await
     }
     async fn remove_key(

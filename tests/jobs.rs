@@ -378,6 +378,7 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         .collect();
     let (job, rejected) = generate::start_import(
         w.dyn_store(),
+        &Default::default(),
         &Queued,
         &acme(),
         &pool_id,

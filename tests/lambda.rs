@@ -108,3 +108,41 @@ async fn redemption_reads_the_learner_from_the_authorizer() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["items"][0]["assignment_id"], body["assignment_id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redemption_limits_the_source_ip_that_api_gateway_saw() {
+    let w = World::new().await;
+    let app = w.lambda_app(redemption_routes(), AppState::redemption);
+    let (_, keys) = seed_acme_pool(&w, 1).await;
+    let max = keypool::settings::Settings::default().address_failures.max as usize;
+    let mut answered = 0;
+    for i in 0..(max + 10) {
+        // A new account every ten guesses, and a forged X-Forwarded-For on every one.
+        let (sub, forwarded, guess) = (
+            format!("guesser-{}", i / 10),
+            format!("10.0.{}.{}", i / 250, i % 250),
+            format!("GUESS{i:05}"),
+        );
+        let subs = [
+            ("key", guess.as_str()),
+            ("sub", sub.as_str()),
+            ("source_ip", "198.51.100.77"),
+            ("forwarded", forwarded.as_str()),
+        ];
+        let (status, body) = invoke(&app, &apigw_event("redeem-learner-from.json", &subs)).await;
+        match status {
+            StatusCode::NOT_FOUND => answered += 1,
+            StatusCode::TOO_MANY_REQUESTS => {}
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(answered, max);
+    let subs = [
+        ("key", keys[0].as_str()),
+        ("sub", "someone-else"),
+        ("source_ip", "198.51.100.78"),
+        ("forwarded", "198.51.100.77"),
+    ];
+    let (status, body) = invoke(&app, &apigw_event("redeem-learner-from.json", &subs)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}

@@ -66,6 +66,13 @@ pub enum Error {
     /// Too many failed attempts; retry after the given number of seconds.
     #[error("too many failed attempts")]
     Throttled { retry_after_secs: u64 },
+    /// Refused for a while (a budget is spent): `code` says which, with when to retry.
+    #[error("{message}")]
+    RateLimited {
+        code: &'static str,
+        message: String,
+        retry_after_secs: u64,
+    },
     /// A route whose function is deployed but whose feature is not built yet.
     #[error("{0} is not available yet")]
     NotImplemented(&'static str),

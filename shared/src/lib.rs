@@ -23,6 +23,7 @@ pub mod local_jobs;
 pub mod objects;
 pub mod ops;
 pub mod schema;
+pub mod settings;
 pub mod setup;
 pub mod spreadsheet;
 pub mod store;

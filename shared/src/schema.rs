@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::domain::{
-    AssignmentId, CourseId, ExportId, Job, JobId, KeyStatus, LineKind, Month, PoolId,
+    AssignmentId, CounterId, CourseId, ExportId, Job, JobId, KeyStatus, LineKind, Month, PoolId,
 };
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
@@ -106,14 +106,12 @@ pub fn guard_pk(pool: &PoolId) -> String {
 pub fn guard_sk(learner: &UserId) -> String {
     format!("LEARNER#{learner}")
 }
-/// Partition of a learner's failed-attempt counters.
-pub fn attempts_pk(learner: &UserId) -> String {
-    format!("LEARNER#{learner}")
+/// Partition of a sliding-window counter (failed redemptions, key collisions).
+pub fn counter_pk(id: &CounterId) -> String {
+    format!("LIMIT#{}", id.name())
 }
-/// Sort key of the failed-attempt counter of one window.
-pub fn attempts_sk(window: &str) -> String {
-    format!("FAILS#{window}")
-}
+/// Sort key of a counter.
+pub const COUNTER_SK: &str = "COUNTER";
 /// Partition of a learner's assignments (assignments table).
 pub fn user_pk(learner: &UserId) -> String {
     format!("USER#{learner}")

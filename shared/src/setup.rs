@@ -9,6 +9,7 @@ use crate::http::{
     Authenticator, ClaimNames, ExportState, KeyGenerationState, PoolAdminState, RedemptionState,
 };
 use crate::schema::Tables;
+use crate::settings::Settings;
 use crate::store::DynamoStore;
 use crate::time::SystemClock;
 
@@ -43,6 +44,7 @@ struct Lambda {
     store: Arc<DynamoStore>,
     auth: Arc<Authenticator>,
     clock: Arc<SystemClock>,
+    settings: Arc<Settings>,
 }
 
 impl Lambda {
@@ -54,6 +56,7 @@ impl Lambda {
             store: Arc::new(store),
             auth: Arc::new(Authenticator::ApiGateway(ClaimNames::from_env())),
             clock: Arc::new(SystemClock),
+            settings: Arc::new(Settings::from_env()?),
         })
     }
 
@@ -74,6 +77,7 @@ pub async fn pool_admin_state() -> anyhow::Result<PoolAdminState> {
         store: l.store,
         auth: l.auth,
         clock: l.clock,
+        settings: l.settings,
     })
 }
 
@@ -95,6 +99,7 @@ pub async fn redemption_state() -> anyhow::Result<RedemptionState> {
         store: l.store,
         auth: l.auth,
         clock: l.clock,
+        settings: l.settings,
     })
 }
 

@@ -170,6 +170,7 @@ pub(crate) async fn new_pool(w: &World, org_name: &str, days: i64) -> Pool {
 pub(crate) async fn add_keys(w: &World, pool: &Pool, keys: &[&str]) {
     let report = add_keys::add_custom_keys(
         w.dyn_store(),
+        &Default::default(),
         &pool.org,
         &pool.pool_id.to_string(),
         &numbered(keys),
@@ -202,7 +203,23 @@ pub(crate) async fn reload(w: &World, pool: &Pool) -> Pool {
 }
 
 pub(crate) async fn redeem(w: &World, who: &str, typed: &str) -> keypool::Result<Redeemed> {
-    redeem::redeem(w.dyn_store(), &user(who), typed, w.now()).await
+    redeem_from(w, who, None, typed).await
+}
+
+/// A redemption from a client address, under the default limits.
+pub(crate) async fn redeem_from(
+    w: &World,
+    who: &str,
+    address: Option<&str>,
+    typed: &str,
+) -> keypool::Result<Redeemed> {
+    let learner = user(who);
+    let redeemer = redeem::Redeemer {
+        learner: &learner,
+        address: address.map(|a| a.parse().expect("an IP address")),
+    };
+    let settings = keypool::settings::Settings::default();
+    redeem::redeem(w.dyn_store(), &settings, &redeemer, typed, w.now()).await
 }
 
 pub(crate) fn created(result: keypool::Result<Redeemed>) -> Assignment {

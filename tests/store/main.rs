@@ -11,5 +11,6 @@ mod key_removal;
 mod keys;
 mod listings;
 mod pools;
+mod probing;
 mod redemption;
 mod throttle;

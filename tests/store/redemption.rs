@@ -295,7 +295,10 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     let s = &w.store;
 
     let first = assignment_for(&pool, "lea", &code("KEYA"), now);
-    assert_eq!(s.redeem(&first, pool.version, now).await.unwrap(), Ok(()));
+    assert_eq!(
+        s.redeem(&first, pool.version, now, &[]).await.unwrap(),
+        Ok(())
+    );
 
     // Each refused attempt below must leave no assignment, guard, count or key change behind.
     let refused = [
@@ -322,7 +325,7 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     ];
     for (assignment, conflict) in &refused {
         assert_eq!(
-            s.redeem(assignment, pool.version, now).await.unwrap(),
+            s.redeem(assignment, pool.version, now, &[]).await.unwrap(),
             Err(*conflict)
         );
         let stored = s
@@ -334,7 +337,7 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     for at in [pool.starts_at - Duration::milliseconds(1), pool.expires_at] {
         let a = assignment_for(&pool, "max", &code("KEYC"), at);
         assert_eq!(
-            s.redeem(&a, pool.version, at).await.unwrap(),
+            s.redeem(&a, pool.version, at, &[]).await.unwrap(),
             Err(RedeemConflict::PoolNotActive)
         );
         assert_eq!(
@@ -348,14 +351,14 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
     let mut foreign = assignment_for(&pool, "max", &code("KEYC"), now);
     foreign.org = org(OTHER_ORG);
     assert_eq!(
-        s.redeem(&foreign, pool.version, now).await.unwrap(),
+        s.redeem(&foreign, pool.version, now, &[]).await.unwrap(),
         Err(RedeemConflict::PoolNotActive)
     );
     // A pool edited since it was read (its settings shaped the assignment) is refused too, so
     // the redemption re-reads it instead of using stale content availability.
     let stale = assignment_for(&pool, "max", &code("KEYC"), now);
     assert_eq!(
-        s.redeem(&stale, pool.version + 1, now).await.unwrap(),
+        s.redeem(&stale, pool.version + 1, now, &[]).await.unwrap(),
         Err(RedeemConflict::PoolNotActive)
     );
     assert_eq!(

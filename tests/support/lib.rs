@@ -125,6 +125,7 @@ impl World {
             clock: Arc::new(clock.clone()),
             jobs: Arc::new(jobs.clone()),
             objects: objects.clone(),
+            settings: Default::default(),
         };
         Self {
             store,
@@ -178,6 +179,7 @@ impl World {
             clock: Arc::new(self.clock.clone()),
             jobs: Arc::new(jobs),
             objects,
+            settings: Default::default(),
         })
     }
 
@@ -302,6 +304,27 @@ impl World {
         }
     }
 
+    /// Sends a request with an optional JSON body, as if from a client at `peer` (the local
+    /// server's connection info).
+    pub async fn call_from(
+        &self,
+        peer: std::net::SocketAddr,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Reply {
+        let req = request(
+            method,
+            path,
+            token,
+            body.as_ref().map(|_| "application/json"),
+        )
+        .extension(axum::extract::ConnectInfo(peer));
+        let body = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        respond(&self.app, req.body(Body::from(body)).unwrap()).await
+    }
+
     /// Sends a request with any body and content type.
     pub async fn raw(
         &self,
@@ -424,6 +447,16 @@ pub async fn send(
     content_type: Option<&str>,
     body: Vec<u8>,
 ) -> Reply {
+    let req = request(method, path, token, content_type);
+    respond(app, req.body(Body::from(body)).unwrap()).await
+}
+
+fn request(
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+) -> axum::http::request::Builder {
     let mut req = Request::builder().method(method).uri(path);
     if let Some(t) = token {
         req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
@@ -431,11 +464,11 @@ pub async fn send(
     if let Some(ct) = content_type {
         req = req.header(header::CONTENT_TYPE, ct);
     }
-    let response = app
-        .clone()
-        .oneshot(req.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
+    req
+}
+
+async fn respond(app: &Router, req: Request<Body>) -> Reply {
+    let response = app.clone().oneshot(req).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();

@@ -136,6 +136,8 @@ async fn serve(
     export_every: std::time::Duration,
 ) -> anyhow::Result<()> {
     let secret = data_dir::load_or_create_secret(data_dir)?;
+    // Malformed limits stop the server before it opens anything.
+    let settings = Arc::new(keypool::settings::Settings::from_env()?);
     let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok();
@@ -228,6 +230,7 @@ async fn serve(
         clock,
         jobs: Arc::new(jobs),
         objects: objects.clone(),
+        settings,
     };
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
     println!("KeyPool listening on http://{bound} ({store_name})");
@@ -235,9 +238,13 @@ async fn serve(
     let router = app(state)
         .merge(local_files(objects))
         .merge(console::routes(console));
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    // The peer address feeds the per-address redemption limit.
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await;
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }

@@ -27,10 +27,15 @@ fn start(data_dir: &Path) -> Server {
 }
 
 fn start_with(data_dir: &Path, extra: &[&str]) -> Server {
+    start_env(data_dir, extra, &[])
+}
+
+fn start_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let mut child = Command::new(BIN)
         .args(["serve", "--port", "0", "--data-dir"])
         .arg(data_dir)
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -432,4 +437,40 @@ async fn serves_the_console_with_a_strict_policy_and_a_local_sign_in() {
     assert_eq!(body["error"]["code"], "invalid_input");
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn guesses_are_limited_per_client_address_with_the_configured_limit() {
+    let dir = fresh_dir("address-limit");
+    let server = start_env(&dir, &[], &[("KEYPOOL_ADDRESS_FAILURES", "15")]);
+    let mut answered = 0;
+    // Three accounts from this one client, ten guesses each: 15 answers, then 429.
+    for learner in ["g1", "g2", "g3"] {
+        let t = token(
+            &dir,
+            &["--org", "acme", "--role", "learner", "--sub", learner],
+        );
+        for i in 0..10 {
+            let body = json!({ "key": format!("GUESS{learner}{i:03}") });
+            match server.call("POST", "/v1/redemptions", &t, Some(body)).await {
+                (404, _) => answered += 1,
+                (429, b) => assert_eq!(b["error"]["code"], "throttled"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert_eq!(answered, 15);
+    // A malformed setting stops the server with a message instead of serving defaults.
+    let out = Command::new(BIN)
+        .args(["serve", "--port", "0", "--data-dir"])
+        .arg(&dir)
+        .env("KEYPOOL_ADDRESS_FAILURES", "lots")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("KEYPOOL_ADDRESS_FAILURES"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

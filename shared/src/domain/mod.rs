@@ -7,6 +7,7 @@ mod ids;
 mod invoice;
 mod job;
 mod key;
+mod limit;
 mod pool;
 
 pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
@@ -15,6 +16,7 @@ pub use ids::{AssignmentId, CourseId, ExportId, JobId, PoolId};
 pub use invoice::{InvoiceLine, InvoiceTotals, LineKind, Month};
 pub use job::{Job, JobKind, JobStatus, KeyJob};
 pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
+pub use limit::{Condition, Counter, CounterId, Limit, Limited, Step};
 pub use pool::{Course, Pool};
 
 /// One page of a listing, with the opaque cursor of the next page.

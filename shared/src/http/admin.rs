@@ -168,6 +168,7 @@ async fn add_keys(
     if lines.len() > MAX_SYNC_KEYS {
         let (job, rejected) = generate::start_import(
             state.store.as_ref(),
+            &state.settings,
             state.jobs.as_ref(),
             org,
             &pool_id,
@@ -182,6 +183,7 @@ async fn add_keys(
     }
     let report = add_keys::add_custom_keys(
         state.store.as_ref(),
+        &state.settings,
         org,
         &pool_id,
         &lines,

@@ -124,6 +124,21 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
+            Error::RateLimited {
+                code,
+                retry_after_secs,
+                ..
+            } => {
+                let mut r = body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    code,
+                    &message,
+                    Some(json!({ "retry_after_seconds": retry_after_secs })),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r
+            }
             Error::NotImplemented(_) => body(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

@@ -9,11 +9,11 @@ use serde::Deserialize;
 
 use super::error::{ApiJson, ApiPath, ApiQuery};
 use super::views::{AssignmentView, PageView};
-use super::{RedemptionState, page_size};
+use super::{ClientAddress, RedemptionState, page_size};
 use crate::error::Result;
 use crate::identity::Principal;
 use crate::ops::assignments;
-use crate::ops::redeem::{self, Redeemed};
+use crate::ops::redeem::{self, Redeemed, Redeemer};
 
 pub(super) fn routes() -> Router<RedemptionState> {
     Router::new()
@@ -31,12 +31,17 @@ struct RedeemBody {
 async fn redeem(
     State(state): State<RedemptionState>,
     principal: Principal,
+    ClientAddress(address): ClientAddress,
     ApiJson(body): ApiJson<RedeemBody>,
 ) -> Result<impl IntoResponse> {
-    let learner = principal.learner()?;
+    let who = Redeemer {
+        learner: principal.learner()?,
+        address,
+    };
     let now = state.clock.now();
+    let store = state.store.as_ref();
     let (status, assignment) =
-        match redeem::redeem(state.store.as_ref(), learner, &body.key, now).await? {
+        match redeem::redeem(store, &state.settings, &who, &body.key, now).await? {
             Redeemed::Created(a) => (StatusCode::CREATED, a),
             Redeemed::Existing(a) => (StatusCode::OK, a),
         };

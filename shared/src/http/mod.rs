@@ -22,6 +22,7 @@ use crate::error::Error;
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
 use crate::objects::{NoObjects, ObjectStore};
+use crate::settings::Settings;
 use crate::store::{ExportStore, KeyGenerationStore, PoolAdminStore, RedemptionStore, Store};
 use crate::time::Clock;
 
@@ -109,6 +110,7 @@ pub struct PoolAdminState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
+    pub settings: Arc<Settings>,
 }
 state_parts!(PoolAdminState { auth: Arc<Authenticator> });
 
@@ -128,6 +130,7 @@ pub struct RedemptionState {
     pub store: Arc<dyn RedemptionStore>,
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
+    pub settings: Arc<Settings>,
 }
 state_parts!(RedemptionState { auth: Arc<Authenticator> });
 
@@ -153,6 +156,8 @@ pub struct AppState {
     pub jobs: Arc<dyn Jobs>,
     /// Where export files go.
     pub objects: Arc<dyn ObjectStore>,
+    /// Limits on guessing and probing.
+    pub settings: Arc<Settings>,
 }
 
 impl AppState {
@@ -164,6 +169,7 @@ impl AppState {
             clock,
             jobs: Arc::new(NoJobs),
             objects: Arc::new(NoObjects),
+            settings: Arc::new(Settings::default()),
         }
     }
 
@@ -174,6 +180,7 @@ impl AppState {
             auth: self.auth.clone(),
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
+            settings: self.settings.clone(),
         }
     }
 
@@ -193,6 +200,7 @@ impl AppState {
             store: self.store.clone(),
             auth: self.auth.clone(),
             clock: self.clock.clone(),
+            settings: self.settings.clone(),
         }
     }
 
@@ -236,6 +244,31 @@ where
             .filter(|t| !t.is_empty())
             .ok_or_else(|| Error::Unauthenticated("send Authorization: Bearer <token>".into()))?;
         authority.verify(token)
+    }
+}
+
+/// The address a request came from: the source IP that API Gateway saw, or the peer of the
+/// local server's connection. Never a header a client could set (X-Forwarded-For).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        use lambda_http::request::RequestContext;
+        let from_gateway = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.http.source_ip.as_deref(),
+            _ => None,
+        }
+        .and_then(|ip| ip.parse().ok());
+        let from_peer = || {
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip())
+        };
+        Ok(Self(from_gateway.or_else(from_peer)))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Adding custom keys: typed one by one or pasted one per line, each line checked, all or
 //! nothing unless partial.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -10,7 +10,9 @@ use crate::domain::{KeySource, NewKey};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
 use crate::keys::{self, KeyCode};
-use crate::store::{Keys, Pools};
+use crate::ops::limits::CollisionBudget;
+use crate::settings::Settings;
+use crate::store::{Counters, Keys, Pools};
 use crate::time::Timestamp;
 
 /// Most keys one request may add or generate synchronously.
@@ -97,6 +99,23 @@ pub fn validate_lines(lines: &[(usize, &str)]) -> (Vec<(usize, KeyCode)>, Vec<Re
     (valid, rejected)
 }
 
+/// The keys of a paste that exist already. Those that another organization holds are spent
+/// from the organization's collision budget before anything is answered about them.
+pub(crate) async fn taken_keys<S: Keys + Counters + ?Sized>(
+    store: &S,
+    budget: &mut CollisionBudget,
+    org: &OrgId,
+    codes: &[KeyCode],
+) -> Result<HashSet<KeyCode>> {
+    let existing = store.existing_keys(codes).await?;
+    let foreign = existing
+        .iter()
+        .filter(|(_, holder)| holder.as_ref() != Some(org))
+        .count();
+    budget.spend(store, foreign as u64).await?;
+    Ok(existing.into_iter().map(|(key, _)| key).collect())
+}
+
 pub(crate) fn already_exists(line: usize, key: &KeyCode) -> RejectedLine {
     RejectedLine {
         line,
@@ -128,15 +147,19 @@ pub const MAX_REJECTED_SHOWN: usize = 1000;
 
 /// Adds custom keys to a pool: all or nothing unless `partial`, with a reason for every line
 /// that cannot be added.
-pub async fn add_custom_keys<S: Pools + Keys + ?Sized>(
+pub async fn add_custom_keys<S: Pools + Keys + Counters + ?Sized>(
     store: &S,
+    settings: &Settings,
     org: &OrgId,
     pool_id: &str,
     lines: &[(usize, &str)],
     partial: bool,
     now: Timestamp,
 ) -> Result<AddReport> {
-    let pool = pools::get_pool(store, org, pool_id).await?;
+    let (pool, mut budget) = tokio::try_join!(
+        pools::get_pool(store, org, pool_id),
+        CollisionBudget::read(store, settings, org, now)
+    )?;
     if lines.is_empty() {
         return Err(Error::bad_request("no_keys", "the request holds no keys"));
     }
@@ -148,7 +171,7 @@ pub async fn add_custom_keys<S: Pools + Keys + ?Sized>(
     }
     let (mut valid, mut rejected) = validate_lines(lines);
     let codes: Vec<KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
-    let existing = store.existing_keys(&codes).await?;
+    let existing = taken_keys(store, &mut budget, org, &codes).await?;
     if !existing.is_empty() {
         valid.retain(|(line, key)| {
             let taken = existing.contains(key);

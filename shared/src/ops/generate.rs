@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::keys::{self, KeyCode};
-use crate::store::{KeyJobs, Keys, Pools};
+use crate::store::{Counters, KeyJobs, Keys, Pools};
 use crate::time::{Clock, Timestamp};
 
 /// The largest count one request may ask for.
@@ -205,8 +205,10 @@ pub const INPUT_CHUNK: usize = 2_000;
 /// Starts an import of a long list of custom keys: the whole list is validated first (format,
 /// duplicates, keys that exist already), with an answer per line; then a job writes it.
 /// All or nothing unless `partial`: without it, any rejected line refuses the whole list.
-pub async fn start_import<S: Pools + Keys + KeyJobs + ?Sized>(
+#[allow(clippy::too_many_arguments)]
+pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     store: &S,
+    settings: &crate::settings::Settings,
     jobs: &dyn Jobs,
     org: &OrgId,
     pool_id: &str,
@@ -214,12 +216,15 @@ pub async fn start_import<S: Pools + Keys + KeyJobs + ?Sized>(
     partial: bool,
     now: Timestamp,
 ) -> Result<(KeyJob, Vec<super::add_keys::RejectedLine>)> {
-    use super::add_keys::{already_exists, rejected_error, validate_lines};
-    let pool = pools::get_pool(store, org, pool_id).await?;
+    use super::add_keys::{already_exists, rejected_error, taken_keys, validate_lines};
+    use super::limits::CollisionBudget;
+    let (pool, mut budget) = tokio::try_join!(
+        pools::get_pool(store, org, pool_id),
+        CollisionBudget::read(store, settings, org, now)
+    )?;
     let (mut valid, mut rejected) = validate_lines(lines);
     let codes: Vec<keys::KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
-    let existing: std::collections::HashSet<keys::KeyCode> =
-        store.existing_keys(&codes).await?.into_iter().collect();
+    let existing = taken_keys(store, &mut budget, org, &codes).await?;
     valid.retain(|(line, key)| {
         let taken = existing.contains(key);
         if taken {

@@ -1,16 +1,16 @@
 //! Redemption: a learner's key becomes a course assignment, exactly once.
 
-use crate::domain::{Assignment, AssignmentId, KeyRecord, KeyStatus};
+use std::net::IpAddr;
+
+use crate::domain::{Assignment, AssignmentId, CounterId, KeyRecord, KeyStatus, Limit};
 use crate::error::{Error, Result};
 use crate::identity::UserId;
 use crate::keys::{self, KeyLookup};
-use crate::store::{Assignments, Keys, Pools, RedeemConflict, Throttle};
+use crate::ops::limits::Guard;
+use crate::settings::Settings;
+use crate::store::{Assignments, Counters, Keys, Pools, RedeemConflict};
 use crate::time::Timestamp;
 
-/// Failed attempts a learner may make in one throttling window.
-pub const MAX_FAILED_ATTEMPTS: u64 = 10;
-/// Length of a throttling window, in seconds.
-pub const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 /// How often a redemption re-reads and retries after losing a race it can settle.
 pub(super) const MAX_ROUNDS: usize = 5;
 
@@ -23,73 +23,92 @@ pub enum Redeemed {
     Existing(Assignment),
 }
 
-/// The throttling window that `now` falls in, and when it ends.
-fn throttle_window(now: Timestamp) -> (String, Timestamp) {
-    let start = now.timestamp() - now.timestamp().rem_euclid(THROTTLE_WINDOW_SECS);
-    let end = chrono::DateTime::from_timestamp(start + THROTTLE_WINDOW_SECS, 0).unwrap_or(now);
-    (start.to_string(), end)
+/// Who is redeeming: the learner, and the client address the request came from when known.
+#[derive(Debug, Clone)]
+pub struct Redeemer<'a> {
+    pub learner: &'a UserId,
+    pub address: Option<IpAddr>,
 }
 
-/// Whole seconds until `end`, rounded up so that a client waiting that long is let in.
-fn retry_after(now: Timestamp, end: Timestamp) -> u64 {
-    let millis = (end - now).num_milliseconds().max(1) as u64;
-    millis.div_ceil(1000)
+/// The limits a redemption counts its failures against.
+fn limits_of(who: &Redeemer<'_>, settings: &Settings) -> Vec<(CounterId, Limit)> {
+    let mut limits = vec![(
+        CounterId::Learner(who.learner.clone()),
+        settings.learner_failures,
+    )];
+    if let Some(ip) = who.address {
+        limits.push((CounterId::address(ip), settings.address_failures));
+    }
+    limits
 }
 
 /// Redeems a typed key for a learner, exactly once whatever the concurrency.
-#[tracing::instrument(skip(store, typed), fields(learner = %learner))]
-pub async fn redeem<S: Pools + Keys + Assignments + Throttle + ?Sized>(
+///
+/// Every answer that tells something about the typed key other than success (not a valid key,
+/// redeemed by someone else, a pool not open, a key withdrawn from the learner, another key of
+/// a pool the learner holds) counts as a failure, per learner and per client address, and is
+/// only given once the count is written under its limit; a success commits only while the
+/// limits still hold. So however many guesses race, no more are answered than the limits allow.
+#[tracing::instrument(skip_all, fields(learner = %who.learner))]
+pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     store: &S,
-    learner: &UserId,
+    settings: &Settings,
+    who: &Redeemer<'_>,
     typed: &str,
     now: Timestamp,
 ) -> Result<Redeemed> {
-    let (window, window_end) = throttle_window(now);
-    // Independent reads go out together: on DynamoDB this halves the latency.
-    let (failed, found) = tokio::try_join!(
-        store.failed_attempts(learner, &window),
-        find_key(store, typed)
-    )?;
-    if failed >= MAX_FAILED_ATTEMPTS {
-        return Err(Error::Throttled {
-            retry_after_secs: retry_after(now, window_end),
-        });
-    }
+    let learner = who.learner;
+    let limits = limits_of(who, settings);
+    // The key and the counters are read together: on DynamoDB one round.
+    let ids = Guard::ids(&limits);
+    let (states, found) = tokio::try_join!(store.counters(&ids), find_key(store, typed))?;
+    let mut guard = Guard::new(limits, states, now);
+    // Over a limit: refused before anything read of the key is used.
+    let mut checks = guard.conditions(1)?;
     let Some(mut record) = found else {
-        let expiry = window_end + chrono::Duration::seconds(THROTTLE_WINDOW_SECS);
-        store.add_failed_attempt(learner, &window, expiry).await?;
-        return Err(Error::InvalidKey);
+        return Err(guard.fail(store, Error::InvalidKey).await);
     };
 
     for _ in 0..MAX_ROUNDS {
         if record.barred.contains(learner) {
-            return Err(Error::Conflict {
+            let cancelled = Error::Conflict {
                 code: "key_cancelled",
                 message: "your assignment from this key was cancelled by its organization; ask \
                           them for another key"
                     .into(),
-            });
+            };
+            return Err(guard.fail(store, cancelled).await);
         }
         if record.status == KeyStatus::Redeemed {
-            match existing_for(store, learner, &record).await? {
+            match existing_for(store, learner, &record).await {
                 // Cancelled since the key was read: read it again.
-                Redeemed::Existing(a) if a.cancelled_at.is_some() => {
+                Ok(Redeemed::Existing(a)) if a.cancelled_at.is_some() => {
                     record = store.get_key(&record.key).await?.ok_or(Error::InvalidKey)?;
                     continue;
                 }
-                answer => return Ok(answer),
+                Ok(answer) => return Ok(answer),
+                Err(e @ Error::KeyAlreadyRedeemed) => return Err(guard.fail(store, e).await),
+                Err(e) => return Err(e),
             }
         }
         let (pool, held) = tokio::try_join!(
             store.get_pool(&record.org, &record.pool_id),
             store.pool_assignment_of(&record.pool_id, learner)
         )?;
-        let pool = pool.ok_or(Error::InvalidKey)?;
-        pool.check_active(now)?;
+        let Some(pool) = pool else {
+            return Err(guard.fail(store, Error::InvalidKey).await);
+        };
+        if let Err(e) = pool.check_active(now) {
+            return Err(guard.fail(store, e).await);
+        }
         if let Some(id) = held {
             let existing = load(store, learner, &id).await?;
             // A guard read just before a cancellation removed it: the next round reads anew.
             if existing.cancelled_at.is_none() {
+                // Another key of a pool the learner holds tells that this key is valid.
+                if existing.key != record.key {
+                    guard.count(store, 1).await?;
+                }
                 return Ok(Redeemed::Existing(existing));
             }
             continue;
@@ -107,7 +126,10 @@ pub async fn redeem<S: Pools + Keys + Assignments + Throttle + ?Sized>(
             last_launched_at: None,
             cancelled_at: None,
         };
-        match store.redeem(&assignment, pool.version, now).await? {
+        match store
+            .redeem(&assignment, pool.version, now, &checks)
+            .await?
+        {
             Ok(()) => {
                 tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
                 return Ok(Redeemed::Created(assignment));
@@ -120,6 +142,11 @@ pub async fn redeem<S: Pools + Keys + Assignments + Throttle + ?Sized>(
             Err(RedeemConflict::PoolNotActive) => {}
             // A concurrent redemption of another key of this pool won: the next round finds it.
             Err(RedeemConflict::LearnerHoldsAssignment) => {}
+            // Concurrent failures counted meanwhile: refused if they reached a limit.
+            Err(RedeemConflict::LimitChanged) => {
+                guard.reread(store).await?;
+                checks = guard.conditions(1)?;
+            }
         }
     }
     Err(Error::Conflict {
@@ -164,32 +191,4 @@ pub(super) async fn load<S: Assignments + ?Sized>(
         .get_assignment(learner, id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("assignment {id} is referenced but missing").into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::time;
-
-    #[test]
-    fn throttle_windows_are_aligned_and_retry_after_is_positive() {
-        let now = time::parse("2026-01-01T00:14:59Z").unwrap();
-        let (w, end) = throttle_window(now);
-        assert_eq!(end, time::parse("2026-01-01T00:15:00Z").unwrap());
-        assert_eq!(retry_after(now, end), 1);
-        let (w2, _) = throttle_window(end);
-        assert_ne!(w, w2);
-        // Rounded up: waiting the advertised time always reaches the next window.
-        let just_after = now + chrono::Duration::milliseconds(1);
-        assert_eq!(retry_after(just_after, end), 1);
-        let mid = time::parse("2026-01-01T00:00:00.500Z").unwrap();
-        let (w3, end3) = throttle_window(mid);
-        assert_eq!(w3, w);
-        let wait = retry_after(mid, end3);
-        assert_eq!(wait, 900);
-        assert_ne!(
-            throttle_window(mid + chrono::Duration::seconds(wait as i64)).0,
-            w3
-        );
-    }
 }

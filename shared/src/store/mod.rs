@@ -7,8 +7,9 @@ pub mod dynamo;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
-    JobId, KeyFilter, KeyJob, KeyRecord, Month, NewKey, Page, Pool, PoolId,
+    Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Export, ExportId,
+    InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, Month, NewKey, Page,
+    Pool, PoolId, Step,
 };
 use crate::error::Result;
 use crate::identity::{OrgId, UserId};
@@ -35,6 +36,8 @@ pub enum RedeemConflict {
     PoolNotActive,
     /// The learner already holds an assignment from this pool.
     LearnerHoldsAssignment,
+    /// A counter of `limits` changed since it was read.
+    LimitChanged,
 }
 
 /// Why a key could not be removed.
@@ -96,8 +99,9 @@ pub trait Keys: Send + Sync {
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome>;
-    /// Which of these keys exist already, anywhere.
-    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>>;
+    /// Which of these keys exist already, anywhere, each with the organization that holds it
+    /// (`None` when that cannot be read).
+    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<(KeyCode, Option<OrgId>)>>;
     /// Removes available keys of a pool and uncounts them, atomically per key batch.
     async fn remove_key(
         &self,
@@ -145,12 +149,14 @@ pub trait Assignments: Send + Sync {
     ) -> Result<Option<AssignmentId>>;
     /// The redemption, as one transaction across both tables: the key becomes redeemed, the
     /// pool counts it (only while active and still at `pool_version`, whose settings shaped the
-    /// assignment), the assignment and the learner's pool guard appear.
+    /// assignment), the assignment and the learner's pool guard appear; and every counter in
+    /// `limits` still meets its condition (the learner is not throttled by then).
     async fn redeem(
         &self,
         assignment: &Assignment,
         pool_version: u64,
         now: Timestamp,
+        limits: &[(CounterId, Condition)],
     ) -> Result<Result<(), RedeemConflict>>;
     /// Reads one of the learner's assignments.
     async fn get_assignment(
@@ -301,18 +307,21 @@ pub trait StreamCheckpoints: Send + Sync {
     ) -> Result<()>;
 }
 
-/// Failed redemption attempts, counted per learner and window.
+/// Sliding-window counters (failed redemptions, key collisions), changed only by conditional
+/// steps so that concurrent writers never count past a limit.
 #[async_trait]
-pub trait Throttle: Send + Sync {
-    /// Failed redemption attempts of a learner in a throttling window.
-    async fn failed_attempts(&self, learner: &UserId, window: &str) -> Result<u64>;
-    /// Counts one more failed attempt and returns the new count.
-    async fn add_failed_attempt(
+pub trait Counters: Send + Sync {
+    /// The counters as stored, in the order asked, in one round; `None` for one never
+    /// counted or expired.
+    async fn counters(&self, ids: &[CounterId]) -> Result<Vec<Option<Counter>>>;
+    /// Takes a step if its condition still holds; `false` when the counter changed since it
+    /// was read (read it again and recompute). The counter may vanish after `expires_at`.
+    async fn step_counter(
         &self,
-        learner: &UserId,
-        window: &str,
+        id: &CounterId,
+        step: &Step,
         expires_at: Timestamp,
-    ) -> Result<u64>;
+    ) -> Result<bool>;
 }
 
 // What each function may touch: the traits its state holds, which its IAM policy in
@@ -329,7 +338,7 @@ macro_rules! function_store {
 function_store!(
     /// The pool-admin function: courses, pools, custom keys (long lists as import jobs),
     /// listings, cancellations and invoices.
-    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices
+    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters
 );
 function_store!(
     /// The key-generation function: generations at once and as jobs, and the import jobs.
@@ -337,7 +346,7 @@ function_store!(
 );
 function_store!(
     /// The redemption function: redeem, a learner's assignments, launches.
-    RedemptionStore: Pools + Keys + Assignments + Throttle
+    RedemptionStore: Pools + Keys + Assignments + Counters
 );
 function_store!(
     /// The export function: exports on demand, their jobs, and the schedule.
@@ -366,7 +375,7 @@ pub trait Store:
     + Ledger
     + Invoices
     + StreamCheckpoints
-    + Throttle
+    + Counters
     + 'static
 {
 }
@@ -382,7 +391,7 @@ impl<T> Store for T where
         + Ledger
         + Invoices
         + StreamCheckpoints
-        + Throttle
+        + Counters
         + 'static
 {
 }
@@ -391,7 +400,7 @@ impl<T> Store for T where
 /// `use keypool::store::prelude::*;` brings their methods into scope.
 pub mod prelude {
     pub use super::{
-        Assignments, Courses, Exports, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools, Store,
-        StreamCheckpoints, Throttle,
+        Assignments, Counters, Courses, Exports, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools,
+        Store, StreamCheckpoints,
     };
 }

@@ -2,6 +2,7 @@
 //! launches.
 
 use super::*;
+use crate::domain::{Condition, CounterId};
 
 #[async_trait]
 impl Assignments for DynamoStore {
@@ -27,6 +28,7 @@ impl Assignments for DynamoStore {
         assignment: &Assignment,
         pool_version: u64,
         now: Timestamp,
+        limits: &[(CounterId, Condition)],
     ) -> Result<Result<(), RedeemConflict>> {
         let a = assignment;
         let key_update = Update::builder()
@@ -104,18 +106,39 @@ impl Assignments for DynamoStore {
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .context("building the assignment pointer put")?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().update(key_update).build(),
             TransactWriteItem::builder().update(pool_update).build(),
             TransactWriteItem::builder().put(assignment_put).build(),
             TransactWriteItem::builder().put(guard_put).build(),
             TransactWriteItem::builder().put(pointer_put).build(),
         ];
+        // The learner is still under every limit when the redemption commits.
+        for (id, condition) in limits {
+            let parts = counters::condition_parts(condition, "");
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables.main)
+                .set_key(Some(counters::counter_key(id)))
+                .condition_expression(&parts.expression)
+                .set_expression_attribute_names(non_empty(
+                    counters::names_in(&[&parts.expression])
+                        .into_iter()
+                        .map(|(p, n)| (p.to_string(), n.to_string()))
+                        .collect(),
+                ))
+                .set_expression_attribute_values(non_empty(parts.values.into_iter().collect()))
+                .build()
+                .context("building a limit check")?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
         let Some(codes) = self.transact(items, "redeeming a key").await? else {
             return Ok(Ok(()));
         };
         let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-        if failed(0) {
+        if (5..5 + limits.len()).any(failed) {
+            // Counted to its limit meanwhile: the learner is throttled, whatever else failed.
+            Ok(Err(RedeemConflict::LimitChanged))
+        } else if failed(0) {
             Ok(Err(RedeemConflict::KeyNotAvailable))
         } else if failed(1) {
             Ok(Err(RedeemConflict::PoolNotActive))

@@ -193,18 +193,22 @@ impl Keys for DynamoStore {
         Ok(outcome)
     }
 
-    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<KeyCode>> {
+    async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<(KeyCode, Option<OrgId>)>> {
         let lookups = keys
             .iter()
             .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
             .collect();
         let items = self
-            .batch_get(lookups, Some("PK"), "looking keys up")
+            .batch_get(lookups, Some("PK, org"), "looking keys up")
             .await?;
         Ok(items
             .iter()
-            .filter_map(|item| attr_string(item, PK))
-            .filter_map(|pk| KeyCode::parse(pk.trim_start_matches(schema::KEY_PK_PREFIX)).ok())
+            .filter_map(|item| {
+                let pk = attr_string(item, PK)?;
+                let key = KeyCode::parse(pk.trim_start_matches(schema::KEY_PK_PREFIX)).ok()?;
+                let org = attr_string(item, "org").and_then(|o| OrgId::parse(&o).ok());
+                Some((key, org))
+            })
             .collect())
     }
 

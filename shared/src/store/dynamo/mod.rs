@@ -5,6 +5,7 @@
 
 mod assignments;
 mod checkpoints;
+mod counters;
 mod courses;
 mod exports;
 mod key_jobs;
@@ -13,7 +14,6 @@ mod ledger;
 mod open_jobs;
 mod paging;
 mod pools;
-mod throttle;
 mod transact;
 
 use paging::{Listing, OrgListing, decode_cursor, page_of};
@@ -29,7 +29,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+    Update,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -37,8 +38,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Assignments, Courses, Exports, InsertOutcome, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools,
-    RedeemConflict, RemoveConflict, StreamCheckpoints, Throttle,
+    Assignments, Counters, Courses, Exports, InsertOutcome, Invoices, KeyJobs, Keys, Ledger,
+    OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints,
 };
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
@@ -160,6 +161,11 @@ fn log_skipped(key: (Option<String>, Option<String>), entity: &str, why: &str) {
 
 fn from_item<T: DeserializeOwned>(item: Item, entity: &'static str) -> Result<T> {
     Ok(serde_dynamo::from_item(item).with_context(|| format!("reading a stored {entity}"))?)
+}
+
+/// `None` for an empty map, which DynamoDB refuses where it takes an optional one.
+fn non_empty<V>(map: HashMap<String, V>) -> Option<HashMap<String, V>> {
+    (!map.is_empty()).then_some(map)
 }
 
 fn key_of(pk: String, sk: impl Into<String>) -> Item {
