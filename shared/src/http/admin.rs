@@ -173,6 +173,7 @@ async fn add_keys(
             &pool_id,
             &lines,
             partial,
+            state.max_open_jobs,
             state.clock.now(),
         )
         .await?;
@@ -214,6 +215,7 @@ async fn generate_keys(
             org,
             &pool_id,
             count,
+            state.max_open_jobs,
             state.clock.now(),
         )
         .await?;

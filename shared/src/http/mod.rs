@@ -18,6 +18,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::get;
 
+use crate::domain::MaxOpenJobs;
 use crate::error::Error;
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
@@ -109,6 +110,8 @@ pub struct PoolAdminState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
 }
 state_parts!(PoolAdminState { auth: Arc<Authenticator> });
 
@@ -119,6 +122,8 @@ pub struct KeyGenerationState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
 }
 state_parts!(KeyGenerationState { auth: Arc<Authenticator> });
 
@@ -138,6 +143,8 @@ pub struct ExportState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
     pub objects: Arc<dyn ObjectStore>,
 }
 state_parts!(ExportState { auth: Arc<Authenticator> });
@@ -153,6 +160,8 @@ pub struct AppState {
     pub jobs: Arc<dyn Jobs>,
     /// Where export files go.
     pub objects: Arc<dyn ObjectStore>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
 }
 
 impl AppState {
@@ -164,6 +173,7 @@ impl AppState {
             clock,
             jobs: Arc::new(NoJobs),
             objects: Arc::new(NoObjects),
+            max_open_jobs: MaxOpenJobs::DEFAULT,
         }
     }
 
@@ -174,6 +184,7 @@ impl AppState {
             auth: self.auth.clone(),
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
+            max_open_jobs: self.max_open_jobs,
         }
     }
 
@@ -184,6 +195,7 @@ impl AppState {
             auth: self.auth.clone(),
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
+            max_open_jobs: self.max_open_jobs,
         }
     }
 
@@ -204,6 +216,7 @@ impl AppState {
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
             objects: self.objects.clone(),
+            max_open_jobs: self.max_open_jobs,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod export;
 pub mod generate;
 pub mod inventory;
 pub mod invoices;
+pub mod open_jobs;
 pub mod pools;
 pub mod redeem;
 pub mod schedule;
