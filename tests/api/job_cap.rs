@@ -271,3 +271,51 @@ async fn a_job_finished_twice_is_uncounted_once() {
     }
     assert_too_many(&start_export(&w, &app, "acme", &pool_id).await, 3);
 }
+
+#[tokio::test]
+async fn an_import_refused_when_it_registers_leaves_none_of_its_input() {
+    let w = World::with_max_open_jobs(1).await;
+    let app = held(&w);
+    let (_, pool_id) = w.pool("acme", 30).await;
+    // An import passed the early check and stored its input; meanwhile another request took
+    // the organization's last open job.
+    let job_id = JobId::new();
+    for index in 0..3 {
+        let key = keypool::keys::KeyCode::parse(&format!("LATE{index:06}")).unwrap();
+        w.dyn_store()
+            .put_job_input(&org("acme"), &job_id, index, &[key])
+            .await
+            .unwrap();
+    }
+    assert_eq!(items(&w, "acme", "JOB#").await, 3);
+    assert_eq!(
+        start_export(&w, &app, "acme", &pool_id).await.status,
+        StatusCode::ACCEPTED
+    );
+    let now = w.now();
+    let import = keypool::domain::KeyJob {
+        job_id,
+        org: org("acme"),
+        pool_id: keypool::domain::PoolId::parse(&pool_id).unwrap(),
+        kind: keypool::domain::JobKind::Import,
+        status: JobStatus::Pending,
+        total: 3,
+        done: 0,
+        error: None,
+        inputs: 3,
+        position: 0,
+        rejected: Vec::new(),
+        created_at: now,
+        updated_at: now,
+    };
+    let refused = w.dyn_store().put_key_job(&import, w.max_open_jobs).await;
+    assert!(
+        matches!(
+            refused,
+            Err(keypool::Error::TooManyJobs { max_open: 1, .. })
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(items(&w, "acme", "JOB#").await, 0, "no job, no input");
+    assert_eq!(w.dyn_store().open_jobs().await.unwrap().len(), 1);
+}

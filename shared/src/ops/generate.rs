@@ -209,7 +209,7 @@ pub const INPUT_CHUNK: usize = 2_000;
 /// Starts an import of a long list of custom keys: the whole list is validated first (format,
 /// duplicates, keys that exist already), with an answer per line; then a job writes it.
 /// All or nothing unless `partial`: without it, any rejected line refuses the whole list.
-#[allow(clippy::too_many_arguments)] // the request's parts, each its own kind
+#[allow(clippy::too_many_arguments)] // the request, where its job goes, the cap, the time
 pub async fn start_import<S: Pools + Keys + KeyJobs + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
