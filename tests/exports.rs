@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use keypool::domain::{
-    Course, CourseId, Export, ExportId, ExportStatus, KeyFilter, KeyRecord, NewKey, Page, Pool,
-    PoolId,
+    Course, CourseId, Export, ExportId, ExportStatus, KeyFilter, KeyRecord, MaxOpenJobs, NewKey,
+    Page, Pool, PoolId,
 };
 use keypool::identity::OrgId;
 use keypool::keys::KeyCode;
@@ -631,6 +631,7 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
         &org,
         &pool_id,
         export::ExportInput::default(),
+        w.max_open_jobs,
         w.now(),
     )
     .await
@@ -828,8 +829,8 @@ impl Keys for MarksStuck {
 
 #[async_trait]
 impl Exports for MarksStuck {
-    async fn put_export(&self, e: &Export) -> keypool::Result<()> {
-        self.0.put_export(e).await
+    async fn put_export(&self, e: &Export, max_open: MaxOpenJobs) -> keypool::Result<()> {
+        self.0.put_export(e, max_open).await
     }
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> keypool::Result<Option<Export>> {
         self.0.get_export(org, id).await
@@ -873,6 +874,7 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
             mark_distributed: true,
             ..Default::default()
         },
+        w.max_open_jobs,
         w.now(),
     )
     .await

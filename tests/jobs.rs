@@ -100,9 +100,17 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
     let total: u64 = if w.is_moto() { 600 } else { 12_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
     w.generate("acme", &pool_id, 7).await;
-    let job = generate::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
-        .await
-        .unwrap();
+    let job = generate::start(
+        w.dyn_store(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        total,
+        w.max_open_jobs,
+        w.now(),
+    )
+    .await
+    .unwrap();
     let mut dice = Dice::new();
     // Three runners, each dropped once the job has gone past a random point.
     for _ in 0..3 {
@@ -152,9 +160,17 @@ async fn two_runners_of_one_job_never_exceed_its_count() {
     let w = Arc::new(World::new().await);
     let total: u64 = if w.is_moto() { 400 } else { 6_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
-    let job = generate::start(w.dyn_store(), &Queued, &acme(), &pool_id, total, w.now())
-        .await
-        .unwrap();
+    let job = generate::start(
+        w.dyn_store(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        total,
+        w.max_open_jobs,
+        w.now(),
+    )
+    .await
+    .unwrap();
     let runners: Vec<_> = (0..2)
         .map(|_| {
             let (w, id) = (w.clone(), job.job_id);
@@ -265,9 +281,17 @@ async fn counts_beyond_ten_million_and_strangers_are_refused() {
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
     assert_eq!(total_keys(&w, &pool_id).await, 0);
 
-    let job = generate::start(w.dyn_store(), &Queued, &acme(), &pool_id, 20_000, w.now())
-        .await
-        .unwrap();
+    let job = generate::start(
+        w.dyn_store(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        20_000,
+        w.max_open_jobs,
+        w.now(),
+    )
+    .await
+    .unwrap();
     let path = format!("/v1/jobs/{}", job.job_id);
     assert_eq!(
         w.call(Method::GET, &path, Some(&w.admin("globex")), None)
@@ -384,6 +408,7 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         &pool_id,
         &numbered,
         false,
+        w.max_open_jobs,
         w.now(),
     )
     .await
@@ -440,4 +465,105 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
     assert_eq!(keys.iter().collect::<HashSet<_>>().len(), count - 1);
     assert!(!keys.contains(&stolen));
     assert_eq!(total_keys(&w, &pool_id).await, count as u64 - 1);
+}
+
+/// Starts a generation job of `count` keys through the API and returns its id.
+async fn start_generation(w: &World, org: &str, pool_id: &str, count: u64) -> JobId {
+    let started = w
+        .call(
+            Method::POST,
+            &format!("/v1/pools/{pool_id}/keys/generate"),
+            Some(&w.admin(org)),
+            Some(json!({ "count": count })),
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    JobId::parse(started.body["job_id"].as_str().unwrap()).unwrap()
+}
+
+async fn key_job(w: &World, org: &str, id: &JobId) -> keypool::domain::KeyJob {
+    w.dyn_store()
+        .get_key_job(&OrgId::parse(org).unwrap(), id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+/// Waits until a job has written some keys: it is under way, holding the runner.
+async fn under_way(w: &World, org: &str, id: &JobId) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while key_job(w, org, id).await.done == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_does_not_wait_behind_another_organizations_large_generation() {
+    let w = World::new().await;
+    // On moto only the first few thousand keys get written before the export is done.
+    let total: u64 = if w.is_moto() { 20_000 } else { 100_000 };
+    let (_, big) = w.pool("acme", 30).await;
+    let (_, small) = w.pool("globex", 30).await;
+    w.generate("globex", &small, 3).await;
+    let generation = start_generation(&w, "acme", &big, total).await;
+    under_way(&w, "acme", &generation).await;
+
+    let started = w
+        .call(
+            Method::POST,
+            &format!("/v1/pools/{small}/exports"),
+            Some(&w.admin("globex")),
+            None,
+        )
+        .await;
+    assert_eq!(started.status, StatusCode::ACCEPTED, "{:?}", started.body);
+    let export = w
+        .finished_export("globex", started.body["export_id"].as_str().unwrap())
+        .await;
+    assert_eq!(export.status, keypool::domain::ExportStatus::Done);
+    assert_eq!(export.rows, 3);
+    // The other organization's generation is still going: the export did not wait for it.
+    let big_job = key_job(&w, "acme", &generation).await;
+    assert_ne!(big_job.status, JobStatus::Done, "{big_job:?}");
+    assert!(big_job.done < total, "{big_job:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_generation_does_not_wait_behind_another_organizations_large_one() {
+    let w = World::new().await;
+    // Generation jobs start above 10,000 keys, which moto takes many minutes to write.
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let total = 100_000;
+    let (_, big) = w.pool("acme", 30).await;
+    let (_, small) = w.pool("globex", 30).await;
+    let large = start_generation(&w, "acme", &big, total).await;
+    under_way(&w, "acme", &large).await;
+    let little = start_generation(&w, "globex", &small, 10_001).await;
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let job = key_job(&w, "globex", &little).await;
+        if job.status == JobStatus::Done {
+            assert_eq!(job.done, 10_001);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{job:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    // The organizations took turns: the large job had a few of its own meanwhile, no more.
+    let large_job = key_job(&w, "acme", &large).await;
+    assert_ne!(large_job.status, JobStatus::Done, "{large_job:?}");
+    assert!(large_job.done < total / 2, "{large_job:?}");
+    // Written in turns, each resumed from the stored progress: exactly the keys asked for.
+    let pool =
+        keypool::ops::pools::get_pool(w.dyn_store(), &OrgId::parse("globex").unwrap(), &small)
+            .await
+            .unwrap();
+    assert_eq!(pool.total_keys, 10_001);
 }

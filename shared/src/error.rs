@@ -73,6 +73,15 @@ pub enum Error {
         message: String,
         retry_after_secs: u64,
     },
+    /// The organization has as many open background jobs as it may; retry once one ends.
+    #[error(
+        "your organization already has {max_open} jobs running or waiting, the most it may \
+         have; try again when one of them has finished"
+    )]
+    TooManyJobs {
+        max_open: u64,
+        retry_after_secs: u64,
+    },
     /// A route whose function is deployed but whose feature is not built yet.
     #[error("{0} is not available yet")]
     NotImplemented(&'static str),

@@ -164,6 +164,10 @@ pub fn open_job_sk(job: &Job) -> String {
     }
 }
 
+/// Sort key of an organization's count of open jobs (in its `org_pk` partition), which caps
+/// how many it may have.
+pub const OPEN_JOB_COUNT_SK: &str = "OPEN_JOBS";
+
 /// Sort key of a key job (a large generation).
 pub fn key_job_sk(id: &JobId) -> String {
     format!("JOB#{id}")

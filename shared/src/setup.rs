@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
+use crate::domain::MaxOpenJobs;
 use crate::http::{
     Authenticator, ClaimNames, ExportState, KeyGenerationState, PoolAdminState, RedemptionState,
 };
@@ -60,6 +61,11 @@ impl Lambda {
         })
     }
 
+    /// The cap on an organization's open jobs.
+    fn max_open_jobs(&self) -> anyhow::Result<MaxOpenJobs> {
+        max_open_jobs()
+    }
+
     /// The job queue named by `JOBS_QUEUE_URL`.
     fn jobs(&self) -> anyhow::Result<Arc<crate::jobs::SqsJobs>> {
         Ok(Arc::new(crate::jobs::SqsJobs::new(
@@ -74,6 +80,7 @@ pub async fn pool_admin_state() -> anyhow::Result<PoolAdminState> {
     let l = Lambda::from_env().await?;
     Ok(PoolAdminState {
         jobs: l.jobs()?,
+        max_open_jobs: l.max_open_jobs()?,
         store: l.store,
         auth: l.auth,
         clock: l.clock,
@@ -86,6 +93,7 @@ pub async fn key_generation_state() -> anyhow::Result<KeyGenerationState> {
     let l = Lambda::from_env().await?;
     Ok(KeyGenerationState {
         jobs: l.jobs()?,
+        max_open_jobs: l.max_open_jobs()?,
         store: l.store,
         auth: l.auth,
         clock: l.clock,
@@ -109,6 +117,7 @@ pub async fn export_state() -> anyhow::Result<ExportState> {
     let l = Lambda::from_env().await?;
     Ok(ExportState {
         jobs: l.jobs()?,
+        max_open_jobs: l.max_open_jobs()?,
         objects: Arc::new(crate::objects::S3Objects::new(
             aws_sdk_s3::Client::new(&l.config),
             required("EXPORT_BUCKET")?,
@@ -117,6 +126,24 @@ pub async fn export_state() -> anyhow::Result<ExportState> {
         auth: l.auth,
         clock: l.clock,
     })
+}
+
+/// The most open jobs one organization may have: `KEYPOOL_MAX_OPEN_JOBS` (a whole number, at
+/// least 1), 10 when it is not set. Read once, at start-up.
+pub fn max_open_jobs() -> anyhow::Result<MaxOpenJobs> {
+    const NAME: &str = "KEYPOOL_MAX_OPEN_JOBS";
+    match std::env::var(NAME) {
+        Err(std::env::VarError::NotPresent) => Ok(MaxOpenJobs::DEFAULT),
+        Ok(text) => text
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .and_then(MaxOpenJobs::new)
+            .ok_or_else(|| {
+                anyhow::anyhow!("{NAME} is {text:?}; set it to a whole number of at least 1")
+            }),
+        Err(e) => Err(anyhow::anyhow!("{NAME}: {e}")),
+    }
 }
 
 /// An environment variable, or an error that names it.

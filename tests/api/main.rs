@@ -5,6 +5,7 @@
 mod contract;
 mod courses_pools;
 mod fixtures;
+mod job_cap;
 mod keys;
 mod races;
 mod redemption;

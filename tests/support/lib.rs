@@ -7,10 +7,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
+use keypool::domain::MaxOpenJobs;
 use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
-use keypool::local_jobs::LocalJobs;
+use keypool::jobs::Jobs;
+use keypool::local_jobs::{LocalJobs, Settings};
 use keypool::objects::{LocalObjects, ObjectStore};
 use keypool::schema::{self, Tables};
 use keypool::store::DynamoStore;
@@ -30,6 +32,8 @@ pub struct World {
     pub objects: Arc<LocalObjects>,
     /// The world's job runner, as the local server's.
     pub jobs: LocalJobs,
+    /// The most open jobs an organization of this world may have.
+    pub max_open_jobs: MaxOpenJobs,
     files: std::path::PathBuf,
     // Last, so the engine outlives the client that talks to it.
     engine: EmbeddedEngine,
@@ -37,6 +41,13 @@ pub struct World {
 
 /// The world's token secret; its download links are signed with a key derived from it.
 const SECRET: &[u8] = b"test-secret-test-secret-test-secret!";
+
+/// The worlds' job runner works key jobs in turns of one chunk each, so every job a test runs
+/// through it is cut into many turns and resumed from its stored progress each time.
+const RUNNER: Settings = Settings {
+    turn: std::time::Duration::from_millis(1),
+    export_workers: 2,
+};
 
 static WORLDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
@@ -86,6 +97,12 @@ impl World {
     /// A new world: a new in-memory embedded engine, or, when `KEYPOOL_TEST_ENGINE=moto`,
     /// fresh tables on the shared single-threaded moto server.
     pub async fn new() -> Self {
+        Self::with_max_open_jobs(MaxOpenJobs::DEFAULT.get()).await
+    }
+
+    /// A new world whose organizations may have at most `max_open` open jobs.
+    pub async fn with_max_open_jobs(max_open: u64) -> Self {
+        let max_open_jobs = MaxOpenJobs::new(max_open).expect("a cap of at least one job");
         // Errors the service logs show up in a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_test_writer()
@@ -118,7 +135,12 @@ impl World {
             "http://keypool.test",
             keypool::identity::TokenAuthority::for_download_links(SECRET),
         ));
-        let (jobs, _) = LocalJobs::start(store.clone(), objects.clone(), Arc::new(clock.clone()));
+        let (jobs, _) = LocalJobs::start_with(
+            store.clone(),
+            objects.clone(),
+            Arc::new(clock.clone()),
+            RUNNER,
+        );
         let state = AppState {
             store: store.clone(),
             auth: Arc::new(Authenticator::Local(Box::new(authority.clone()))),
@@ -126,6 +148,7 @@ impl World {
             jobs: Arc::new(jobs.clone()),
             objects: objects.clone(),
             settings: Default::default(),
+            max_open_jobs,
         };
         Self {
             store,
@@ -135,6 +158,7 @@ impl World {
             app: app(state).merge(keypool::http::local_files(objects.clone())),
             objects,
             jobs,
+            max_open_jobs,
             files,
             engine,
         }
@@ -168,18 +192,26 @@ impl World {
 
     /// The API with exports written to `objects` by a job runner of their own.
     pub fn app_with(&self, objects: Arc<dyn ObjectStore>) -> Router {
-        let (jobs, _) = LocalJobs::start(
+        let (jobs, _) = LocalJobs::start_with(
             self.store.clone(),
             objects.clone(),
             Arc::new(self.clock.clone()),
+            RUNNER,
         );
+        self.app_with_jobs(Arc::new(jobs), objects)
+    }
+
+    /// The API with its jobs handed to `jobs` (a queue that runs nothing, say) and export
+    /// files written to `objects`.
+    pub fn app_with_jobs(&self, jobs: Arc<dyn Jobs>, objects: Arc<dyn ObjectStore>) -> Router {
         app(AppState {
             store: self.store.clone(),
             auth: Arc::new(Authenticator::Local(Box::new(self.authority.clone()))),
             clock: Arc::new(self.clock.clone()),
-            jobs: Arc::new(jobs),
+            jobs,
             objects,
             settings: Default::default(),
+            max_open_jobs: self.max_open_jobs,
         })
     }
 

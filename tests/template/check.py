@@ -59,5 +59,35 @@ class RedemptionRoute(unittest.TestCase):
         self.assertIn("ThrottlingBurstLimit", limits)
 
 
+class FairJobs(unittest.TestCase):
+    """One organization's large job must not hold up another's: see README, "Fair jobs"."""
+
+    def setUp(self):
+        self.resources = template()["Resources"]
+
+    def jobs_mapping(self, function):
+        return self.resources[function]["Properties"]["Events"]["Jobs"]["Properties"]
+
+    def test_exports_and_key_jobs_have_queues_of_their_own(self):
+        generation = self.jobs_mapping("KeyGenerationFunction")["Queue"]
+        export = self.jobs_mapping("ExportFunction")["Queue"]
+        self.assertEqual(generation, {"GetAtt": "GenerationJobs.Arn"})
+        self.assertEqual(export, {"GetAtt": "ExportJobs.Arn"})
+
+    def test_each_job_gets_an_invocation_of_its_own_and_nothing_caps_them(self):
+        for function in ("KeyGenerationFunction", "ExportFunction"):
+            mapping = self.jobs_mapping(function)
+            self.assertEqual(mapping["BatchSize"], 1, function)
+            self.assertNotIn("ScalingConfig", mapping, function)
+            properties = self.resources[function]["Properties"]
+            self.assertNotIn("ReservedConcurrentExecutions", properties, function)
+
+    def test_the_cap_on_open_jobs_is_a_parameter_every_function_reads(self):
+        parameter = template()["Parameters"]["MaxOpenJobs"]
+        self.assertGreaterEqual(parameter["MinValue"], 1)
+        env = template()["Globals"]["Function"]["Environment"]["Variables"]
+        self.assertEqual(env["KEYPOOL_MAX_OPEN_JOBS"], {"Ref": "MaxOpenJobs"})
+
+
 if __name__ == "__main__":
     sys.exit(0 if unittest.main(exit=False).result.wasSuccessful() else 1)

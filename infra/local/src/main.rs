@@ -138,6 +138,7 @@ async fn serve(
     let secret = data_dir::load_or_create_secret(data_dir)?;
     // Malformed limits stop the server before it opens anything.
     let settings = Arc::new(keypool::settings::Settings::from_env()?);
+    let max_open_jobs = keypool::setup::max_open_jobs()?;
     let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
         .ok();
@@ -207,7 +208,7 @@ async fn serve(
     let (jobs, _worker) = LocalJobs::start(store.clone(), objects.clone(), clock.clone());
     let resumed = jobs.resume(store.as_ref()).await?;
     if resumed > 0 {
-        tracing::info!(resumed, "resuming unfinished exports");
+        tracing::info!(resumed, "resuming unfinished jobs");
     }
     let scheduler = (!export_every.is_zero()).then(|| {
         let (store, jobs, clock) = (store.clone(), jobs.clone(), clock.clone());
@@ -231,6 +232,7 @@ async fn serve(
         jobs: Arc::new(jobs),
         objects: objects.clone(),
         settings,
+        max_open_jobs,
     };
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
     println!("KeyPool listening on http://{bound} ({store_name})");

@@ -66,3 +66,11 @@ pub struct Export {
     #[serde(default, with = "time::rfc3339::option")]
     pub finished_at: Option<Timestamp>,
 }
+
+impl Export {
+    /// Whether the export counts among its organization's open jobs (and so against their
+    /// cap): an admin's export does; a scheduled one, which the system starts, does not.
+    pub fn counts_as_open_job(&self) -> bool {
+        self.kind == ExportKind::OnDemand
+    }
+}

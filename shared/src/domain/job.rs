@@ -16,6 +16,15 @@ pub enum Job {
     Generate { org: OrgId, job_id: JobId },
 }
 
+impl Job {
+    /// The organization the job works for.
+    pub fn org(&self) -> &OrgId {
+        match self {
+            Job::Export { org, .. } | Job::Generate { org, .. } => org,
+        }
+    }
+}
+
 /// Where a job is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -69,4 +78,34 @@ pub struct KeyJob {
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
     pub updated_at: Timestamp,
+}
+
+/// How long a start refused for too many open jobs is told to wait (`Retry-After`): about
+/// the time a job of the local runner or a turn of a queued one takes to move on.
+pub const TOO_MANY_JOBS_RETRY_AFTER_SECS: u64 = 30;
+
+/// The most open jobs (generations and imports of many keys, on-demand exports) that one
+/// organization may have at once; at least one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxOpenJobs(u64);
+
+impl MaxOpenJobs {
+    /// The cap unless configured otherwise.
+    pub const DEFAULT: Self = Self(10);
+
+    /// A cap of `n` jobs; none for zero.
+    pub fn new(n: u64) -> Option<Self> {
+        (n >= 1).then_some(Self(n))
+    }
+
+    /// The number of jobs.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for MaxOpenJobs {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
 }

@@ -174,6 +174,7 @@ async fn add_keys(
             &pool_id,
             &lines,
             partial,
+            state.max_open_jobs,
             state.clock.now(),
         )
         .await?;
@@ -216,6 +217,7 @@ async fn generate_keys(
             org,
             &pool_id,
             count,
+            state.max_open_jobs,
             state.clock.now(),
         )
         .await?;

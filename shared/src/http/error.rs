@@ -139,6 +139,23 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
+            Error::TooManyJobs {
+                max_open,
+                retry_after_secs,
+            } => {
+                let mut r = body(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too_many_jobs",
+                    &message,
+                    Some(json!({
+                        "max_open_jobs": max_open,
+                        "retry_after_seconds": retry_after_secs,
+                    })),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r
+            }
             Error::NotImplemented(_) => body(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

@@ -46,6 +46,7 @@ async fn start(
         org,
         &pool_id,
         input,
+        state.max_open_jobs,
         state.clock.now(),
     )
     .await?;

@@ -18,6 +18,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::routing::get;
 
+use crate::domain::MaxOpenJobs;
 use crate::error::Error;
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
@@ -111,6 +112,8 @@ pub struct PoolAdminState {
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
     pub settings: Arc<Settings>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
 }
 state_parts!(PoolAdminState { auth: Arc<Authenticator> });
 
@@ -121,6 +124,8 @@ pub struct KeyGenerationState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
 }
 state_parts!(KeyGenerationState { auth: Arc<Authenticator> });
 
@@ -141,6 +146,8 @@ pub struct ExportState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub jobs: Arc<dyn Jobs>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
     pub objects: Arc<dyn ObjectStore>,
 }
 state_parts!(ExportState { auth: Arc<Authenticator> });
@@ -158,6 +165,8 @@ pub struct AppState {
     pub objects: Arc<dyn ObjectStore>,
     /// Limits on guessing and probing.
     pub settings: Arc<Settings>,
+    /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
+    pub max_open_jobs: MaxOpenJobs,
 }
 
 impl AppState {
@@ -170,6 +179,7 @@ impl AppState {
             jobs: Arc::new(NoJobs),
             objects: Arc::new(NoObjects),
             settings: Arc::new(Settings::default()),
+            max_open_jobs: MaxOpenJobs::DEFAULT,
         }
     }
 
@@ -181,6 +191,7 @@ impl AppState {
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
             settings: self.settings.clone(),
+            max_open_jobs: self.max_open_jobs,
         }
     }
 
@@ -191,6 +202,7 @@ impl AppState {
             auth: self.auth.clone(),
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
+            max_open_jobs: self.max_open_jobs,
         }
     }
 
@@ -212,6 +224,7 @@ impl AppState {
             clock: self.clock.clone(),
             jobs: self.jobs.clone(),
             objects: self.objects.clone(),
+            max_open_jobs: self.max_open_jobs,
         }
     }
 }

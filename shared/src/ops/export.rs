@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use super::pools;
 use crate::domain::{
-    Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, Pool,
+    Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, MaxOpenJobs,
+    Pool,
 };
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
@@ -87,13 +88,14 @@ pub(super) fn stamp(at: Timestamp) -> String {
 }
 
 /// Starts an export of one of the organization's pools: 202 with the export, which a worker
-/// writes in the background.
+/// writes in the background; refused while the organization has `max_open` open jobs.
 pub async fn start<S: Pools + Exports + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
     org: &OrgId,
     pool_id: &str,
     input: ExportInput,
+    max_open: MaxOpenJobs,
     now: Timestamp,
 ) -> Result<Export> {
     let key_status = match input.status.as_deref() {
@@ -132,16 +134,18 @@ pub async fn start<S: Pools + Exports + ?Sized>(
         created_at: now,
         finished_at: None,
     };
-    submit(store, jobs, export).await
+    submit(store, jobs, export, max_open).await
 }
 
-/// Stores a pending export and hands it to the workers; marks it failed if they cannot take it.
+/// Stores a pending export (capped by `max_open` if it counts among its organization's open
+/// jobs) and hands it to the workers; marks it failed if they cannot take it.
 pub(super) async fn submit<S: Exports + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
     export: Export,
+    max_open: MaxOpenJobs,
 ) -> Result<Export> {
-    store.put_export(&export).await?;
+    store.put_export(&export, max_open).await?;
     let job = Job::Export {
         org: export.org.clone(),
         export_id: export.export_id,

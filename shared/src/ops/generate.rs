@@ -7,7 +7,7 @@
 
 use super::add_keys::MAX_SYNC_KEYS;
 use super::pools;
-use crate::domain::{Job, JobId, JobKind, JobStatus, KeyJob, KeySource, NewKey};
+use crate::domain::{Job, JobId, JobKind, JobStatus, KeyJob, KeySource, MaxOpenJobs, NewKey};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
@@ -50,13 +50,15 @@ pub fn needs_job(count: u64) -> bool {
     count > MAX_SYNC_KEYS as u64
 }
 
-/// Starts a generation job for one of the organization's pools.
+/// Starts a generation job for one of the organization's pools, unless the organization has
+/// `max_open` open jobs already.
 pub async fn start<S: Pools + KeyJobs + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
     org: &OrgId,
     pool_id: &str,
     count: u64,
+    max_open: MaxOpenJobs,
     now: Timestamp,
 ) -> Result<KeyJob> {
     let pool = pools::get_pool(store, org, pool_id).await?;
@@ -75,7 +77,7 @@ pub async fn start<S: Pools + KeyJobs + ?Sized>(
         created_at: now,
         updated_at: now,
     };
-    store.put_key_job(&job).await?;
+    store.put_key_job(&job, max_open).await?;
     queue(store, jobs, job).await
 }
 
@@ -117,7 +119,6 @@ pub async fn run<S: KeyJobs + ?Sized>(
     job_id: &JobId,
     budget: Option<std::time::Duration>,
 ) -> Result<bool> {
-    let started = std::time::Instant::now();
     let Some(mut job) = store.get_key_job(org, job_id).await? else {
         return Err(Error::NotFound("job"));
     };
@@ -129,6 +130,9 @@ pub async fn run<S: KeyJobs + ?Sized>(
         job.updated_at = clock.now();
         store.set_key_job_status(&job).await?;
     }
+    // The budget counts from here, so that even the shortest one writes a chunk: a job cut
+    // into turns always moves on.
+    let started = std::time::Instant::now();
     if job.kind == JobKind::Import {
         return run_import(store, clock, job, started, budget).await;
     }
@@ -205,7 +209,7 @@ pub const INPUT_CHUNK: usize = 2_000;
 /// Starts an import of a long list of custom keys: the whole list is validated first (format,
 /// duplicates, keys that exist already), with an answer per line; then a job writes it.
 /// All or nothing unless `partial`: without it, any rejected line refuses the whole list.
-#[allow(clippy::too_many_arguments)]
+#[allow(clippy::too_many_arguments)] // the request, its limits, where its job goes, the time
 pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     store: &S,
     settings: &crate::settings::Settings,
@@ -214,6 +218,7 @@ pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     pool_id: &str,
     lines: &[(usize, &str)],
     partial: bool,
+    max_open: MaxOpenJobs,
     now: Timestamp,
 ) -> Result<(KeyJob, Vec<super::add_keys::RejectedLine>)> {
     use super::add_keys::{already_exists, rejected_error, taken_keys, validate_lines};
@@ -222,6 +227,7 @@ pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
         pools::get_pool(store, org, pool_id),
         CollisionBudget::read(store, settings, org, now)
     )?;
+    super::open_jobs::ensure_room(store, org, max_open).await?;
     let (mut valid, mut rejected) = validate_lines(lines);
     let codes: Vec<keys::KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
     let existing = taken_keys(store, &mut budget, org, &codes).await?;
@@ -264,7 +270,7 @@ pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
         created_at: now,
         updated_at: now,
     };
-    store.put_key_job(&job).await?;
+    store.put_key_job(&job, max_open).await?;
     let job = queue(store, jobs, job).await?;
     Ok((job, rejected))
 }

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod inventory;
 pub mod invoices;
 pub mod limits;
+pub mod open_jobs;
 pub mod pools;
 pub mod redeem;
 pub mod schedule;

@@ -2,7 +2,7 @@
 //! again; and the export function's events (its queue's job batches, the schedule).
 
 use super::export::{self, file_name, stamp, submit};
-use crate::domain::{Export, ExportId, ExportKind, ExportStatus, Job};
+use crate::domain::{Export, ExportId, ExportKind, ExportStatus, Job, MaxOpenJobs};
 use crate::error::{Error, Result};
 use crate::jobs::Jobs;
 use crate::objects::ObjectStore;
@@ -51,7 +51,8 @@ pub async fn schedule<S: Pools + Exports + OpenJobs + ?Sized>(
                 created_at: now,
                 finished_at: None,
             };
-            match submit(store, jobs, export).await {
+            // Started by the system, a scheduled export never counts against the cap.
+            match submit(store, jobs, export, MaxOpenJobs::DEFAULT).await {
                 Ok(_) => started += 1,
                 Err(e) => {
                     store

@@ -8,8 +8,8 @@ use async_trait::async_trait;
 
 use crate::domain::{
     Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Export, ExportId,
-    InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, Month, NewKey, Page,
-    Pool, PoolId, Step,
+    InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month,
+    NewKey, Page, Pool, PoolId, Step,
 };
 use crate::error::Result;
 use crate::identity::{OrgId, UserId};
@@ -225,26 +225,37 @@ pub trait KeyJobs: Send + Sync {
         position: u32,
         rejected: &[KeyCode],
     ) -> Result<()>;
-    /// Stores a new key job, and lists it among the open jobs.
-    async fn put_key_job(&self, job: &KeyJob) -> Result<()>;
+    /// Stores a new key job, lists it among the open jobs and counts it in its organization's
+    /// open jobs, in one atomic write; when the organization has `max_open` open jobs
+    /// already, fails with `Error::TooManyJobs` having written nothing (an import's stored
+    /// input chunks are taken away again).
+    async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()>;
+    /// How many open jobs that count against the cap the organization has (a strongly
+    /// consistent read; only `put_key_job` and `put_export` enforce the cap race-free).
+    async fn open_job_count(&self, org: &OrgId) -> Result<u64>;
     /// Reads a key job of the organization (strongly consistent).
     async fn get_key_job(&self, org: &OrgId, id: &JobId) -> Result<Option<KeyJob>>;
     /// Writes a key job's status and error (not its progress, which only key writes change);
-    /// a finished status also takes it off the open jobs, atomically.
+    /// a finished status also takes it off the open jobs and uncounts it, atomically (once,
+    /// however many runs finish it).
     async fn set_key_job_status(&self, job: &KeyJob) -> Result<()>;
 }
 
 /// Exports of a pool's keys, and the scheduled exports' claims.
 #[async_trait]
 pub trait Exports: Send + Sync {
-    /// Stores a new export, and lists it among the open jobs.
-    async fn put_export(&self, export: &Export) -> Result<()>;
+    /// Stores a new export and lists it among the open jobs, atomically. One that counts
+    /// (`Export::counts_as_open_job`) is counted in its organization's open jobs in the same
+    /// write, or refused with `Error::TooManyJobs` (nothing written) when the organization
+    /// has `max_open` already; a scheduled export is neither counted nor refused.
+    async fn put_export(&self, export: &Export, max_open: MaxOpenJobs) -> Result<()>;
     /// Reads an export of the organization.
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>>;
     /// Writes an export's progress while it is pending or running; false when it has been
     /// finished already (by another run), which is left as it is.
     async fn update_export(&self, export: &Export) -> Result<bool>;
-    /// Writes a finished (done or failed) export and takes it off the open jobs, atomically.
+    /// Writes a finished (done or failed) export and takes it off the open jobs (uncounting
+    /// it), atomically.
     async fn finish_export(&self, export: &Export) -> Result<()>;
     /// Records that a scheduled export covers the pool up to change mark `mark`, unless one
     /// already does; true when this call claimed it.

@@ -4,7 +4,7 @@ use super::*;
 
 #[async_trait]
 impl Exports for DynamoStore {
-    async fn put_export(&self, export: &Export) -> Result<()> {
+    async fn put_export(&self, export: &Export, max_open: MaxOpenJobs) -> Result<()> {
         let item = to_item(
             export,
             schema::org_pk(&export.org),
@@ -15,7 +15,8 @@ impl Exports for DynamoStore {
             org: export.org.clone(),
             export_id: export.export_id,
         };
-        self.put_open(item, &open, "creating an export").await
+        let cap = export.counts_as_open_job().then_some(max_open.get());
+        self.put_open(item, &open, cap, "creating an export").await
     }
 
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>> {
@@ -77,14 +78,19 @@ impl Exports for DynamoStore {
             .expression_attribute_values(":running", s("running"))
             .build()
             .context("building the export put")?;
-        let items = vec![
-            TransactWriteItem::builder().put(put).build(),
-            self.close_open(&Job::Export {
-                org: export.org.clone(),
-                export_id: export.export_id,
-            })?,
-        ];
-        match self.transact(items, "finishing an export").await? {
+        let open = Job::Export {
+            org: export.org.clone(),
+            export_id: export.export_id,
+        };
+        let finished = self
+            .finish_open(
+                TransactWriteItem::builder().put(put).build(),
+                &open,
+                export.counts_as_open_job(),
+                "finishing an export",
+            )
+            .await?;
+        match finished {
             None => Ok(()),
             Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
                 tracing::warn!(export = %export.export_id, "another run finished this export first");

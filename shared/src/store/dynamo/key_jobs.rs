@@ -116,7 +116,7 @@ impl KeyJobs for DynamoStore {
         Ok(())
     }
 
-    async fn put_key_job(&self, job: &KeyJob) -> Result<()> {
+    async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()> {
         let item = to_item(
             job,
             schema::org_pk(&job.org),
@@ -127,7 +127,19 @@ impl KeyJobs for DynamoStore {
             org: job.org.clone(),
             job_id: job.job_id,
         };
-        self.put_open(item, &open, "creating a job").await
+        let put = self
+            .put_open(item, &open, Some(max_open.get()), "creating a job")
+            .await;
+        if matches!(put, Err(Error::TooManyJobs { .. })) {
+            // A refused import leaves none of the input it stored beforehand.
+            self.remove_job_inputs(&job.org, &job.job_id, job.inputs)
+                .await;
+        }
+        put
+    }
+
+    async fn open_job_count(&self, org: &OrgId) -> Result<u64> {
+        self.open_count(org).await
     }
 
     async fn get_key_job(&self, org: &OrgId, id: &JobId) -> Result<Option<KeyJob>> {
@@ -164,20 +176,44 @@ impl KeyJobs for DynamoStore {
             None => update
                 .update_expression("SET #status = :status, updated_at = :updated REMOVE #error"),
         };
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .update(update.build().context("building the job update")?)
-                .build(),
-        ];
-        if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
-            items.push(self.close_open(&Job::Generate {
+        let update = TransactWriteItem::builder()
+            .update(update.build().context("building the job update")?)
+            .build();
+        let written = if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
+            let open = Job::Generate {
                 org: job.org.clone(),
                 job_id: job.job_id,
-            })?);
-        }
-        match self.transact(items, "updating a job").await? {
+            };
+            self.finish_open(update, &open, true, "finishing a job")
+                .await?
+        } else {
+            self.transact(vec![update], "updating a job").await?
+        };
+        match written {
             None => Ok(()),
             Some(codes) => Err(anyhow::anyhow!("updating a job refused: {codes:?}").into()),
+        }
+    }
+}
+
+impl DynamoStore {
+    /// Deletes an import's stored input chunks, as far as it can (what is left is never read:
+    /// no job refers to it).
+    async fn remove_job_inputs(&self, org: &OrgId, job_id: &JobId, inputs: u32) {
+        for index in 0..inputs {
+            let deleted = self
+                .client
+                .delete_item()
+                .table_name(&self.tables.main)
+                .set_key(Some(key_of(
+                    schema::org_pk(org),
+                    schema::job_input_sk(job_id, index),
+                )))
+                .send()
+                .await;
+            if let Err(e) = deleted {
+                tracing::warn!(error = %DisplayErrorContext(&e), job = %job_id, "a refused job's input stays");
+            }
         }
     }
 }
