@@ -7,6 +7,7 @@
 mod bench;
 mod console;
 mod data_dir;
+mod http_limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Measure key generation, key storage and redemption on this machine.
     Bench(bench::Args),
+    /// Print the API's OpenAPI document (what `GET /v1/openapi.json` answers).
+    Openapi,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,6 +130,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Openapi => {
+            print!("{}", keypool::http::openapi::document_json());
+            Ok(())
+        }
     }
 }
 
@@ -235,7 +242,7 @@ async fn serve(
     let router = app(state)
         .merge(local_files(objects))
         .merge(console::routes(console));
-    let served = axum::serve(listener, router)
+    let served = axum::serve(http_limits::JsonErrors(listener), router)
         .with_graceful_shutdown(shutdown_signal())
         .await;
     if let Some(scheduler) = scheduler {
