@@ -17,8 +17,12 @@ if ! "$VENV/bin/schemathesis" --version >/dev/null 2>&1; then
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/fuzz/requirements.txt
 fi
 
-cargo build --locked -q -p keypool-local
-BIN="${CARGO_TARGET_DIR:-target}/debug/keypool-local"
+# KEYPOOL_LOCAL_BIN: a server built already (the build is skipped).
+BIN="${KEYPOOL_LOCAL_BIN:-}"
+if [ -z "$BIN" ]; then
+  cargo build --locked -q -p keypool-local
+  BIN="${CARGO_TARGET_DIR:-target}/debug/keypool-local"
+fi
 
 WORK="$(mktemp -d)"
 SERVER_PID=""
@@ -51,8 +55,10 @@ echo "fuzzing $BASE with its own document, $EXAMPLES examples per operation"
 
 # The document as the server serves it, without a token.
 curl -sf "$BASE/v1/openapi.json" -o "$WORK/openapi.json"
-cmp -s "$WORK/openapi.json" docs/openapi.json \
-  || { echo "the served document differs from docs/openapi.json" >&2; exit 1; }
+if [ -z "${KEYPOOL_FUZZ_ANY_DOCUMENT:-}" ]; then
+  cmp -s "$WORK/openapi.json" docs/openapi.json \
+    || { echo "the served document differs from docs/openapi.json" >&2; exit 1; }
+fi
 
 CHECKS=not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance
 run() {
@@ -61,7 +67,7 @@ run() {
   "$VENV/bin/schemathesis" run "$WORK/openapi.json" --url "$BASE" \
     --checks "$CHECKS" \
     --phases examples,coverage,fuzzing,stateful \
-    --max-examples "$EXAMPLES" --seed 20261203 --workers 2 \
+    --max-examples "$EXAMPLES" --seed 20261203 --workers 1 \
     --request-timeout 30 --suppress-health-check all --warnings off \
     --header "Authorization: Bearer $token" \
     --report junit --report-dir "$WORK/report" \

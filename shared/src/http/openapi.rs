@@ -10,8 +10,6 @@ use std::sync::LazyLock;
 
 use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
-use utoipa::openapi::link::LinkBuilder;
-use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -332,7 +330,7 @@ pub(crate) use errors;
 
 /// Links from what an operation answers to the operations it enables, so a client (or a
 /// stateful fuzzer) can follow them: (path, method, status, link name, operation, parameters,
-/// request body).
+/// request body as JSON).
 type LinkSpec = (
     &'static str,
     &'static str,
@@ -351,7 +349,11 @@ const LINKS: &[LinkSpec] = &[
         "CreatePool",
         "create_pool",
         &[],
-        None,
+        Some(
+            r#"{"name": "Linked pool", "course_id": "$response.body#/course_id",
+                "starts_at": "2026-01-01T00:00:00Z", "expires_at": "2099-01-01T00:00:00Z",
+                "content_availability_days": 30}"#,
+        ),
     ),
     (
         "/v1/pools",
@@ -448,39 +450,38 @@ const LINKS: &[LinkSpec] = &[
     ),
 ];
 
-fn operation_mut<'a>(doc: &'a mut OpenApi, path: &str, method: &str) -> Option<&'a mut Operation> {
-    let item = doc.paths.paths.get_mut(path)?;
-    match method {
-        "get" => item.get.as_mut(),
-        "post" => item.post.as_mut(),
-        "patch" => item.patch.as_mut(),
-        "delete" => item.delete.as_mut(),
-        _ => None,
-    }
-}
-
-fn add_links(doc: &mut OpenApi) {
+/// Adds the links to the document's JSON (utoipa 5 writes a link's `operationId` as
+/// `operation_id`, which no client reads).
+fn add_links(doc: &mut serde_json::Value) {
     for (path, method, status, name, operation_id, parameters, body) in LINKS {
-        let Some(operation) = operation_mut(doc, path, method) else {
-            panic!("a link starts at {method} {path}, which the document does not have");
-        };
-        let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else {
+        let Some(response) = doc
+            .pointer_mut(&format!(
+                "/paths/{}/{method}/responses/{status}",
+                path.replace('/', "~1")
+            ))
+            .and_then(serde_json::Value::as_object_mut)
+        else {
             panic!("a link starts at {method} {path} {status}, which is not documented");
         };
-        let mut link = LinkBuilder::new().operation_id(*operation_id);
-        for (name, value) in *parameters {
-            link = link.parameter(*name, *value);
+        let mut link = serde_json::json!({ "operationId": operation_id });
+        if !parameters.is_empty() {
+            link["parameters"] = parameters
+                .iter()
+                .map(|(k, v)| (k.to_string(), serde_json::Value::from(*v)))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
         }
         if let Some(body) = body {
-            link = link.request_body(Some(*body));
+            link["requestBody"] = serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("the body of link {name} is not JSON: {e}"));
         }
         response
-            .links
-            .insert(name.to_string(), RefOr::T(link.build()));
+            .entry("links")
+            .or_insert_with(|| serde_json::json!({}))[*name] = link;
     }
 }
 
-/// The whole API's document: every function's routes, the service routes, and the local
+/// The whole API's document (without its links, which `document_json` adds): every function's routes, the service routes, and the local
 /// server's download route.
 pub fn document() -> OpenApi {
     let mut doc = OpenApi::default();
@@ -530,14 +531,15 @@ pub fn document() -> OpenApi {
             .responses
             .insert(name.to_string(), RefOr::T(error_response(status, codes)));
     }
-    add_links(&mut doc);
     doc
 }
 
 /// The document as pretty JSON with a final newline, as committed in `docs/openapi.json`.
 pub fn document_json() -> String {
-    let mut text = document()
-        .to_pretty_json()
+    let mut json = serde_json::to_value(document())
+        .unwrap_or_else(|e| panic!("the OpenAPI document does not serialize: {e}"));
+    add_links(&mut json);
+    let mut text = serde_json::to_string_pretty(&json)
         .unwrap_or_else(|e| panic!("the OpenAPI document does not serialize: {e}"));
     text.push('\n');
     text
