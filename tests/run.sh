@@ -20,5 +20,8 @@ echo "the same suites on moto's server"
 KEYPOOL_TEST_ENGINE=moto KEYPOOL_MOTO_PYTHON="$PWD/$VENV/bin/python" \
   cargo test --locked -p keypool-tests --test store --test api --test lambda --test billing --test exports --test jobs
 
+echo "schemathesis against the local server, with its OpenAPI document"
+bash tests/fuzz/schemathesis.sh
+
 echo "the console in headless Chromium"
 bash tests/browser/run.sh

@@ -49,6 +49,29 @@ class BillingStream(unittest.TestCase):
         self.assertEqual(destination, {"GetAtt": "BillingFailures.Arn"})
 
 
+class ApiRoutes(unittest.TestCase):
+    def test_the_api_routes_are_those_of_the_openapi_document(self):
+        import json
+
+        doc = json.loads((TEMPLATE.parent / "docs" / "openapi.json").read_text())
+        documented = {
+            f"{method.upper()} {path}"
+            for path, item in doc["paths"].items()
+            for method, op in item.items()
+            # /v1/files is the local server's stand-in for S3's presigned URLs.
+            if method in ("get", "post", "put", "patch", "delete") and "local" not in op.get("tags", [])
+        }
+        routed = {
+            f"{event['Properties']['Method']} {event['Properties']['Path']}"
+            for resource in template()["Resources"].values()
+            if resource.get("Type") == "AWS::Serverless::Function"
+            for event in resource["Properties"].get("Events", {}).values()
+            if event.get("Type") == "HttpApi"
+        }
+        self.assertEqual(documented - routed, set(), "documented but not routed by API Gateway")
+        self.assertEqual(routed - documented, set(), "routed by API Gateway but not documented")
+
+
 class RedemptionRoute(unittest.TestCase):
     def test_the_redemption_route_has_its_own_throttle(self):
         api = template()["Resources"]["HttpApi"]["Properties"]

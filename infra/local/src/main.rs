@@ -7,6 +7,7 @@
 mod bench;
 mod console;
 mod data_dir;
+mod http_limits;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -68,6 +69,8 @@ enum Command {
     },
     /// Measure key generation, key storage and redemption on this machine.
     Bench(bench::Args),
+    /// Print the API's OpenAPI document (what `GET /v1/openapi.json` answers).
+    Openapi,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -127,6 +130,10 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => bench::run(args).await,
+        Command::Openapi => {
+            print!("{}", keypool::http::openapi::document_json());
+            Ok(())
+        }
     }
 }
 
@@ -240,10 +247,11 @@ async fn serve(
     let router = app(state)
         .merge(local_files(objects))
         .merge(console::routes(console));
-    // The peer address feeds the per-address redemption limit.
+    // hyper's own errors answer as JSON; the peer address feeds the per-address limit.
+    let router = router.layer(axum::middleware::from_fn(http_limits::peer_as_connect_info));
     let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
+        http_limits::JsonErrors(listener),
+        router.into_make_service_with_connect_info::<http_limits::Peer>(),
     )
     .with_graceful_shutdown(shutdown_signal())
     .await;

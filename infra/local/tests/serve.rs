@@ -474,3 +474,77 @@ async fn guesses_are_limited_per_client_address_with_the_configured_limit() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Sends raw bytes and reads the whole answer (the server closes after these errors).
+fn raw_exchange(base: &str, request: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    // The server may answer and close before it has read everything we send.
+    let _ = stream.write_all(request);
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The JSON body of a raw answer, and its status line.
+fn status_and_body(answer: &str) -> (String, Value) {
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap_or((answer, ""));
+    let status = head.lines().next().unwrap_or("").to_string();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[test]
+fn requests_too_large_for_the_http_parser_answer_in_the_error_shape() {
+    let data_dir = fresh_dir("limits");
+    let server = start(&data_dir);
+
+    let long_uri = format!("/v1/pools?search={}", "a".repeat(70_000));
+    let answer = raw_exchange(
+        &server.base,
+        format!("GET {long_uri} HTTP/1.1\r\nhost: x\r\n\r\n").as_bytes(),
+    );
+    let (status, body) = status_and_body(&answer);
+    assert!(status.starts_with("HTTP/1.1 414"), "{status}");
+    assert_eq!(body["error"]["code"], "uri_too_long", "{answer}");
+
+    let many: String = (0..150).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let answer = raw_exchange(
+        &server.base,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{many}\r\n").as_bytes(),
+    );
+    let (status, body) = status_and_body(&answer);
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    assert_eq!(body["error"]["code"], "headers_too_large", "{answer}");
+
+    let huge = format!("x-big: {}\r\n", "b".repeat(600_000));
+    let answer = raw_exchange(
+        &server.base,
+        format!("GET /healthz HTTP/1.1\r\nhost: x\r\n{huge}\r\n").as_bytes(),
+    );
+    let (status, body) = status_and_body(&answer);
+    assert!(status.starts_with("HTTP/1.1 431"), "{status}");
+    assert_eq!(body["error"]["code"], "headers_too_large", "{answer}");
+
+    let answer = raw_exchange(&server.base, b"GET /healthz HTTP/1.1\r\nbad header\r\n\r\n");
+    let (status, body) = status_and_body(&answer);
+    assert!(status.starts_with("HTTP/1.1 400"), "{status}");
+    assert_eq!(body["error"]["code"], "malformed_request", "{answer}");
+
+    // Ordinary answers pass untouched, and the document is served without a token.
+    let answer = raw_exchange(
+        &server.base,
+        b"GET /v1/openapi.json HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+    );
+    let (status, body) = status_and_body(&answer);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert_eq!(body["openapi"], "3.1.0");
+}

@@ -8,7 +8,7 @@ use crate::identity::OrgId;
 use crate::time::{self, Timestamp};
 
 /// Where an export is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportStatus {
     /// Waiting for a worker.
@@ -22,7 +22,7 @@ pub enum ExportStatus {
 }
 
 /// Who asked for an export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExportKind {
     /// An admin, through the API.

@@ -8,7 +8,7 @@ use crate::keys::KeyCode;
 use crate::time::{self, Timestamp};
 
 /// Whether a key can still be redeemed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyStatus {
     Available,
@@ -35,7 +35,7 @@ impl KeyStatus {
 }
 
 /// Where a key came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeySource {
     Custom,

@@ -1,43 +1,116 @@
 //! Admin routes: thin handlers that parse, call one operation and shape the answer.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header::CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiBytes, ApiJson, ApiPath, ApiQuery};
-use super::views::{CourseView, JobView, KeyView, PageView, PoolView};
+use super::openapi::errors;
+use super::views::{
+    AddReportView, CourseView, ImportStartedView, JobView, KeyView, PageView, PoolView,
+};
 use super::{KeyGenerationState, PoolAdminState, page_size};
+use crate::domain::KeyStatus;
 use crate::error::{Error, Result};
 use crate::identity::Principal;
 use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
 use crate::ops::pools::{self, CourseInput, PoolInput, PoolPatch};
 use crate::ops::{generate, inventory};
 
-pub(super) fn pool_admin_routes() -> Router<PoolAdminState> {
-    Router::new()
-        .route("/v1/courses", post(create_course).get(list_courses))
-        .route("/v1/pools", post(create_pool).get(list_pools))
-        .route("/v1/pools/{pool_id}", get(get_pool).patch(update_pool))
-        .route("/v1/pools/{pool_id}/keys", post(add_keys).get(list_keys))
-        .route("/v1/pools/{pool_id}/keys/{key}", delete(remove_key))
+pub(super) fn pool_admin_routes() -> OpenApiRouter<PoolAdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_course, list_courses))
+        .routes(routes!(create_pool, list_pools))
+        .routes(routes!(get_pool, update_pool))
+        .routes(routes!(add_keys, list_keys))
+        .routes(routes!(remove_key))
 }
 
-pub(super) fn key_generation_routes() -> Router<KeyGenerationState> {
-    Router::new()
-        .route("/v1/pools/{pool_id}/keys/generate", post(generate_keys))
-        .route("/v1/jobs/{job_id}", get(read_job))
+pub(super) fn key_generation_routes() -> OpenApiRouter<KeyGenerationState> {
+    OpenApiRouter::new()
+        .routes(routes!(generate_keys))
+        .routes(routes!(read_job))
 }
 
-#[derive(Deserialize)]
+/// A search over names and a page of the results.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Words that names (of pools: or of their courses) contain, any case.
     search: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
+
+errors!(CreateErrors, |e| e
+    .authenticated()
+    .json_body()
+    .with(400, &["invalid_input"]));
+errors!(ListErrors, |e| e.authenticated().paged());
+errors!(CreatePoolErrors, |e| e
+    .authenticated()
+    .json_body()
+    .with(400, &["invalid_input"])
+    .with(404, &["course_not_found"]));
+errors!(GetPoolErrors, |e| e
+    .authenticated()
+    .path()
+    .with(404, &["pool_not_found"]));
+errors!(UpdatePoolErrors, |e| e
+    .authenticated()
+    .path()
+    .json_body()
+    .with(400, &["invalid_input"])
+    .with(404, &["pool_not_found"])
+    .with(409, &["concurrent_update"]));
+errors!(AddKeysErrors, |e| e
+    .authenticated()
+    .path()
+    .query()
+    .with(
+        400,
+        &["invalid_input", "invalid_body", "keys_rejected", "no_keys"]
+    )
+    .with(404, &["pool_not_found"])
+    .with(409, &["write_conflict"])
+    .with(413, &["payload_too_large"])
+    .with(415, &["unsupported_media_type"])
+    .with(429, &["collision_budget_spent", "too_many_jobs"]));
+errors!(GenerateErrors, |e| e
+    .authenticated()
+    .path()
+    .json_body()
+    .with(400, &["invalid_input", "count_too_large"])
+    .with(404, &["pool_not_found"])
+    .with(409, &["write_conflict"])
+    .with(429, &["too_many_jobs"]));
+errors!(ReadJobErrors, |e| e
+    .authenticated()
+    .path()
+    .with(404, &["job_not_found"]));
+errors!(ListKeysErrors, |e| e
+    .authenticated()
+    .path()
+    .paged()
+    .with(404, &["pool_not_found"]));
+errors!(RemoveKeyErrors, |e| e
+    .authenticated()
+    .path()
+    .with(404, &["pool_not_found", "key_not_found"])
+    .with(409, &["key_redeemed", "write_conflict"]));
+
+/// Creates a course of the admin's organization.
+#[utoipa::path(post, path = "/v1/courses", tag = "admin", security(("bearer" = [])),
+    request_body = CourseInput,
+    responses((status = 201, description = "the course", body = CourseView), CreateErrors))]
 
 async fn create_course(
     State(state): State<PoolAdminState>,
@@ -49,6 +122,10 @@ async fn create_course(
     Ok((StatusCode::CREATED, Json(CourseView::from(course))))
 }
 
+/// The organization's courses, by title.
+#[utoipa::path(get, path = "/v1/courses", tag = "admin", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "a page of courses", body = PageView<CourseView>), ListErrors))]
 async fn list_courses(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -66,6 +143,10 @@ async fn list_courses(
     Ok(Json(PageView::of(page, CourseView::from)))
 }
 
+/// Creates a pool of keys for a course.
+#[utoipa::path(post, path = "/v1/pools", tag = "admin", security(("bearer" = [])),
+    request_body = PoolInput,
+    responses((status = 201, description = "the pool", body = PoolView), CreatePoolErrors))]
 async fn create_pool(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -77,6 +158,10 @@ async fn create_pool(
     Ok((StatusCode::CREATED, Json(PoolView::new(pool, now))))
 }
 
+/// The organization's pools; `search` matches pool and course names.
+#[utoipa::path(get, path = "/v1/pools", tag = "admin", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "a page of pools", body = PageView<PoolView>), ListErrors))]
 async fn list_pools(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -95,6 +180,10 @@ async fn list_pools(
     Ok(Json(PageView::of(page, |p| PoolView::new(p, now))))
 }
 
+/// A pool with its counts.
+#[utoipa::path(get, path = "/v1/pools/{pool_id}", tag = "admin", security(("bearer" = [])),
+    params(("pool_id" = String, Path, description = "the pool")),
+    responses((status = 200, description = "pool with `total_keys`, `redeemed_keys`, `available_keys`, `active`", body = PoolView), GetPoolErrors))]
 async fn get_pool(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -105,6 +194,11 @@ async fn get_pool(
     Ok(Json(PoolView::new(pool, state.clock.now())))
 }
 
+/// Changes a pool's name, dates, availability, or deactivates it.
+#[utoipa::path(patch, path = "/v1/pools/{pool_id}", tag = "admin", security(("bearer" = [])),
+    params(("pool_id" = String, Path, description = "the pool")),
+    request_body = PoolPatch,
+    responses((status = 200, description = "the pool", body = PoolView), UpdatePoolErrors))]
 async fn update_pool(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -117,18 +211,34 @@ async fn update_pool(
     Ok(Json(PoolView::new(pool, now)))
 }
 
-#[derive(Deserialize)]
+/// Keys to add, one per item.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct KeysBody {
     keys: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct AddQuery {
+    /// Add the valid lines even when others are rejected.
+    #[param(value_type = Option<bool>)]
     partial: Option<String>,
 }
 
-/// One key, a JSON list, or a text/plain paste with one key per line.
+/// Adds custom keys: one key, a JSON list, or a text/plain paste with one key per line. All
+/// or nothing, unless `partial=true`.
+#[utoipa::path(post, path = "/v1/pools/{pool_id}/keys", tag = "admin", security(("bearer" = [])),
+    params(("pool_id" = String, Path, description = "the pool"), AddQuery),
+    request_body(description = "`{\"keys\": [...]}`, or text with one key per line", content(
+        (KeysBody = "application/json"),
+        (String = "text/plain"),
+    )),
+    responses(
+        (status = 201, description = "up to 10,000 lines: the keys added and the lines rejected", body = AddReportView),
+        (status = 202, description = "more than 10,000 lines: checked whole, then written by an import job", body = ImportStartedView),
+        AddKeysErrors,
+    ))]
 async fn add_keys(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -195,13 +305,29 @@ async fn add_keys(
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 
-#[derive(Deserialize)]
+/// How many keys to generate.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct GenerateBody {
+    #[schema(minimum = 1, maximum = 10_000_000)]
     count: i64,
 }
 
+/// Generated keys, as learners type them.
+#[derive(Serialize, ToSchema)]
+struct GeneratedKeys {
+    keys: Vec<String>,
+}
+
 /// Up to 10,000 keys at once (201 with the keys); more, up to ten million, as a job (202).
+#[utoipa::path(post, path = "/v1/pools/{pool_id}/keys/generate", tag = "admin", security(("bearer" = [])),
+    params(("pool_id" = String, Path, description = "the pool")),
+    request_body = GenerateBody,
+    responses(
+        (status = 201, description = "up to 10,000: the keys", body = GeneratedKeys),
+        (status = 202, description = "up to 10,000,000: a job whose progress `GET /v1/jobs/{job_id}` shows", body = JobView),
+        GenerateErrors,
+    ))]
 async fn generate_keys(
     State(state): State<KeyGenerationState>,
     principal: Principal,
@@ -231,10 +357,14 @@ async fn generate_keys(
         state.clock.now(),
     )
     .await?;
-    let shown: Vec<String> = keys.iter().map(|k| k.display_form()).collect();
-    Ok((StatusCode::CREATED, Json(json!({ "keys": shown }))).into_response())
+    let keys = keys.iter().map(|k| k.display_form()).collect();
+    Ok((StatusCode::CREATED, Json(GeneratedKeys { keys })).into_response())
 }
 
+/// A key job's progress.
+#[utoipa::path(get, path = "/v1/jobs/{job_id}", tag = "admin", security(("bearer" = [])),
+    params(("job_id" = String, Path, description = "the job")),
+    responses((status = 200, description = "the job", body = JobView), ReadJobErrors))]
 async fn read_job(
     State(state): State<KeyGenerationState>,
     principal: Principal,
@@ -245,13 +375,26 @@ async fn read_job(
     Ok(Json(JobView::from(job)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct KeysQuery {
+    /// Only keys of this status.
+    #[param(value_type = Option<KeyStatus>)]
     status: Option<String>,
+    /// Only keys never handed out by an export.
+    #[param(value_type = Option<bool>)]
     undistributed: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
+
+/// A pool's keys, a page at a time.
+#[utoipa::path(get, path = "/v1/pools/{pool_id}/keys", tag = "admin", security(("bearer" = [])),
+    params(("pool_id" = String, Path, description = "the pool"), KeysQuery),
+    responses((status = 200, description = "a page of keys", body = PageView<KeyView>), ListKeysErrors))]
 
 async fn list_keys(
     State(state): State<PoolAdminState>,
@@ -273,6 +416,10 @@ async fn list_keys(
     Ok(Json(PageView::of(page, KeyView::from)))
 }
 
+/// Removes a key that was never redeemed.
+#[utoipa::path(delete, path = "/v1/pools/{pool_id}/keys/{key}", tag = "admin", security(("bearer" = [])),
+    params(("pool_id" = String, Path, description = "the pool"), ("key" = String, Path, description = "the key, in any form learners may type it")),
+    responses((status = 204, description = "removed"), RemoveKeyErrors))]
 async fn remove_key(
     State(state): State<PoolAdminState>,
     principal: Principal,

@@ -8,25 +8,50 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::ExportState;
 use super::error::{ApiBytes, ApiPath, ApiQuery};
+use super::openapi::errors;
 use super::views::ExportView;
 use crate::error::{Error, Result};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
 use crate::ops::export::{self, ExportInput};
 
-pub(super) fn routes() -> Router<ExportState> {
-    Router::new()
-        .route("/v1/pools/{pool_id}/exports", post(start))
-        .route("/v1/exports/{export_id}", get(read))
+pub(super) fn routes() -> OpenApiRouter<ExportState> {
+    OpenApiRouter::new()
+        .routes(routes!(start))
+        .routes(routes!(read))
 }
 
-/// The body is optional: no body exports every key.
+errors!(StartErrors, |e| e
+    .authenticated()
+    .path()
+    .with(400, &["invalid_body", "invalid_input"])
+    .with(404, &["pool_not_found"])
+    .with(413, &["payload_too_large"])
+    .with(429, &["too_many_jobs"]));
+errors!(ReadErrors, |e| e
+    .authenticated()
+    .path()
+    .with(404, &["export_not_found"]));
+errors!(DownloadErrors, |e| e
+    .query()
+    .with(401, &["unauthenticated"])
+    .with(404, &["file_not_found"])
+    .with(500, &["internal_error"]));
+
+/// Starts an export of a pool's keys to CSV. The body is optional: no body exports every key.
+#[utoipa::path(post, path = "/v1/pools/{pool_id}/exports", tag = "admin", security(("bearer" = [])),
+    operation_id = "start_export",
+    params(("pool_id" = String, Path, description = "the pool")),
+    request_body(content = Option<ExportInput>, content_type = "application/json"),
+    responses((status = 202, description = "the export, pending", body = ExportView), StartErrors))]
 async fn start(
     State(state): State<ExportState>,
     principal: Principal,
@@ -53,6 +78,11 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(ExportView::new(started, None))))
 }
 
+/// An export; once done, with a download link that works for 15 minutes.
+#[utoipa::path(get, path = "/v1/exports/{export_id}", tag = "admin", security(("bearer" = [])),
+    operation_id = "read_export",
+    params(("export_id" = String, Path, description = "the export")),
+    responses((status = 200, description = "the export", body = ExportView), ReadErrors))]
 async fn read(
     State(state): State<ExportState>,
     principal: Principal,
@@ -69,23 +99,37 @@ async fn read(
     Ok(Json(ExportView::new(found, url)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LinkQuery {
+    /// The signed link of an export's `url`.
     link: String,
+}
+
+/// Downloads an export's file (local server only; in AWS, `url` is an S3 presigned URL).
+#[utoipa::path(get, path = "/v1/files", tag = "local",
+    params(LinkQuery),
+    responses(
+        (status = 200, description = "the CSV file", content_type = "text/csv", body = String),
+        DownloadErrors,
+    ))]
+async fn files(
+    State(objects): State<Arc<LocalObjects>>,
+    ApiQuery(q): ApiQuery<LinkQuery>,
+) -> Result<Response> {
+    download(&objects, &q.link).await
+}
+
+pub(super) fn local_files_router() -> OpenApiRouter<Arc<LocalObjects>> {
+    OpenApiRouter::new().routes(routes!(files))
 }
 
 /// The local server's downloads: `GET /v1/files?link=…`, a signed link that expires, as S3's
 /// presigned URLs do in AWS. The file is streamed from disk.
 pub fn local_files(objects: Arc<LocalObjects>) -> Router {
-    Router::new()
-        .route(
-            "/v1/files",
-            get(
-                |State(objects): State<Arc<LocalObjects>>, ApiQuery(q): ApiQuery<LinkQuery>| async move {
-                    download(&objects, &q.link).await
-                },
-            ),
-        )
+    local_files_router()
+        .split_for_parts()
+        .0
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .with_state(objects)
 }

@@ -1,15 +1,17 @@
 //! Admin routes of billing: a month's invoice as JSON or CSV, and cancelling an assignment.
 
 use axum::Json;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiPath, ApiQuery};
+use super::openapi::errors;
 use super::views::{CancelledView, InvoiceView};
 use super::{MAX_PAGE, PoolAdminState, page_size};
 use crate::domain::{InvoiceLine, Month, Page};
@@ -18,19 +20,54 @@ use crate::identity::{OrgId, Principal};
 use crate::ops::{cancel, invoices};
 use crate::store::PoolAdminStore;
 
-pub(super) fn routes() -> Router<PoolAdminState> {
-    Router::new()
-        .route("/v1/invoices/{month}", get(invoice))
-        .route("/v1/assignments/{assignment_id}/cancel", post(cancel))
+pub(super) fn routes() -> OpenApiRouter<PoolAdminState> {
+    OpenApiRouter::new()
+        .routes(routes!(invoice))
+        .routes(routes!(cancel))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct InvoiceQuery {
+    /// `next_cursor` of the previous page (JSON only).
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent; JSON only).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
+errors!(InvoiceErrors, |e| e
+    .authenticated()
+    .path()
+    .paged()
+    .with(400, &["invalid_month"]));
+errors!(CancelErrors, |e| e
+    .authenticated()
+    .path()
+    .with(404, &["assignment_not_found"])
+    .with(
+        409,
+        &[
+            "assignment_launched",
+            "cancellation_window_passed",
+            "assignment_cancelled",
+            "cancellation_contended",
+        ]
+    ));
+
 /// `GET /v1/invoices/2026-11` answers JSON a page at a time; `.../2026-11.csv` the whole month.
+#[utoipa::path(get, path = "/v1/invoices/{month}", tag = "admin", security(("bearer" = [])),
+    params(
+        ("month" = String, Path, pattern = r"^[0-9]{4}-[0-9]{2}(\.csv)?$",
+         description = "`yyyy-mm` for JSON pages, `yyyy-mm.csv` for the whole month as CSV"),
+        InvoiceQuery,
+    ),
+    responses(
+        (status = 200, description = "the month's totals and a page of its lines; or, for `.csv`, every line as CSV with `X-Row-Count`",
+         content((InvoiceView = "application/json"), (String = "text/csv")),
+         headers(("X-Row-Count" = u64, description = "CSV only: how many rows the file has"))),
+        InvoiceErrors,
+    ))]
 async fn invoice(
     State(state): State<PoolAdminState>,
     principal: Principal,
@@ -140,6 +177,11 @@ fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
     Ok(Bytes::from(bytes))
 }
 
+/// Cancels a redemption within 24 hours and before any launch: the key is available again and
+/// the invoice gets a credit line.
+#[utoipa::path(post, path = "/v1/assignments/{assignment_id}/cancel", tag = "admin", security(("bearer" = [])),
+    params(("assignment_id" = String, Path, description = "the assignment")),
+    responses((status = 200, description = "the cancelled assignment", body = CancelledView), CancelErrors))]
 async fn cancel(
     State(state): State<PoolAdminState>,
     principal: Principal,

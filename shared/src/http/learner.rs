@@ -1,13 +1,16 @@
 //! Learner routes: redeem a key, list assignments, launch one.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiPath, ApiQuery};
+use super::openapi::errors;
 use super::views::{AssignmentView, PageView};
 use super::{ClientAddress, RedemptionState, page_size};
 use crate::error::Result;
@@ -15,18 +18,49 @@ use crate::identity::Principal;
 use crate::ops::assignments;
 use crate::ops::redeem::{self, Redeemed, Redeemer};
 
-pub(super) fn routes() -> Router<RedemptionState> {
-    Router::new()
-        .route("/v1/redemptions", post(redeem))
-        .route("/v1/me/assignments", get(list_assignments))
-        .route("/v1/me/assignments/{assignment_id}/launch", post(launch))
+pub(super) fn routes() -> OpenApiRouter<RedemptionState> {
+    OpenApiRouter::new()
+        .routes(routes!(redeem))
+        .routes(routes!(list_assignments))
+        .routes(routes!(launch))
 }
 
-#[derive(Deserialize)]
+/// The key as the learner typed it: any case, dashes and spaces ignored.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RedeemBody {
     key: String,
 }
+
+errors!(RedeemErrors, |e| e
+    .authenticated()
+    .json_body()
+    .with(403, &["pool_not_active"])
+    .with(404, &["invalid_key"])
+    .with(
+        409,
+        &[
+            "key_already_redeemed",
+            "key_cancelled",
+            "redemption_contended"
+        ]
+    )
+    .with(429, &["throttled"]));
+errors!(ListErrors, |e| e.authenticated().paged());
+errors!(LaunchErrors, |e| e
+    .authenticated()
+    .path()
+    .with(403, &["assignment_expired", "assignment_cancelled"])
+    .with(404, &["assignment_not_found"]));
+
+/// Redeems a key for a course assignment; a repeat by the same learner answers the same one.
+#[utoipa::path(post, path = "/v1/redemptions", tag = "learner", security(("bearer" = [])),
+    request_body = RedeemBody,
+    responses(
+        (status = 201, description = "a new assignment", body = AssignmentView),
+        (status = 200, description = "the assignment this learner already has from this key or pool", body = AssignmentView),
+        RedeemErrors,
+    ))]
 
 async fn redeem(
     State(state): State<RedemptionState>,
@@ -48,11 +82,20 @@ async fn redeem(
     Ok((status, Json(AssignmentView::new(assignment, now))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
+
+/// The learner's assignments.
+#[utoipa::path(get, path = "/v1/me/assignments", tag = "learner", security(("bearer" = [])),
+    params(ListQuery),
+    responses((status = 200, description = "a page of assignments", body = PageView<AssignmentView>), ListErrors))]
 
 async fn list_assignments(
     State(state): State<RedemptionState>,
@@ -71,6 +114,10 @@ async fn list_assignments(
     Ok(Json(PageView::of(page, |a| AssignmentView::new(a, now))))
 }
 
+/// Launches the course of a valid assignment (any number of times).
+#[utoipa::path(post, path = "/v1/me/assignments/{assignment_id}/launch", tag = "learner", security(("bearer" = [])),
+    params(("assignment_id" = String, Path, description = "the assignment")),
+    responses((status = 200, description = "the assignment, its launch counted", body = AssignmentView), LaunchErrors))]
 async fn launch(
     State(state): State<RedemptionState>,
     principal: Principal,

@@ -8,6 +8,7 @@ pub use events::{export_event_routes, key_generation_event_routes};
 pub use exports::local_files;
 mod invoices;
 mod learner;
+pub mod openapi;
 mod views;
 
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use axum::routing::get;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::domain::MaxOpenJobs;
 use crate::error::Error;
@@ -285,35 +287,67 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
+/// The pool-admin function's routes with their document.
+fn pool_admin_router() -> OpenApiRouter<PoolAdminState> {
+    admin::pool_admin_routes().merge(invoices::routes())
+}
+
 /// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal,
 /// invoices and cancellations.
 pub fn pool_admin_routes() -> Router<PoolAdminState> {
-    admin::pool_admin_routes().merge(invoices::routes())
+    pool_admin_router().split_for_parts().0
 }
 
 /// Routes of the key-generation function.
 pub fn key_generation_routes() -> Router<KeyGenerationState> {
-    admin::key_generation_routes()
+    admin::key_generation_routes().split_for_parts().0
 }
 
 /// Routes of the redemption function: redeem, my assignments, launch.
 pub fn redemption_routes() -> Router<RedemptionState> {
-    learner::routes()
+    learner::routes().split_for_parts().0
 }
 
 /// Routes of the export function: start an export, read it.
 pub fn export_routes() -> Router<ExportState> {
-    exports::routes()
+    exports::routes().split_for_parts().0
 }
 
-/// Wraps a function's routes into a service: health check, JSON 404/405, body limit, request
-/// tracing.
+fn pool_admin_api() -> utoipa::openapi::OpenApi {
+    pool_admin_router().into_openapi()
+}
+
+fn key_generation_api() -> utoipa::openapi::OpenApi {
+    admin::key_generation_routes().into_openapi()
+}
+
+fn redemption_api() -> utoipa::openapi::OpenApi {
+    learner::routes().into_openapi()
+}
+
+fn export_api() -> utoipa::openapi::OpenApi {
+    exports::routes().into_openapi()
+}
+
+fn service_routes<S: Clone + Send + Sync + 'static>() -> OpenApiRouter<S> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::healthz))
+        .routes(routes!(openapi::openapi))
+}
+
+fn service_api() -> utoipa::openapi::OpenApi {
+    service_routes::<()>().into_openapi()
+}
+
+fn local_files_api() -> utoipa::openapi::OpenApi {
+    exports::local_files_router().into_openapi()
+}
+
+/// Wraps a function's routes into a service: health check, the OpenAPI document, JSON
+/// 404/405, body limit, request tracing.
 pub fn service<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
     routes
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .merge(service_routes::<S>().split_for_parts().0)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

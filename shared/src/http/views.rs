@@ -1,6 +1,7 @@
 //! What the API shows of domain values.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportKind, ExportStatus, InvoiceLine,
@@ -10,7 +11,7 @@ use crate::identity::UserId;
 use crate::time::{self, Timestamp};
 
 /// A page of items as the API shows it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PageView<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
@@ -27,11 +28,13 @@ impl<T> PageView<T> {
 }
 
 /// A course.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CourseView {
+    #[schema(value_type = String)]
     pub course_id: CourseId,
     pub title: String,
     pub description: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
 }
@@ -48,13 +51,17 @@ impl From<Course> for CourseView {
 }
 
 /// A pool with its counts and whether it is active now.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct PoolView {
+    #[schema(value_type = String)]
     pub pool_id: PoolId,
     pub name: String,
+    #[schema(value_type = String)]
     pub course_id: CourseId,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub starts_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub expires_at: Timestamp,
     pub content_availability_days: u16,
@@ -63,8 +70,10 @@ pub struct PoolView {
     pub total_keys: u64,
     pub redeemed_keys: u64,
     pub available_keys: u64,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub updated_at: Timestamp,
 }
@@ -91,19 +100,25 @@ impl PoolView {
 }
 
 /// A key in a pool listing.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct KeyView {
     pub key: String,
     pub status: KeyStatus,
     pub source: KeySource,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>)]
     pub redeemed_by: Option<UserId>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub redeemed_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>)]
     pub assignment_id: Option<AssignmentId>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub assignment_expires_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub distributed_at: Option<Timestamp>,
 }
@@ -125,19 +140,26 @@ impl From<KeyRecord> for KeyView {
 }
 
 /// An assignment as its learner sees it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct AssignmentView {
+    #[schema(value_type = String)]
     pub assignment_id: AssignmentId,
+    #[schema(value_type = String)]
     pub course_id: CourseId,
+    #[schema(value_type = String)]
     pub pool_id: PoolId,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub redeemed_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub expires_at: Timestamp,
     pub valid: bool,
     pub launch_count: u64,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub last_launched_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub cancelled_at: Option<Timestamp>,
 }
@@ -160,16 +182,22 @@ impl AssignmentView {
 }
 
 /// An assignment an admin just cancelled.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct CancelledView {
+    #[schema(value_type = String)]
     pub assignment_id: AssignmentId,
+    #[schema(value_type = String)]
     pub learner: UserId,
+    #[schema(value_type = String)]
     pub pool_id: PoolId,
+    #[schema(value_type = String)]
     pub course_id: CourseId,
     pub key: String,
     pub key_status: KeyStatus,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub redeemed_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub cancelled_at: Option<Timestamp>,
 }
@@ -190,17 +218,23 @@ impl From<Assignment> for CancelledView {
 }
 
 /// One line of an invoice.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct InvoiceLineView {
+    #[schema(value_type = String)]
     pub assignment_id: AssignmentId,
     pub kind: LineKind,
     pub quantity: i64,
+    #[schema(value_type = String)]
     pub pool_id: PoolId,
+    #[schema(value_type = String)]
     pub course_id: CourseId,
     pub key: String,
+    #[schema(value_type = String)]
     pub learner: UserId,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub redeemed_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub cancelled_at: Option<Timestamp>,
 }
@@ -223,8 +257,9 @@ impl From<InvoiceLine> for InvoiceLineView {
 
 /// A page of a month's invoice with the month's totals: `count` is the units billed
 /// (redemptions less credits).
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct InvoiceView {
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-11")]
     pub month: Month,
     pub count: i64,
     pub redemptions: u64,
@@ -248,9 +283,11 @@ impl InvoiceView {
 }
 
 /// An export, with its download link once done.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct ExportView {
+    #[schema(value_type = String)]
     pub export_id: crate::domain::ExportId,
+    #[schema(value_type = String)]
     pub pool_id: PoolId,
     pub kind: ExportKind,
     pub status: ExportStatus,
@@ -261,8 +298,10 @@ pub struct ExportView {
     pub undistributed: bool,
     pub mark_distributed: bool,
     pub error: Option<String>,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
+    #[schema(value_type = Option<String>, format = DateTime)]
     #[serde(with = "time::rfc3339::option")]
     pub finished_at: Option<Timestamp>,
 }
@@ -289,10 +328,12 @@ impl ExportView {
 }
 
 /// A key job and its progress.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct JobView {
+    #[schema(value_type = String)]
     pub job_id: crate::domain::JobId,
     pub kind: crate::domain::JobKind,
+    #[schema(value_type = String)]
     pub pool_id: PoolId,
     pub status: crate::domain::JobStatus,
     pub done: u64,
@@ -300,8 +341,10 @@ pub struct JobView {
     pub error: Option<String>,
     /// Imports: keys another request took before the job wrote them.
     pub rejected_keys: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
+    #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub updated_at: Timestamp,
 }
@@ -321,4 +364,55 @@ impl From<crate::domain::KeyJob> for JobView {
             updated_at: j.updated_at,
         }
     }
+}
+
+/// A line of a key list that was not added.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Only described: the handler answers the operation's own report.
+pub struct RejectedLineView {
+    /// Line number, counting from 1 (blank lines count).
+    pub line: u64,
+    /// The line as sent (trimmed, shortened when long).
+    pub key: String,
+    pub code: RejectedLineCode,
+    pub message: String,
+}
+
+/// Why a line of a key list was not added.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // Only described, as `RejectedLineView`.
+pub enum RejectedLineCode {
+    /// The line is blank once spaces and dashes are removed.
+    EmptyKey,
+    /// Letters and digits only.
+    InvalidCharacters,
+    /// Fewer than 4 symbols.
+    TooShort,
+    /// More than 64 symbols.
+    TooLong,
+    /// Shaped like a generated key but with a wrong check symbol.
+    ReservedKeyShape,
+    /// The same key twice in one request.
+    DuplicateInRequest,
+    /// The key exists already (in any pool).
+    AlreadyExists,
+}
+
+/// What adding a list of keys did (the document's view of `ops::add_keys::AddReport`).
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Only described: the handler answers the operation's own report.
+pub struct AddReportView {
+    /// Keys added, as learners type them.
+    pub added: Vec<String>,
+    pub rejected: Vec<RejectedLineView>,
+}
+
+/// A started import job, with the lines rejected before it started.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)] // Only described: the handler answers the operation's own report.
+pub struct ImportStartedView {
+    #[serde(flatten)]
+    pub job: JobView,
+    pub rejected: Vec<RejectedLineView>,
 }

@@ -51,10 +51,11 @@ pub fn csv_writer() -> csv::Writer<Vec<u8>> {
 }
 
 /// What an admin asks for.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportInput {
     /// `available` or `redeemed`; all keys when absent.
+    #[schema(value_type = Option<crate::domain::KeyStatus>)]
     pub status: Option<String>,
     /// Only keys never distributed.
     #[serde(default)]

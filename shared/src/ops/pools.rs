@@ -18,32 +18,44 @@ pub const MAX_AVAILABILITY_DAYS: u16 = 180;
 pub const MAX_SEARCH_CHARS: usize = 200;
 
 /// A course as an admin sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CourseInput {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 4000)]
     pub description: Option<String>,
 }
 
 /// A pool as an admin sends it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolInput {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     pub course_id: String,
+    /// RFC 3339, years 2000 to 9999 in UTC.
+    #[schema(format = DateTime)]
     pub starts_at: String,
+    /// After `starts_at`.
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(minimum = 1, maximum = 180)]
     pub content_availability_days: i64,
 }
 
 /// Changes to a pool; absent fields stay as they are.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PoolPatch {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: Option<String>,
+    #[schema(format = DateTime)]
     pub starts_at: Option<String>,
+    #[schema(format = DateTime)]
     pub expires_at: Option<String>,
+    #[schema(minimum = 1, maximum = 180)]
     pub content_availability_days: Option<i64>,
     pub deactivated: Option<bool>,
 }
