@@ -94,6 +94,14 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// A 409 for writes that kept meeting concurrent writes to the same items.
+    pub fn write_conflict() -> Self {
+        Self::Conflict {
+            code: "write_conflict",
+            message: "too many concurrent changes to the same items; try again".into(),
+        }
+    }
+
     /// A 400 with one message for one field.
     pub fn field(name: &str, message: impl Into<String>) -> Self {
         let mut fields = FieldErrors::new();

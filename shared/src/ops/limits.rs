@@ -53,7 +53,7 @@ impl Guard {
             }
         }
         match wait {
-            Some(retry_after_secs) => Err(Error::Throttled { retry_after_secs }),
+            Some(retry_after_secs) => Err(Limited { retry_after_secs }.into()),
             None => Ok(conditions),
         }
     }
@@ -71,12 +71,7 @@ impl Guard {
             let (id, limit) = &self.limits[i];
             let mut counted = false;
             for _ in 0..MAX_ROUNDS {
-                let step =
-                    limit
-                        .step(self.states[i], amount, self.now)
-                        .map_err(|l| Error::Throttled {
-                            retry_after_secs: l.retry_after_secs,
-                        })?;
+                let step = limit.step(self.states[i], amount, self.now)?;
                 let expires_at = expiry(limit, self.now);
                 if store.step_counter(id, &step, expires_at).await? {
                     counted = true;
@@ -89,10 +84,7 @@ impl Guard {
                     .flatten();
             }
             if !counted {
-                return Err(Error::Conflict {
-                    code: "write_conflict",
-                    message: "too many concurrent changes to the same items; try again".into(),
-                });
+                return Err(Error::write_conflict());
             }
         }
         Ok(())
@@ -104,6 +96,12 @@ impl Guard {
             Ok(()) => error,
             Err(refused) => refused,
         }
+    }
+}
+
+impl From<Limited> for Error {
+    fn from(Limited { retry_after_secs }: Limited) -> Self {
+        Error::Throttled { retry_after_secs }
     }
 }
 

@@ -56,10 +56,7 @@ impl DynamoStore {
             tokio::time::sleep(Duration::from_millis(jitter)).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         }
-        Err(Error::Conflict {
-            code: "write_conflict",
-            message: "too many concurrent changes to the same items; try again".into(),
-        })
+        Err(Error::write_conflict())
     }
 
     /// Reads items of the main table by key (strongly consistent), 100 per request, asking
