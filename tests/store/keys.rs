@@ -187,8 +187,16 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     let id = pool.pool_id.to_string();
     let lines = numbered(&["GOOD-KEY-1", "ab", "GOOD-KEY-2"]);
 
-    let result =
-        add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, false, w.now()).await;
+    let result = add_keys::add_custom_keys(
+        w.dyn_store(),
+        &w.jobs,
+        &org(ORG),
+        &id,
+        &lines,
+        false,
+        w.now(),
+    )
+    .await;
     let rejected = rejected_lines(result);
     assert_eq!(line_codes(&rejected), [(2, "too_short")]);
     assert_eq!(rejected[0]["key"], "ab");
@@ -198,9 +206,17 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     assert!(w.store.existing_keys(&good).await.unwrap().is_empty());
 
     // The same paste with partial=true adds the good lines and reports the bad one.
-    let report = add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, true, w.now())
-        .await
-        .unwrap();
+    let report = add_keys::add_custom_keys(
+        w.dyn_store(),
+        &w.jobs,
+        &org(ORG),
+        &id,
+        &lines,
+        true,
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.added, ["GOODKEY1", "GOODKEY2"]);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(
@@ -235,7 +251,7 @@ async fn every_rejected_line_says_why() {
         "FRESH-KEY-0001",   // 11: fine
     ]
     .join("\r\n");
-    let lines = add_keys::lines_of_text(&body);
+    let lines = add_keys::CheckedPaste::from_text(&body);
     let id = pool.pool_id.to_string();
     let expected: [(usize, &str); 8] = [
         (2, "too_short"),
@@ -248,8 +264,16 @@ async fn every_rejected_line_says_why() {
         (9, "already_exists"),
     ];
 
-    let result =
-        add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, false, w.now()).await;
+    let result = add_keys::add_custom_keys(
+        w.dyn_store(),
+        &w.jobs,
+        &org(ORG),
+        &id,
+        &lines,
+        false,
+        w.now(),
+    )
+    .await;
     let rejected = rejected_lines(result);
     let want: Vec<(u64, &str)> = expected.iter().map(|&(l, c)| (l as u64, c)).collect();
     assert_eq!(line_codes(&rejected), want);
@@ -260,9 +284,17 @@ async fn every_rejected_line_says_why() {
         "only the earlier key"
     );
 
-    let report = add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, true, w.now())
-        .await
-        .unwrap();
+    let report = add_keys::add_custom_keys(
+        w.dyn_store(),
+        &w.jobs,
+        &org(ORG),
+        &id,
+        &lines,
+        true,
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.added, ["ABCD1234", "FRESHKEY0001"]);
     let got: Vec<(usize, &str)> = report.rejected.iter().map(|r| (r.line, r.code)).collect();
     assert_eq!(got, expected);
@@ -289,13 +321,28 @@ async fn keys_are_unique_across_pools_whatever_their_spelling() {
     ] {
         let lines = numbered(&[spelling]);
         let id = b.pool_id.to_string();
-        let result =
-            add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, false, w.now()).await;
+        let result = add_keys::add_custom_keys(
+            w.dyn_store(),
+            &w.jobs,
+            &org(ORG),
+            &id,
+            &lines,
+            false,
+            w.now(),
+        )
+        .await;
         assert_eq!(bad_request_code(result), "keys_rejected", "{spelling}");
-        let report =
-            add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, true, w.now())
-                .await
-                .unwrap();
+        let report = add_keys::add_custom_keys(
+            w.dyn_store(),
+            &w.jobs,
+            &org(ORG),
+            &id,
+            &lines,
+            true,
+            w.now(),
+        )
+        .await
+        .unwrap();
         assert!(report.added.is_empty(), "{spelling}");
         assert_eq!(report.rejected[0].code, "already_exists");
     }
@@ -310,26 +357,31 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let id = pool.pool_id.to_string();
     let store = w.dyn_store();
 
-    let blank = add_keys::lines_of_text("\n  \n\r\n");
+    let blank = add_keys::CheckedPaste::from_text("\n  \n\r\n");
     assert!(blank.is_empty());
-    let result = add_keys::add_custom_keys(store, &org(ORG), &id, &blank, false, w.now()).await;
+    let result =
+        add_keys::add_custom_keys(store, &w.jobs, &org(ORG), &id, &blank, false, w.now()).await;
     assert_eq!(bad_request_code(result), "no_keys");
 
     let texts: Vec<String> = (0..=add_keys::MAX_SYNC_KEYS)
         .map(|i| format!("KEY{i:06}"))
         .collect();
-    let many = add_keys::lines_of_list(&texts);
+    let many = add_keys::CheckedPaste::from_list(&texts);
     assert_eq!(many.len(), add_keys::MAX_SYNC_KEYS + 1);
-    let result = add_keys::add_custom_keys(store, &org(ORG), &id, &many, true, w.now()).await;
+    let result =
+        add_keys::add_custom_keys(store, &w.jobs, &org(ORG), &id, &many, true, w.now()).await;
     assert_eq!(bad_request_code(result), "too_many_keys");
 
     let one = numbered(&["VALID-KEY-1"]);
-    let result = add_keys::add_custom_keys(store, &org(OTHER_ORG), &id, &one, true, w.now()).await;
+    let result =
+        add_keys::add_custom_keys(store, &w.jobs, &org(OTHER_ORG), &id, &one, true, w.now()).await;
     assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
     let unknown = PoolId::new().to_string();
-    let result = add_keys::add_custom_keys(store, &org(ORG), &unknown, &one, true, w.now()).await;
+    let result =
+        add_keys::add_custom_keys(store, &w.jobs, &org(ORG), &unknown, &one, true, w.now()).await;
     assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
-    let result = add_keys::add_custom_keys(store, &org(ORG), "x", &one, true, w.now()).await;
+    let result =
+        add_keys::add_custom_keys(store, &w.jobs, &org(ORG), "x", &one, true, w.now()).await;
     assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
 
     assert_eq!(reload(&w, &pool).await.total_keys, 0);
@@ -349,18 +401,34 @@ async fn a_paste_of_the_maximum_size_goes_in_whole_and_only_once() {
     let texts: Vec<String> = (0..add_keys::MAX_SYNC_KEYS)
         .map(|i| format!("BULK-{i:06}"))
         .collect();
-    let lines = add_keys::lines_of_list(&texts);
-    let report = add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, false, w.now())
-        .await
-        .unwrap();
+    let lines = add_keys::CheckedPaste::from_list(&texts);
+    let report = add_keys::add_custom_keys(
+        w.dyn_store(),
+        &w.jobs,
+        &org(ORG),
+        &id,
+        &lines,
+        false,
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.added.len(), add_keys::MAX_SYNC_KEYS);
     assert!(report.rejected.is_empty());
     let max = add_keys::MAX_SYNC_KEYS as u64;
     assert_eq!(reload(&w, &pool).await.total_keys, max);
 
     // The same paste again: every line already exists, and nothing changes.
-    let again =
-        add_keys::add_custom_keys(w.dyn_store(), &org(ORG), &id, &lines, false, w.now()).await;
+    let again = add_keys::add_custom_keys(
+        w.dyn_store(),
+        &w.jobs,
+        &org(ORG),
+        &id,
+        &lines,
+        false,
+        w.now(),
+    )
+    .await;
     let rejected = rejected_lines(again);
     // The answer lists the first thousand (and counts them all).
     assert_eq!(rejected.len(), add_keys::MAX_REJECTED_SHOWN);

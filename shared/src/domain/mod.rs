@@ -13,7 +13,7 @@ pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
 pub use export::{Export, ExportKind, ExportStatus};
 pub use ids::{AssignmentId, CourseId, ExportId, JobId, PoolId};
 pub use invoice::{InvoiceLine, InvoiceTotals, LineKind, Month};
-pub use job::{Job, JobKind, JobStatus, KeyJob};
+pub use job::{Job, JobKind, JobStatus, KeyJob, PastePhase};
 pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 pub use pool::{Course, Pool};
 

@@ -29,7 +29,8 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+    AttributeValue, ConditionCheck, Delete, KeysAndAttributes, Put, ReturnValue, TransactWriteItem,
+    Update,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -43,7 +44,7 @@ use super::{
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
     JobId, JobStatus, KeyFilter, KeyJob, KeyRecord, KeySource, KeyStatus, Month, NewKey, Page,
-    Pool, PoolId,
+    PastePhase, Pool, PoolId,
 };
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
