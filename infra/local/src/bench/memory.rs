@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context as _;
 use keypool::embedded::EmbeddedEngine;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::schema::{self, Tables};

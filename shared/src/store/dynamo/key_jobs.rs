@@ -78,8 +78,8 @@ fn failed(codes: &[String], index: usize) -> bool {
 
 /// Keeps the items whose condition held (to go again) and returns those refused; an error
 /// when the cancellation refused none of them (it would go round for ever).
-fn retain_unrefused<'k>(
-    pending: &mut Vec<&'k KeyCode>,
+fn retain_unrefused(
+    pending: &mut Vec<&KeyCode>,
     codes: &[String],
     what: &str,
 ) -> Result<Vec<KeyCode>> {
