@@ -298,8 +298,10 @@ pub struct JobView {
     pub done: u64,
     pub total: u64,
     pub error: Option<String>,
-    /// Imports: keys another request took before the job wrote them.
+    /// Imports: keys another request took before the job wrote them (the first thousand).
     pub rejected_keys: Vec<String>,
+    /// Imports: how many keys another request took, in all.
+    pub rejected_count: u64,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
@@ -317,6 +319,7 @@ impl From<crate::domain::KeyJob> for JobView {
             total: j.total,
             error: j.error,
             rejected_keys: j.rejected,
+            rejected_count: j.rejected_count,
             created_at: j.created_at,
             updated_at: j.updated_at,
         }

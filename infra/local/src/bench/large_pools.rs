@@ -180,7 +180,7 @@ pub(super) async fn export_figures(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Polls a job or export until it is done; fails when it failed.
-pub(super) async fn wait_for(
+async fn wait_for(
     http: &reqwest::Client,
     base: &str,
     token: &str,
