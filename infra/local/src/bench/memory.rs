@@ -113,16 +113,17 @@ async fn idle_server(
 /// Sends each worst-case body to a fresh server process (so that nothing an earlier request
 /// left in its heap hides this one's) and reports its peak over its idle memory.
 pub(super) async fn memory_figures() -> anyhow::Result<()> {
-    let engine = EmbeddedEngine::memory()?;
-    let client = keypool::setup::local_client(engine.endpoint());
-    schema::ensure_tables(&client, &Tables::default()).await?;
     let data_dir = std::env::temp_dir().join(format!("keypool-bench-mem-{}", std::process::id()));
     let http = reqwest::Client::new();
     out!(
-        "\n| peak memory per request (a fresh `serve` process per row, over an engine of the bench's; its VmHWM less its idle VmRSS) | ours | limit | ours / limit |"
+        "\n| peak memory per request (a fresh `serve` process per row, over a fresh engine of the bench's; its VmHWM less its idle VmRSS) | ours | limit | ours / limit |"
     );
     out!("|---|---|---|---|");
     for (what, content_type, body, want) in bodies() {
+        // An engine of its own too: no job an earlier row left open is resumed here.
+        let engine = EmbeddedEngine::memory()?;
+        let client = keypool::setup::local_client(engine.endpoint());
+        schema::ensure_tables(&client, &Tables::default()).await?;
         let (server, admin, pool_id) = idle_server(&engine, &data_dir, &http).await?;
         let base = server.base.clone();
         let idle = server.rss_mib()?;
@@ -168,6 +169,7 @@ pub(super) async fn memory_figures() -> anyhow::Result<()> {
             peak / BUDGET_MIB
         );
         drop(server);
+        drop(engine);
     }
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
