@@ -395,19 +395,16 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
     let (_, pool_id) = w.pool("acme", 30).await;
     let (_, other_pool) = w.pool("acme", 30).await;
     let lines = custom_lines("RES", count);
-    let numbered: Vec<(usize, &str)> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.as_str()))
-        .collect();
     let (job, rejected) = generate::start_import(
         w.dyn_store(),
         &Default::default(),
         &Queued,
         &acme(),
         &pool_id,
-        &numbered,
-        false,
+        keypool::ops::add_keys::CheckedPaste::from_list(&lines),
+        // Partial: a key taken meanwhile is reported and the rest go in (an all-or-nothing
+        // import rolls back instead: tests/pastes.rs).
+        true,
         w.max_open_jobs,
         w.now(),
     )

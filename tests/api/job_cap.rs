@@ -304,7 +304,9 @@ async fn an_import_refused_when_it_registers_leaves_none_of_its_input() {
         error: None,
         inputs: 3,
         position: 0,
+        phase: None,
         rejected: Vec::new(),
+        rejected_count: 0,
         created_at: now,
         updated_at: now,
     };

@@ -23,7 +23,10 @@ async fn keys_are_added_typed_pasted_and_generated() {
         )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    assert_eq!(r.body, json!({"added": ["SINGLEKEY1"], "rejected": []}));
+    assert_eq!(
+        r.body,
+        json!({"added": ["SINGLEKEY1"], "rejected": [], "rejected_count": 0})
+    );
 
     let paste = "  alpha-0001  \r\n\r\nbravo 0002\n\ncharlie0003\n";
     let r = w

@@ -40,8 +40,8 @@ pub(crate) fn iso(t: Timestamp) -> String {
 }
 
 /// Lines numbered from 1, as a paste would be.
-pub(crate) fn numbered<'a>(lines: &[&'a str]) -> Vec<(usize, &'a str)> {
-    lines.iter().enumerate().map(|(i, l)| (i + 1, *l)).collect()
+pub(crate) fn numbered(lines: &[&str]) -> add_keys::CheckedPaste {
+    add_keys::CheckedPaste::from_list(lines)
 }
 
 pub(crate) fn custom(text: &str) -> NewKey {
@@ -171,6 +171,7 @@ pub(crate) async fn add_keys(w: &World, pool: &Pool, keys: &[&str]) {
     let report = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &pool.org,
         &pool.pool_id.to_string(),
         &numbered(keys),

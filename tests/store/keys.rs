@@ -197,6 +197,7 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     let result = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &lines,
@@ -216,6 +217,7 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     let report = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &lines,
@@ -258,7 +260,7 @@ async fn every_rejected_line_says_why() {
         "FRESH-KEY-0001",   // 11: fine
     ]
     .join("\r\n");
-    let lines = add_keys::lines_of_text(&body);
+    let lines = add_keys::CheckedPaste::from_text(&body);
     let id = pool.pool_id.to_string();
     let expected: [(usize, &str); 8] = [
         (2, "too_short"),
@@ -274,6 +276,7 @@ async fn every_rejected_line_says_why() {
     let result = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &lines,
@@ -294,6 +297,7 @@ async fn every_rejected_line_says_why() {
     let report = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &lines,
@@ -331,6 +335,7 @@ async fn keys_are_unique_across_pools_whatever_their_spelling() {
         let result = add_keys::add_custom_keys(
             w.dyn_store(),
             &Default::default(),
+            &w.jobs,
             &org(ORG),
             &id,
             &lines,
@@ -342,6 +347,7 @@ async fn keys_are_unique_across_pools_whatever_their_spelling() {
         let report = add_keys::add_custom_keys(
             w.dyn_store(),
             &Default::default(),
+            &w.jobs,
             &org(ORG),
             &id,
             &lines,
@@ -364,11 +370,12 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let id = pool.pool_id.to_string();
     let store = w.dyn_store();
 
-    let blank = add_keys::lines_of_text("\n  \n\r\n");
+    let blank = add_keys::CheckedPaste::from_text("\n  \n\r\n");
     assert!(blank.is_empty());
     let result = add_keys::add_custom_keys(
         store,
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &blank,
@@ -381,11 +388,12 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let texts: Vec<String> = (0..=add_keys::MAX_SYNC_KEYS)
         .map(|i| format!("KEY{i:06}"))
         .collect();
-    let many = add_keys::lines_of_list(&texts);
+    let many = add_keys::CheckedPaste::from_list(&texts);
     assert_eq!(many.len(), add_keys::MAX_SYNC_KEYS + 1);
     let result = add_keys::add_custom_keys(
         store,
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &many,
@@ -399,6 +407,7 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let result = add_keys::add_custom_keys(
         store,
         &Default::default(),
+        &w.jobs,
         &org(OTHER_ORG),
         &id,
         &one,
@@ -411,6 +420,7 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let result = add_keys::add_custom_keys(
         store,
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &unknown,
         &one,
@@ -422,6 +432,7 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let result = add_keys::add_custom_keys(
         store,
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         "x",
         &one,
@@ -448,10 +459,11 @@ async fn a_paste_of_the_maximum_size_goes_in_whole_and_only_once() {
     let texts: Vec<String> = (0..add_keys::MAX_SYNC_KEYS)
         .map(|i| format!("BULK-{i:06}"))
         .collect();
-    let lines = add_keys::lines_of_list(&texts);
+    let lines = add_keys::CheckedPaste::from_list(&texts);
     let report = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &lines,
@@ -469,6 +481,7 @@ async fn a_paste_of_the_maximum_size_goes_in_whole_and_only_once() {
     let again = add_keys::add_custom_keys(
         w.dyn_store(),
         &Default::default(),
+        &w.jobs,
         &org(ORG),
         &id,
         &lines,

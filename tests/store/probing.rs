@@ -26,6 +26,7 @@ async fn paste(
     add_keys::add_custom_keys(
         w.dyn_store(),
         &Settings::default(),
+        &w.jobs,
         &pool.org,
         &pool.pool_id.to_string(),
         &numbered(lines),

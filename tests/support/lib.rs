@@ -581,11 +581,9 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     let mut env = lambda_env(&runtime, "keypool-test", world.endpoint());
     env.push(("MAIN_TABLE".into(), world.tables.main.clone()));
     env.push(("ASSIGNMENTS_TABLE".into(), world.tables.assignments.clone()));
-    // Functions that queue jobs or write files need these at start; the events here use neither.
-    env.push((
-        "JOBS_QUEUE_URL".into(),
-        "http://127.0.0.1:9/000000000000/keypool-test".into(),
-    ));
+    // A real queue (moto's SQS): an all-or-nothing paste queues its own recovery.
+    env.push(("JOBS_QUEUE_URL".into(), moto_queue().await));
+    env.push(("AWS_ENDPOINT_URL_SQS".into(), moto::endpoint().to_string()));
     env.push(("EXPORT_BUCKET".into(), "keypool-test".into()));
     let function = Function::spawn(std::path::Path::new(binary), &env).unwrap();
     let mut answers = Vec::new();
@@ -696,6 +694,39 @@ pub mod moto {
 }
 
 /// An S3 bucket of its own on moto's server, with a client that addresses it path-style.
+/// A new SQS queue on moto's server, by its URL.
+pub async fn moto_queue() -> String {
+    static QUEUES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let name = format!(
+        "keypool-jobs-{}-{}",
+        std::process::id(),
+        QUEUES.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+    );
+    let answer = reqwest::Client::new()
+        .post(moto::endpoint())
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/sqs/aws4_request, \
+             SignedHeaders=host, Signature=0",
+        )
+        .body(format!(
+            "Action=CreateQueue&QueueName={name}&Version=2012-11-05"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let url = answer
+        .split("<QueueUrl>")
+        .nth(1)
+        .and_then(|rest| rest.split("</QueueUrl>").next())
+        .unwrap_or_else(|| panic!("no queue URL in {answer}"));
+    url.to_string()
+}
+
 pub async fn s3_bucket() -> keypool::objects::S3Objects {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     static BUCKETS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);

@@ -44,6 +44,22 @@ pub enum JobKind {
     Generate,
     /// A long list of custom keys, validated when it was sent.
     Import,
+    /// An all-or-nothing paste answered at once (up to 10,000 keys): a job only so that a
+    /// crash part-way is rolled back.
+    Paste,
+}
+
+/// Where an all-or-nothing paste or import is: its keys stay pending (reserved, invisible)
+/// until it commits, so a crash at any point is rolled back or forward, never left half.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PastePhase {
+    /// Pending keys are being written; nothing is visible yet.
+    Writing,
+    /// Every key is written; they are being made available, counted as they go.
+    Committing,
+    /// It will not commit; its pending keys are being removed.
+    RollingBack,
 }
 
 /// A generation of many keys into a pool, or an import of a long list.
@@ -67,6 +83,9 @@ pub struct KeyJob {
     pub inputs: u32,
     #[serde(default)]
     pub position: u32,
+    /// All-or-nothing pastes and imports: where they are; absent for the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<PastePhase>,
     /// Imports: keys another request took between validation and writing.
     #[serde(
         default,
@@ -74,6 +93,9 @@ pub struct KeyJob {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub rejected: Vec<String>,
+    /// Imports: how many keys were taken in all (`rejected` lists at most a thousand).
+    #[serde(default)]
+    pub rejected_count: u64,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
@@ -92,6 +114,10 @@ pub struct MaxOpenJobs(u64);
 impl MaxOpenJobs {
     /// The cap unless configured otherwise.
     pub const DEFAULT: Self = Self(10);
+
+    /// No cap in effect (for the short-lived jobs that carry a request's own all-or-nothing
+    /// paste: they are counted while they run, never refused).
+    pub const UNCAPPED: Self = Self(u64::MAX);
 
     /// A cap of `n` jobs; none for zero.
     pub fn new(n: u64) -> Option<Self> {

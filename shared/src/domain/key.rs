@@ -13,6 +13,9 @@ use crate::time::{self, Timestamp};
 pub enum KeyStatus {
     Available,
     Redeemed,
+    /// Written by an all-or-nothing paste that has not committed: it reserves its key, and is
+    /// neither listed, counted nor redeemable.
+    Pending,
 }
 
 impl KeyStatus {
@@ -21,10 +24,11 @@ impl KeyStatus {
         match self {
             KeyStatus::Available => "available",
             KeyStatus::Redeemed => "redeemed",
+            KeyStatus::Pending => "pending",
         }
     }
 
-    /// Parses a status filter.
+    /// Parses a status filter (pending keys are never listed).
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "available" => Some(Self::Available),

@@ -14,7 +14,9 @@ pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
 pub use export::{Export, ExportKind, ExportStatus};
 pub use ids::{AssignmentId, CourseId, ExportId, JobId, PoolId};
 pub use invoice::{InvoiceLine, InvoiceTotals, LineKind, Month};
-pub use job::{Job, JobKind, JobStatus, KeyJob, MaxOpenJobs, TOO_MANY_JOBS_RETRY_AFTER_SECS};
+pub use job::{
+    Job, JobKind, JobStatus, KeyJob, MaxOpenJobs, PastePhase, TOO_MANY_JOBS_RETRY_AFTER_SECS,
+};
 pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 pub use limit::{Condition, Counter, CounterId, Limit, Limited, Step};
 pub use pool::{Course, Pool};

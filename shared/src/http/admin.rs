@@ -80,7 +80,7 @@ errors!(AddKeysErrors, |e| e
         &["invalid_input", "invalid_body", "keys_rejected", "no_keys"]
     )
     .with(404, &["pool_not_found"])
-    .with(409, &["write_conflict"])
+    .with(409, &["paste_interrupted", "write_conflict"])
     .with(413, &["payload_too_large"])
     .with(415, &["unsupported_media_type"])
     .with(429, &["collision_budget_spent", "too_many_jobs"]));
@@ -214,6 +214,7 @@ async fn update_pool(
 /// Keys to add, one per item.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[allow(dead_code)] // Only described: the handler reads the body as it streams.
 struct KeysBody {
     keys: Vec<String>,
 }
@@ -258,50 +259,62 @@ async fn add_keys(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    let text;
-    let list;
-    let lines = if content_type.starts_with("application/json") {
-        list = serde_json::from_slice::<KeysBody>(&body)
-            .map_err(|e| Error::bad_request("invalid_body", e.to_string()))?
-            .keys;
-        add_keys::lines_of_list(&list)
+    // The body is read line by line into a checked paste; no per-line copies are kept.
+    let paste = if content_type.starts_with("application/json") {
+        add_keys::CheckedPaste::from_json(&body)
+            .map_err(|e| Error::bad_request("invalid_body", super::error::plain(&e.to_string())))?
     } else if content_type.starts_with("text/plain") {
-        text = std::str::from_utf8(&body)
+        let text = std::str::from_utf8(&body)
             .map_err(|_| Error::bad_request("invalid_body", "the body is not UTF-8 text"))?;
-        add_keys::lines_of_text(text)
+        add_keys::CheckedPaste::from_text(text)
     } else {
         return Err(Error::UnsupportedMediaType(
             "send keys as application/json {\"keys\": [...]} or text/plain, one per line".into(),
         ));
     };
-    // A long list is validated now and written by a job.
-    if lines.len() > MAX_SYNC_KEYS {
-        let (job, rejected) = generate::start_import(
+    drop(body);
+    // A long list is checked now and written by a job.
+    if paste.len() > MAX_SYNC_KEYS {
+        let (job, rejections) = generate::start_import(
             state.store.as_ref(),
             &state.settings,
             state.jobs.as_ref(),
             org,
             &pool_id,
-            &lines,
+            paste,
             partial,
             state.max_open_jobs,
             state.clock.now(),
         )
         .await?;
         let mut body = serde_json::to_value(JobView::from(job)).map_err(anyhow::Error::from)?;
-        body["rejected"] = serde_json::to_value(&rejected).map_err(anyhow::Error::from)?;
+        body["rejected"] = serde_json::to_value(rejections.shown()).map_err(anyhow::Error::from)?;
+        body["rejected_count"] = rejections.count().into();
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
-    let report = add_keys::add_custom_keys(
-        state.store.as_ref(),
-        &state.settings,
-        org,
-        &pool_id,
-        &lines,
-        partial,
+    // Its own task: a client that goes away does not stop a paste half-way.
+    let (store, settings, jobs, org, now) = (
+        state.store.clone(),
+        state.settings.clone(),
+        state.jobs.clone(),
+        org.clone(),
         state.clock.now(),
-    )
-    .await?;
+    );
+    let report = tokio::spawn(async move {
+        add_keys::add_custom_keys(
+            store.as_ref(),
+            &settings,
+            jobs.as_ref(),
+            &org,
+            &pool_id,
+            &paste,
+            partial,
+            now,
+        )
+        .await
+    })
+    .await
+    .map_err(anyhow::Error::from)??;
     Ok((StatusCode::CREATED, Json(report)).into_response())
 }
 

@@ -137,6 +137,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the pool changed meanwhile; read it and retry",
     ),
     (
+        "paste_interrupted",
+        409,
+        "an all-or-nothing paste stopped before it committed; nothing was added, send it again",
+    ),
+    (
         "write_conflict",
         409,
         "a write kept meeting concurrent writes; retry",

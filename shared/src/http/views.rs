@@ -339,8 +339,10 @@ pub struct JobView {
     pub done: u64,
     pub total: u64,
     pub error: Option<String>,
-    /// Imports: keys another request took before the job wrote them.
+    /// Imports: keys another request took before the job wrote them (the first thousand).
     pub rejected_keys: Vec<String>,
+    /// Imports: how many keys another request took, in all.
+    pub rejected_count: u64,
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
@@ -360,6 +362,7 @@ impl From<crate::domain::KeyJob> for JobView {
             total: j.total,
             error: j.error,
             rejected_keys: j.rejected,
+            rejected_count: j.rejected_count,
             created_at: j.created_at,
             updated_at: j.updated_at,
         }
@@ -405,7 +408,10 @@ pub enum RejectedLineCode {
 pub struct AddReportView {
     /// Keys added, as learners type them.
     pub added: Vec<String>,
+    /// The first 1,000 lines not added, in line order.
     pub rejected: Vec<RejectedLineView>,
+    /// How many lines were not added in all.
+    pub rejected_count: u64,
 }
 
 /// A started import job, with the lines rejected before it started.
@@ -414,5 +420,8 @@ pub struct AddReportView {
 pub struct ImportStartedView {
     #[serde(flatten)]
     pub job: JobView,
+    /// The first 1,000 lines rejected, in line order.
     pub rejected: Vec<RejectedLineView>,
+    /// How many lines were rejected in all.
+    pub rejected_count: u64,
 }

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::keys::{self, KeyCode};
-use crate::store::{Counters, KeyJobs, Keys, Pools};
+use crate::store::{KeyJobs, Keys, Pools};
 use crate::time::{Clock, Timestamp};
 
 /// The largest count one request may ask for.
@@ -73,7 +73,9 @@ pub async fn start<S: Pools + KeyJobs + ?Sized>(
         error: None,
         inputs: 0,
         position: 0,
+        phase: None,
         rejected: Vec::new(),
+        rejected_count: 0,
         created_at: now,
         updated_at: now,
     };
@@ -82,7 +84,11 @@ pub async fn start<S: Pools + KeyJobs + ?Sized>(
 }
 
 /// Hands a stored job to the runners; marks it failed if they cannot take it.
-async fn queue<S: KeyJobs + ?Sized>(store: &S, jobs: &dyn Jobs, job: KeyJob) -> Result<KeyJob> {
+pub(super) async fn queue<S: KeyJobs + ?Sized>(
+    store: &S,
+    jobs: &dyn Jobs,
+    job: KeyJob,
+) -> Result<KeyJob> {
     let message = Job::Generate {
         org: job.org.clone(),
         job_id: job.job_id,
@@ -133,8 +139,11 @@ pub async fn run<S: KeyJobs + ?Sized>(
     // The budget counts from here, so that even the shortest one writes a chunk: a job cut
     // into turns always moves on.
     let started = std::time::Instant::now();
+    if job.phase.is_some() {
+        return super::import::run_all_or_nothing(store, clock, job, started, budget).await;
+    }
     if job.kind == JobKind::Import {
-        return run_import(store, clock, job, started, budget).await;
+        return super::import::run_import(store, clock, job, started, budget).await;
     }
     let mut colliding_rounds = 0;
     while job.done < job.total {
@@ -203,146 +212,9 @@ pub async fn run<S: KeyJobs + ?Sized>(
     Ok(true)
 }
 
-/// Keys per stored input chunk of an import (about 40 KB).
-pub const INPUT_CHUNK: usize = 2_000;
+pub use super::import::{INPUT_CHUNK, start_import};
 
-/// Starts an import of a long list of custom keys: the whole list is validated first (format,
-/// duplicates, keys that exist already), with an answer per line; then a job writes it.
-/// All or nothing unless `partial`: without it, any rejected line refuses the whole list.
-#[allow(clippy::too_many_arguments)] // the request, its limits, where its job goes, the time
-pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
-    store: &S,
-    settings: &crate::settings::Settings,
-    jobs: &dyn Jobs,
-    org: &OrgId,
-    pool_id: &str,
-    lines: &[(usize, &str)],
-    partial: bool,
-    max_open: MaxOpenJobs,
-    now: Timestamp,
-) -> Result<(KeyJob, Vec<super::add_keys::RejectedLine>)> {
-    use super::add_keys::{already_exists, rejected_error, taken_keys, validate_lines};
-    use super::limits::CollisionBudget;
-    let (pool, mut budget) = tokio::try_join!(
-        pools::get_pool(store, org, pool_id),
-        CollisionBudget::read(store, settings, org, now)
-    )?;
-    super::open_jobs::ensure_room(store, org, max_open).await?;
-    let (mut valid, mut rejected) = validate_lines(lines);
-    let codes: Vec<keys::KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
-    let existing = taken_keys(store, &mut budget, org, &codes).await?;
-    valid.retain(|(line, key)| {
-        let taken = existing.contains(key);
-        if taken {
-            rejected.push(already_exists(*line, key));
-        }
-        !taken
-    });
-    rejected.sort_by_key(|r| r.line);
-    if !rejected.is_empty() && !partial {
-        return Err(rejected_error(rejected));
-    }
-    if valid.is_empty() {
-        return Err(Error::bad_request(
-            "no_keys",
-            "no key of the list can be added",
-        ));
-    }
-    let job_id = JobId::new();
-    let mut inputs = 0u32;
-    for chunk in valid.chunks(INPUT_CHUNK) {
-        let keys: Vec<keys::KeyCode> = chunk.iter().map(|(_, k)| k.clone()).collect();
-        store.put_job_input(org, &job_id, inputs, &keys).await?;
-        inputs += 1;
-    }
-    let job = KeyJob {
-        job_id,
-        org: org.clone(),
-        pool_id: pool.pool_id,
-        kind: JobKind::Import,
-        status: JobStatus::Pending,
-        total: valid.len() as u64,
-        done: 0,
-        error: None,
-        inputs,
-        position: 0,
-        rejected: Vec::new(),
-        created_at: now,
-        updated_at: now,
-    };
-    store.put_key_job(&job, max_open).await?;
-    let job = queue(store, jobs, job).await?;
-    Ok((job, rejected))
-}
-
-/// Writes an import's stored chunks from where it got to. A chunk written twice (after a
-/// stop between writing and recording it) finds its keys present: keys this job wrote count
-/// as done, keys someone else took are reported.
-async fn run_import<S: KeyJobs + ?Sized>(
-    store: &S,
-    clock: &dyn Clock,
-    mut job: KeyJob,
-    started: std::time::Instant,
-    budget: Option<std::time::Duration>,
-) -> Result<bool> {
-    while job.position < job.inputs {
-        if budget.is_some_and(|b| started.elapsed() >= b) {
-            return Ok(false);
-        }
-        let keys = store
-            .get_job_input(&job.org, &job.job_id, job.position)
-            .await?;
-        let batch: Vec<NewKey> = keys
-            .iter()
-            .map(|key| NewKey {
-                key: key.clone(),
-                source: KeySource::Custom,
-            })
-            .collect();
-        let written = store
-            .insert_job_keys(
-                &job.org,
-                &job.pool_id,
-                &job.job_id,
-                job.total,
-                &batch,
-                clock.now(),
-            )
-            .await;
-        let taken = match written {
-            Ok(outcome) => outcome.taken,
-            Err(Error::NotFound(what)) => {
-                return fail(store, clock, job, &format!("the {what} no longer exists")).await;
-            }
-            Err(e) => return Err(e),
-        };
-        let mut rejected = Vec::new();
-        if !taken.is_empty() {
-            let ours: std::collections::HashSet<keys::KeyCode> = store
-                .keys_of_job(&taken, &job.job_id)
-                .await?
-                .into_iter()
-                .collect();
-            rejected = taken.into_iter().filter(|k| !ours.contains(k)).collect();
-            if !rejected.is_empty() {
-                tracing::warn!(
-                    taken = rejected.len(),
-                    "keys were taken before the import wrote them"
-                );
-            }
-        }
-        job.position += 1;
-        store
-            .record_job_progress(&job.org, &job.job_id, job.position, &rejected)
-            .await?;
-    }
-    job.status = JobStatus::Done;
-    job.updated_at = clock.now();
-    store.set_key_job_status(&job).await?;
-    Ok(true)
-}
-
-async fn fail<S: KeyJobs + ?Sized>(
+pub(super) async fn fail<S: KeyJobs + ?Sized>(
     store: &S,
     clock: &dyn Clock,
     mut job: KeyJob,

@@ -161,7 +161,10 @@ async fn find_key<S: Keys + ?Sized>(store: &S, typed: &str) -> Result<Option<Key
         return Ok(None);
     };
     for candidate in &candidates {
-        if let Some(record) = store.get_key(candidate).await? {
+        // A pending key (of a paste not committed yet) is no key to a learner.
+        if let Some(record) = store.get_key(candidate).await?
+            && record.status != KeyStatus::Pending
+        {
             return Ok(Some(record));
         }
     }

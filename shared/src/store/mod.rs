@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::domain::{
     Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Export, ExportId,
     InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month,
-    NewKey, Page, Pool, PoolId, Step,
+    NewKey, Page, PastePhase, Pool, PoolId, Step,
 };
 use crate::error::Result;
 use crate::identity::{OrgId, UserId};
@@ -216,15 +216,51 @@ pub trait KeyJobs: Send + Sync {
     ) -> Result<()>;
     /// Reads one chunk of an import job's keys.
     async fn get_job_input(&self, org: &OrgId, job_id: &JobId, index: u32) -> Result<Vec<KeyCode>>;
-    /// Records how many input chunks an import job has processed, and the keys it found taken
-    /// by others when it wrote them (reported, never dropped silently).
+    /// Records how many input chunks an import job has processed (only forwards, so a chunk
+    /// recorded twice counts once), and the keys it found taken by others when it wrote them:
+    /// `taken` of them in all, of which `shown` are listed (reported, never dropped silently).
     async fn record_job_progress(
         &self,
         org: &OrgId,
         job_id: &JobId,
         position: u32,
-        rejected: &[KeyCode],
+        shown: &[KeyCode],
+        taken: u64,
     ) -> Result<()>;
+    /// Writes keys of an all-or-nothing paste as pending (each only if it exists nowhere yet,
+    /// tagged with the job; neither listed nor counted nor redeemable), in atomic writes that
+    /// each also check that the job is still writing. Fails with a `paste_interrupted`
+    /// conflict once it is not. `taken` holds the keys that exist already, this job's too.
+    async fn write_pending_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        job_id: &JobId,
+        keys: &[KeyCode],
+        now: Timestamp,
+    ) -> Result<InsertOutcome>;
+    /// Makes the job's pending keys among `keys` available, counting them in the pool's
+    /// `total_keys` and the job's `done` in the same atomic writes; keys already committed
+    /// (a resumed commit) are passed over. Returns how many this call committed.
+    async fn commit_pending_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        job_id: &JobId,
+        keys: &[KeyCode],
+        now: Timestamp,
+    ) -> Result<u64>;
+    /// Removes the job's pending keys among `keys` (a rollback); returns how many.
+    async fn remove_pending_keys(&self, job_id: &JobId, keys: &[KeyCode]) -> Result<u64>;
+    /// Moves an all-or-nothing job from phase `from` to `to` (resetting its `position` for the
+    /// next phase), only if it is still in `from`; false when it was not.
+    async fn set_paste_phase(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        from: PastePhase,
+        to: PastePhase,
+    ) -> Result<bool>;
     /// Stores a new key job, lists it among the open jobs and counts it in its organization's
     /// open jobs, in one atomic write; when the organization has `max_open` open jobs
     /// already, fails with `Error::TooManyJobs` having written nothing (an import's stored

@@ -16,13 +16,16 @@ use super::measure::s;
 
 /// A `keypool-local serve` child process over an engine of the bench's, so that its memory
 /// is the server's alone.
-struct Child {
+pub(super) struct Child {
     process: tokio::process::Child,
-    base: String,
+    pub(super) base: String,
 }
 
 impl Child {
-    async fn start(engine: &EmbeddedEngine, data_dir: &std::path::Path) -> anyhow::Result<Self> {
+    pub(super) async fn start(
+        engine: &EmbeddedEngine,
+        data_dir: &std::path::Path,
+    ) -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt as _;
         let mut process = tokio::process::Command::new(std::env::current_exe()?)
             .args(["serve", "--port", "0", "--export-every", "0", "--data-dir"])
@@ -54,19 +57,28 @@ impl Child {
     }
 
     /// Forgets the peak resident memory so far (Linux: `clear_refs`).
-    fn reset_peak(&self) -> anyhow::Result<()> {
+    pub(super) fn reset_peak(&self) -> anyhow::Result<()> {
         std::fs::write(format!("/proc/{}/clear_refs", self.pid()?), "5")?;
         Ok(())
     }
 
     /// Peak resident memory since the last reset, in MiB.
-    fn peak_mib(&self) -> anyhow::Result<f64> {
+    pub(super) fn peak_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmHWM:")
+    }
+
+    /// Resident memory now, in MiB.
+    pub(super) fn rss_mib(&self) -> anyhow::Result<f64> {
+        self.status_mib("VmRSS:")
+    }
+
+    fn status_mib(&self, field: &str) -> anyhow::Result<f64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?))?;
         let kb: f64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .context("VmHWM in /proc/PID/status")?;
+            .with_context(|| format!("{field} in /proc/PID/status"))?;
         Ok(kb / 1024.0)
     }
 }

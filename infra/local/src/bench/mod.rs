@@ -36,6 +36,7 @@ mod functions;
 mod generation;
 mod large_pools;
 mod measure;
+mod memory;
 mod redemption;
 
 use billing::billing_figures;
@@ -72,6 +73,9 @@ pub struct Args {
     /// Cold starts per function.
     #[arg(long, default_value_t = 10)]
     starts: usize,
+    /// Measure only this figure (`memory`: peak memory per request), quickly.
+    #[arg(long, value_parser = ["memory"])]
+    only: Option<String>,
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
@@ -81,6 +85,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         "# KeyPool bench — {} — {cores} cores, embedded engine (dynoxide, in memory)\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
+
+    if args.only.as_deref() == Some("memory") {
+        memory::memory_figures().await?;
+        return write_report(&args);
+    }
 
     // 1. Generation in the domain, one core.
     generation::generated_keys(&args)?;
@@ -120,10 +129,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     lambda?;
     drop(engine);
     export_figures(&args).await?;
+    memory::memory_figures().await?;
     out!(
         "\nThe whole run took {:.0} s. Reproduce: `cargo build --release -p pool-admin -p key-generation -p redemption -p billing -p export -p keypool-local && target/release/keypool-local bench --out docs/performance.md`.",
         run_started.elapsed().as_secs_f64()
     );
+    write_report(&args)
+}
+
+fn write_report(args: &Args) -> anyhow::Result<()> {
     if let Some(path) = &args.out {
         let report = REPORT.lock().map(|r| r.clone()).unwrap_or_default();
         std::fs::write(path, report).with_context(|| format!("writing {}", path.display()))?;

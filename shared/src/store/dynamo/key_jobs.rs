@@ -2,6 +2,104 @@
 
 use super::*;
 
+impl DynamoStore {
+    /// A key item of an uncommitted paste: it holds its key, and is in no listing (no GSI1
+    /// attributes) and no count.
+    fn pending_item(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        key: &KeyCode,
+        now: Timestamp,
+        job_id: &JobId,
+    ) -> Result<Item> {
+        let record = KeyRecord {
+            key: key.clone(),
+            org: org.clone(),
+            pool_id: *pool_id,
+            status: KeyStatus::Pending,
+            source: KeySource::Custom,
+            created_at: now,
+            redeemed_by: None,
+            redeemed_at: None,
+            assignment_id: None,
+            barred: Vec::new(),
+            assignment_expires_at: None,
+            job_id: Some(*job_id),
+            distributed_at: None,
+        };
+        to_item(&record, schema::key_pk(key), schema::KEY_SK.into(), "key")
+    }
+
+    /// The check, inside a transaction, that a paste is still in `phase`.
+    fn phase_check(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        phase: PastePhase,
+    ) -> Result<TransactWriteItem> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::org_pk(org),
+                schema::key_job_sk(job_id),
+            )))
+            .condition_expression("#phase = :phase")
+            .expression_attribute_names("#phase", "phase")
+            .expression_attribute_values(":phase", s(phase_name(phase)))
+            .build()
+            .context("building the paste phase check")?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+}
+
+fn phase_name(phase: PastePhase) -> &'static str {
+    match phase {
+        PastePhase::Writing => "writing",
+        PastePhase::Committing => "committing",
+        PastePhase::RollingBack => "rolling_back",
+    }
+}
+
+fn interrupted() -> Error {
+    Error::Conflict {
+        code: "paste_interrupted",
+        message: "the paste was stopped before it committed; nothing was added, send it again"
+            .into(),
+    }
+}
+
+/// True when the transaction item at `index` failed its condition.
+fn failed(codes: &[String], index: usize) -> bool {
+    codes
+        .get(index)
+        .is_some_and(|c| c == "ConditionalCheckFailed")
+}
+
+/// Keeps the items whose condition held (to go again) and returns those refused; an error
+/// when the cancellation refused none of them (it would go round for ever).
+fn retain_unrefused(
+    pending: &mut Vec<&KeyCode>,
+    codes: &[String],
+    what: &str,
+) -> Result<Vec<KeyCode>> {
+    let before = pending.len();
+    let mut refused = Vec::new();
+    let mut i = 0;
+    pending.retain(|key| {
+        let no = failed(codes, i);
+        i += 1;
+        if no {
+            refused.push((*key).clone());
+        }
+        !no
+    });
+    if pending.len() == before {
+        return Err(anyhow::anyhow!("{what} was cancelled without a reason: {codes:?}").into());
+    }
+    Ok(refused)
+}
+
 #[async_trait]
 impl KeyJobs for DynamoStore {
     async fn insert_job_keys(
@@ -85,7 +183,8 @@ impl KeyJobs for DynamoStore {
         org: &OrgId,
         job_id: &JobId,
         position: u32,
-        rejected: &[KeyCode],
+        shown: &[KeyCode],
+        taken: u64,
     ) -> Result<()> {
         let mut update = self
             .client
@@ -95,25 +194,205 @@ impl KeyJobs for DynamoStore {
                 schema::org_pk(org),
                 schema::key_job_sk(job_id),
             )))
-            .condition_expression("attribute_exists(PK)")
+            // Only forwards: a chunk recorded twice (after a restart) counts once.
+            .condition_expression("attribute_exists(PK) AND #position < :position")
             .expression_attribute_values(":position", n(position));
-        update = if rejected.is_empty() {
-            update.update_expression("SET #position = :position")
-        } else {
-            // A set: a chunk processed twice (after a restart) reports its keys once.
-            update
-                .update_expression("SET #position = :position ADD rejected_keys :rejected")
+        update = match (shown.is_empty(), taken) {
+            (_, 0) => update.update_expression("SET #position = :position"),
+            (true, _) => update
+                .update_expression("SET #position = :position ADD rejected_count :taken")
+                .expression_attribute_values(":taken", n(taken)),
+            (false, _) => update
+                .update_expression(
+                    "SET #position = :position ADD rejected_keys :rejected, rejected_count :taken",
+                )
+                .expression_attribute_values(":taken", n(taken))
                 .expression_attribute_values(
                     ":rejected",
-                    AttributeValue::Ss(rejected.iter().map(|k| k.display_form()).collect()),
-                )
+                    AttributeValue::Ss(shown.iter().map(|k| k.display_form()).collect()),
+                ),
         };
-        update
+        match update
             .expression_attribute_names("#position", "position")
             .send()
             .await
-            .map_err(sdk("recording a job's progress"))?;
-        Ok(())
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(sdk("recording a job's progress")(e)),
+        }
+    }
+
+    async fn write_pending_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        job_id: &JobId,
+        keys: &[KeyCode],
+        now: Timestamp,
+    ) -> Result<InsertOutcome> {
+        let mut outcome = InsertOutcome::default();
+        for chunk in keys.chunks(KEYS_PER_TRANSACTION) {
+            let mut pending: Vec<&KeyCode> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let mut items = Vec::with_capacity(pending.len() + 1);
+                for key in &pending {
+                    let put = Put::builder()
+                        .table_name(&self.tables.main)
+                        .set_item(Some(self.pending_item(org, pool_id, key, now, job_id)?))
+                        .condition_expression("attribute_not_exists(PK)")
+                        .build()
+                        .context("building a pending key put")?;
+                    items.push(TransactWriteItem::builder().put(put).build());
+                }
+                items.push(self.phase_check(org, job_id, PastePhase::Writing)?);
+                let Some(codes) = self.transact(items, "writing pending keys").await? else {
+                    outcome.inserted.extend(pending.drain(..).cloned());
+                    break;
+                };
+                if failed(&codes, pending.len()) {
+                    return Err(interrupted());
+                }
+                let taken = retain_unrefused(&mut pending, &codes, "writing pending keys")?;
+                outcome.taken.extend(taken);
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn commit_pending_keys(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        job_id: &JobId,
+        keys: &[KeyCode],
+        now: Timestamp,
+    ) -> Result<u64> {
+        let mut committed = 0;
+        // Each transaction: the keys, the pool's count and the job's `done`.
+        for chunk in keys.chunks(KEYS_PER_TRANSACTION - 1) {
+            let mut pending: Vec<&KeyCode> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let mut items = Vec::with_capacity(pending.len() + 2);
+                for key in &pending {
+                    let update = Update::builder()
+                        .table_name(&self.tables.main)
+                        .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
+                        .update_expression("SET #status = :available, GSI1PK = :gpk, GSI1SK = :gsk")
+                        .condition_expression("#status = :pending AND job_id = :job")
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
+                        .expression_attribute_values(":pending", s(KeyStatus::Pending.as_str()))
+                        .expression_attribute_values(":job", s(job_id.to_string()))
+                        .expression_attribute_values(":gpk", s(schema::pool_keys_pk(pool_id)))
+                        .expression_attribute_values(
+                            ":gsk",
+                            s(schema::key_by_status_sk(KeyStatus::Available, key)),
+                        )
+                        .build()
+                        .context("building a key commit")?;
+                    items.push(TransactWriteItem::builder().update(update).build());
+                }
+                let count = pending.len();
+                items.push(self.count_keys(org, pool_id, count as i64)?);
+                let progress = Update::builder()
+                    .table_name(&self.tables.main)
+                    .set_key(Some(key_of(
+                        schema::org_pk(org),
+                        schema::key_job_sk(job_id),
+                    )))
+                    .update_expression("SET updated_at = :now ADD done :n")
+                    .condition_expression("attribute_exists(PK)")
+                    .expression_attribute_values(":now", ts(&now))
+                    .expression_attribute_values(":n", n(count))
+                    .build()
+                    .context("building the job progress update")?;
+                items.push(TransactWriteItem::builder().update(progress).build());
+                let Some(codes) = self.transact(items, "committing keys").await? else {
+                    committed += count as u64;
+                    break;
+                };
+                if failed(&codes, count) {
+                    return Err(Error::NotFound("pool"));
+                }
+                if failed(&codes, count + 1) {
+                    return Err(Error::NotFound("job"));
+                }
+                // Keys committed by an earlier run are passed over; the rest go again.
+                retain_unrefused(&mut pending, &codes, "committing keys")?;
+            }
+        }
+        Ok(committed)
+    }
+
+    async fn remove_pending_keys(&self, job_id: &JobId, keys: &[KeyCode]) -> Result<u64> {
+        let mut removed = 0;
+        for chunk in keys.chunks(KEYS_PER_TRANSACTION + 1) {
+            let mut pending: Vec<&KeyCode> = chunk.iter().collect();
+            while !pending.is_empty() {
+                let mut items = Vec::with_capacity(pending.len());
+                for key in &pending {
+                    let delete = Delete::builder()
+                        .table_name(&self.tables.main)
+                        .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
+                        .condition_expression("#status = :pending AND job_id = :job")
+                        .expression_attribute_names("#status", "status")
+                        .expression_attribute_values(":pending", s(KeyStatus::Pending.as_str()))
+                        .expression_attribute_values(":job", s(job_id.to_string()))
+                        .build()
+                        .context("building a pending key delete")?;
+                    items.push(TransactWriteItem::builder().delete(delete).build());
+                }
+                let Some(codes) = self.transact(items, "removing pending keys").await? else {
+                    removed += pending.len() as u64;
+                    break;
+                };
+                // Keys not this job's (never written, or another's) stay; the rest go again.
+                retain_unrefused(&mut pending, &codes, "removing pending keys")?;
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn set_paste_phase(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        from: PastePhase,
+        to: PastePhase,
+    ) -> Result<bool> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::org_pk(org),
+                schema::key_job_sk(job_id),
+            )))
+            .update_expression("SET #phase = :to, #position = :zero")
+            .condition_expression("#phase = :from")
+            .expression_attribute_names("#phase", "phase")
+            .expression_attribute_names("#position", "position")
+            .expression_attribute_values(":from", s(phase_name(from)))
+            .expression_attribute_values(":to", s(phase_name(to)))
+            .expression_attribute_values(":zero", n(0))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("moving a paste to its next phase")(e)),
+        }
     }
 
     async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()> {

@@ -241,7 +241,12 @@ impl Keys for DynamoStore {
         match self.transact(items, "removing a key").await? {
             None => Ok(Ok(())),
             Some(_) => match self.get_key(key).await? {
-                Some(record) if record.pool_id == *pool_id && record.org == *org => {
+                // A pending key (of a paste not committed) is not in the pool yet.
+                Some(record)
+                    if record.pool_id == *pool_id
+                        && record.org == *org
+                        && record.status != KeyStatus::Pending =>
+                {
                     if record.status == KeyStatus::Redeemed {
                         Ok(Err(RemoveConflict::Redeemed))
                     } else {

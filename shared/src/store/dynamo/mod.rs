@@ -44,7 +44,7 @@ use super::{
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
     JobId, JobStatus, KeyFilter, KeyJob, KeyRecord, KeySource, KeyStatus, MaxOpenJobs, Month,
-    NewKey, Page, Pool, PoolId, TOO_MANY_JOBS_RETRY_AFTER_SECS,
+    NewKey, Page, PastePhase, Pool, PoolId, TOO_MANY_JOBS_RETRY_AFTER_SECS,
 };
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};

@@ -1,0 +1,415 @@
+//! Pastes of custom keys: rejections stay bounded whatever the body holds, and an
+//! all-or-nothing paste or import lands whole or leaves nothing, across a crash at any point.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
+use aws_sdk_dynamodb::error::BoxError;
+use axum::http::{Method, StatusCode};
+use keypool::domain::{Job, JobStatus};
+use keypool::identity::OrgId;
+use keypool::jobs::Jobs;
+use keypool::ops::add_keys::{self, CheckedPaste};
+use keypool::ops::generate;
+use keypool::store::DynamoStore;
+use keypool_tests::World;
+use serde_json::{Value, json};
+
+/// A queue that takes jobs and runs nothing: the tests run them by hand.
+struct Queued;
+
+#[async_trait]
+impl Jobs for Queued {
+    async fn submit(&self, _: &Job) -> keypool::Result<()> {
+        Ok(())
+    }
+}
+
+fn acme() -> OrgId {
+    OrgId::parse("acme").unwrap()
+}
+
+/// Lets `allowed` DynamoDB calls through, then fails every one: the process died there.
+#[derive(Debug)]
+struct Crash {
+    allowed: usize,
+    calls: Arc<AtomicUsize>,
+}
+
+impl Intercept for Crash {
+    fn name(&self) -> &'static str {
+        "Crash"
+    }
+
+    fn read_before_execution(
+        &self,
+        _: &BeforeSerializationInterceptorContextRef<'_>,
+        _: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.allowed {
+            return Err("the process died".into());
+        }
+        Ok(())
+    }
+}
+
+/// The world's real store, over a client that dies after `allowed` calls; and its call count.
+fn dying_store(w: &World, allowed: usize) -> (DynamoStore, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let config = w
+        .store
+        .client()
+        .config()
+        .to_builder()
+        .interceptor(Crash {
+            allowed,
+            calls: calls.clone(),
+        })
+        .build();
+    let client = aws_sdk_dynamodb::Client::from_conf(config);
+    (DynamoStore::new(client, w.tables.clone()), calls)
+}
+
+/// The restart: every open job run to its end with the healthy store, as the local server
+/// does at start (and the job queue in AWS).
+async fn restart(w: &World) {
+    for job in w.dyn_store().open_jobs().await.unwrap() {
+        generate::run_job(w.dyn_store(), &Queued, &w.clock, &job, None)
+            .await
+            .unwrap();
+    }
+    assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
+}
+
+async fn total_keys(w: &World, pool_id: &str) -> u64 {
+    keypool::ops::pools::get_pool(w.dyn_store(), &acme(), pool_id)
+        .await
+        .unwrap()
+        .total_keys
+}
+
+/// Every key a pool lists.
+async fn listed(w: &World, pool_id: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let page = keypool::ops::inventory::list_keys(
+            w.dyn_store(),
+            &acme(),
+            pool_id,
+            None,
+            None,
+            cursor.as_deref(),
+            1000,
+        )
+        .await
+        .unwrap();
+        keys.extend(page.items.into_iter().map(|k| k.key.to_string()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => return keys,
+        }
+    }
+}
+
+fn lines(prefix: &str, count: usize) -> Vec<String> {
+    (0..count).map(|i| format!("{prefix}{i:07}")).collect()
+}
+
+/// The pool holds nothing of `keys` (none listed, counted or redeemable) or all of them.
+async fn whole_or_nothing(w: &World, pool_id: &str, keys: &[String]) -> bool {
+    let total = total_keys(w, pool_id).await;
+    let shown: HashSet<String> = listed(w, pool_id).await.into_iter().collect();
+    if total == 0 {
+        assert!(
+            shown.is_empty(),
+            "nothing counted, yet {} listed",
+            shown.len()
+        );
+        let r = w
+            .call(
+                Method::POST,
+                "/v1/redemptions",
+                Some(&w.learner("lea")),
+                Some(json!({ "key": keys[keys.len() / 2] })),
+            )
+            .await;
+        assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "invalid_key"));
+        return false;
+    }
+    assert_eq!(total, keys.len() as u64, "a part of the paste is counted");
+    assert_eq!(shown.len(), keys.len(), "a part of the paste is listed");
+    assert!(keys.iter().all(|k| shown.contains(k)));
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paste_killed_at_any_point_lands_whole_or_leaves_nothing() {
+    let w = World::new().await;
+    let count = if w.is_moto() { 300 } else { 10_000 };
+    // How many calls a whole paste makes, through a store that never dies.
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = lines("CAL", count);
+    let (store, calls) = dying_store(&w, usize::MAX);
+    let paste = CheckedPaste::from_list(&keys);
+    add_keys::add_custom_keys(
+        &store,
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        &paste,
+        false,
+        w.now(),
+    )
+    .await
+    .unwrap();
+    let whole = calls.load(Ordering::SeqCst);
+    eprintln!("a paste of {count} keys makes {whole} calls");
+
+    let (mut landed, mut undone) = (0, 0);
+    for (i, share) in [0.2, 0.4, 0.55, 0.7, 0.85, 0.99].into_iter().enumerate() {
+        let allowed = (whole as f64 * share) as usize;
+        let (_, pool_id) = w.pool("acme", 30).await;
+        let keys = lines(&format!("K{i}X"), count);
+        let paste = CheckedPaste::from_list(&keys);
+        let (store, _) = dying_store(&w, allowed);
+        let died = add_keys::add_custom_keys(
+            &store,
+            &Default::default(),
+            &Queued,
+            &acme(),
+            &pool_id,
+            &paste,
+            false,
+            w.now(),
+        )
+        .await;
+        assert!(
+            died.is_err(),
+            "the paste died after {allowed} of {whole} calls"
+        );
+        restart(&w).await;
+        if whole_or_nothing(&w, &pool_id, &keys).await {
+            landed += 1;
+        } else {
+            undone += 1;
+            // Rolled back: the keys are free again, and the same paste goes in whole.
+            let report = add_keys::add_custom_keys(
+                w.dyn_store(),
+                &Default::default(),
+                &Queued,
+                &acme(),
+                &pool_id,
+                &paste,
+                false,
+                w.now(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(report.added.len(), count);
+            assert!(whole_or_nothing(&w, &pool_id, &keys).await);
+        }
+    }
+    eprintln!("{landed} rolled forward, {undone} rolled back");
+    assert!(landed > 0 && undone > 0, "both phases were crashed in");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_killed_at_any_point_lands_whole_or_leaves_nothing() {
+    let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let count = 12_000;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = lines("IMP", count);
+    let (job, _) = generate::start_import(
+        w.dyn_store(),
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        CheckedPaste::from_list(&keys),
+        false,
+        w.max_open_jobs,
+        w.now(),
+    )
+    .await
+    .unwrap();
+    // The job's runner dies part-way, again and again (a whole run makes about 270 calls);
+    // at every stop what is visible is counted, and nothing is before the commit.
+    for allowed in [30, 45, 25, 60, 35] {
+        let (store, _) = dying_store(&w, allowed);
+        let died = generate::run(&store, &w.clock, &acme(), &job.job_id, None).await;
+        assert!(died.is_err());
+        assert_eq!(
+            total_keys(&w, &pool_id).await,
+            listed(&w, &pool_id).await.len() as u64
+        );
+    }
+    restart(&w).await;
+    assert!(
+        whole_or_nothing(&w, &pool_id, &keys).await,
+        "an import goes on"
+    );
+    let job = w
+        .dyn_store()
+        .get_key_job(&acme(), &job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((job.status, job.done), (JobStatus::Done, count as u64));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_import_that_finds_a_key_taken_meanwhile_adds_nothing() {
+    let w = World::new().await;
+    let count = if w.is_moto() { 300 } else { 12_000 };
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let (_, other_pool) = w.pool("acme", 30).await;
+    let keys = lines("LATE", count);
+    let (job, _) = generate::start_import(
+        w.dyn_store(),
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        CheckedPaste::from_list(&keys),
+        false,
+        w.max_open_jobs,
+        w.now(),
+    )
+    .await
+    .unwrap();
+    // After the check, another request takes a key near the end.
+    let stolen = keys[count - 3].clone();
+    let taken = w
+        .call(
+            Method::POST,
+            &format!("/v1/pools/{other_pool}/keys"),
+            Some(&w.admin("acme")),
+            Some(json!({ "keys": [stolen] })),
+        )
+        .await;
+    assert_eq!(taken.status, StatusCode::CREATED);
+    restart(&w).await;
+    let job = w
+        .dyn_store()
+        .get_key_job(&acme(), &job.job_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Failed, "{job:?}");
+    assert_eq!(job.rejected, vec![stolen.clone()]);
+    assert_eq!(job.rejected_count, 1);
+    assert!(!whole_or_nothing(&w, &pool_id, &keys).await);
+    // Every other key is free again.
+    let rest: Vec<&String> = keys.iter().filter(|k| **k != stolen).collect();
+    let existing = w
+        .dyn_store()
+        .existing_keys(&[
+            keypool::keys::KeyCode::parse(rest[0]).unwrap(),
+            keypool::keys::KeyCode::parse(rest[rest.len() - 1]).unwrap(),
+        ])
+        .await
+        .unwrap();
+    assert!(existing.is_empty());
+}
+
+/// `n` lines, every `bad_every`-th of them (counting from 1) not a key.
+fn mixed(n: usize, bad_every: usize) -> (String, Vec<u64>) {
+    let mut body = String::new();
+    let mut bad = Vec::new();
+    for line in 1..=n {
+        if line % bad_every == 0 {
+            body.push_str("no!\n");
+            bad.push(line as u64);
+        } else {
+            body.push_str(&format!("GOOD{line:07}\n"));
+        }
+    }
+    (body, bad)
+}
+
+fn shown_lines(body: &Value) -> Vec<u64> {
+    body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["line"].as_u64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejections_are_bounded_on_every_path() {
+    let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let admin = w.admin("acme");
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let path = format!("/v1/pools/{pool_id}/keys");
+    let post = |path: String, content_type: &'static str, body: String| {
+        let w = &w;
+        let admin = admin.clone();
+        async move {
+            w.raw(
+                Method::POST,
+                &path,
+                Some(&admin),
+                Some(content_type),
+                body.into_bytes(),
+            )
+            .await
+        }
+    };
+    for (lines, what) in [(10_000, "a paste"), (15_000, "an import")] {
+        // 5,000 bad lines among good ones.
+        let bad_every = lines / 5_000;
+        let (text, bad) = mixed(lines, bad_every);
+        let r = post(path.clone(), "text/plain", text.clone()).await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, "keys_rejected")
+        );
+        let details = &r.body["error"]["details"];
+        assert_eq!(details["rejected_count"], 5_000, "{what}");
+        assert_eq!(
+            shown_lines(details),
+            bad[..1_000],
+            "{what}: the first thousand, in order"
+        );
+        // The same as a JSON list.
+        let list: Vec<&str> = text.lines().collect();
+        let r = post(
+            path.clone(),
+            "application/json",
+            json!({ "keys": list }).to_string(),
+        )
+        .await;
+        assert_eq!(r.code(), "keys_rejected", "{what}");
+        assert_eq!(r.body["error"]["details"]["rejected_count"], 5_000);
+        assert_eq!(shown_lines(&r.body["error"]["details"]), bad[..1_000]);
+        assert_eq!(total_keys(&w, &pool_id).await, 0, "{what}: nothing written");
+        assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
+    }
+    // Partial: the good lines go in, the answer still shows a thousand and counts all.
+    let (text, bad) = mixed(10_000, 2);
+    let r = post(format!("{path}?partial=true"), "text/plain", text).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body["error"]);
+    assert_eq!(r.body["rejected_count"], 5_000);
+    assert_eq!(shown_lines(&r.body), bad[..1_000]);
+    assert_eq!(r.body["added"].as_array().unwrap().len(), 5_000);
+    let (text, bad) = mixed(15_000, 3);
+    let text = text.replace("GOOD", "MORE");
+    let r = post(format!("{path}?partial=true"), "text/plain", text).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body["error"]);
+    assert_eq!(r.body["rejected_count"], 5_000);
+    assert_eq!(shown_lines(&r.body), bad[..1_000]);
+    assert_eq!(r.body["total"], 10_000);
+}
