@@ -773,12 +773,11 @@ impl Pools for MarksStuck {
 impl Keys for MarksStuck {
     async fn insert_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
     ) -> keypool::Result<InsertOutcome> {
-        self.0.insert_keys(org, pool_id, keys, now).await
+        self.0.insert_keys(pool, keys, now).await
     }
     async fn existing_keys(
         &self,
@@ -788,19 +787,13 @@ impl Keys for MarksStuck {
     }
     async fn remove_key(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         key: &KeyCode,
     ) -> keypool::Result<Result<(), RemoveConflict>> {
-        self.0.remove_key(org, pool_id, key).await
+        self.0.remove_key(pool, key).await
     }
-    async fn remove_available_keys(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        keys: &[KeyCode],
-    ) -> keypool::Result<()> {
-        self.0.remove_available_keys(org, pool_id, keys).await
+    async fn remove_available_keys(&self, pool: &Pool, keys: &[KeyCode]) -> keypool::Result<()> {
+        self.0.remove_available_keys(pool, keys).await
     }
     async fn get_key(&self, key: &KeyCode) -> keypool::Result<Option<KeyRecord>> {
         self.0.get_key(key).await

@@ -98,6 +98,13 @@ pub fn key_by_status_prefix(status: Option<KeyStatus>) -> String {
         None => "KEY#".into(),
     }
 }
+/// Partition of one of a pool's count shards: each its own partition, so that neither an
+/// item's nor a partition's write limit caps the pool.
+pub fn pool_shard_pk(pool: &PoolId, shard: u16) -> String {
+    format!("POOLSHARD#{pool}#{shard}")
+}
+/// Sort key of a count shard.
+pub const POOL_SHARD_SK: &str = "SHARD";
 /// Partition of a pool's per-learner guards.
 pub fn guard_pk(pool: &PoolId) -> String {
     format!("POOL#{pool}")

@@ -108,6 +108,7 @@ pub async fn redemption_state() -> anyhow::Result<RedemptionState> {
         auth: l.auth,
         clock: l.clock,
         settings: l.settings,
+        pools: Arc::new(crate::ops::redeem::PoolCache::new()),
     })
 }
 

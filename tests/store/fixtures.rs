@@ -134,6 +134,7 @@ pub(crate) fn pool_input(
         starts_at: iso(starts),
         expires_at: iso(expires),
         content_availability_days: days,
+        counter_shards: None,
     }
 }
 
@@ -220,7 +221,15 @@ pub(crate) async fn redeem_from(
         address: address.map(|a| a.parse().expect("an IP address")),
     };
     let settings = keypool::settings::Settings::default();
-    redeem::redeem(w.dyn_store(), &settings, &redeemer, typed, w.now()).await
+    redeem::redeem(
+        w.dyn_store(),
+        &settings,
+        &w.pools,
+        &redeemer,
+        typed,
+        w.now(),
+    )
+    .await
 }
 
 pub(crate) fn created(result: keypool::Result<Redeemed>) -> Assignment {

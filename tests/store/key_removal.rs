@@ -82,21 +82,18 @@ async fn store_remove_key_names_each_conflict() {
     created(redeem(&w, "lea", "REDEEMED1").await);
     let s = &w.store;
 
-    let foreign_org = s
-        .remove_key(&org(OTHER_ORG), &pool.pool_id, &code("AVAILABLE1"))
-        .await;
+    // The pool as another organization would name it: the key is not theirs.
+    let posing = keypool::domain::Pool {
+        org: org(OTHER_ORG),
+        ..pool.clone()
+    };
+    let foreign_org = s.remove_key(&posing, &code("AVAILABLE1")).await;
     assert_eq!(foreign_org.unwrap(), Err(RemoveConflict::NotFound));
-    let other = s
-        .remove_key(&org(ORG), &pool.pool_id, &code("ELSEWHERE1"))
-        .await;
+    let other = s.remove_key(&pool, &code("ELSEWHERE1")).await;
     assert_eq!(other.unwrap(), Err(RemoveConflict::NotFound));
-    let unknown = s
-        .remove_key(&org(ORG), &pool.pool_id, &code("UNKNOWN1"))
-        .await;
+    let unknown = s.remove_key(&pool, &code("UNKNOWN1")).await;
     assert_eq!(unknown.unwrap(), Err(RemoveConflict::NotFound));
-    let redeemed = s
-        .remove_key(&org(ORG), &pool.pool_id, &code("REDEEMED1"))
-        .await;
+    let redeemed = s.remove_key(&pool, &code("REDEEMED1")).await;
     assert_eq!(redeemed.unwrap(), Err(RemoveConflict::Redeemed));
     assert_eq!(
         reload(&w, &pool).await.total_keys,
@@ -104,9 +101,7 @@ async fn store_remove_key_names_each_conflict() {
         "no conflict uncounts a key"
     );
 
-    let ok = s
-        .remove_key(&org(ORG), &pool.pool_id, &code("AVAILABLE1"))
-        .await;
+    let ok = s.remove_key(&pool, &code("AVAILABLE1")).await;
     assert_eq!(ok.unwrap(), Ok(()));
     assert_eq!(reload(&w, &pool).await.total_keys, 1);
     assert_counts_match(&w, &pool).await;
@@ -129,10 +124,7 @@ async fn remove_available_keys_undoes_only_what_it_may() {
         code("OTHER1"),
         code("NEVERADDED"),
     ];
-    w.store
-        .remove_available_keys(&org(ORG), &pool.pool_id, &undo)
-        .await
-        .unwrap();
+    w.store.remove_available_keys(&pool, &undo).await.unwrap();
     let left = key_set(&all_keys(&w, &pool, None, 10).await);
     assert_eq!(left, HashSet::from([code("REDEEMED1"), code("STAYS1")]));
     assert!(w.store.get_key(&code("OTHER1")).await.unwrap().is_some());

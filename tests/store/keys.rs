@@ -22,12 +22,7 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
 
     let first = w
         .store
-        .insert_keys(
-            &a.org,
-            &a.pool_id,
-            &[custom("AAAA1111"), custom("BBBB2222")],
-            now,
-        )
+        .insert_keys(&a, &[custom("AAAA1111"), custom("BBBB2222")], now)
         .await
         .unwrap();
     assert_eq!(first.inserted, vec![code("AAAA1111"), code("BBBB2222")]);
@@ -37,8 +32,7 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
     let second = w
         .store
         .insert_keys(
-            &b.org,
-            &b.pool_id,
+            &b,
             &[custom("BBBB2222"), custom("CCCC3333"), custom("AAAA1111")],
             now,
         )
@@ -66,17 +60,9 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
     // Across the store's transaction size, with taken keys in both batches.
     let batch: Vec<NewKey> = (0..150).map(|i| custom(&format!("BULK{i:04}"))).collect();
     let half: Vec<NewKey> = batch.iter().step_by(2).cloned().collect();
-    let outcome = w
-        .store
-        .insert_keys(&a.org, &a.pool_id, &half, now)
-        .await
-        .unwrap();
+    let outcome = w.store.insert_keys(&a, &half, now).await.unwrap();
     assert_eq!(outcome.inserted.len(), 75);
-    let outcome = w
-        .store
-        .insert_keys(&b.org, &b.pool_id, &batch, now)
-        .await
-        .unwrap();
+    let outcome = w.store.insert_keys(&b, &batch, now).await.unwrap();
     assert_eq!(outcome.inserted.len(), 75);
     assert_eq!(outcome.taken.len(), 75);
     let taken: HashSet<_> = outcome.taken.into_iter().collect();
@@ -88,45 +74,8 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
     assert_eq!(reload(&w, &b).await.total_keys, 76);
 
     // An empty insert is a no-op.
-    let none = w
-        .store
-        .insert_keys(&a.org, &a.pool_id, &[], now)
-        .await
-        .unwrap();
+    let none = w.store.insert_keys(&a, &[], now).await.unwrap();
     assert_eq!(none, InsertOutcome::default());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn insert_keys_into_a_missing_pool_writes_nothing() {
-    let w = World::new().await;
-    let pool = new_pool(&w, ORG, 30).await;
-    let keys = [custom("GHOST-001"), custom("GHOST-002")];
-    let codes: Vec<KeyCode> = keys.iter().map(|k| k.key.clone()).collect();
-
-    let missing = w
-        .store
-        .insert_keys(&org(ORG), &PoolId::new(), &keys, w.now())
-        .await;
-    assert!(
-        matches!(missing, Err(Error::NotFound("pool"))),
-        "{missing:?}"
-    );
-    // The right pool id under the wrong organization is just as missing.
-    let foreign = w
-        .store
-        .insert_keys(&org(OTHER_ORG), &pool.pool_id, &keys, w.now())
-        .await;
-    assert!(
-        matches!(foreign, Err(Error::NotFound("pool"))),
-        "{foreign:?}"
-    );
-
-    assert!(w.store.existing_keys(&codes).await.unwrap().is_empty());
-    for k in &codes {
-        assert!(w.store.get_key(k).await.unwrap().is_none());
-    }
-    assert_eq!(reload(&w, &pool).await.total_keys, 0);
-    assert!(all_keys(&w, &pool, None, 10).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,4 +13,5 @@ mod listings;
 mod pools;
 mod probing;
 mod redemption;
+mod shards;
 mod throttle;

@@ -21,6 +21,7 @@ async fn create_pool_stores_what_was_asked() {
         starts_at: "2026-01-01T02:00:00+02:00".into(),
         expires_at: "2027-01-01T00:00:00.123456Z".into(),
         content_availability_days: 180,
+        counter_shards: None,
     };
     let pool = pools::create_pool(w.dyn_store(), &org(ORG), input, w.now())
         .await
@@ -162,6 +163,22 @@ async fn create_pool_rejects_every_bad_field_and_writes_nothing() {
             &["content_availability_days"],
         ),
         (
+            "no count shards",
+            PoolInput {
+                counter_shards: Some(0),
+                ..pool_input(&id, "Spring", start, end, 30)
+            },
+            &["counter_shards"],
+        ),
+        (
+            "more count shards than one read takes",
+            PoolInput {
+                counter_shards: Some(101),
+                ..pool_input(&id, "Spring", start, end, 30)
+            },
+            &["counter_shards"],
+        ),
+        (
             "everything at once",
             PoolInput {
                 name: String::new(),
@@ -169,6 +186,7 @@ async fn create_pool_rejects_every_bad_field_and_writes_nothing() {
                 starts_at: "x".into(),
                 expires_at: "x".into(),
                 content_availability_days: 0,
+                counter_shards: None,
             },
             &[
                 "content_availability_days",

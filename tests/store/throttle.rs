@@ -400,10 +400,7 @@ async fn a_redemption_commits_only_while_its_counters_are_under_the_limit() {
     let a = assignment_for(&pool, "lea", &code("REALKEY1"), now);
     let limits = [(id.clone(), check)];
     assert_eq!(
-        w.store
-            .redeem(&a, pool.version, now, &limits)
-            .await
-            .unwrap(),
+        w.store.redeem(&a, &pool, now, &limits).await.unwrap(),
         Err(keypool::store::RedeemConflict::LimitChanged)
     );
     let record = w.store.get_key(&code("REALKEY1")).await.unwrap().unwrap();
@@ -415,7 +412,7 @@ async fn a_redemption_commits_only_while_its_counters_are_under_the_limit() {
         limit.step(None, 1, now).unwrap().condition(),
     )];
     assert_eq!(
-        w.store.redeem(&b, pool.version, now, &fresh).await.unwrap(),
+        w.store.redeem(&b, &pool, now, &fresh).await.unwrap(),
         Ok(())
     );
 }

@@ -34,6 +34,8 @@ pub struct World {
     pub jobs: LocalJobs,
     /// The most open jobs an organization of this world may have.
     pub max_open_jobs: MaxOpenJobs,
+    /// Pools' settings as the world's direct redemptions last read them.
+    pub pools: Arc<keypool::ops::redeem::PoolCache>,
     files: std::path::PathBuf,
     // Last, so the engine outlives the client that talks to it.
     engine: EmbeddedEngine,
@@ -159,6 +161,7 @@ impl World {
             objects,
             jobs,
             max_open_jobs,
+            pools: Arc::default(),
             files,
             engine,
         }
@@ -553,6 +556,7 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
             starts_at: keypool::time::format(&(now - chrono::Duration::hours(1))),
             expires_at: keypool::time::format(&(now + chrono::Duration::days(30))),
             content_availability_days: 30,
+            counter_shards: None,
         },
         now,
     )

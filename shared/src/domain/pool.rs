@@ -41,6 +41,11 @@ pub struct Pool {
     /// cancelled), in the same atomic write.
     #[serde(default)]
     pub change_seq: u64,
+    /// How many count shards carry the pool's counts (`total_keys`, `redeemed_count`,
+    /// `change_seq`): each counting write adds to one of them, chosen at random, so no single
+    /// item takes every redemption. 0 for a pool made before shards, counted on its own item.
+    #[serde(default)]
+    pub shards: u16,
     /// The change mark (`version + change_seq`) that the last scheduled export covered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_mark: Option<u64>,
@@ -50,7 +55,27 @@ pub struct Pool {
     pub updated_at: Timestamp,
 }
 
+/// Count shards of a new pool unless its admin chooses. On DynamoDB one item admits one
+/// transaction at a time; if each holds it about 10 ms, a pool takes `N / 2 / 0.01` redemptions
+/// a second with few conflicts: 100 shards take 5,000 (docs/scale.md has the model).
+pub const DEFAULT_SHARDS: u16 = 100;
+/// The most count shards a pool may have: all of them are read in one BatchGetItem.
+pub const MAX_SHARDS: u16 = 100;
+/// The version of a pool that was never edited.
+pub const FIRST_VERSION: u64 = 1;
+
 impl Pool {
+    /// The count shard a counting write goes to, chosen at random; `None` for a pool counted
+    /// on its own item.
+    pub fn shard_for_write(&self) -> Option<u16> {
+        (self.shards > 0).then(|| {
+            let mut b = [0u8; 2];
+            // Spreading only: without entropy every write goes to shard 0, still exact.
+            let _ = getrandom::fill(&mut b);
+            u16::from_le_bytes(b) % self.shards
+        })
+    }
+
     /// Grows with every change of the pool's settings or keys.
     pub fn change_mark(&self) -> u64 {
         self.version + self.change_seq

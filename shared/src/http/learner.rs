@@ -75,7 +75,7 @@ async fn redeem(
     let now = state.clock.now();
     let store = state.store.as_ref();
     let (status, assignment) =
-        match redeem::redeem(store, &state.settings, &who, &body.key, now).await? {
+        match redeem::redeem(store, &state.settings, &state.pools, &who, &body.key, now).await? {
             Redeemed::Created(a) => (StatusCode::CREATED, a),
             Redeemed::Existing(a) => (StatusCode::OK, a),
         };

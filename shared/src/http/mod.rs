@@ -25,6 +25,7 @@ use crate::error::Error;
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
 use crate::objects::{NoObjects, ObjectStore};
+use crate::ops::redeem::PoolCache;
 use crate::settings::Settings;
 use crate::store::{ExportStore, KeyGenerationStore, PoolAdminStore, RedemptionStore, Store};
 use crate::time::Clock;
@@ -138,6 +139,8 @@ pub struct RedemptionState {
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
     pub settings: Arc<Settings>,
+    /// Pools' settings as this process last read them.
+    pub pools: Arc<PoolCache>,
 }
 state_parts!(RedemptionState { auth: Arc<Authenticator> });
 
@@ -215,6 +218,7 @@ impl AppState {
             auth: self.auth.clone(),
             clock: self.clock.clone(),
             settings: self.settings.clone(),
+            pools: Arc::new(PoolCache::new()),
         }
     }
 

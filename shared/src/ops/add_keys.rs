@@ -123,9 +123,7 @@ pub async fn add_custom_keys<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     }
     if !partial {
         let keys: Vec<KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
-        let pasted =
-            super::import::paste_all_or_nothing(store, jobs, org, &pool.pool_id, &keys, now)
-                .await?;
+        let pasted = super::import::paste_all_or_nothing(store, jobs, &pool, &keys, now).await?;
         if let Err(taken) = pasted {
             // Another request took these keys between our check and our write.
             let taken: HashSet<&KeyCode> = taken.iter().collect();
@@ -149,9 +147,7 @@ pub async fn add_custom_keys<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
             source: KeySource::Custom,
         })
         .collect();
-    let outcome = store
-        .insert_keys(org, &pool.pool_id, &new_keys, now)
-        .await?;
+    let outcome = store.insert_keys(&pool, &new_keys, now).await?;
     // Another request took these keys between our check and our write.
     let taken: HashSet<&KeyCode> = outcome.taken.iter().collect();
     for (line, key) in &valid {

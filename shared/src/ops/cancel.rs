@@ -5,13 +5,13 @@ use super::redeem::{MAX_ROUNDS, load};
 use crate::domain::{Assignment, AssignmentId};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
-use crate::store::Assignments;
+use crate::store::{Assignments, Pools};
 use crate::time::Timestamp;
 
 /// Cancels an assignment of the admin's organization: the learner loses it, its key becomes
 /// available again, and billing credits it. Only within 24 hours and before any launch.
 #[tracing::instrument(skip(store), fields(org = %org))]
-pub async fn cancel<S: Assignments + ?Sized>(
+pub async fn cancel<S: Assignments + Pools + ?Sized>(
     store: &S,
     org: &OrgId,
     assignment_id: &str,
@@ -25,7 +25,12 @@ pub async fn cancel<S: Assignments + ?Sized>(
     for _ in 0..MAX_ROUNDS {
         let assignment = load(store, &learner, &id).await?;
         assignment.check_cancellable(now)?;
-        if store.cancel_assignment(&assignment, now).await? {
+        // The pool says how its counts are kept.
+        let pool = store
+            .get_pool_settings(&assignment.org, &assignment.pool_id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the pool of assignment {id} is missing"))?;
+        if store.cancel_assignment(&assignment, &pool, now).await? {
             tracing::info!(assignment = %id, pool = %assignment.pool_id, "assignment cancelled");
             return Ok(Assignment {
                 cancelled_at: Some(now),

@@ -118,7 +118,7 @@ pub async fn get<S: KeyJobs + ?Sized>(store: &S, org: &OrgId, job_id: &str) -> R
 /// Works on a job until it is finished (true), or until `budget` is spent (false: the caller
 /// queues it again). Safe to run twice at once or again after a crash.
 #[tracing::instrument(skip(store, clock), fields(org = %org, job = %job_id))]
-pub async fn run<S: KeyJobs + ?Sized>(
+pub async fn run<S: Pools + KeyJobs + ?Sized>(
     store: &S,
     clock: &dyn Clock,
     org: &OrgId,
@@ -136,14 +136,18 @@ pub async fn run<S: KeyJobs + ?Sized>(
         job.updated_at = clock.now();
         store.set_key_job_status(&job).await?;
     }
+    // Pools are never deleted; one that cannot be found is another organization's or damaged.
+    let Some(pool) = store.get_pool_settings(&job.org, &job.pool_id).await? else {
+        return fail(store, clock, job, "the pool no longer exists").await;
+    };
     // The budget counts from here, so that even the shortest one writes a chunk: a job cut
     // into turns always moves on.
     let started = std::time::Instant::now();
     if job.phase.is_some() {
-        return super::import::run_all_or_nothing(store, clock, job, started, budget).await;
+        return super::import::run_all_or_nothing(store, clock, &pool, job, started, budget).await;
     }
     if job.kind == JobKind::Import {
-        return super::import::run_import(store, clock, job, started, budget).await;
+        return super::import::run_import(store, clock, &pool, job, started, budget).await;
     }
     let mut colliding_rounds = 0;
     while job.done < job.total {
@@ -165,14 +169,7 @@ pub async fn run<S: KeyJobs + ?Sized>(
             })
             .collect();
         let written = store
-            .insert_job_keys(
-                &job.org,
-                &job.pool_id,
-                &job.job_id,
-                job.total,
-                &batch,
-                clock.now(),
-            )
+            .insert_job_keys(&pool, &job.job_id, job.total, &batch, clock.now())
             .await;
         match written {
             Ok(outcome) => {
@@ -254,7 +251,7 @@ pub async fn generate_keys<S: Pools + Keys + ?Sized>(
                 source: KeySource::Generated,
             })
             .collect();
-        let outcome = store.insert_keys(org, &pool.pool_id, &batch, now).await?;
+        let outcome = store.insert_keys(&pool, &batch, now).await?;
         created.extend(outcome.inserted);
         wanted = outcome.taken.len();
         if wanted == 0 {
@@ -267,7 +264,7 @@ pub async fn generate_keys<S: Pools + Keys + ?Sized>(
 
 /// Runs a generation or import job from a queue; one that runs out of `budget` is queued
 /// again to go on. An export job is not the key-generation function's to run.
-pub async fn run_job<S: KeyJobs + ?Sized>(
+pub async fn run_job<S: Pools + KeyJobs + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
     clock: &dyn Clock,
@@ -287,7 +284,7 @@ pub async fn run_job<S: KeyJobs + ?Sized>(
 
 /// What the key-generation function does with an event that is not an HTTP request: a batch
 /// of job messages from its queue, answered with the messages to retry.
-pub async fn on_event<S: KeyJobs + ?Sized>(
+pub async fn on_event<S: Pools + KeyJobs + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
     clock: &dyn Clock,

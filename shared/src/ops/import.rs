@@ -20,7 +20,7 @@ use super::generate::{fail, queue};
 use super::limits::CollisionBudget;
 use super::pools;
 use crate::domain::{
-    Job, JobId, JobKind, JobStatus, KeyJob, KeySource, MaxOpenJobs, NewKey, PastePhase, PoolId,
+    Job, JobId, JobKind, JobStatus, KeyJob, KeySource, MaxOpenJobs, NewKey, PastePhase, Pool,
 };
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
@@ -112,6 +112,7 @@ pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
 pub(super) async fn run_import<S: KeyJobs + ?Sized>(
     store: &S,
     clock: &dyn Clock,
+    pool: &Pool,
     mut job: KeyJob,
     started: std::time::Instant,
     budget: Option<std::time::Duration>,
@@ -131,14 +132,7 @@ pub(super) async fn run_import<S: KeyJobs + ?Sized>(
             })
             .collect();
         let written = store
-            .insert_job_keys(
-                &job.org,
-                &job.pool_id,
-                &job.job_id,
-                job.total,
-                &batch,
-                clock.now(),
-            )
+            .insert_job_keys(pool, &job.job_id, job.total, &batch, clock.now())
             .await;
         let taken = match written {
             Ok(outcome) => outcome.taken,
@@ -191,11 +185,11 @@ const RECOVERY_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 pub(super) async fn paste_all_or_nothing<S: KeyJobs + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
-    org: &OrgId,
-    pool_id: &PoolId,
+    pool: &Pool,
     keys: &[KeyCode],
     now: Timestamp,
 ) -> Result<std::result::Result<(), Vec<KeyCode>>> {
+    let (org, pool_id) = (&pool.org, &pool.pool_id);
     let job_id = JobId::new();
     let mut inputs = 0u32;
     for chunk in keys.chunks(INPUT_CHUNK) {
@@ -257,9 +251,7 @@ pub(super) async fn paste_all_or_nothing<S: KeyJobs + ?Sized>(
                 .into(),
         });
     }
-    store
-        .commit_pending_keys(org, pool_id, &job_id, keys, now)
-        .await?;
+    store.commit_pending_keys(pool, &job_id, keys, now).await?;
     job.phase = Some(PastePhase::Committing);
     job.status = JobStatus::Done;
     job.done = job.total;
@@ -315,6 +307,7 @@ async fn roll_back<S: KeyJobs + ?Sized>(
 pub(super) async fn run_all_or_nothing<S: KeyJobs + ?Sized>(
     store: &S,
     clock: &dyn Clock,
+    pool: &Pool,
     mut job: KeyJob,
     started: std::time::Instant,
     budget: Option<std::time::Duration>,
@@ -405,13 +398,7 @@ pub(super) async fn run_all_or_nothing<S: KeyJobs + ?Sized>(
                         .get_job_input(&job.org, &job.job_id, job.position)
                         .await?;
                     match store
-                        .commit_pending_keys(
-                            &job.org,
-                            &job.pool_id,
-                            &job.job_id,
-                            &keys,
-                            clock.now(),
-                        )
+                        .commit_pending_keys(pool, &job.job_id, &keys, clock.now())
                         .await
                     {
                         Ok(_) => {}

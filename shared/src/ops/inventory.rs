@@ -16,7 +16,7 @@ pub async fn remove_key<S: Pools + Keys + ?Sized>(
 ) -> Result<()> {
     let pool = pools::get_pool(store, org, pool_id).await?;
     let key = KeyCode::parse(key).map_err(|_| Error::NotFound("key"))?;
-    match store.remove_key(org, &pool.pool_id, &key).await? {
+    match store.remove_key(&pool, &key).await? {
         Ok(()) => Ok(()),
         Err(RemoveConflict::NotFound) => Err(Error::NotFound("key")),
         Err(RemoveConflict::Redeemed) => Err(Error::KeyRedeemed),

@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::domain::{Course, CourseId, Page, Pool, PoolId};
+use crate::domain::{
+    Course, CourseId, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Page, Pool, PoolId,
+};
 use crate::error::{Error, Result, Validator};
 use crate::identity::OrgId;
 use crate::store::{Courses, Pools};
@@ -43,6 +45,11 @@ pub struct PoolInput {
     pub expires_at: String,
     #[schema(minimum = 1, maximum = 180)]
     pub content_availability_days: i64,
+    /// How many items carry the pool's counts, so that thousands of redemptions a second do
+    /// not queue on one item (see docs/scale.md); 100 when not given. Fixed at creation.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    pub counter_shards: Option<i64>,
 }
 
 /// Changes to a pool; absent fields stay as they are.
@@ -123,6 +130,14 @@ fn is_invisible(c: char) -> bool {
                 | '\u{FEFF}'
                 | '\u{FFA0}'
         )
+}
+
+fn parse_shards(shards: Option<i64>) -> Result<u16, String> {
+    match shards {
+        None => Ok(DEFAULT_SHARDS),
+        Some(n) if (1..=i64::from(MAX_SHARDS)).contains(&n) => Ok(n as u16),
+        Some(_) => Err(format!("counter_shards is 1 to {MAX_SHARDS}")),
+    }
 }
 
 fn parse_days(days: i64) -> Result<u16, String> {
@@ -211,14 +226,15 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
         "content_availability_days",
         parse_days(input.content_availability_days),
     );
+    let shards = v.check("counter_shards", parse_shards(input.counter_shards));
     if let (Some(s), Some(e)) = (starts_at, expires_at)
         && e <= s
     {
         v.fail("expires_at", "expires_at must be after starts_at");
     }
     v.finish()?;
-    let (Some(name), Some(course_id), Some(starts_at), Some(expires_at), Some(days)) =
-        (name, course_id, starts_at, expires_at, days)
+    let (Some(name), Some(course_id), Some(starts_at), Some(expires_at), Some(days), Some(shards)) =
+        (name, course_id, starts_at, expires_at, days, shards)
     else {
         return Err(anyhow::anyhow!("validator passed with a missing field").into());
     };
@@ -236,8 +252,9 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
         deactivated: false,
         total_keys: 0,
         redeemed_count: 0,
-        version: 1,
+        version: FIRST_VERSION,
         change_seq: 0,
+        shards,
         scheduled_mark: None,
         created_at: now,
         updated_at: now,
@@ -355,6 +372,7 @@ mod tests {
             redeemed_count: 0,
             version: 1,
             change_seq: 0,
+            shards: 4,
             scheduled_mark: None,
             created_at: now,
             updated_at: now,

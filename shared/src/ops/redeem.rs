@@ -1,9 +1,15 @@
 //! Redemption: a learner's key becomes a course assignment, exactly once.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-use crate::domain::{Assignment, AssignmentId, CounterId, KeyRecord, KeyStatus, Limit};
+use crate::domain::{
+    Assignment, AssignmentId, CounterId, KeyRecord, KeyStatus, Limit, Pool, PoolId,
+};
 use crate::error::{Error, Result};
+use crate::identity::OrgId;
 use crate::identity::UserId;
 use crate::keys::{self, KeyLookup};
 use crate::ops::limits::Guard;
@@ -42,6 +48,60 @@ fn limits_of(who: &Redeemer<'_>, settings: &Settings) -> Vec<(CounterId, Limit)>
     limits
 }
 
+/// Pools' settings as redemptions last read them, so that the happy path reads only the key
+/// and the learner's counters before it writes. Safe to be behind: the redemption transaction
+/// counts the key on the pool only while the pool is still at the version read, and a pool
+/// that looks closed is read again before the learner is told so.
+#[derive(Debug)]
+pub struct PoolCache {
+    entries: Mutex<HashMap<PoolId, (Pool, Instant)>>,
+}
+
+impl PoolCache {
+    /// How long a pool's settings are used before they are read again, whatever happens.
+    const TTL: Duration = Duration::from_secs(60);
+    /// Pools kept; when full, the stale ones go, then all.
+    const CAPACITY: usize = 10_000;
+
+    pub fn new() -> Self {
+        Self {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, org: &OrgId, id: &PoolId) -> Option<Pool> {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        entries
+            .get(id)
+            .filter(|(pool, at)| pool.org == *org && at.elapsed() < Self::TTL)
+            .map(|(pool, _)| pool.clone())
+    }
+
+    fn put(&self, pool: &Pool) {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= Self::CAPACITY {
+            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if entries.len() >= Self::CAPACITY {
+                entries.clear();
+            }
+        }
+        entries.insert(pool.pool_id, (pool.clone(), Instant::now()));
+    }
+
+    fn forget(&self, id: &PoolId) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+impl Default for PoolCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// Redeems a typed key for a learner, exactly once whatever the concurrency.
 ///
 /// Every answer that tells something about the typed key other than success (not a valid key,
@@ -49,26 +109,41 @@ fn limits_of(who: &Redeemer<'_>, settings: &Settings) -> Vec<(CounterId, Limit)>
 /// a pool the learner holds) counts as a failure, per learner and per client address, and is
 /// only given once the count is written under its limit; a success commits only while the
 /// limits still hold. So however many guesses race, no more are answered than the limits allow.
+///
+/// The happy path is one round of reads (the key and the counters) and one transaction, with
+/// the pool's settings from `pools`; the learner's one assignment per pool is a condition of
+/// the transaction, read only when it fails.
 #[tracing::instrument(skip_all, fields(learner = %who.learner))]
 pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     store: &S,
     settings: &Settings,
+    pools: &PoolCache,
     who: &Redeemer<'_>,
     typed: &str,
     now: Timestamp,
 ) -> Result<Redeemed> {
     let learner = who.learner;
     let limits = limits_of(who, settings);
-    // The key and the counters are read together: on DynamoDB one round.
     let ids = Guard::ids(&limits);
-    let (states, found) = tokio::try_join!(store.counters(&ids), find_key(store, typed))?;
+    let candidates = match keys::lookup_candidates(typed) {
+        KeyLookup::Candidates(candidates) => candidates,
+        KeyLookup::Invalid => Vec::new(),
+    };
+    // The key and the counters are read together: one round.
+    let (found, states) = store.keys_and_counters(&candidates, &ids).await?;
     let mut guard = Guard::new(limits, states, now);
     // Over a limit: refused before anything read of the key is used.
     let mut checks = guard.conditions(1)?;
-    let Some(mut record) = found else {
+    // As typed first; a pending key (of a paste not committed yet) is no key to a learner.
+    let Some(mut record) = found
+        .into_iter()
+        .flatten()
+        .find(|r| r.status != KeyStatus::Pending)
+    else {
         return Err(guard.fail(store, Error::InvalidKey).await);
     };
 
+    let mut trust_cache = true;
     for _ in 0..MAX_ROUNDS {
         if record.barred.contains(learner) {
             let cancelled = Error::Conflict {
@@ -91,27 +166,30 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
                 Err(e) => return Err(e),
             }
         }
-        let (pool, held) = tokio::try_join!(
-            store.get_pool(&record.org, &record.pool_id),
-            store.pool_assignment_of(&record.pool_id, learner)
-        )?;
-        let Some(pool) = pool else {
-            return Err(guard.fail(store, Error::InvalidKey).await);
+        let cached = trust_cache
+            .then(|| pools.get(&record.org, &record.pool_id))
+            .flatten();
+        let from_cache = cached.is_some();
+        let pool = match cached {
+            Some(pool) => pool,
+            None => match store
+                .get_pool_settings(&record.org, &record.pool_id)
+                .await?
+            {
+                Some(pool) => {
+                    pools.put(&pool);
+                    pool
+                }
+                None => return Err(guard.fail(store, Error::InvalidKey).await),
+            },
         };
         if let Err(e) = pool.check_active(now) {
-            return Err(guard.fail(store, e).await);
-        }
-        if let Some(id) = held {
-            let existing = load(store, learner, &id).await?;
-            // A guard read just before a cancellation removed it: the next round reads anew.
-            if existing.cancelled_at.is_none() {
-                // Another key of a pool the learner holds tells that this key is valid.
-                if existing.key != record.key {
-                    guard.count(store, 1).await?;
-                }
-                return Ok(Redeemed::Existing(existing));
+            // The learner is told the pool is closed only from a fresh read.
+            if from_cache {
+                trust_cache = false;
+                continue;
             }
-            continue;
+            return Err(guard.fail(store, e).await);
         }
         let assignment = Assignment {
             assignment_id: AssignmentId::new(),
@@ -126,10 +204,7 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
             last_launched_at: None,
             cancelled_at: None,
         };
-        match store
-            .redeem(&assignment, pool.version, now, &checks)
-            .await?
-        {
+        match store.redeem(&assignment, &pool, now, &checks).await? {
             Ok(()) => {
                 tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
                 return Ok(Redeemed::Created(assignment));
@@ -137,11 +212,27 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
             Err(RedeemConflict::KeyNotAvailable) => {
                 record = store.get_key(&record.key).await?.ok_or(Error::InvalidKey)?;
             }
-            // The pool changed under us (deactivated, dates or availability edited): the next
-            // round reads it again.
-            Err(RedeemConflict::PoolNotActive) => {}
-            // A concurrent redemption of another key of this pool won: the next round finds it.
-            Err(RedeemConflict::LearnerHoldsAssignment) => {}
+            // The pool was edited since it was read (deactivated, dates or availability
+            // changed): the next round reads it again.
+            Err(RedeemConflict::PoolNotActive) => {
+                pools.forget(&pool.pool_id);
+                trust_cache = false;
+            }
+            // The learner holds an assignment of this pool already (the guard says which).
+            Err(RedeemConflict::LearnerHoldsAssignment) => {
+                if let Some(id) = store.pool_assignment_of(&pool.pool_id, learner).await? {
+                    let existing = load(store, learner, &id).await?;
+                    // A guard read just before a cancellation removed it: the next round
+                    // tries again.
+                    if existing.cancelled_at.is_none() {
+                        // Another key of a pool the learner holds tells that this key is valid.
+                        if existing.key != record.key {
+                            guard.count(store, 1).await?;
+                        }
+                        return Ok(Redeemed::Existing(existing));
+                    }
+                }
+            }
             // Concurrent failures counted meanwhile: refused if they reached a limit.
             Err(RedeemConflict::LimitChanged) => {
                 guard.reread(store).await?;
@@ -153,22 +244,6 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
         code: "redemption_contended",
         message: "the key is being changed by other requests; try again".into(),
     })
-}
-
-/// The key a learner typed, trying the as-typed form first; `None` when there is no such key.
-async fn find_key<S: Keys + ?Sized>(store: &S, typed: &str) -> Result<Option<KeyRecord>> {
-    let KeyLookup::Candidates(candidates) = keys::lookup_candidates(typed) else {
-        return Ok(None);
-    };
-    for candidate in &candidates {
-        // A pending key (of a paste not committed yet) is no key to a learner.
-        if let Some(record) = store.get_key(candidate).await?
-            && record.status != KeyStatus::Pending
-        {
-            return Ok(Some(record));
-        }
-    }
-    Ok(None)
 }
 
 /// A redeemed key: the same learner gets their assignment back, anyone else a conflict.

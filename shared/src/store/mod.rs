@@ -73,6 +73,11 @@ pub trait Pools: Send + Sync {
     async fn put_pool(&self, pool: &Pool) -> Result<()>;
     /// Reads a pool of the organization, with its counts (strongly consistent).
     async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>>;
+    /// Reads a pool's settings only, for writers that need no counts (strongly consistent;
+    /// its counts are not summed from the shards and may be anything).
+    async fn get_pool_settings(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
+        self.get_pool(org, id).await
+    }
     /// A page of the organization's pools whose lower-cased name contains `search`.
     async fn list_pools(
         &self,
@@ -94,8 +99,7 @@ pub trait Keys: Send + Sync {
     /// in the same atomic writes. Fails with not-found when the pool is gone.
     async fn insert_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome>;
@@ -103,19 +107,9 @@ pub trait Keys: Send + Sync {
     /// (`None` when that cannot be read).
     async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<(KeyCode, Option<OrgId>)>>;
     /// Removes available keys of a pool and uncounts them, atomically per key batch.
-    async fn remove_key(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        key: &KeyCode,
-    ) -> Result<Result<(), RemoveConflict>>;
+    async fn remove_key(&self, pool: &Pool, key: &KeyCode) -> Result<Result<(), RemoveConflict>>;
     /// Removes keys this pool just got (to undo a failed all-or-nothing paste).
-    async fn remove_available_keys(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        keys: &[KeyCode],
-    ) -> Result<()>;
+    async fn remove_available_keys(&self, pool: &Pool, keys: &[KeyCode]) -> Result<()>;
     /// Reads one key wherever it is (strongly consistent).
     async fn get_key(&self, key: &KeyCode) -> Result<Option<KeyRecord>>;
     /// A page of a pool's keys that pass the filter.
@@ -148,13 +142,13 @@ pub trait Assignments: Send + Sync {
         learner: &UserId,
     ) -> Result<Option<AssignmentId>>;
     /// The redemption, as one transaction across both tables: the key becomes redeemed, the
-    /// pool counts it (only while active and still at `pool_version`, whose settings shaped the
-    /// assignment), the assignment and the learner's pool guard appear; and every counter in
+    /// pool counts it (only while still at `pool.version`, whose settings the caller checked
+    /// and shaped the assignment with), the assignment and the learner's pool guard appear; and every counter in
     /// `limits` still meets its condition (the learner is not throttled by then).
     async fn redeem(
         &self,
         assignment: &Assignment,
-        pool_version: u64,
+        pool: &Pool,
         now: Timestamp,
         limits: &[(CounterId, Condition)],
     ) -> Result<Result<(), RedeemConflict>>;
@@ -185,7 +179,12 @@ pub trait Assignments: Send + Sync {
     /// cancelled (only if never launched, not cancelled and redeemed less than 24 hours before
     /// `now`), its key becomes available, the pool uncounts it and the learner's pool guard
     /// goes. False when the assignment no longer qualifies.
-    async fn cancel_assignment(&self, assignment: &Assignment, now: Timestamp) -> Result<bool>;
+    async fn cancel_assignment(
+        &self,
+        assignment: &Assignment,
+        pool: &Pool,
+        now: Timestamp,
+    ) -> Result<bool>;
 }
 
 /// Large generations and imports, written in chunks that survive a restart.
@@ -197,8 +196,7 @@ pub trait KeyJobs: Send + Sync {
     /// conflict when the job already has `total` keys (another runner finished it).
     async fn insert_job_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         job_id: &JobId,
         total: u64,
         keys: &[NewKey],
@@ -244,8 +242,7 @@ pub trait KeyJobs: Send + Sync {
     /// (a resumed commit) are passed over. Returns how many this call committed.
     async fn commit_pending_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         job_id: &JobId,
         keys: &[KeyCode],
         now: Timestamp,
@@ -361,6 +358,13 @@ pub trait Counters: Send + Sync {
     /// The counters as stored, in the order asked, in one round; `None` for one never
     /// counted or expired.
     async fn counters(&self, ids: &[CounterId]) -> Result<Vec<Option<Counter>>>;
+    /// The keys `candidates` (each `None` when there is no such key) and the counters (as
+    /// `counters`), read together in one round: what a redemption needs before it writes.
+    async fn keys_and_counters(
+        &self,
+        candidates: &[KeyCode],
+        ids: &[CounterId],
+    ) -> Result<(Vec<Option<KeyRecord>>, Vec<Option<Counter>>)>;
     /// Takes a step if its condition still holds; `false` when the counter changed since it
     /// was read (read it again and recompute). The counter may vanish after `expires_at`.
     async fn step_counter(

@@ -26,7 +26,7 @@ impl Assignments for DynamoStore {
     async fn redeem(
         &self,
         assignment: &Assignment,
-        pool_version: u64,
+        pool: &Pool,
         now: Timestamp,
         limits: &[(CounterId, Condition)],
     ) -> Result<Result<(), RedeemConflict>> {
@@ -56,20 +56,9 @@ impl Assignments for DynamoStore {
             )
             .build()
             .context("building the key update")?;
-        let pool_update = Update::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
-            .update_expression("ADD redeemed_count :one, change_seq :one")
-            .condition_expression(
-                "attribute_exists(PK) AND deactivated = :false AND starts_at <= :now \
-                 AND expires_at > :now AND version = :version",
-            )
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":version", n(pool_version))
-            .expression_attribute_values(":false", AttributeValue::Bool(false))
-            .expression_attribute_values(":now", ts(&now))
-            .build()
-            .context("building the pool update")?;
+        // Counted only while the pool is at the version whose settings (window, deactivation,
+        // availability) the caller checked and shaped the assignment with.
+        let pool_count = self.count(pool, 0, 1, Some(pool.version))?;
         let assignment_put = Put::builder()
             .table_name(&self.tables.assignments)
             .set_item(Some(to_item(
@@ -108,7 +97,7 @@ impl Assignments for DynamoStore {
             .context("building the assignment pointer put")?;
         let mut items = vec![
             TransactWriteItem::builder().update(key_update).build(),
-            TransactWriteItem::builder().update(pool_update).build(),
+            pool_count,
             TransactWriteItem::builder().put(assignment_put).build(),
             TransactWriteItem::builder().put(guard_put).build(),
             TransactWriteItem::builder().put(pointer_put).build(),
@@ -244,7 +233,7 @@ impl Assignments for DynamoStore {
             .and_then(|l| UserId::parse(&l).ok()))
     }
 
-    async fn cancel_assignment(&self, a: &Assignment, now: Timestamp) -> Result<bool> {
+    async fn cancel_assignment(&self, a: &Assignment, pool: &Pool, now: Timestamp) -> Result<bool> {
         let cutoff = now - chrono::Duration::hours(crate::domain::CANCEL_WINDOW_HOURS);
         let assignment_update = Update::builder()
             .table_name(&self.tables.assignments)
@@ -283,15 +272,7 @@ impl Assignments for DynamoStore {
             .expression_attribute_values(":learner", AttributeValue::L(vec![s(a.learner.as_str())]))
             .build()
             .context("building the key release")?;
-        let pool_update = Update::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(self.pool_key(&a.org, &a.pool_id)))
-            .update_expression("ADD redeemed_count :minus_one, change_seq :one")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":minus_one", n(-1))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .context("building the pool uncount")?;
+        let pool_uncount = self.count(pool, 0, -1, None)?;
         let guard_delete = Delete::builder()
             .table_name(&self.tables.main)
             .set_key(Some(key_of(
@@ -318,7 +299,7 @@ impl Assignments for DynamoStore {
                 .update(assignment_update)
                 .build(),
             TransactWriteItem::builder().update(key_update).build(),
-            TransactWriteItem::builder().update(pool_update).build(),
+            pool_uncount,
             TransactWriteItem::builder().delete(guard_delete).build(),
             TransactWriteItem::builder().update(pointer_update).build(),
         ];

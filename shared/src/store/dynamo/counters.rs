@@ -68,23 +68,36 @@ impl Counters for DynamoStore {
     async fn counters(&self, ids: &[CounterId]) -> Result<Vec<Option<Counter>>> {
         let keys = ids.iter().map(counter_key).collect();
         let items = self.batch_get(keys, None, "reading counters").await?;
-        let mut by_pk: HashMap<String, Counter> = HashMap::new();
-        for item in items {
-            let Some(pk) = attr_string(&item, PK) else {
-                continue;
-            };
-            match serde_dynamo::from_item::<_, Counter>(item) {
-                Ok(counter) => {
-                    by_pk.insert(pk, counter);
-                }
-                // A damaged counter counts as none; the next step replaces it.
-                Err(e) => tracing::error!(pk, error = %e, "skipped an unreadable counter"),
+        Ok(counters_in(items, ids))
+    }
+
+    async fn keys_and_counters(
+        &self,
+        candidates: &[KeyCode],
+        ids: &[CounterId],
+    ) -> Result<(Vec<Option<KeyRecord>>, Vec<Option<Counter>>)> {
+        let keys = candidates
+            .iter()
+            .map(|k| key_of(schema::key_pk(k), schema::KEY_SK))
+            .chain(ids.iter().map(counter_key))
+            .collect();
+        let items = self
+            .batch_get(keys, None, "reading a key and its counters")
+            .await?;
+        let (key_items, counter_items): (Vec<Item>, Vec<Item>) = items.into_iter().partition(|i| {
+            attr_string(i, PK).is_some_and(|pk| pk.starts_with(schema::KEY_PK_PREFIX))
+        });
+        let mut records: HashMap<String, KeyRecord> = HashMap::new();
+        for item in key_items {
+            if let Some(pk) = attr_string(&item, PK) {
+                records.insert(pk, from_item(item, "key")?);
             }
         }
-        Ok(ids
+        let found = candidates
             .iter()
-            .map(|id| by_pk.get(&schema::counter_pk(id)).copied())
-            .collect())
+            .map(|k| records.remove(&schema::key_pk(k)))
+            .collect();
+        Ok((found, counters_in(counter_items, ids)))
     }
 
     async fn step_counter(
@@ -140,4 +153,24 @@ impl Counters for DynamoStore {
             Err(e) => Err(sdk("counting")(e)),
         }
     }
+}
+
+/// The counters among `items`, in the order of `ids`; `None` for one absent or unreadable.
+fn counters_in(items: Vec<Item>, ids: &[CounterId]) -> Vec<Option<Counter>> {
+    let mut by_pk: HashMap<String, Counter> = HashMap::new();
+    for item in items {
+        let Some(pk) = attr_string(&item, PK) else {
+            continue;
+        };
+        match serde_dynamo::from_item::<_, Counter>(item) {
+            Ok(counter) => {
+                by_pk.insert(pk, counter);
+            }
+            // A damaged counter counts as none; the next step replaces it.
+            Err(e) => tracing::error!(pk, error = %e, "skipped an unreadable counter"),
+        }
+    }
+    ids.iter()
+        .map(|id| by_pk.get(&schema::counter_pk(id)).copied())
+        .collect()
 }

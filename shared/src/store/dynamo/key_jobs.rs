@@ -104,15 +104,14 @@ fn retain_unrefused(
 impl KeyJobs for DynamoStore {
     async fn insert_job_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         job_id: &JobId,
         total: u64,
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome> {
         let mut outcome = InsertOutcome::default();
-        self.insert_chunks(org, pool_id, keys, now, &mut outcome, Some((job_id, total)))
+        self.insert_chunks(pool, keys, now, &mut outcome, Some((job_id, total)))
             .await?;
         Ok(outcome)
     }
@@ -267,12 +266,12 @@ impl KeyJobs for DynamoStore {
 
     async fn commit_pending_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         job_id: &JobId,
         keys: &[KeyCode],
         now: Timestamp,
     ) -> Result<u64> {
+        let (org, pool_id) = (&pool.org, &pool.pool_id);
         let mut committed = 0;
         // Each transaction: the keys, the pool's count and the job's `done`.
         for chunk in keys.chunks(KEYS_PER_TRANSACTION - 1) {
@@ -299,7 +298,7 @@ impl KeyJobs for DynamoStore {
                     items.push(TransactWriteItem::builder().update(update).build());
                 }
                 let count = pending.len();
-                items.push(self.count_keys(org, pool_id, count as i64)?);
+                items.push(self.count(pool, count as i64, 0, None)?);
                 let progress = Update::builder()
                     .table_name(&self.tables.main)
                     .set_key(Some(key_of(

@@ -47,8 +47,7 @@ impl DynamoStore {
     /// each committed chunk inserted and which keys were taken already.
     pub(super) async fn insert_chunks(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
         outcome: &mut InsertOutcome,
@@ -63,8 +62,8 @@ impl DynamoStore {
                 let put = Put::builder()
                     .table_name(&self.tables.main)
                     .set_item(Some(self.key_item(
-                        org,
-                        pool_id,
+                        &pool.org,
+                        &pool.pool_id,
                         key,
                         now,
                         job.map(|(id, _)| id),
@@ -86,13 +85,13 @@ impl DynamoStore {
                     Some(items) => items,
                     None => puts(&pending)?,
                 };
-                items.push(self.count_keys(org, pool_id, pending.len() as i64)?);
+                items.push(self.count(pool, pending.len() as i64, 0, None)?);
                 if let Some((job_id, total)) = job {
                     let count = pending.len() as u64;
                     let update = Update::builder()
                         .table_name(&self.tables.main)
                         .set_key(Some(key_of(
-                            schema::org_pk(org),
+                            schema::org_pk(&pool.org),
                             schema::key_job_sk(job_id),
                         )))
                         .update_expression("SET updated_at = :now ADD done :n")
@@ -171,21 +170,18 @@ impl DynamoStore {
 impl Keys for DynamoStore {
     async fn insert_keys(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
+        pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
     ) -> Result<InsertOutcome> {
         let mut outcome = InsertOutcome::default();
         let result = self
-            .insert_chunks(org, pool_id, keys, now, &mut outcome, None)
+            .insert_chunks(pool, keys, now, &mut outcome, None)
             .await;
         if let Err(error) = result {
             // A failed request adds nothing: take back the chunks that did commit.
             if !outcome.inserted.is_empty()
-                && let Err(undo) = self
-                    .remove_available_keys(org, pool_id, &outcome.inserted)
-                    .await
+                && let Err(undo) = self.remove_available_keys(pool, &outcome.inserted).await
             {
                 tracing::error!(
                     keys = outcome.inserted.len(),
@@ -217,26 +213,23 @@ impl Keys for DynamoStore {
             .collect())
     }
 
-    async fn remove_key(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        key: &KeyCode,
-    ) -> Result<Result<(), RemoveConflict>> {
+    async fn remove_key(&self, pool: &Pool, key: &KeyCode) -> Result<Result<(), RemoveConflict>> {
+        let (org, pool_id) = (&pool.org, &pool.pool_id);
         let delete = Delete::builder()
             .table_name(&self.tables.main)
             .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
             .condition_expression(
-                "attribute_exists(PK) AND pool_id = :pool AND #status = :available",
+                "attribute_exists(PK) AND pool_id = :pool AND org = :org AND #status = :available",
             )
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pool", pool_id_value(pool_id)?)
+            .expression_attribute_values(":org", s(org.as_str()))
             .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
             .build()
             .context("building a key delete")?;
         let items = vec![
             TransactWriteItem::builder().delete(delete).build(),
-            self.count_keys(org, pool_id, -1)?,
+            self.count(pool, -1, 0, None)?,
         ];
         match self.transact(items, "removing a key").await? {
             None => Ok(Ok(())),
@@ -258,15 +251,10 @@ impl Keys for DynamoStore {
         }
     }
 
-    async fn remove_available_keys(
-        &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        keys: &[KeyCode],
-    ) -> Result<()> {
+    async fn remove_available_keys(&self, pool: &Pool, keys: &[KeyCode]) -> Result<()> {
         for key in keys {
             // One by one: rare (an undo after a lost race), and each stays exact.
-            if let Err(conflict) = self.remove_key(org, pool_id, key).await? {
+            if let Err(conflict) = self.remove_key(pool, key).await? {
                 tracing::warn!(?conflict, "a key to undo was already changed");
             }
         }

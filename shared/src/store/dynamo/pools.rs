@@ -7,23 +7,153 @@ impl DynamoStore {
         key_of(schema::org_pk(org), schema::pool_sk(pool_id))
     }
 
-    /// The pool-count update that rides along with a batch of key writes.
-    pub(super) fn count_keys(
+    /// The count update that rides along with a write of the pool's keys: `total` keys added
+    /// (or removed) and `redeemed` redeemed (or given back), on one shard chosen at random, or
+    /// on the pool's own item for a pool made before shards. `version`, when given, is the
+    /// pool version whose settings the write relied on: refused if the pool is edited since.
+    pub(super) fn count(
         &self,
-        org: &OrgId,
-        pool_id: &PoolId,
-        delta: i64,
+        pool: &Pool,
+        total: i64,
+        redeemed: i64,
+        version: Option<u64>,
     ) -> Result<TransactWriteItem> {
-        let update = Update::builder()
+        let mut update = Update::builder()
             .table_name(&self.tables.main)
-            .set_key(Some(self.pool_key(org, pool_id)))
-            .update_expression("ADD total_keys :d, change_seq :one")
-            .condition_expression("attribute_exists(PK)")
-            .expression_attribute_values(":d", n(delta))
-            .expression_attribute_values(":one", n(1))
-            .build()
-            .context("building the pool count update")?;
+            .expression_attribute_values(":one", n(1));
+        let mut set = vec!["change_seq :one"];
+        if total != 0 {
+            set.push("total_keys :total");
+            update = update.expression_attribute_values(":total", n(total));
+        }
+        if redeemed != 0 {
+            set.push("redeemed_count :redeemed");
+            update = update.expression_attribute_values(":redeemed", n(redeemed));
+        }
+        let adds = format!("ADD {}", set.join(", "));
+        update = match pool.shard_for_write() {
+            // A shard is made by its first write; an edit of the pool bumps every shard's
+            // `version` after the pool's, so a shard at most at the version read still
+            // agrees with it (the edit has not finished), and a newer one refuses.
+            Some(shard) => {
+                let update = update
+                    .set_key(Some(key_of(
+                        schema::pool_shard_pk(&pool.pool_id, shard),
+                        schema::POOL_SHARD_SK,
+                    )))
+                    .update_expression(format!("SET #entity = :entity {adds}"))
+                    .expression_attribute_names("#entity", ENTITY)
+                    .expression_attribute_values(":entity", s("pool_shard"));
+                match version {
+                    Some(v) => update
+                        .condition_expression(
+                            "attribute_not_exists(version) OR version <= :version",
+                        )
+                        .expression_attribute_values(":version", n(v)),
+                    None => update,
+                }
+            }
+            None => {
+                let update = update
+                    .set_key(Some(self.pool_key(&pool.org, &pool.pool_id)))
+                    .update_expression(adds);
+                match version {
+                    Some(v) => update
+                        .condition_expression("attribute_exists(PK) AND version = :version")
+                        .expression_attribute_values(":version", n(v)),
+                    None => update.condition_expression("attribute_exists(PK)"),
+                }
+            }
+        };
+        let update = update.build().context("building the pool count update")?;
         Ok(TransactWriteItem::builder().update(update).build())
+    }
+
+    /// Adds each pool's shard counts to what its own item holds, and finishes any edit whose
+    /// shard bumps were cut short (a shard behind the pool's version).
+    async fn with_shard_counts(&self, pools: &mut [Pool]) -> Result<()> {
+        let mut owner = HashMap::new();
+        let mut keys = Vec::new();
+        for (i, pool) in pools.iter().enumerate() {
+            for shard in 0..pool.shards {
+                let pk = schema::pool_shard_pk(&pool.pool_id, shard);
+                owner.insert(pk.clone(), (i, shard));
+                keys.push(key_of(pk, schema::POOL_SHARD_SK));
+            }
+        }
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut sums = vec![(0i64, 0i64, 0i64); pools.len()];
+        let mut behind: Vec<Vec<u16>> = pools.iter().map(|p| (0..p.shards).collect()).collect();
+        let items = self
+            .batch_get(
+                keys,
+                Some("PK, total_keys, redeemed_count, change_seq, version"),
+                "reading pool count shards",
+            )
+            .await?;
+        for item in items {
+            let Some(&(i, shard)) = attr_string(&item, PK).and_then(|pk| owner.get(&pk)) else {
+                continue;
+            };
+            let number = |name: &str| match item.get(name) {
+                Some(AttributeValue::N(v)) => v.parse::<i64>().ok(),
+                _ => None,
+            };
+            let sum = &mut sums[i];
+            sum.0 += number("total_keys").unwrap_or(0);
+            sum.1 += number("redeemed_count").unwrap_or(0);
+            sum.2 += number("change_seq").unwrap_or(0);
+            if number("version").is_some_and(|v| v >= pools[i].version as i64) {
+                behind[i].retain(|s| *s != shard);
+            }
+        }
+        for ((pool, (total, redeemed, changes)), behind) in pools.iter_mut().zip(sums).zip(behind) {
+            let add = |own: u64, delta: i64| u64::try_from(own as i64 + delta).unwrap_or(0);
+            pool.total_keys = add(pool.total_keys, total);
+            pool.redeemed_count = add(pool.redeemed_count, redeemed);
+            pool.change_seq = add(pool.change_seq, changes);
+            // Only a pool edited at least once has shards to bring up to date.
+            if pool.version > crate::domain::FIRST_VERSION && !behind.is_empty() {
+                self.bump_shards(pool, &behind).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Brings shards up to the pool's version (never back), in parallel.
+    async fn bump_shards(&self, pool: &Pool, shards: &[u16]) -> Result<()> {
+        let bumps = shards.iter().map(|&shard| async move {
+            let result = self
+                .client
+                .update_item()
+                .table_name(&self.tables.main)
+                .set_key(Some(key_of(
+                    schema::pool_shard_pk(&pool.pool_id, shard),
+                    schema::POOL_SHARD_SK,
+                )))
+                .update_expression("SET version = :version, #entity = :entity")
+                .condition_expression("attribute_not_exists(version) OR version < :version")
+                .expression_attribute_names("#entity", ENTITY)
+                .expression_attribute_values(":version", n(pool.version))
+                .expression_attribute_values(":entity", s("pool_shard"))
+                .send()
+                .await;
+            match result {
+                Ok(_) => Ok(()),
+                // A later edit got there first.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+                {
+                    Ok(())
+                }
+                Err(e) => Err(sdk("bringing a pool count shard up to date")(e)),
+            }
+        });
+        futures_util::future::try_join_all(bumps).await?;
+        Ok(())
     }
 }
 
@@ -66,11 +196,24 @@ impl Pools for DynamoStore {
         }
     }
 
-    async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
+    async fn get_pool_settings(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
         self.get(&self.tables.main, self.pool_key(org, id), "reading a pool")
             .await?
             .map(|item| from_item(item, "pool"))
             .transpose()
+    }
+
+    async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
+        let Some(item) = self
+            .get(&self.tables.main, self.pool_key(org, id), "reading a pool")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut pool: Pool = from_item(item, "pool")?;
+        self.with_shard_counts(std::slice::from_mut(&mut pool))
+            .await?;
+        Ok(Some(pool))
     }
 
     async fn list_pools(
@@ -86,7 +229,9 @@ impl Pools for DynamoStore {
             entity: "pool",
             what: "listing pools",
         };
-        self.list_org(org, &kind, search, cursor, limit).await
+        let mut page: Page<Pool> = self.list_org(org, &kind, search, cursor, limit).await?;
+        self.with_shard_counts(&mut page.items).await?;
+        Ok(page)
     }
 
     async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool> {
@@ -114,15 +259,22 @@ impl Pools for DynamoStore {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(_) => {}
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
             {
-                Ok(false)
+                return Ok(false);
             }
-            Err(e) => Err(sdk("updating a pool")(e)),
+            Err(e) => return Err(sdk("updating a pool")(e)),
         }
+        // Every shard learns the new version before the edit is answered, so a redemption that
+        // relied on the old settings (a cached pool) is refused from then on. Shard by shard,
+        // not in one transaction, which busy shards would keep cancelling; an edit cut short
+        // is finished by the next read of the pool.
+        self.bump_shards(pool, &(0..pool.shards).collect::<Vec<_>>())
+            .await?;
+        Ok(true)
     }
 
     async fn list_all_pools(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Pool>> {
@@ -160,6 +312,7 @@ impl Pools for DynamoStore {
         let mut pools: Vec<Pool> =
             readable(self.batch_get(keys, None, "reading pools").await?, "pool");
         pools.sort_by_key(|p| p.pool_id);
+        self.with_shard_counts(&mut pools).await?;
         Ok(Page {
             items: pools,
             next_cursor,
