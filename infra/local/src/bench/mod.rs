@@ -38,6 +38,7 @@ mod large_pools;
 mod measure;
 mod memory;
 mod redemption;
+mod scale;
 
 use billing::billing_figures;
 use functions::lambda_figures;
@@ -73,8 +74,15 @@ pub struct Args {
     /// Cold starts per function.
     #[arg(long, default_value_t = 10)]
     starts: usize,
-    /// Measure only this figure (`memory`: peak memory per request), quickly.
-    #[arg(long, value_parser = ["memory"])]
+    /// How long a DynamoDB transaction holds its items in the sharding simulation, in ms.
+    #[arg(long, default_value_t = 10.0)]
+    scale_hold_ms: f64,
+    /// Seed of the sharding simulation.
+    #[arg(long, default_value_t = 1)]
+    scale_seed: u64,
+    /// Measure only this figure (`memory`: peak memory per request; `scale`: the sharding
+    /// simulation, in virtual time), quickly.
+    #[arg(long, value_parser = ["memory", "scale"])]
     only: Option<String>,
 }
 
@@ -88,6 +96,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     if args.only.as_deref() == Some("memory") {
         memory::memory_figures().await?;
+        return write_report(&args);
+    }
+    if args.only.as_deref() == Some("scale") {
+        scale::scale_figures(args.scale_hold_ms, args.scale_seed);
         return write_report(&args);
     }
 
@@ -130,6 +142,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     drop(engine);
     export_figures(&args).await?;
     memory::memory_figures().await?;
+    scale::scale_figures(args.scale_hold_ms, args.scale_seed);
     out!(
         "\nThe whole run took {:.0} s. Reproduce: `cargo build --release -p pool-admin -p key-generation -p redemption -p billing -p export -p keypool-local && target/release/keypool-local bench --out docs/performance.md`.",
         run_started.elapsed().as_secs_f64()
