@@ -112,5 +112,39 @@ class FairJobs(unittest.TestCase):
         self.assertEqual(env["KEYPOOL_MAX_OPEN_JOBS"], {"Ref": "MaxOpenJobs"})
 
 
+class Architecture(unittest.TestCase):
+    """One parameter picks every function's processor: `sam build` can only build for the
+    architectures whose Rust standard library it has, and the deploy must match the build."""
+
+    def setUp(self):
+        self.template = template()
+        self.functions = {
+            name: resource
+            for name, resource in self.template["Resources"].items()
+            if resource.get("Type") == "AWS::Serverless::Function"
+        }
+
+    def test_the_architecture_is_a_parameter_arm64_by_default(self):
+        parameter = self.template["Parameters"]["Architecture"]
+        self.assertEqual(parameter["Default"], "arm64")
+        self.assertEqual(set(parameter["AllowedValues"]), {"arm64", "x86_64"})
+
+    def test_every_function_runs_on_the_parameters_architecture(self):
+        default = self.template.get("Globals", {}).get("Function", {}).get("Architectures")
+        self.assertTrue(self.functions)
+        for name, resource in self.functions.items():
+            architectures = resource["Properties"].get("Architectures", default)
+            self.assertEqual(architectures, [{"Ref": "Architecture"}], name)
+
+    def test_every_function_is_one_binary_built_by_cargo_lambda(self):
+        functions = TEMPLATE.parent / "functions"
+        crates = {p.name for p in functions.iterdir() if (p / "Cargo.toml").exists()}
+        built = {}
+        for name, resource in self.functions.items():
+            self.assertEqual(resource["Metadata"]["BuildMethod"], "rust-cargolambda", name)
+            built[resource["Metadata"]["BuildProperties"]["Binary"]] = name
+        self.assertEqual(set(built), crates)
+
+
 if __name__ == "__main__":
     sys.exit(0 if unittest.main(exit=False).result.wasSuccessful() else 1)
