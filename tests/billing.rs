@@ -16,7 +16,7 @@ use keypool::keys::KeyCode;
 use keypool::ops::bill;
 use keypool::store::prelude::*;
 use keypool::time;
-use keypool_tests::World;
+use keypool_tests::{Faults, RACE_CONFLICTS, World, race_test};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -435,12 +435,28 @@ async fn check_exactly_once(
 
 #[test]
 fn every_redemption_and_cancellation_is_billed_exactly_once_under_replay() {
+    billed_exactly_once_under_replay(None);
+}
+
+/// The same with a fifth of all transactions (the ledger's among them) cancelled for
+/// conflicts and retried.
+#[test]
+fn every_redemption_and_cancellation_is_billed_exactly_once_under_replay_with_conflicts() {
+    billed_exactly_once_under_replay(Some(Faults::conflicts(RACE_CONFLICTS)));
+}
+
+fn billed_exactly_once_under_replay(faults: Option<Faults>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let w = runtime.block_on(World::new());
+    let w = runtime.block_on(async {
+        match faults {
+            Some(faults) => World::with_faults(faults).await,
+            None => World::new().await,
+        }
+    });
     // On moto every write is slow: a smaller sample there; the full one on the embedded engine.
     let cases = if w.is_moto() { 40 } else { 1000 };
     let org_counter = AtomicUsize::new(0);
@@ -464,6 +480,9 @@ fn every_redemption_and_cancellation_is_billed_exactly_once_under_replay() {
             check_exactly_once(&w, &org, &expected).await;
         });
     });
+    if faults.is_some() {
+        assert!(w.injector().conflicts() > 0, "no conflict was injected");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -905,9 +924,16 @@ async fn a_launched_or_old_assignment_cannot_be_cancelled() {
     assert_eq!(invoice.body["credits"], 0);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn race_cancellation_against_launch() {
-    let w = Arc::new(World::new().await);
+race_test!(
+    /// A cancellation racing a launch of the same assignment: exactly one wins, and the
+    /// invoice bills what happened.
+    race_cancellation_against_launch,
+    race_cancellation_against_launch_with_conflicts,
+    cancellation_against_launch,
+    threads = 4
+);
+
+async fn cancellation_against_launch(w: Arc<World>) {
     let rounds = if w.is_moto() { 4 } else { 20 };
     let (mut cancels, mut launches) = (0, 0);
     for round in 0..rounds {

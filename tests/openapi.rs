@@ -223,6 +223,7 @@ fn readme_sections(doc: &Value) -> (String, String) {
         "invalid_path",
         "payload_too_large",
         "unsupported_media_type",
+        "store_busy",
     ]
     .into();
     let schemas = &doc["components"]["schemas"];

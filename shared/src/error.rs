@@ -82,6 +82,10 @@ pub enum Error {
         max_open: u64,
         retry_after_secs: u64,
     },
+    /// The database kept refusing requests for want of capacity (DynamoDB's throttling) after
+    /// every retry; the client may try again after the given number of seconds.
+    #[error("the service is busy right now; try again in {retry_after_secs} seconds")]
+    StoreBusy { retry_after_secs: u64 },
     /// A route whose function is deployed but whose feature is not built yet.
     #[error("{0} is not available yet")]
     NotImplemented(&'static str),
@@ -89,6 +93,10 @@ pub enum Error {
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
+
+/// What a throttled client is told to wait: the SDK has backed off for seconds already, and
+/// DynamoDB's capacity recovers within about as long.
+pub const STORE_BUSY_RETRY_AFTER_SECS: u64 = 2;
 
 /// Result with KeyPool's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -99,6 +107,13 @@ impl Error {
         Self::Conflict {
             code: "write_conflict",
             message: "too many concurrent changes to the same items; try again".into(),
+        }
+    }
+
+    /// A 503 for requests the database throttled through every retry.
+    pub fn store_busy() -> Self {
+        Self::StoreBusy {
+            retry_after_secs: STORE_BUSY_RETRY_AFTER_SECS,
         }
     }
 

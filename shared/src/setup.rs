@@ -1,8 +1,10 @@
 //! Building a process's clients and state once, at start-up.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
 use crate::domain::MaxOpenJobs;
@@ -14,10 +16,30 @@ use crate::settings::Settings;
 use crate::store::DynamoStore;
 use crate::time::SystemClock;
 
+/// How DynamoDB clients retry throttling and transient failures: ten attempts with jittered
+/// exponential backoff from 25 ms up to 1 s, as AWS's own DynamoDB clients long did (the
+/// SDK's default of three attempts from 1 s gives up on a partition that is busy for a
+/// moment). A request throttled through all of them answers 503 `store_busy`.
+pub fn dynamo_retries() -> RetryConfig {
+    RetryConfig::standard()
+        .with_max_attempts(10)
+        .with_initial_backoff(Duration::from_millis(25))
+        .with_max_backoff(Duration::from_secs(1))
+}
+
+/// A DynamoDB client from a loaded configuration, with [`dynamo_retries`].
+pub fn dynamo_client(config: &aws_config::SdkConfig) -> Client {
+    let config = aws_sdk_dynamodb::config::Builder::from(config)
+        .retry_config(dynamo_retries())
+        .build();
+    Client::from_conf(config)
+}
+
 /// A DynamoDB client for a local engine: fixed region, placeholder credentials.
 pub fn local_client(endpoint: &str) -> Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(BehaviorVersion::latest())
+        .retry_config(dynamo_retries())
         .endpoint_url(endpoint)
         .region(Region::new("us-east-1"))
         .credentials_provider(Credentials::new(
@@ -34,7 +56,7 @@ pub fn local_client(endpoint: &str) -> Client {
 /// A DynamoDB client from the environment (region, credentials, `AWS_ENDPOINT_URL*`).
 pub async fn client_from_env() -> Client {
     let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-    Client::new(&config)
+    dynamo_client(&config)
 }
 
 /// What every Lambda function builds from its environment, failing fast with the missing
@@ -51,7 +73,7 @@ struct Lambda {
 impl Lambda {
     async fn from_env() -> anyhow::Result<Self> {
         let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        let store = DynamoStore::new(Client::new(&config), Tables::from_env()?);
+        let store = DynamoStore::new(dynamo_client(&config), Tables::from_env()?);
         Ok(Self {
             config,
             store: Arc::new(store),

@@ -4,6 +4,7 @@
 
 mod contract;
 mod courses_pools;
+mod faults;
 mod fixtures;
 mod job_cap;
 mod keys;

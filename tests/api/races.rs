@@ -1,20 +1,27 @@
-//! Races: many requests at once against the same keys and pools.
+//! Races: many requests at once against the same keys and pools; each race runs on a plain
+//! world and with injected conflicts (`race_test!`), so retries must keep every answer and
+//! count exact.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::http::{Method, StatusCode};
-use keypool_tests::{Reply, World, send};
+use keypool_tests::{Reply, World, race_test, send};
 use serde_json::json;
 
 use super::fixtures::*;
 
-/// 200 keys (20 on moto), 32 learners racing for each at once: one winner per key, every loser 409, and
-/// the counts and records agree afterwards.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn race_many_learners_for_each_key() {
+race_test!(
+    /// 200 keys (20 on moto), 32 learners racing for each at once: one winner per key, every
+    /// loser 409, and the counts and records agree afterwards.
+    race_many_learners_for_each_key,
+    race_many_learners_for_each_key_with_conflicts,
+    many_learners_for_each_key,
+    threads = 4
+);
+
+async fn many_learners_for_each_key(w: Arc<World>) {
     const LEARNERS: usize = 32;
-    let w = Arc::new(World::new().await);
     // moto answers one request at a time, in Python: the same race on fewer keys.
     let keys_to_race = if w.is_moto() { 20 } else { 200 };
     let (_, pool_id) = w.pool("acme", 30).await;
@@ -93,11 +100,17 @@ async fn race_many_learners_for_each_key() {
     }
 }
 
-/// One learner racing with every key of a pool at once still gets one assignment and burns
-/// one key; the other keys are answered with it until they count past the learner's limit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn race_one_learner_many_keys_of_one_pool() {
-    let w = Arc::new(World::new().await);
+race_test!(
+    /// One learner racing with every key of a pool at once still gets one assignment and
+    /// burns one key; the other keys are answered with it until they count past the learner's
+    /// limit.
+    race_one_learner_many_keys_of_one_pool,
+    race_one_learner_many_keys_of_one_pool_with_conflicts,
+    one_learner_many_keys_of_one_pool,
+    threads = 4
+);
+
+async fn one_learner_many_keys_of_one_pool(w: Arc<World>) {
     let (_, pool_id) = w.pool("acme", 30).await;
     let keys = w.generate("acme", &pool_id, 32).await;
     let token = w.learner("greedy");
@@ -140,10 +153,15 @@ async fn race_one_learner_many_keys_of_one_pool() {
     assert_eq!(pool_counts(&w, "acme", &pool_id).await, (32, 1, 31));
 }
 
-/// Removing a key while learners redeem it: exactly one side wins, and the counts agree.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn race_removal_against_redemption() {
-    let w = Arc::new(World::new().await);
+race_test!(
+    /// Removing a key while learners redeem it: exactly one side wins, and the counts agree.
+    race_removal_against_redemption,
+    race_removal_against_redemption_with_conflicts,
+    removal_against_redemption,
+    threads = 4
+);
+
+async fn removal_against_redemption(w: Arc<World>) {
     let (_, pool_id) = w.pool("acme", 30).await;
     let keys = w.generate("acme", &pool_id, 40).await;
     let admin = w.admin("acme");

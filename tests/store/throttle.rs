@@ -9,7 +9,7 @@ use keypool::domain::{Counter, CounterId, KeyStatus, Limit, Step};
 use keypool::ops::redeem::Redeemed;
 use keypool::settings::Settings;
 use keypool::store::prelude::*;
-use keypool_tests::World;
+use keypool_tests::{World, race_test};
 
 use super::fixtures::*;
 
@@ -119,9 +119,15 @@ async fn a_window_boundary_does_not_double_the_guesses() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn racing_guesses_get_no_more_answers_than_the_limit() {
-    let w = Arc::new(World::new().await);
+race_test!(
+    /// Racing wrong guesses of one learner: exactly the limit's worth are answered.
+    racing_guesses_get_no_more_answers_than_the_limit,
+    racing_guesses_get_no_more_answers_than_the_limit_with_conflicts,
+    racing_guesses,
+    threads = 2
+);
+
+async fn racing_guesses(w: Arc<World>) {
     let pool = new_pool(&w, ORG, 30).await;
     add_keys(&w, &pool, &["REAL-KEY-1"]).await;
     let guesses = (0..40).map(|i| ("lea", format!("GUESS-{i:03}"))).collect();
@@ -137,9 +143,15 @@ async fn racing_guesses_get_no_more_answers_than_the_limit() {
     assert_eq!((invalid, refused), (10, 30), "{results:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_racing_valid_key_does_not_redeem_past_the_limit() {
-    let w = Arc::new(World::new().await);
+race_test!(
+    /// Valid keys racing wrong guesses for the last failure left: none redeems past it.
+    a_racing_valid_key_does_not_redeem_past_the_limit,
+    a_racing_valid_key_does_not_redeem_past_the_limit_with_conflicts,
+    racing_valid_keys,
+    threads = 2
+);
+
+async fn racing_valid_keys(w: Arc<World>) {
     // Ten valid keys, each in a pool of its own, so that each could create an assignment.
     let mut keys = Vec::new();
     for i in 0..10 {

@@ -21,6 +21,40 @@ use keypool::time::{Clock, ManualClock, Timestamp};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+pub mod faults;
+pub use faults::{Faults, Injector};
+
+/// The fraction of transactions cancelled for conflicts in the races run with injected faults.
+pub const RACE_CONFLICTS: f64 = 0.2;
+
+/// Declares a race twice: `$plain` on a plain world, and `$conflicted` on one whose engine
+/// cancels [`RACE_CONFLICTS`] of all transactions for conflicts, as DynamoDB does under
+/// contention, checking that some were injected (the race proves nothing about retries
+/// otherwise). `$race` is an `async fn(Arc<World>)` that runs the race and checks it.
+#[macro_export]
+macro_rules! race_test {
+    ($(#[$doc:meta])* $plain:ident, $conflicted:ident, $race:ident, threads = $threads:literal) => {
+        $(#[$doc])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $plain() {
+            $race(::std::sync::Arc::new($crate::World::new().await)).await;
+        }
+
+        $(#[$doc])*
+        ///
+        /// With a fifth of all transactions cancelled for conflicts.
+        #[tokio::test(flavor = "multi_thread", worker_threads = $threads)]
+        async fn $conflicted() {
+            let faults = $crate::Faults::conflicts($crate::RACE_CONFLICTS);
+            let w = ::std::sync::Arc::new($crate::World::with_faults(faults).await);
+            $race(w.clone()).await;
+            let injected = w.injector().conflicts();
+            assert!(injected > 0, "no conflict was injected");
+            eprintln!("{injected} transactions cancelled, {} requests passed", w.injector().passed());
+        }
+    };
+}
+
 /// One test's private world.
 pub struct World {
     pub store: Arc<DynamoStore>,
@@ -37,6 +71,8 @@ pub struct World {
     /// Pools' settings as the world's direct redemptions last read them.
     pub pools: Arc<keypool::ops::redeem::PoolCache>,
     files: std::path::PathBuf,
+    /// The faults injected into this world's requests to DynamoDB, when it was made with some.
+    injector: Option<Arc<Injector>>,
     // Last, so the engine outlives the client that talks to it.
     engine: EmbeddedEngine,
 }
@@ -60,6 +96,9 @@ impl Drop for World {
         let _ = std::fs::remove_dir_all(&self.files);
         if !self.is_moto() {
             return;
+        }
+        if let Some(injector) = &self.injector {
+            injector.set(Faults::NONE);
         }
         let client = self.store.client().clone();
         let tables = [self.tables.main.clone(), self.tables.assignments.clone()];
@@ -104,6 +143,26 @@ impl World {
 
     /// A new world whose organizations may have at most `max_open` open jobs.
     pub async fn with_max_open_jobs(max_open: u64) -> Self {
+        Self::build(max_open, None).await
+    }
+
+    /// A new world whose requests to DynamoDB meet `faults` (the world's injector changes
+    /// them later). Its tables are made before any fault is injected.
+    pub async fn with_faults(faults: Faults) -> Self {
+        let seed = Injector::seed_from_env();
+        eprintln!("injecting {faults:?} with seed {seed} (KEYPOOL_FAULT_SEED={seed} replays it)");
+        let injector = Arc::new(Injector::new(faults, seed));
+        Self::build(MaxOpenJobs::DEFAULT.get(), Some(injector)).await
+    }
+
+    /// The world's fault injector; panics for a world made without one.
+    pub fn injector(&self) -> &Injector {
+        self.injector
+            .as_deref()
+            .expect("a world made with World::with_faults")
+    }
+
+    async fn build(max_open: u64, injector: Option<Arc<Injector>>) -> Self {
         let max_open_jobs = MaxOpenJobs::new(max_open).expect("a cap of at least one job");
         // Errors the service logs show up in a failing test's output.
         let _ = tracing_subscriber::fmt()
@@ -122,6 +181,10 @@ impl World {
         schema::ensure_tables(&client, &tables)
             .await
             .expect("tables are created");
+        let client = match &injector {
+            Some(injector) => faults::faulty_client(&client, injector.clone()),
+            None => client,
+        };
         let store = Arc::new(DynamoStore::new(client, tables.clone()));
         let clock = ManualClock::new(chrono::Utc::now());
         let authority = TokenAuthority::new(SECRET);
@@ -163,6 +226,7 @@ impl World {
             max_open_jobs,
             pools: Arc::default(),
             files,
+            injector,
             engine,
         }
     }

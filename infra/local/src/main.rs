@@ -160,7 +160,7 @@ async fn serve(
                     .build(),
             );
             (
-                aws_sdk_dynamodb::Client::new(&config),
+                keypool::setup::dynamo_client(&config),
                 streams,
                 None,
                 format!("DynamoDB at {endpoint}"),

@@ -156,6 +156,17 @@ impl IntoResponse for Error {
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
                 r
             }
+            Error::StoreBusy { retry_after_secs } => {
+                let mut r = body(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_busy",
+                    &message,
+                    Some(json!({ "retry_after_seconds": retry_after_secs })),
+                );
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                r
+            }
             Error::NotImplemented(_) => body(
                 StatusCode::NOT_IMPLEMENTED,
                 "not_implemented",

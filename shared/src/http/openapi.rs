@@ -204,6 +204,12 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         500,
         "something failed on our side; the message says nothing more",
     ),
+    (
+        "store_busy",
+        503,
+        "the database is short of capacity (throttled) even after retries; retry after \
+         `Retry-After` seconds",
+    ),
 ];
 
 /// The error responses of one route, as its `errors!` declaration builds them.
@@ -222,11 +228,12 @@ impl Errors {
         self
     }
 
-    /// A route that needs a token of some role: 401, 403 and, as everywhere, 500.
+    /// A route that needs a token of some role: 401, 403 and, as everywhere, 500 and 503.
     pub fn authenticated(self) -> Self {
         self.with(401, &["unauthenticated"])
             .with(403, &["forbidden"])
             .with(500, &["internal_error"])
+            .with(503, &["store_busy"])
     }
 
     /// A route with a JSON body.
@@ -279,7 +286,7 @@ pub fn error_response(status: u16, codes: &[&str]) -> Response {
             .schema(Some(error_schema(codes)))
             .build(),
     );
-    if status == 429 {
+    if status == 429 || status == 503 {
         response = response.header(
             "Retry-After",
             HeaderBuilder::new()

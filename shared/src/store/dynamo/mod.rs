@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
@@ -105,13 +105,32 @@ fn ts(t: &Timestamp) -> AttributeValue {
     s(time::format(t))
 }
 
+/// What DynamoDB answers, to any operation, when it throttles a request.
+const THROTTLING_CODES: [&str; 3] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
+
 /// Wraps an SDK failure with what we were doing, keeping the SDK's detail for the log only.
+/// Throttling that outlasted the SDK's retries is no fault of ours: the client is told the
+/// service is busy (503 with Retry-After) rather than that something broke.
 fn sdk<E, R>(what: &'static str) -> impl FnOnce(SdkError<E, R>) -> Error
 where
-    E: std::error::Error + Send + Sync + 'static,
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    move |e| Error::Internal(anyhow::anyhow!("{what}: {}", DisplayErrorContext(&e)))
+    move |e| match e.code() {
+        Some(code) if THROTTLING_CODES.contains(&code) => {
+            tracing::warn!(
+                what,
+                code,
+                "DynamoDB throttled a request through every retry"
+            );
+            Error::store_busy()
+        }
+        _ => Error::Internal(anyhow::anyhow!("{what}: {}", DisplayErrorContext(&e))),
+    }
 }
 
 /// A domain value as an item, with its table keys and entity name.

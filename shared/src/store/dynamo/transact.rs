@@ -5,7 +5,10 @@ use super::*;
 
 impl DynamoStore {
     /// Runs a transaction, retrying with backoff while DynamoDB cancels it only for conflicts
-    /// with other transactions. Returns the cancellation reason codes, if it was cancelled.
+    /// with other transactions or for throttling of its items. Returns the cancellation reason
+    /// codes, if it was cancelled. Out of attempts, it answers 409 `write_conflict`, or 503
+    /// `store_busy` when the last cancellation was throttling. Throttling of the request as a
+    /// whole was retried by the SDK already and is answered 503 at once (see `sdk`).
     pub(super) async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
@@ -31,10 +34,7 @@ impl DynamoStore {
                             .map(|r| r.code().unwrap_or("None").to_string())
                             .collect::<Vec<_>>(),
                     ),
-                    TransactWriteItemsError::TransactionInProgressException(_)
-                    | TransactWriteItemsError::ProvisionedThroughputExceededException(_)
-                    | TransactWriteItemsError::RequestLimitExceeded(_)
-                    | TransactWriteItemsError::ThrottlingException(_) => Some(Vec::new()),
+                    TransactWriteItemsError::TransactionInProgressException(_) => Some(Vec::new()),
                     _ => None,
                 },
                 _ => None,
@@ -49,6 +49,10 @@ impl DynamoStore {
                 return Ok(Some(codes));
             }
             if attempt == CONFLICT_ATTEMPTS {
+                if codes.iter().any(|c| c == "ThrottlingError") {
+                    tracing::warn!(what, "DynamoDB throttled a transaction through every retry");
+                    return Err(Error::store_busy());
+                }
                 break;
             }
             // Full jitter keeps racing writers from retrying in lockstep.
