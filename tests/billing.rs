@@ -14,6 +14,7 @@ use keypool::domain::{
 use keypool::identity::{OrgId, UserId};
 use keypool::keys::KeyCode;
 use keypool::ops::bill;
+use keypool::store::RecordedLines;
 use keypool::store::prelude::*;
 use keypool::time;
 use keypool_tests::{Faults, RACE_CONFLICTS, World, race_test};
@@ -167,29 +168,36 @@ async fn a_record_without_a_sequence_number_fails_the_whole_batch() {
 // ---------------------------------------------------------------------------------------------
 // Exactly once under at-least-once delivery: the property.
 
-/// A ledger that fails its `n`-th write (counting from 1) and every `period`-th after it, like
-/// a throttled or timed-out DynamoDB call, and otherwise writes to the real store.
+/// A ledger that fails some of its writes (counting calls from 1), like a throttled or
+/// timed-out DynamoDB call part-way through a batch, and otherwise writes to the real store.
 struct FlakyLedger {
     store: Arc<dyn Store>,
     calls: AtomicUsize,
-    /// Writes that fail before reaching the store.
+    /// Writes that fail after their first half of lines: the rest never reach the store.
     fail_at: BTreeSet<usize>,
-    /// Writes that commit and then fail, as a timeout after the commit does.
+    /// Writes that commit every line and then answer as if only the first half had, as a
+    /// timeout after the commit of the second chunk does.
     lost_answers: BTreeSet<usize>,
 }
 
 #[async_trait]
 impl Ledger for FlakyLedger {
-    async fn record_invoice_line(&self, line: &InvoiceLine) -> keypool::Result<bool> {
+    async fn record_invoice_lines(&self, lines: &[InvoiceLine]) -> RecordedLines {
         let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let half = lines.len() / 2;
         if self.fail_at.contains(&call) {
-            return Err(anyhow::anyhow!("injected failure at write {call}").into());
+            let mut recorded = self.store.record_invoice_lines(&lines[..half]).await;
+            recorded
+                .failure
+                .get_or_insert_with(|| anyhow::anyhow!("injected failure at write {call}").into());
+            return recorded;
         }
-        let written = self.store.record_invoice_line(line).await?;
-        if self.lost_answers.contains(&call) {
-            return Err(anyhow::anyhow!("injected lost answer at write {call}").into());
+        let mut recorded = self.store.record_invoice_lines(lines).await;
+        if self.lost_answers.contains(&call) && recorded.failure.is_none() {
+            recorded.settled.truncate(half);
+            recorded.failure = Some(anyhow::anyhow!("injected lost answer at write {call}").into());
         }
-        Ok(written)
+        recorded
     }
 }
 
@@ -486,6 +494,217 @@ fn billed_exactly_once_under_replay(faults: Option<Faults>) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Batches larger than one transaction: totals summed per chunk, exactly once.
+
+fn globex() -> OrgId {
+    OrgId::parse("globex").unwrap()
+}
+
+/// An assignment of `org`, numbered `i`, redeemed at `at`.
+fn assignment(org: &OrgId, i: usize, at: time::Timestamp) -> Assignment {
+    Assignment {
+        assignment_id: AssignmentId::new(),
+        learner: UserId::parse(&format!("learner-{i}")).unwrap(),
+        org: org.clone(),
+        pool_id: PoolId::new(),
+        course_id: CourseId::new(),
+        key: KeyCode::parse(&format!("KEY{i:05}")).unwrap(),
+        redeemed_at: at,
+        expires_at: at + chrono::Duration::days(30),
+        launch_count: 0,
+        last_launched_at: None,
+        cancelled_at: None,
+    }
+}
+
+/// A stream of redemptions of two organizations across the end of November, some cancelled
+/// (in December), some launched, some expired; and the lines it must bill, per organization
+/// and month: (assignment, kind) for each.
+type Expected = BTreeMap<(String, Month), BTreeSet<(String, LineKind)>>;
+
+fn two_orgs_two_months(redemptions: usize) -> (Vec<EventRecord>, Expected) {
+    let start = time::parse("2026-11-30T23:00:00Z").unwrap();
+    let mut records = Vec::new();
+    let mut expected = Expected::new();
+    let mut push = |name: &str, new: Option<&Assignment>, old: Option<&Assignment>| {
+        let seq = records.len() + 1;
+        records.push(stream_record(seq, name, new, old));
+    };
+    for i in 0..redemptions {
+        let org = if i % 2 == 0 { acme() } else { globex() };
+        // One a minute from 23:00 on 30 November: the first 60 are November's.
+        let a = assignment(&org, i, start + chrono::Duration::minutes(i as i64));
+        let mut expect = |a: &Assignment, kind, m| {
+            expected
+                .entry((a.org.to_string(), m))
+                .or_default()
+                .insert((a.assignment_id.to_string(), kind));
+        };
+        expect(&a, LineKind::Redemption, Month::of(a.redeemed_at));
+        push("INSERT", Some(&a), None);
+        let mut current = a.clone();
+        if i % 5 == 0 {
+            let mut cancelled = a.clone();
+            cancelled.cancelled_at = Some(a.redeemed_at + chrono::Duration::minutes(30));
+            expect(
+                &cancelled,
+                LineKind::Credit,
+                Month::of(a.redeemed_at + chrono::Duration::minutes(30)),
+            );
+            push("MODIFY", Some(&cancelled), Some(&a));
+            current = cancelled;
+        } else if i % 3 == 0 {
+            let mut launched = a.clone();
+            launched.launch_count = 1;
+            launched.last_launched_at = Some(a.redeemed_at);
+            push("MODIFY", Some(&launched), Some(&a));
+            current = launched;
+        }
+        if i % 7 == 0 {
+            push("REMOVE", None, Some(&current));
+        }
+    }
+    (records, expected)
+}
+
+/// Checks that each organization's month holds exactly the expected lines, once each, and that
+/// its totals count them.
+async fn check_lines_and_totals(store: &dyn Store, expected: &Expected) {
+    for ((org, m), want) in expected {
+        let org = OrgId::parse(org).unwrap();
+        let lines = all_lines(store, &org, *m).await;
+        let found: Vec<(String, LineKind)> = lines
+            .iter()
+            .map(|l| (l.assignment_id.to_string(), l.kind))
+            .collect();
+        let found_set: BTreeSet<_> = found.iter().cloned().collect();
+        assert_eq!(found.len(), found_set.len(), "a line twice in {org} {m}");
+        assert_eq!(&found_set, want, "the lines of {org} {m}");
+        let count = |kind| want.iter().filter(|(_, k)| *k == kind).count() as u64;
+        assert_eq!(
+            store.invoice_totals(&org, *m).await.unwrap(),
+            InvoiceTotals {
+                redemptions: count(LineKind::Redemption),
+                credits: count(LineKind::Credit),
+            },
+            "the totals of {org} {m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_billed_and_new_lines_of_two_orgs_and_months_counts_each_line_once() {
+    let w = World::new().await;
+    let store = w.dyn_store();
+    // More lines than one transaction holds, in four (organization, month) totals.
+    let (records, expected) = two_orgs_two_months(160);
+    assert_eq!(expected.len(), 4);
+    let lines: Vec<InvoiceLine> = records
+        .iter()
+        .filter_map(|r| bill::line_of(r).unwrap())
+        .collect();
+    assert!(lines.len() > 150);
+
+    // An earlier, partial delivery billed every third record.
+    let mut earlier = Event::default();
+    earlier.records = records.iter().step_by(3).cloned().collect();
+    assert!(failures(&bill::bill(store, &earlier).await.unwrap()).is_empty());
+    let billed_before: BTreeSet<(String, LineKind)> = earlier
+        .records
+        .iter()
+        .filter_map(|r| bill::line_of(r).unwrap())
+        .map(|l| (l.assignment_id.to_string(), l.kind))
+        .collect();
+    assert!(!billed_before.is_empty());
+
+    // The whole stream now, with some lines twice within it: exactly the new ones are written.
+    let mut batch = lines.clone();
+    batch.insert(10, lines[3].clone());
+    batch.insert(11, lines[11].clone());
+    batch.push(lines[lines.len() - 1].clone());
+    let recorded = store.record_invoice_lines(&batch).await;
+    assert!(recorded.failure.is_none(), "{:?}", recorded.failure);
+    let mut seen = BTreeSet::new();
+    let want: Vec<bool> = batch
+        .iter()
+        .map(|l| {
+            let key = (l.assignment_id.to_string(), l.kind);
+            !billed_before.contains(&key) && seen.insert(key)
+        })
+        .collect();
+    assert_eq!(
+        recorded.settled, want,
+        "new: the lines not billed before, once"
+    );
+    check_lines_and_totals(store, &expected).await;
+
+    // The stream delivered again in one batch, duplicates and all: nothing changes.
+    let mut again = Event::default();
+    again.records = records.clone();
+    again.records.insert(40, records[2].clone());
+    assert!(failures(&bill::bill(store, &again).await.unwrap()).is_empty());
+    check_lines_and_totals(store, &expected).await;
+}
+
+#[tokio::test]
+async fn a_chunk_that_fails_is_reported_by_its_first_record_and_those_before_it_are_billed() {
+    let w = World::new().await;
+    let store = w.dyn_store();
+    let nov = time::parse("2026-11-10T12:00:00Z").unwrap();
+    let dec = time::parse("2026-12-10T12:00:00Z").unwrap();
+    // globex's December totals cannot be added to: its count is not a number.
+    let first = assignment(&globex(), 0, dec);
+    let recorded = store
+        .record_invoice_lines(&[InvoiceLine::redemption(&first)])
+        .await;
+    assert_eq!(recorded.settled, vec![true]);
+    w.corrupt(
+        keypool::schema::invoice_pk(&globex(), month("2026-12")),
+        keypool::schema::INVOICE_TOTALS_SK.into(),
+        "redemptions",
+        "lots",
+    )
+    .await;
+
+    // 99 of acme's November lines (one transaction with their totals), among records that bill
+    // nothing; then globex's December line, which fails its chunk; then more of acme's.
+    let mut records = Vec::new();
+    let mut push = |name: &str, new: Option<&Assignment>, old: Option<&Assignment>| {
+        let seq = records.len() + 1;
+        records.push(stream_record(seq, name, new, old));
+    };
+    let mut acme_lines = BTreeSet::new();
+    for i in 0..99 {
+        let a = assignment(&acme(), i, nov);
+        acme_lines.insert((a.assignment_id.to_string(), LineKind::Redemption));
+        push("INSERT", Some(&a), None);
+        if i % 10 == 0 {
+            let mut launched = a.clone();
+            launched.launch_count = 1;
+            push("MODIFY", Some(&launched), Some(&a));
+            push("REMOVE", None, Some(&launched));
+        }
+    }
+    let poisoned = assignment(&globex(), 1, dec);
+    push("INSERT", Some(&poisoned), None);
+    for i in 100..110 {
+        push("INSERT", Some(&assignment(&acme(), i, nov)), None);
+    }
+    let poisoned_seq = records[records.len() - 11].change.sequence_number.clone();
+    let mut event = Event::default();
+    event.records = records;
+    let response = bill::bill(store, &event).await.unwrap();
+    assert_eq!(failures(&response), vec![poisoned_seq.unwrap()]);
+    check_lines_and_totals(
+        store,
+        &Expected::from([(("acme".to_string(), month("2026-11")), acme_lines)]),
+    )
+    .await;
+    let december = all_lines(store, &globex(), month("2026-12")).await;
+    assert_eq!(december.len(), 1, "only the line billed before");
+}
+
+// ---------------------------------------------------------------------------------------------
 // The routes: invoices and cancellation.
 
 /// Redeems a fresh key of a fresh pool of `org` for `learner`; returns (pool_id, key, body).
@@ -615,6 +834,7 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
     let store = w.dyn_store();
     let now = w.now();
     let mut ids = BTreeSet::new();
+    let mut lines = Vec::new();
     for i in 0..2500 {
         let a = Assignment {
             assignment_id: AssignmentId::new(),
@@ -630,13 +850,11 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
             cancelled_at: None,
         };
         ids.insert(a.assignment_id.to_string());
-        assert!(
-            store
-                .record_invoice_line(&InvoiceLine::redemption(&a))
-                .await
-                .unwrap()
-        );
+        lines.push(InvoiceLine::redemption(&a));
     }
+    let recorded = store.record_invoice_lines(&lines).await;
+    assert!(recorded.failure.is_none(), "{:?}", recorded.failure);
+    assert_eq!(recorded.settled, vec![true; 2500]);
     let m = current_month(&w);
     let mut seen = BTreeSet::new();
     let mut cursor = String::new();

@@ -11,7 +11,7 @@ use crate::domain::{
     InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month,
     NewKey, Page, PastePhase, Pool, PoolId, Step,
 };
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
 use crate::time::Timestamp;
@@ -317,9 +317,20 @@ pub trait OpenJobs: Send + Sync {
 /// What billing writes: the whole of the billing function's store.
 #[async_trait]
 pub trait Ledger: Send + Sync {
-    /// Writes an invoice line and counts it in its month's totals, in one atomic write, unless
-    /// the line exists already; true when this call wrote it.
-    async fn record_invoice_line(&self, line: &InvoiceLine) -> Result<bool>;
+    /// Writes invoice lines in order, in atomic chunks that each count their lines in their
+    /// months' totals, skipping (and not counting) the lines that exist already. Stops at the
+    /// first chunk that fails: the lines before it are settled, it and those after are not.
+    async fn record_invoice_lines(&self, lines: &[InvoiceLine]) -> RecordedLines;
+}
+
+/// How far `Ledger::record_invoice_lines` got.
+#[derive(Debug, Default)]
+pub struct RecordedLines {
+    /// One per line settled, from the first: true when this call wrote it, false when it was
+    /// there already.
+    pub settled: Vec<bool>,
+    /// Why the lines after `settled` were not written (or not known to be), if they were not.
+    pub failure: Option<Error>,
 }
 
 /// Reading invoices back.

@@ -92,7 +92,7 @@ pub(super) async fn billing_figures(
     }
     let bare = lines.len() as f64 / started.elapsed().as_secs_f64();
     out!(
-        "| invoice lines billed (batches of 100 stream records; line + month totals in one transaction) | {ours:.0}/s | {bare:.0}/s (conditional PutItem of the line alone) | {:.2} |",
+        "| invoice lines billed (batches of 100 stream records; transactions of up to 100 actions: line puts + one totals ADD per org and month) | {ours:.0}/s | {bare:.0}/s (conditional PutItem of the line alone) | {:.2} |",
         ours / bare
     );
 
