@@ -81,6 +81,8 @@ pub struct Injector {
     conflicts: AtomicU64,
     throttles: AtomicU64,
     passed: AtomicU64,
+    /// Transactions passed since the last one cancelled for a conflict.
+    streak: AtomicU64,
 }
 
 /// What an injector did with one request.
@@ -104,6 +106,7 @@ impl Injector {
             conflicts: AtomicU64::new(0),
             throttles: AtomicU64::new(0),
             passed: AtomicU64::new(0),
+            streak: AtomicU64::new(0),
         }
     }
 
@@ -163,11 +166,20 @@ impl Injector {
             return Decision::Throttle;
         }
         if operation == "TransactWriteItems" {
+            // A run of passed transactions twice as long as the fraction makes likely is cut,
+            // so that a short race still meets its conflicts (and a test can say it did).
+            let streak = self.streak.fetch_add(1, Ordering::SeqCst) + 1;
             for (fraction, reason) in [
                 (faults.conflicts, "TransactionConflict"),
                 (faults.throttled_items, "ThrottlingError"),
             ] {
-                if fraction > 0.0 && self.draw() < fraction {
+                let overdue = reason == "TransactionConflict"
+                    && fraction > 0.0
+                    && streak as f64 >= 2.0 / fraction;
+                if fraction > 0.0 && (overdue || self.draw() < fraction) {
+                    if reason == "TransactionConflict" {
+                        self.streak.store(0, Ordering::SeqCst);
+                    }
                     self.conflicts.fetch_add(1, Ordering::SeqCst);
                     return Decision::Cancel {
                         items: transact_items(request),
