@@ -32,6 +32,7 @@ macro_rules! out {
 
 mod api;
 mod billing;
+mod breakdown;
 mod functions;
 mod generation;
 mod large_pools;
@@ -81,8 +82,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     scale_seed: u64,
     /// Measure only this figure (`memory`: peak memory per request; `scale`: the sharding
-    /// simulation, in virtual time), quickly.
-    #[arg(long, value_parser = ["memory", "scale"])]
+    /// simulation, in virtual time; `redemption`: its figures and where its time goes), quickly.
+    #[arg(long, value_parser = ["memory", "scale", "redemption"])]
     only: Option<String>,
 }
 
@@ -130,10 +131,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         chrono::Duration::hours(4),
     )?;
 
+    if args.only.as_deref() == Some("redemption") {
+        breakdown::redemption_breakdown(
+            args.redemptions,
+            engine.endpoint(),
+            &client,
+            &tables,
+            &store,
+            &http,
+            &base,
+            &admin,
+            &authority,
+        )
+        .await?;
+        redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
+            .await?;
+        server.abort();
+        return write_report(&args);
+    }
+
     generation::stored_keys(&args, &client, &tables, &http, &base, &admin).await?;
 
     // 3. Redemption through the HTTP server vs the bare transaction, at 1, 8 and 32.
-    redemption::redemption_figures(&args, &client, &tables, &http, &base, &admin, &authority)
+    redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
         .await?;
     billing_figures(&args, &store, &engine, &base, &http, &authority).await?;
     let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;

@@ -1,25 +1,27 @@
 //! Redemption latency and throughput at several concurrencies, next to the bare transaction.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem, Update};
-use keypool::identity::{Role, TokenAuthority, UserId};
-use keypool::schema::Tables;
+use keypool::domain::{Assignment, AssignmentId, Condition, CounterId, PoolId};
+use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::keys::KeyCode;
+use keypool::store::{DynamoStore, Pools};
 use serde_json::json;
 use tokio::sync::Mutex;
 
 use super::Args;
 use super::api::{make_pool, post};
-use super::measure::{Stats, ms, s, stats};
+use super::measure::{Stats, ms, stats};
 
 /// Redemption through the HTTP server vs the bare transaction, at 1, 8 and 32.
 pub(super) async fn redemption_figures(
     args: &Args,
     client: &Client,
-    tables: &Tables,
+    store: &DynamoStore,
     http: &reqwest::Client,
     base: &str,
     admin: &str,
@@ -28,26 +30,7 @@ pub(super) async fn redemption_figures(
     for concurrency in [1usize, 8, 32] {
         let n = args.redemptions;
         let pool_id = make_pool(http, base, admin).await?;
-        let mut keys = Vec::with_capacity(n);
-        while keys.len() < n {
-            let count = (n - keys.len()).min(10_000);
-            let reply = post(
-                http,
-                base,
-                admin,
-                &format!("/v1/pools/{pool_id}/keys/generate"),
-                json!({ "count": count }),
-                201,
-            )
-            .await?;
-            keys.extend(
-                reply["keys"]
-                    .as_array()
-                    .context("keys in the reply")?
-                    .iter()
-                    .filter_map(|k| k.as_str().map(str::to_string)),
-            );
-        }
+        let keys = generate(http, base, admin, &pool_id, n).await?;
         let tokens: Vec<String> = (0..n)
             .map(|i| {
                 authority.mint(
@@ -90,7 +73,8 @@ pub(super) async fn redemption_figures(
             latencies.extend(t.await??);
         }
         let ours = stats(latencies, started.elapsed());
-        let bare = bare_redemptions(client, tables, n, concurrency).await?;
+        let bare =
+            bare_redemptions(client, store, http, base, admin, n, concurrency, "").await?;
         out!(
             "| redemption p50 / p99 at {concurrency} learners | {} / {} | {} / {} | {:.2} / {:.2} |",
             ms(ours.p50),
@@ -110,134 +94,68 @@ pub(super) async fn redemption_figures(
     Ok(())
 }
 
-/// A failure counter's check, as the redemption transaction makes it of a learner who has
-/// not failed lately (no counter item).
-fn limit_check(table: &str, pk: String) -> anyhow::Result<TransactWriteItem> {
-    Ok(TransactWriteItem::builder()
-        .condition_check(
-            ConditionCheck::builder()
-                .table_name(table)
-                .key("PK", s(pk))
-                .key("SK", s("COUNTER"))
-                .condition_expression("attribute_not_exists(PK)")
-                .build()?,
-        )
-        .build())
-}
-
-/// The redemption transaction's shape, bare: key update, a count shard's update, assignment,
-/// guard and pointer puts, and the checks of the learner's and the address's counters.
-async fn bare_redemptions(
+/// The bare store operation a redemption is built on: the very TransactWriteItems request
+/// that our store sends on the happy path (`DynamoStore::redemption_items`, built before the
+/// clock starts), sent with the SDK, for keys of a pool of its own that were added through the
+/// API like ours; no reads, no HTTP API, no domain logic.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn bare_redemptions(
     client: &Client,
-    tables: &Tables,
+    store: &DynamoStore,
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
     n: usize,
     concurrency: usize,
+    tag: &str,
 ) -> anyhow::Result<Stats> {
-    let keys = keypool::keys::generate(n)?;
-    for chunk in keys.chunks(99) {
-        let items = chunk
-            .iter()
-            .map(|k| {
-                Put::builder()
-                    .table_name(&tables.main)
-                    .item("PK", s(format!("KEY#{k}")))
-                    .item("SK", s("KEY"))
-                    .item("status", s("available"))
-                    .build()
-                    .map(|p| TransactWriteItem::builder().put(p).build())
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await?;
+    let pool_id = make_pool(http, base, admin).await?;
+    let keys = generate(http, base, admin, &pool_id, n).await?;
+    let org = OrgId::parse("bench").map_err(anyhow::Error::msg)?;
+    let pool_id = PoolId::parse(&pool_id).context("pool id")?;
+    let pool = store
+        .get_pool_settings(&org, &pool_id)
+        .await?
+        .context("the bench pool")?;
+    let address = CounterId::address(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let mut requests = Vec::with_capacity(n);
+    for (i, key) in keys.iter().enumerate() {
+        let now = chrono::Utc::now();
+        let learner = UserId::parse(&format!("bare-{tag}{concurrency}-{i}"))
+            .map_err(anyhow::Error::msg)?;
+        let assignment = Assignment {
+            assignment_id: AssignmentId::new(),
+            learner: learner.clone(),
+            org: org.clone(),
+            pool_id,
+            course_id: pool.course_id,
+            key: KeyCode::parse(key).map_err(anyhow::Error::msg)?,
+            redeemed_at: now,
+            expires_at: pool.assignment_expiry(now),
+            launch_count: 0,
+            last_launched_at: None,
+            cancelled_at: None,
+        };
+        // A learner and an address with no failures lately, as in the measured redemptions.
+        let checks = [
+            (CounterId::Learner(learner), Condition::Absent),
+            (address.clone(), Condition::Absent),
+        ];
+        requests.push(store.redemption_items(&assignment, &pool, now, &checks)?);
     }
-    let work = Arc::new(Mutex::new(keys.into_iter().enumerate().collect::<Vec<_>>()));
+    let work = Arc::new(Mutex::new(requests));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let work = work.clone();
         let client = client.clone();
-        let tables = tables.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
-                let Some((i, key)) = work.lock().await.pop() else {
+                let Some(items) = work.lock().await.pop() else {
                     break;
                 };
-                let now = keypool::time::format(&chrono::Utc::now());
-                let learner = format!("bare-{concurrency}-{i}");
                 let t = Instant::now();
-                let items = vec![
-                    TransactWriteItem::builder()
-                        .update(
-                            Update::builder()
-                                .table_name(&tables.main)
-                                .key("PK", s(format!("KEY#{key}")))
-                                .key("SK", s("KEY"))
-                                .update_expression(
-                                    "SET #s = :r, redeemed_by = :u, redeemed_at = :now",
-                                )
-                                .condition_expression("attribute_exists(PK) AND #s = :a")
-                                .expression_attribute_names("#s", "status")
-                                .expression_attribute_values(":r", s("redeemed"))
-                                .expression_attribute_values(":a", s("available"))
-                                .expression_attribute_values(":u", s(learner.clone()))
-                                .expression_attribute_values(":now", s(now.clone()))
-                                .build()?,
-                        )
-                        .build(),
-                    TransactWriteItem::builder()
-                        .update(
-                            Update::builder()
-                                .table_name(&tables.main)
-                                .key("PK", s(format!("POOLSHARD#bare{concurrency}#{}", i % 64)))
-                                .key("SK", s("SHARD"))
-                                .update_expression("ADD redeemed_count :one, change_seq :one")
-                                .condition_expression(
-                                    "attribute_not_exists(version) OR version <= :one",
-                                )
-                                .expression_attribute_values(":one", AttributeValue::N("1".into()))
-                                .build()?,
-                        )
-                        .build(),
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&tables.assignments)
-                                .item("PK", s(format!("USER#{learner}")))
-                                .item("SK", s(format!("ASSIGN#{i}")))
-                                .item("redeemed_at", s(now.clone()))
-                                .condition_expression("attribute_not_exists(PK)")
-                                .build()?,
-                        )
-                        .build(),
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&tables.main)
-                                .item("PK", s(format!("POOL#bare{concurrency}")))
-                                .item("SK", s(format!("LEARNER#{learner}")))
-                                .condition_expression("attribute_not_exists(PK)")
-                                .build()?,
-                        )
-                        .build(),
-                    TransactWriteItem::builder()
-                        .put(
-                            Put::builder()
-                                .table_name(&tables.main)
-                                .item("PK", s("ORG#bare"))
-                                .item("SK", s(format!("ASSIGNMENT#{concurrency}-{i}")))
-                                .item("learner", s(learner.clone()))
-                                .condition_expression("attribute_not_exists(PK)")
-                                .build()?,
-                        )
-                        .build(),
-                    // The learner's and the client address's failure counters.
-                    limit_check(&tables.main, format!("LIMIT#learner#{learner}"))?,
-                    limit_check(&tables.main, "LIMIT#address#127.0.0.1".to_string())?,
-                ];
                 client
                     .transact_write_items()
                     .set_transact_items(Some(items))
@@ -253,4 +171,35 @@ async fn bare_redemptions(
         latencies.extend(t.await??);
     }
     Ok(stats(latencies, started.elapsed()))
+}
+
+/// Generates `n` keys into a pool through the API, and answers them.
+pub(super) async fn generate(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    pool_id: &str,
+    n: usize,
+) -> anyhow::Result<Vec<String>> {
+    let mut keys = Vec::with_capacity(n);
+    while keys.len() < n {
+        let count = (n - keys.len()).min(10_000);
+        let reply = post(
+            http,
+            base,
+            admin,
+            &format!("/v1/pools/{pool_id}/keys/generate"),
+            json!({ "count": count }),
+            201,
+        )
+        .await?;
+        keys.extend(
+            reply["keys"]
+                .as_array()
+                .context("keys in the reply")?
+                .iter()
+                .filter_map(|k| k.as_str().map(str::to_string)),
+        );
+    }
+    Ok(keys)
 }

@@ -30,96 +30,7 @@ impl Assignments for DynamoStore {
         now: Timestamp,
         limits: &[(CounterId, Condition)],
     ) -> Result<Result<(), RedeemConflict>> {
-        let a = assignment;
-        let key_update = Update::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(key_of(schema::key_pk(&a.key), schema::KEY_SK)))
-            .update_expression(
-                "SET #status = :redeemed, redeemed_by = :learner, redeemed_at = :now, \
-                 assignment_id = :assignment, assignment_expires_at = :ends, GSI1SK = :gsk",
-            )
-            .condition_expression(
-                "attribute_exists(PK) AND #status = :available AND pool_id = :pool \
-                 AND NOT contains(barred, :learner)",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":redeemed", s(KeyStatus::Redeemed.as_str()))
-            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
-            .expression_attribute_values(":learner", s(a.learner.as_str()))
-            .expression_attribute_values(":now", ts(&now))
-            .expression_attribute_values(":assignment", s(a.assignment_id.to_string()))
-            .expression_attribute_values(":ends", ts(&a.expires_at))
-            .expression_attribute_values(":pool", pool_id_value(&a.pool_id)?)
-            .expression_attribute_values(
-                ":gsk",
-                s(schema::key_by_status_sk(KeyStatus::Redeemed, &a.key)),
-            )
-            .build()
-            .context("building the key update")?;
-        // Counted only while the pool is at the version whose settings (window, deactivation,
-        // availability) the caller checked and shaped the assignment with.
-        let pool_count = self.count(pool, 0, 1, Some(pool.version))?;
-        let assignment_put = Put::builder()
-            .table_name(&self.tables.assignments)
-            .set_item(Some(to_item(
-                a,
-                schema::user_pk(&a.learner),
-                schema::assignment_sk(&a.assignment_id),
-                "assignment",
-            )?))
-            .condition_expression("attribute_not_exists(PK)")
-            .build()
-            .context("building the assignment put")?;
-        let mut guard = key_of(schema::guard_pk(&a.pool_id), schema::guard_sk(&a.learner));
-        guard.insert(ENTITY.into(), s("guard"));
-        guard.insert("assignment_id".into(), s(a.assignment_id.to_string()));
-        let guard_put = Put::builder()
-            .table_name(&self.tables.main)
-            .set_item(Some(guard))
-            .condition_expression("attribute_not_exists(PK)")
-            .build()
-            .context("building the guard put")?;
-        // The pointer lets an admin of the organization find the assignment by its id.
-        let mut pointer = key_of(
-            schema::org_pk(&a.org),
-            schema::assignment_ref_sk(&a.assignment_id),
-        );
-        pointer.insert(ENTITY.into(), s("assignment_ref"));
-        pointer.insert("learner".into(), s(a.learner.as_str()));
-        pointer.insert("pool_id".into(), pool_id_value(&a.pool_id)?);
-        // Kept while the assignment lasts; cancelling is over long before.
-        pointer.insert(schema::TTL.into(), n(a.expires_at.timestamp()));
-        let pointer_put = Put::builder()
-            .table_name(&self.tables.main)
-            .set_item(Some(pointer))
-            .condition_expression("attribute_not_exists(PK)")
-            .build()
-            .context("building the assignment pointer put")?;
-        let mut items = vec![
-            TransactWriteItem::builder().update(key_update).build(),
-            pool_count,
-            TransactWriteItem::builder().put(assignment_put).build(),
-            TransactWriteItem::builder().put(guard_put).build(),
-            TransactWriteItem::builder().put(pointer_put).build(),
-        ];
-        // The learner is still under every limit when the redemption commits.
-        for (id, condition) in limits {
-            let parts = counters::condition_parts(condition, "");
-            let check = ConditionCheck::builder()
-                .table_name(&self.tables.main)
-                .set_key(Some(counters::counter_key(id)))
-                .condition_expression(&parts.expression)
-                .set_expression_attribute_names(non_empty(
-                    counters::names_in(&[&parts.expression])
-                        .into_iter()
-                        .map(|(p, n)| (p.to_string(), n.to_string()))
-                        .collect(),
-                ))
-                .set_expression_attribute_values(non_empty(parts.values.into_iter().collect()))
-                .build()
-                .context("building a limit check")?;
-            items.push(TransactWriteItem::builder().condition_check(check).build());
-        }
+        let items = self.redemption_items(assignment, pool, now, limits)?;
         let Some(codes) = self.transact(items, "redeeming a key").await? else {
             return Ok(Ok(()));
         };
@@ -137,6 +48,7 @@ impl Assignments for DynamoStore {
             Err(anyhow::anyhow!("redemption cancelled for an unexpected reason: {codes:?}").into())
         }
     }
+
 
     async fn get_assignment(
         &self,
@@ -314,5 +226,111 @@ impl Assignments for DynamoStore {
             )
             .into()),
         }
+    }
+}
+
+impl DynamoStore {
+    /// The redemption transaction, in the order [`Assignments::redeem`] reads its
+    /// cancellation reasons: the key, a count shard, the assignment, the learner's pool guard,
+    /// the organization's pointer, then one check per limit. Public so that the bench sends
+    /// the very same request bare.
+    pub fn redemption_items(
+        &self,
+        assignment: &Assignment,
+        pool: &Pool,
+        now: Timestamp,
+        limits: &[(CounterId, Condition)],
+    ) -> Result<Vec<TransactWriteItem>> {
+        let a = assignment;
+        let key_update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(schema::key_pk(&a.key), schema::KEY_SK)))
+            .update_expression(
+                "SET #status = :redeemed, redeemed_by = :learner, redeemed_at = :now, \
+                 assignment_id = :assignment, assignment_expires_at = :ends, GSI1SK = :gsk",
+            )
+            .condition_expression(
+                "attribute_exists(PK) AND #status = :available AND pool_id = :pool \
+                 AND NOT contains(barred, :learner)",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":redeemed", s(KeyStatus::Redeemed.as_str()))
+            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
+            .expression_attribute_values(":learner", s(a.learner.as_str()))
+            .expression_attribute_values(":now", ts(&now))
+            .expression_attribute_values(":assignment", s(a.assignment_id.to_string()))
+            .expression_attribute_values(":ends", ts(&a.expires_at))
+            .expression_attribute_values(":pool", pool_id_value(&a.pool_id)?)
+            .expression_attribute_values(
+                ":gsk",
+                s(schema::key_by_status_sk(KeyStatus::Redeemed, &a.key)),
+            )
+            .build()
+            .context("building the key update")?;
+        // Counted only while the pool is at the version whose settings (window, deactivation,
+        // availability) the caller checked and shaped the assignment with.
+        let pool_count = self.count(pool, 0, 1, Some(pool.version))?;
+        let assignment_put = Put::builder()
+            .table_name(&self.tables.assignments)
+            .set_item(Some(to_item(
+                a,
+                schema::user_pk(&a.learner),
+                schema::assignment_sk(&a.assignment_id),
+                "assignment",
+            )?))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the assignment put")?;
+        let mut guard = key_of(schema::guard_pk(&a.pool_id), schema::guard_sk(&a.learner));
+        guard.insert(ENTITY.into(), s("guard"));
+        guard.insert("assignment_id".into(), s(a.assignment_id.to_string()));
+        let guard_put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(guard))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the guard put")?;
+        // The pointer lets an admin of the organization find the assignment by its id.
+        let mut pointer = key_of(
+            schema::org_pk(&a.org),
+            schema::assignment_ref_sk(&a.assignment_id),
+        );
+        pointer.insert(ENTITY.into(), s("assignment_ref"));
+        pointer.insert("learner".into(), s(a.learner.as_str()));
+        pointer.insert("pool_id".into(), pool_id_value(&a.pool_id)?);
+        // Kept while the assignment lasts; cancelling is over long before.
+        pointer.insert(schema::TTL.into(), n(a.expires_at.timestamp()));
+        let pointer_put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(pointer))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .context("building the assignment pointer put")?;
+        let mut items = vec![
+            TransactWriteItem::builder().update(key_update).build(),
+            pool_count,
+            TransactWriteItem::builder().put(assignment_put).build(),
+            TransactWriteItem::builder().put(guard_put).build(),
+            TransactWriteItem::builder().put(pointer_put).build(),
+        ];
+        // The learner is still under every limit when the redemption commits.
+        for (id, condition) in limits {
+            let parts = counters::condition_parts(condition, "");
+            let check = ConditionCheck::builder()
+                .table_name(&self.tables.main)
+                .set_key(Some(counters::counter_key(id)))
+                .condition_expression(&parts.expression)
+                .set_expression_attribute_names(non_empty(
+                    counters::names_in(&[&parts.expression])
+                        .into_iter()
+                        .map(|(p, n)| (p.to_string(), n.to_string()))
+                        .collect(),
+                ))
+                .set_expression_attribute_values(non_empty(parts.values.into_iter().collect()))
+                .build()
+                .context("building a limit check")?;
+            items.push(TransactWriteItem::builder().condition_check(check).build());
+        }
+        Ok(items)
     }
 }
