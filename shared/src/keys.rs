@@ -1,8 +1,13 @@
 //! Key codes: canonical form, custom-key validation, generation and the check symbol.
 //!
 //! Every key lives in one namespace, compared in canonical form (ASCII upper case, spaces and
-//! dashes removed). Generated keys are 19 random Crockford base32 symbols plus one check symbol
-//! computed in GF(32), shown as `XXXXX-XXXXX-XXXXX-XXXXX`.
+//! dashes removed). Generated keys are 19 Crockford base32 symbols plus one check symbol
+//! computed in GF(32), shown as `XXXXX-XXXXX-XXXXX-XXXXX`. A pool's generated keys carry its
+//! [`KeyTag`] in symbols 16 to 19, masked by the first four (so keys of one pool share no
+//! visible prefix): 15 symbols, 75 bits, stay random. The tag is only a hint of the key's
+//! pool, which lets a redemption write without reading the key first; the write is
+//! conditioned on the key's pool, so a key whose tag misleads (an older key, a custom key of
+//! the generated shape) is only read the usual way.
 
 use std::fmt;
 
@@ -14,6 +19,10 @@ pub const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 pub const RANDOM_SYMBOLS: usize = 19;
 /// Symbols in a generated key, check symbol included.
 pub const GENERATED_LEN: usize = RANDOM_SYMBOLS + 1;
+/// Symbols of a generated key that carry its pool's tag.
+pub const TAG_SYMBOLS: usize = 4;
+/// Where in a generated key the masked tag sits.
+const TAG_AT: usize = RANDOM_SYMBOLS - TAG_SYMBOLS;
 /// Shortest custom key, in canonical form.
 pub const MIN_LEN: usize = 4;
 /// Longest custom key, in canonical form.
@@ -77,6 +86,21 @@ impl KeyCode {
         }
     }
 
+    /// The pool tag a generated key carries (see [`KeyTag`]); `None` for other shapes. Only a
+    /// hint: a key generated before tags, or a custom key of the generated shape, yields
+    /// some tag too.
+    pub fn tag(&self) -> Option<KeyTag> {
+        let bytes = self.0.as_bytes();
+        if !is_generated_shape(bytes) {
+            return None;
+        }
+        let mut tag = [0u8; TAG_SYMBOLS];
+        for (i, v) in tag.iter_mut().enumerate() {
+            *v = DECODE[bytes[TAG_AT + i] as usize] ^ DECODE[bytes[i] as usize];
+        }
+        Some(KeyTag(tag))
+    }
+
     /// True for a key in the generated shape whose check symbol is valid.
     pub fn is_valid_generated(&self) -> bool {
         is_generated_shape(self.0.as_bytes()) && check_is_valid(self.0.as_bytes())
@@ -106,6 +130,61 @@ impl TryFrom<String> for KeyCode {
 impl From<KeyCode> for String {
     fn from(value: KeyCode) -> Self {
         value.0
+    }
+}
+
+/// A pool's tag: four symbol values (20 bits) that every key generated for the pool carries,
+/// chosen at random when the pool is made. Not a secret and not unique: two pools that draw
+/// the same tag only lose the shortcut for some of their keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KeyTag([u8; TAG_SYMBOLS]);
+
+impl KeyTag {
+    /// A tag from the operating system's CSPRNG.
+    pub fn random() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; TAG_SYMBOLS];
+        getrandom::fill(&mut bytes)?;
+        Ok(Self(bytes.map(|b| b & 0x1f)))
+    }
+}
+
+impl fmt::Debug for KeyTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyTag({self})")
+    }
+}
+
+impl fmt::Display for KeyTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for &v in &self.0 {
+            write!(f, "{}", ALPHABET[v as usize] as char)?;
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<String> for KeyTag {
+    type Error = String;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        let bytes = value.as_bytes();
+        let mut tag = [0u8; TAG_SYMBOLS];
+        if bytes.len() != TAG_SYMBOLS {
+            return Err(format!("a key tag has {TAG_SYMBOLS} symbols"));
+        }
+        for (v, &b) in tag.iter_mut().zip(bytes) {
+            *v = DECODE[b as usize];
+            if *v == 255 {
+                return Err("a key tag is in the Crockford alphabet".into());
+            }
+        }
+        Ok(Self(tag))
+    }
+}
+
+impl From<KeyTag> for String {
+    fn from(value: KeyTag) -> Self {
+        value.to_string()
     }
 }
 
@@ -259,9 +338,20 @@ pub fn check_symbol(symbols: &[u8]) -> Option<u8> {
 /// Builds a generated key from 19 random bytes; only the low five bits of each are used, which
 /// keeps the symbols uniform because 256 is a multiple of 32.
 pub fn generated_from_random(random: &[u8; RANDOM_SYMBOLS]) -> KeyCode {
+    generated_with_tag(random, None)
+}
+
+/// Builds a generated key from 19 random bytes, carrying `tag` masked by its first symbols
+/// when given (the random bytes there are then unused).
+pub fn generated_with_tag(random: &[u8; RANDOM_SYMBOLS], tag: Option<KeyTag>) -> KeyCode {
     let mut values = [0u8; RANDOM_SYMBOLS];
     for (v, &r) in values.iter_mut().zip(random) {
         *v = r & 0x1f;
+    }
+    if let Some(KeyTag(tag)) = tag {
+        for (i, t) in tag.into_iter().enumerate() {
+            values[TAG_AT + i] = t ^ values[i];
+        }
     }
     let mut text = String::with_capacity(GENERATED_LEN);
     text.extend(values.iter().map(|&v| ALPHABET[v as usize] as char));
@@ -269,8 +359,14 @@ pub fn generated_from_random(random: &[u8; RANDOM_SYMBOLS]) -> KeyCode {
     KeyCode(text)
 }
 
-/// Generates `count` keys from the operating system's CSPRNG, with one entropy call per batch.
+/// Generates `count` untagged keys from the operating system's CSPRNG.
 pub fn generate(count: usize) -> Result<Vec<KeyCode>, getrandom::Error> {
+    generate_tagged(count, None)
+}
+
+/// Generates `count` keys carrying `tag` from the operating system's CSPRNG, with one entropy
+/// call per batch.
+pub fn generate_tagged(count: usize, tag: Option<KeyTag>) -> Result<Vec<KeyCode>, getrandom::Error> {
     const BATCH: usize = 4096;
     let mut keys = Vec::with_capacity(count);
     let mut buffer = vec![0u8; BATCH.min(count.max(1)) * RANDOM_SYMBOLS];
@@ -280,7 +376,7 @@ pub fn generate(count: usize) -> Result<Vec<KeyCode>, getrandom::Error> {
         getrandom::fill(bytes)?;
         for chunk in bytes.chunks_exact(RANDOM_SYMBOLS) {
             let random: &[u8; RANDOM_SYMBOLS] = chunk.try_into().expect("exact chunk");
-            keys.push(generated_from_random(random));
+            keys.push(generated_with_tag(random, tag));
         }
     }
     Ok(keys)
@@ -293,6 +389,46 @@ mod tests {
 
     fn random_key() -> impl Strategy<Value = KeyCode> {
         proptest::array::uniform19(any::<u8>()).prop_map(|r| generated_from_random(&r))
+    }
+
+    proptest! {
+        #[test]
+        fn a_tagged_key_carries_its_tag_and_a_valid_check(
+            random in proptest::array::uniform19(any::<u8>()),
+            tag in proptest::array::uniform4(0u8..32),
+        ) {
+            let tag = KeyTag(tag);
+            let key = generated_with_tag(&random, Some(tag));
+            prop_assert!(key.is_valid_generated());
+            prop_assert_eq!(key.tag(), Some(tag));
+            // The first 15 symbols are the random ones, untouched.
+            let untagged = generated_from_random(&random);
+            prop_assert_eq!(&key.as_str()[..TAG_AT], &untagged.as_str()[..TAG_AT]);
+        }
+    }
+
+    #[test]
+    fn keys_of_one_tag_share_no_visible_prefix_and_stay_unique() {
+        let tag = KeyTag::random().unwrap();
+        let keys = generate_tagged(10_000, Some(tag)).unwrap();
+        assert!(keys.iter().all(|k| k.tag() == Some(tag)));
+        let unique: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(unique.len(), keys.len());
+        // Every position still takes many symbols: the tag is masked, not shown.
+        for i in 0..GENERATED_LEN {
+            let seen: std::collections::HashSet<u8> =
+                keys.iter().map(|k| k.as_str().as_bytes()[i]).collect();
+            assert!(seen.len() > 20, "position {i} takes only {} symbols", seen.len());
+        }
+        assert_eq!(KeyCode::parse("WELCOME2026").unwrap().tag(), None);
+    }
+
+    #[test]
+    fn a_tag_reads_back_from_its_text() {
+        let tag = KeyTag::random().unwrap();
+        assert_eq!(KeyTag::try_from(tag.to_string()), Ok(tag));
+        assert!(KeyTag::try_from("ABC".to_string()).is_err());
+        assert!(KeyTag::try_from("ABCU".to_string()).is_err());
     }
 
     #[test]

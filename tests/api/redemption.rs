@@ -252,3 +252,114 @@ async fn one_client_address_is_limited_across_learner_accounts() {
     let r = redeem_from("s6", "203.0.113.51", keys[0].clone()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
+
+/// What the world's requests to DynamoDB were while `step` ran, by operation.
+async fn requests_of<F: std::future::Future<Output = Reply>>(
+    w: &World,
+    step: F,
+) -> (Reply, std::collections::BTreeMap<String, u64>) {
+    let before = w.injector().operations();
+    let reply = step.await;
+    let mut made = w.injector().operations();
+    for (operation, n) in before {
+        if let Some(count) = made.get_mut(&operation) {
+            *count -= n;
+        }
+    }
+    made.retain(|_, n| *n > 0);
+    (reply, made)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generated_key_of_a_known_pool_is_redeemed_in_one_write_and_no_read() {
+    let w = World::with_faults(keypool_tests::Faults::NONE).await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &pool_id, 3).await;
+
+    // The first redemption learns the pool: it reads the key, then writes.
+    let (first, made) = requests_of(&w, redeem(&w, "ann", &keys[0])).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+    assert!(made.contains_key("BatchGetItem"), "{made:?}");
+
+    // From then on a key of that pool costs one transaction, and nothing else.
+    let (second, made) = requests_of(&w, redeem(&w, "bob", &keys[1])).await;
+    assert_eq!(second.status, StatusCode::CREATED, "{:?}", second.body);
+    assert_eq!(
+        made,
+        std::collections::BTreeMap::from([("TransactWriteItems".to_string(), 1)])
+    );
+    assert_eq!(second.body["pool_id"], pool_id.as_str());
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (3, 2, 1));
+
+    // The same learner again: the shortcut's write is refused, and the long way answers the
+    // assignment they hold (200), having written nothing.
+    let (again, _) = requests_of(&w, redeem(&w, "bob", &keys[1])).await;
+    assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
+    assert_eq!(again.body["assignment_id"], second.body["assignment_id"]);
+
+    // A learner with a failure on record is not what the shortcut assumes: the long way reads
+    // the counters and redeems.
+    let wrong = redeem(&w, "cat", "NO-SUCH-KEY-1").await;
+    assert_eq!(wrong.code(), "invalid_key", "{:?}", wrong.body);
+    let (third, made) = requests_of(&w, redeem(&w, "cat", &keys[2])).await;
+    assert_eq!(third.status, StatusCode::CREATED, "{:?}", third.body);
+    assert_eq!(made.get("TransactWriteItems"), Some(&2), "{made:?}");
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (3, 3, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_tag_names_another_pool_is_redeemed_from_its_own() {
+    let w = World::with_faults(keypool_tests::Faults::NONE).await;
+    let (_, tagged_pool) = w.pool("acme", 30).await;
+    let (_, own_pool) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &tagged_pool, 2).await;
+    // The process learns the first pool and its tag.
+    assert_eq!(redeem(&w, "ann", &keys[0]).await.status, StatusCode::CREATED);
+
+    // A custom key of the generated shape that carries the first pool's tag, added to the other.
+    let org = keypool::identity::OrgId::parse("acme").unwrap();
+    let pool_id = keypool::domain::PoolId::parse(&tagged_pool).unwrap();
+    let tag = keypool::store::Pools::get_pool_settings(&*w.store, &org, &pool_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .key_tag
+        .expect("a new pool has a key tag");
+    let posing = keypool::keys::generated_with_tag(&[7u8; 19], Some(tag));
+    assert_eq!(posing.tag(), Some(tag));
+    let added = w
+        .call(
+            POST,
+            &format!("/v1/pools/{own_pool}/keys"),
+            Some(&w.admin("acme")),
+            Some(json!({ "keys": [posing.as_str()] })),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
+
+    let r = redeem(&w, "bob", posing.as_str()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["pool_id"], own_pool.as_str());
+    assert_eq!(pool_counts(&w, "acme", &own_pool).await, (1, 1, 0));
+    assert_eq!(pool_counts(&w, "acme", &tagged_pool).await, (2, 1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_closed_since_it_was_learnt_refuses_its_keys() {
+    let w = World::with_faults(keypool_tests::Faults::NONE).await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &pool_id, 2).await;
+    assert_eq!(redeem(&w, "ann", &keys[0]).await.status, StatusCode::CREATED);
+    let closed = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&w.admin("acme")),
+            Some(json!({ "deactivated": true })),
+        )
+        .await;
+    assert_eq!(closed.status, StatusCode::OK, "{:?}", closed.body);
+    let r = redeem(&w, "bob", &keys[1]).await;
+    assert_eq!(r.code(), "pool_not_active", "{:?}", r.body);
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (2, 1, 1));
+}

@@ -14,6 +14,7 @@
 //! set with `KEYPOOL_FAULT_SEED` to replay a failure (concurrent requests may still draw in
 //! another order).
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -83,6 +84,8 @@ pub struct Injector {
     passed: AtomicU64,
     /// Transactions passed since the last one cancelled for a conflict.
     streak: AtomicU64,
+    /// Every request so far, by operation, injected or passed.
+    operations: Mutex<BTreeMap<String, u64>>,
 }
 
 /// What an injector did with one request.
@@ -107,6 +110,7 @@ impl Injector {
             throttles: AtomicU64::new(0),
             passed: AtomicU64::new(0),
             streak: AtomicU64::new(0),
+            operations: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -143,6 +147,12 @@ impl Injector {
         self.passed.load(Ordering::SeqCst)
     }
 
+    /// Requests so far, by DynamoDB operation (`GetItem`, `TransactWriteItems`, ...), whatever
+    /// became of them: what a step costs is the difference of two of these.
+    pub fn operations(&self) -> BTreeMap<String, u64> {
+        self.operations.lock().unwrap().clone()
+    }
+
     /// A number in [0, 1) from the seeded generator (SplitMix64).
     fn draw(&self) -> f64 {
         let mut state = self.rng.lock().unwrap();
@@ -161,6 +171,12 @@ impl Injector {
             .get("x-amz-target")
             .and_then(|t| t.strip_prefix("DynamoDB_20120810."))
             .unwrap_or_default();
+        *self
+            .operations
+            .lock()
+            .unwrap()
+            .entry(operation.to_string())
+            .or_default() += 1;
         if faults.throttles > 0.0 && self.draw() < faults.throttles {
             self.throttles.fetch_add(1, Ordering::SeqCst);
             return Decision::Throttle;

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::ids::{CourseId, PoolId};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
+use crate::keys::KeyTag;
 use crate::time::{self, Timestamp};
 
 /// A course that pools hand out.
@@ -46,6 +47,10 @@ pub struct Pool {
     /// item takes every redemption. 0 for a pool made before shards, counted on its own item.
     #[serde(default)]
     pub shards: u16,
+    /// The tag this pool's generated keys carry, so that a redemption knows a key's pool
+    /// before it reads the key (see `keys::KeyTag`); `None` for a pool made before tags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<KeyTag>,
     /// The change mark (`version + change_seq`) that the last scheduled export covered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_mark: Option<u64>,

@@ -160,7 +160,7 @@ pub async fn run<S: Pools + KeyJobs + ?Sized>(
             return Ok(false);
         }
         let want = (job.total - job.done).min(ROUND as u64) as usize;
-        let batch: Vec<NewKey> = keys::generate(want)
+        let batch: Vec<NewKey> = keys::generate_tagged(want, pool.key_tag)
             .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?
             .into_iter()
             .map(|key| NewKey {
@@ -243,7 +243,7 @@ pub async fn generate_keys<S: Pools + Keys + ?Sized>(
     let mut wanted = count as usize;
     let mut created = Vec::with_capacity(wanted);
     for _ in 0..=MAX_REGENERATIONS {
-        let batch: Vec<NewKey> = keys::generate(wanted)
+        let batch: Vec<NewKey> = keys::generate_tagged(wanted, pool.key_tag)
             .map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?
             .into_iter()
             .map(|key| NewKey {

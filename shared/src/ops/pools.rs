@@ -7,6 +7,7 @@ use crate::domain::{
 };
 use crate::error::{Error, Result, Validator};
 use crate::identity::OrgId;
+use crate::keys::KeyTag;
 use crate::store::{Courses, Pools};
 use crate::time::{self, Timestamp};
 
@@ -255,6 +256,9 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
         version: FIRST_VERSION,
         change_seq: 0,
         shards,
+        key_tag: Some(
+            KeyTag::random().map_err(|e| anyhow::anyhow!("the OS random source failed: {e}"))?,
+        ),
         scheduled_mark: None,
         created_at: now,
         updated_at: now,
@@ -373,6 +377,7 @@ mod tests {
             version: 1,
             change_seq: 0,
             shards: 4,
+            key_tag: None,
             scheduled_mark: None,
             created_at: now,
             updated_at: now,

@@ -6,12 +6,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::domain::{
-    Assignment, AssignmentId, CounterId, KeyRecord, KeyStatus, Limit, Pool, PoolId,
+    Assignment, AssignmentId, Condition, CounterId, KeyRecord, KeyStatus, Limit, Pool, PoolId,
 };
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
 use crate::identity::UserId;
-use crate::keys::{self, KeyLookup};
+use crate::keys::{self, KeyCode, KeyLookup, KeyTag};
 use crate::ops::limits::Guard;
 use crate::settings::Settings;
 use crate::store::{Assignments, Counters, Keys, Pools, RedeemConflict};
@@ -48,13 +48,20 @@ fn limits_of(who: &Redeemer<'_>, settings: &Settings) -> Vec<(CounterId, Limit)>
     limits
 }
 
-/// Pools' settings as redemptions last read them, so that the happy path reads only the key
-/// and the learner's counters before it writes. Safe to be behind: the redemption transaction
-/// counts the key on the pool only while the pool is still at the version read, and a pool
-/// that looks closed is read again before the learner is told so.
+/// Pools' settings as redemptions last read them, so that the happy path reads nothing before
+/// it writes: a generated key's tag names its pool here. Safe to be behind, and to be misled
+/// by a tag: the redemption transaction changes the key only while it belongs to the pool
+/// read, and counts it only while the pool is still at the version read; a pool that looks
+/// closed is read again before the learner is told so.
 #[derive(Debug)]
 pub struct PoolCache {
-    entries: Mutex<HashMap<PoolId, (Pool, Instant)>>,
+    entries: Mutex<Entries>,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    pools: HashMap<PoolId, (Pool, Instant)>,
+    tags: HashMap<KeyTag, PoolId>,
 }
 
 impl PoolCache {
@@ -65,34 +72,59 @@ impl PoolCache {
 
     pub fn new() -> Self {
         Self {
-            entries: Mutex::new(HashMap::new()),
+            entries: Mutex::new(Entries::default()),
         }
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn get(&self, org: &OrgId, id: &PoolId) -> Option<Pool> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.lock()
+            .pools
             .get(id)
             .filter(|(pool, at)| pool.org == *org && at.elapsed() < Self::TTL)
             .map(|(pool, _)| pool.clone())
     }
 
+    /// The pool whose generated keys carry `tag`, when this process read it lately.
+    fn tagged(&self, tag: &KeyTag) -> Option<Pool> {
+        let entries = self.lock();
+        let id = entries.tags.get(tag)?;
+        entries
+            .pools
+            .get(id)
+            .filter(|(pool, at)| pool.key_tag == Some(*tag) && at.elapsed() < Self::TTL)
+            .map(|(pool, _)| pool.clone())
+    }
+
     fn put(&self, pool: &Pool) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= Self::CAPACITY {
-            entries.retain(|_, (_, at)| at.elapsed() < Self::TTL);
-            if entries.len() >= Self::CAPACITY {
-                entries.clear();
+        let mut entries = self.lock();
+        if entries.pools.len() >= Self::CAPACITY {
+            entries.pools.retain(|_, (_, at)| at.elapsed() < Self::TTL);
+            if entries.pools.len() >= Self::CAPACITY {
+                entries.pools.clear();
             }
+            let Entries { pools, tags } = &mut *entries;
+            tags.retain(|_, id| pools.contains_key(id));
         }
-        entries.insert(pool.pool_id, (pool.clone(), Instant::now()));
+        if let Some(tag) = pool.key_tag {
+            entries.tags.insert(tag, pool.pool_id);
+        }
+        entries
+            .pools
+            .insert(pool.pool_id, (pool.clone(), Instant::now()));
     }
 
     fn forget(&self, id: &PoolId) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        let mut entries = self.lock();
+        if let Some((pool, _)) = entries.pools.remove(id)
+            && let Some(tag) = pool.key_tag
+            && entries.tags.get(&tag) == Some(id)
+        {
+            entries.tags.remove(&tag);
+        }
     }
 }
 
@@ -110,9 +142,12 @@ impl Default for PoolCache {
 /// only given once the count is written under its limit; a success commits only while the
 /// limits still hold. So however many guesses race, no more are answered than the limits allow.
 ///
-/// The happy path is one round of reads (the key and the counters) and one transaction, with
-/// the pool's settings from `pools`; the learner's one assignment per pool is a condition of
-/// the transaction, read only when it fails.
+/// The happy path is one transaction and no read: a generated key's tag names its pool in
+/// `pools`, and the transaction assumes the learner and the address have no failures lately
+/// (no counter items). When any of that is wrong the transaction changes nothing and the
+/// redemption goes the long way: one round of reads (the key and the counters), then the
+/// transaction with the pool's settings from `pools` or the store. The learner's one
+/// assignment per pool is a condition of the transaction, read only when it fails.
 #[tracing::instrument(skip_all, fields(learner = %who.learner))]
 pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     store: &S,
@@ -129,6 +164,11 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
         KeyLookup::Candidates(candidates) => candidates,
         KeyLookup::Invalid => Vec::new(),
     };
+    if let [key] = candidates.as_slice()
+        && let Some(assignment) = redeem_unread(store, pools, who, &limits, key, now).await?
+    {
+        return Ok(Redeemed::Created(assignment));
+    }
     // The key and the counters are read together: one round.
     let (found, states) = store.keys_and_counters(&candidates, &ids).await?;
     let mut guard = Guard::new(limits, states, now);
@@ -191,19 +231,7 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
             }
             return Err(guard.fail(store, e).await);
         }
-        let assignment = Assignment {
-            assignment_id: AssignmentId::new(),
-            learner: learner.clone(),
-            org: pool.org.clone(),
-            pool_id: pool.pool_id,
-            course_id: pool.course_id,
-            key: record.key.clone(),
-            redeemed_at: now,
-            expires_at: pool.assignment_expiry(now),
-            launch_count: 0,
-            last_launched_at: None,
-            cancelled_at: None,
-        };
+        let assignment = assignment_of(&pool, learner, &record.key, now);
         match store.redeem(&assignment, &pool, now, &checks).await? {
             Ok(()) => {
                 tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
@@ -244,6 +272,59 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
         code: "redemption_contended",
         message: "the key is being changed by other requests; try again".into(),
     })
+}
+
+/// The shortcut: the key's pool from its tag, and the transaction sent without reading
+/// anything, on the assumption that the learner and the address have no failure counters.
+/// `None` when the shortcut does not apply or its transaction was refused (it changed
+/// nothing, and told nothing to anyone): the caller goes the long way and finds out why.
+async fn redeem_unread<S: Assignments + ?Sized>(
+    store: &S,
+    pools: &PoolCache,
+    who: &Redeemer<'_>,
+    limits: &[(CounterId, Limit)],
+    key: &KeyCode,
+    now: Timestamp,
+) -> Result<Option<Assignment>> {
+    let Some(pool) = key.tag().and_then(|tag| pools.tagged(&tag)) else {
+        return Ok(None);
+    };
+    if pool.check_active(now).is_err() {
+        return Ok(None);
+    }
+    let assignment = assignment_of(&pool, who.learner, key, now);
+    let no_failures: Vec<_> = limits
+        .iter()
+        .map(|(id, _)| (id.clone(), Condition::Absent))
+        .collect();
+    match store.redeem(&assignment, &pool, now, &no_failures).await? {
+        Ok(()) => {
+            tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
+            Ok(Some(assignment))
+        }
+        Err(RedeemConflict::PoolNotActive) => {
+            pools.forget(&pool.pool_id);
+            Ok(None)
+        }
+        Err(_) => Ok(None),
+    }
+}
+
+/// A new assignment of `pool` for the learner, from `key` redeemed at `now`.
+fn assignment_of(pool: &Pool, learner: &UserId, key: &KeyCode, now: Timestamp) -> Assignment {
+    Assignment {
+        assignment_id: AssignmentId::new(),
+        learner: learner.clone(),
+        org: pool.org.clone(),
+        pool_id: pool.pool_id,
+        course_id: pool.course_id,
+        key: key.clone(),
+        redeemed_at: now,
+        expires_at: pool.assignment_expiry(now),
+        launch_count: 0,
+        last_launched_at: None,
+        cancelled_at: None,
+    }
 }
 
 /// A redeemed key: the same learner gets their assignment back, anyone else a conflict.
