@@ -36,14 +36,15 @@ async fn list_pools_pages_visit_every_pool_once() {
         assert_eq!(listed.len(), 7, "limit {limit}");
         assert_eq!(seen, ids, "limit {limit}");
     }
-    let first = pools::list_pools(w.dyn_store(), &org(ORG), None, None, 3)
+    let first = pools::list_pools(w.dyn_store(), &org(ORG), None, None, None, 3, w.now())
         .await
         .unwrap();
     assert_eq!(first.items.len(), 3);
     assert!(first.next_cursor.is_some());
-    let from_empty_cursor = pools::list_pools(w.dyn_store(), &org(ORG), None, Some(""), 3)
-        .await
-        .unwrap();
+    let from_empty_cursor =
+        pools::list_pools(w.dyn_store(), &org(ORG), None, None, Some(""), 3, w.now())
+            .await
+            .unwrap();
     assert_eq!(
         from_empty_cursor, first,
         "an empty cursor is the first page"
@@ -94,7 +95,16 @@ async fn list_pools_search_is_a_case_insensitive_substring_and_pages() {
     assert!(all_pools(&w, ORG, Some("haskell"), 3).await.is_empty());
     assert_eq!(all_pools(&w, ORG, Some(""), 4).await.len(), names.len());
     let long = "x".repeat(pools::MAX_SEARCH_CHARS + 1);
-    let result = pools::list_pools(w.dyn_store(), &org(ORG), Some(&long), None, 10).await;
+    let result = pools::list_pools(
+        w.dyn_store(),
+        &org(ORG),
+        Some(&long),
+        None,
+        None,
+        10,
+        w.now(),
+    )
+    .await;
     assert_eq!(field_errors(result), ["search"]);
 }
 
@@ -131,7 +141,7 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     .await;
 
     let store = w.dyn_store();
-    let first = pools::list_pools(store, &org(ORG), None, None, 1)
+    let first = pools::list_pools(store, &org(ORG), None, None, None, 1, w.now())
         .await
         .unwrap();
     let cursor = first.next_cursor.clone().expect("more pools");
@@ -153,7 +163,9 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
         base64url(format!(r#"{{"SK":"POOL#{}"}}"#, "x".repeat(500)).as_bytes()),
     ];
     for c in &bad {
-        assert_invalid_cursor(pools::list_pools(store, &org(ORG), None, Some(c), 2).await);
+        assert_invalid_cursor(
+            pools::list_pools(store, &org(ORG), None, None, Some(c), 2, w.now()).await,
+        );
     }
     // A pools cursor is not a courses cursor, nor a keys cursor, nor an assignments cursor.
     assert_invalid_cursor(pools::list_courses(store, &org(ORG), None, Some(&cursor), 2).await);
@@ -168,7 +180,9 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
         .await
         .unwrap();
     let keys_cursor = keys_page.next_cursor.expect("more keys");
-    assert_invalid_cursor(pools::list_pools(store, &org(ORG), None, Some(&keys_cursor), 2).await);
+    assert_invalid_cursor(
+        pools::list_pools(store, &org(ORG), None, None, Some(&keys_cursor), 2, w.now()).await,
+    );
     assert_invalid_cursor(
         inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some("garbage"), 2).await,
     );
@@ -183,7 +197,7 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     let mut seen = Vec::new();
     let mut next = Some(cursor);
     while let Some(c) = next {
-        let page = pools::list_pools(store, &org(OTHER_ORG), None, Some(&c), 1)
+        let page = pools::list_pools(store, &org(OTHER_ORG), None, None, Some(&c), 1, w.now())
             .await
             .unwrap();
         seen.extend(page.items);
