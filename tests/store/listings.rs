@@ -283,3 +283,68 @@ async fn a_rare_search_answers_in_bounded_steps_and_still_finds_everything() {
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].course_id, needle.course_id);
 }
+
+/// A status few pools have, in a large organization, answers after a bounded read too, with a
+/// cursor that resumes the scan; the status is decided at the time asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_pool_status_answers_in_bounded_steps_and_still_finds_everything() {
+    let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let course = new_course(&w, ORG, "Rust 101").await;
+    let now = w.now();
+    let expired = new_pool_between(
+        &w,
+        &course,
+        "Last year",
+        now - Duration::days(400),
+        now - Duration::days(35),
+        30,
+    )
+    .await;
+    for i in 0..1_050 {
+        let mut active = expired.clone();
+        active.pool_id = PoolId::new();
+        active.name = format!("Open {i}");
+        active.expires_at = now + Duration::days(30);
+        w.store.put_pool(&active).await.unwrap();
+    }
+    let list = |cursor: Option<String>, at| {
+        let w = &w;
+        async move {
+            pools::list_pools(
+                w.dyn_store(),
+                &org(ORG),
+                None,
+                Some("expired"),
+                cursor.as_deref(),
+                10,
+                at,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let first = list(None, now).await;
+    assert!(
+        first.items.is_empty(),
+        "the oldest pool lies past the first bounded read"
+    );
+    let mut cursor = first.next_cursor.expect("a cursor to go on with");
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let page = list(Some(cursor.clone()), now).await;
+        found.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].pool_id, expired.pool_id);
+    // Asked 31 days later, every pool has expired: a full page at once.
+    let later = list(None, now + Duration::days(31)).await;
+    assert_eq!(later.items.len(), 10);
+    assert!(later.next_cursor.is_some());
+}
