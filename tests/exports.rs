@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
 use keypool::domain::{
     Course, CourseId, Export, ExportId, ExportStatus, KeyFilter, KeyRecord, MaxOpenJobs, NewKey,
-    Page, Pool, PoolId,
+    Page, Pool, PoolFilter, PoolId,
 };
 use keypool::identity::OrgId;
 use keypool::keys::KeyCode;
@@ -751,11 +751,11 @@ impl Pools for MarksStuck {
     async fn list_pools(
         &self,
         org: &OrgId,
-        search: Option<&str>,
+        filter: &PoolFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> keypool::Result<Page<Pool>> {
-        self.0.list_pools(org, search, cursor, limit).await
+        self.0.list_pools(org, filter, cursor, limit).await
     }
     async fn update_pool_settings(&self, p: &Pool, version: u64) -> keypool::Result<bool> {
         self.0.update_pool_settings(p, version).await
@@ -827,6 +827,15 @@ impl Exports for MarksStuck {
     }
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> keypool::Result<Option<Export>> {
         self.0.get_export(org, id).await
+    }
+    async fn list_exports(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> keypool::Result<Page<Export>> {
+        self.0.list_exports(org, pool_id, cursor, limit).await
     }
     async fn update_export(&self, e: &Export) -> keypool::Result<bool> {
         self.0.update_export(e).await
@@ -908,4 +917,105 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
         .unwrap()
         .unwrap();
     assert_eq!(still.status, ExportStatus::Failed);
+}
+
+#[tokio::test]
+async fn a_pools_exports_are_listed_newest_first_a_page_at_a_time() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let (_, other_pool) = w.pool("acme", 30).await;
+    w.generate("acme", &pool_id, 3).await;
+    let mut ids = Vec::new();
+    for body in [
+        json!({}),
+        json!({"status": "available"}),
+        json!({"status": "redeemed"}),
+    ] {
+        ids.push(export_via(&w, &w.app, "acme", &pool_id, body).await["export_id"].clone());
+    }
+    let elsewhere = export_via(&w, &w.app, "acme", &other_pool, json!({})).await;
+
+    let list = |cursor: String| {
+        let (w, admin, pool_id) = (&w, &admin, &pool_id);
+        async move {
+            let r = w
+                .call(
+                    Method::GET,
+                    &format!("/v1/pools/{pool_id}/exports?limit=2&cursor={cursor}"),
+                    Some(admin),
+                    None,
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            r.body
+        }
+    };
+    let first = list(String::new()).await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_string();
+    let second = list(cursor).await;
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let listed: Vec<Value> = [&first, &second]
+        .iter()
+        .flat_map(|p| p["items"].as_array().unwrap().clone())
+        .collect();
+    let listed_ids: Vec<_> = listed.iter().map(|e| e["export_id"].clone()).collect();
+    let newest_first: Vec<_> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed_ids, newest_first);
+    assert!(!listed_ids.contains(&elsewhere["export_id"]));
+    assert_eq!(listed[0]["key_status"], "redeemed");
+    for e in &listed {
+        assert_eq!(e["status"], "done", "{e}");
+        assert_eq!(e["pool_id"].as_str(), Some(pool_id.as_str()));
+        let (status, _, _) = download_local(&w, e["url"].as_str().expect("a link")).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+
+    // Another organization's admin, an unknown pool, a bad cursor.
+    let path = format!("/v1/pools/{pool_id}/exports");
+    let theirs = w
+        .call(Method::GET, &path, Some(&w.admin("globex")), None)
+        .await;
+    assert_eq!(theirs.status, StatusCode::NOT_FOUND);
+    assert_eq!(theirs.code(), "pool_not_found");
+    let unknown = w
+        .call(
+            Method::GET,
+            "/v1/pools/not-a-pool/exports",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    assert_eq!(unknown.code(), "pool_not_found");
+    let bad = w
+        .call(
+            Method::GET,
+            &format!("{path}?cursor=garbage"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert_eq!(bad.code(), "invalid_cursor");
+    // A cursor of another listing does not reach into this one.
+    let pools_cursor = w
+        .call(Method::GET, "/v1/pools?limit=1", Some(&admin), None)
+        .await
+        .body["next_cursor"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bad = w
+        .call(
+            Method::GET,
+            &format!("{path}?cursor={pools_cursor}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(bad.code(), "invalid_cursor");
 }

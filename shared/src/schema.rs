@@ -161,6 +161,13 @@ pub fn pool_registry_sk(org: &OrgId, pool: &PoolId) -> String {
 pub fn export_sk(id: &ExportId) -> String {
     format!("EXPORT#{id}")
 }
+/// GSI1 partition of a pool's exports, sorted by `export_sk` (ids are time-ordered). Not the
+/// pool's own GSI1 partition, which holds only its keys.
+pub fn pool_exports_pk(pool: &PoolId) -> String {
+    format!("POOLEXPORTS#{pool}")
+}
+/// Sort key prefix of exports.
+pub const EXPORT_SK_PREFIX: &str = "EXPORT#";
 /// Partition that lists jobs started and not finished.
 pub const OPEN_JOBS_PK: &str = "JOBS#open";
 /// Sort key of an open job.

@@ -346,3 +346,138 @@ async fn pools_page_search_and_edit() {
         .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// Every page of `GET {path}` (which has a query already), with the size of each.
+async fn pool_pages(w: &World, admin: &str, path: &str) -> Vec<Vec<Value>> {
+    let mut pages = Vec::new();
+    let mut cursor = String::new();
+    for _ in 0..100 {
+        let r = w
+            .call(GET, &format!("{path}&cursor={cursor}"), Some(admin), None)
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
+        pages.push(r.body["items"].as_array().unwrap().clone());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = c.to_string(),
+            None => return pages,
+        }
+    }
+    panic!("{path}: the listing never ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_are_filtered_by_status_on_the_server_across_pages() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let (course_id, _) = w.pool("acme", 30).await;
+    let now = w.now();
+    let at = |days: i64| keypool::time::format(&(now + chrono::Duration::days(days)));
+    let mut expected: std::collections::HashMap<&str, HashSet<String>> = Default::default();
+    expected.entry("active").or_default().insert(
+        w.call(GET, "/v1/pools?limit=1", Some(&admin), None)
+            .await
+            .body["items"][0]["pool_id"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    );
+    // Interleaved, so that every status's pools are spread over the whole listing.
+    for i in 0..4 {
+        for (status, starts, expires) in [
+            ("scheduled", 5, 30),
+            ("active", -5, 30),
+            ("expired", -30, -5),
+            ("deactivated", -5, 30),
+        ] {
+            let r = w
+                .call(
+                    POST,
+                    "/v1/pools",
+                    Some(&admin),
+                    Some(json!({
+                        "name": format!("{status} {i}"), "course_id": course_id,
+                        "starts_at": at(starts), "expires_at": at(expires),
+                        "content_availability_days": 30
+                    })),
+                )
+                .await;
+            assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+            let pool_id = id(&r, "pool_id");
+            if status == "deactivated" {
+                let r = w
+                    .call(
+                        Method::PATCH,
+                        &format!("/v1/pools/{pool_id}"),
+                        Some(&admin),
+                        Some(json!({"deactivated": true})),
+                    )
+                    .await;
+                assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+            }
+            expected.entry(status).or_default().insert(pool_id);
+        }
+    }
+    // Another organization's pools never show.
+    w.pool("globex", 30).await;
+
+    for (status, ids) in &expected {
+        for limit in [1, 2, 3] {
+            let pages = pool_pages(
+                &w,
+                &admin,
+                &format!("/v1/pools?status={status}&limit={limit}"),
+            )
+            .await;
+            let (last, full) = pages.split_last().unwrap();
+            for page in full {
+                assert_eq!(
+                    page.len(),
+                    limit,
+                    "{status} limit {limit}: a short page mid-listing"
+                );
+            }
+            assert!(last.len() <= limit);
+            let mut seen = HashSet::new();
+            for p in pages.iter().flatten() {
+                assert_eq!(p["status"], *status, "{p}");
+                assert!(
+                    seen.insert(id_of(p, "pool_id")),
+                    "{status}: a pool came twice"
+                );
+            }
+            assert_eq!(&seen, ids, "{status} limit {limit}");
+        }
+    }
+    // With a search, both apply.
+    let pages = pool_pages(
+        &w,
+        &admin,
+        "/v1/pools?status=expired&search=EXPIRED%202&limit=5",
+    )
+    .await;
+    let names: Vec<_> = pages.iter().flatten().map(|p| p["name"].clone()).collect();
+    assert_eq!(names, [json!("expired 2")]);
+    // Without a status, every pool, each with its own.
+    let all = pool_pages(&w, &admin, "/v1/pools?limit=7").await;
+    assert_eq!(all.iter().map(Vec::len).sum::<usize>(), 17);
+
+    // The status follows the clock: a scheduled pool opens when its start passes.
+    w.clock.advance(chrono::Duration::days(6));
+    let active = pool_pages(&w, &admin, "/v1/pools?status=active&limit=100").await;
+    assert_eq!(active.iter().map(Vec::len).sum::<usize>(), 9);
+    let scheduled = pool_pages(&w, &admin, "/v1/pools?status=scheduled&limit=100").await;
+    assert!(scheduled.iter().all(Vec::is_empty));
+
+    for bad in ["Active", "open", "active,expired"] {
+        let r = w
+            .call(GET, &format!("/v1/pools?status={bad}"), Some(&admin), None)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(r.code(), "invalid_input", "{bad}");
+        assert!(
+            r.body["error"]["details"]["fields"]["status"].is_string(),
+            "{:?}",
+            r.body
+        );
+    }
+}

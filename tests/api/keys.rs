@@ -306,3 +306,75 @@ async fn keys_list_by_status_and_only_unredeemed_keys_can_be_removed() {
     let r = redeem(&w, "late", &keys[10]).await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "invalid_key"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_finds_the_pool_of_a_key_in_any_form_and_only_their_own() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &pool_id, 2).await;
+    let r = w
+        .call(
+            POST,
+            &format!("/v1/pools/{pool_id}/keys"),
+            Some(&admin),
+            Some(json!({"keys": ["Custom-Key-42"]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let redeemed = redeem(&w, "ann", &keys[0]).await;
+    assert_eq!(redeemed.status, StatusCode::CREATED, "{:?}", redeemed.body);
+
+    let find = |token: String, typed: String| {
+        let w = &w;
+        async move {
+            w.call(GET, &format!("/v1/keys/{typed}"), Some(&token), None)
+                .await
+        }
+    };
+    // A generated key typed in lower case without dashes, another with spaces.
+    let typed = keys[0].to_lowercase().replace('-', "");
+    let r = find(admin.clone(), typed).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["key"], keys[0]);
+    assert_eq!(r.body["pool_id"].as_str(), Some(pool_id.as_str()));
+    assert_eq!(r.body["pool_name"], "Spring cohort");
+    assert_eq!(r.body["pool_status"], "active");
+    assert_eq!(r.body["status"], "redeemed");
+    assert_eq!(r.body["redeemed_by"], "ann");
+    assert!(r.body["redeemed_at"].is_string());
+    let r = find(admin.clone(), keys[1].replace('-', "%20")).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["status"], "available");
+    assert!(r.body["redeemed_by"].is_null());
+    let r = find(admin.clone(), "custom-key-42".into()).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["key"], "CUSTOMKEY42");
+
+    // Another organization's key answers exactly as a key that does not exist; so do a
+    // malformed key and a generated one with a wrong check symbol.
+    let absent = find(admin.clone(), "NO-SUCH-KEY".into()).await;
+    assert_eq!(absent.status, StatusCode::NOT_FOUND);
+    assert_eq!(absent.code(), "key_not_found");
+    let theirs = find(w.admin("globex"), keys[0].clone()).await;
+    assert_eq!((theirs.status, &theirs.body), (absent.status, &absent.body));
+    let theirs = find(w.admin("globex"), "custom-key-42".into()).await;
+    assert_eq!((theirs.status, &theirs.body), (absent.status, &absent.body));
+    let last = keys[1].chars().last().unwrap();
+    let wrong_check = format!(
+        "{}{}",
+        &keys[1][..keys[1].len() - 1],
+        if last == 'A' { 'B' } else { 'A' }
+    );
+    for typed in ["%21%21", "ab", &wrong_check] {
+        let r = find(admin.clone(), typed.to_string()).await;
+        assert_eq!(
+            (r.status, &r.body),
+            (absent.status, &absent.body),
+            "{typed}"
+        );
+    }
+    // Only admins look keys up.
+    let r = find(w.learner("ann"), keys[0].clone()).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+}

@@ -195,6 +195,17 @@ async function main() {
     await admin.locator('#count-total', { hasText: '5' }).waitFor();
   });
 
+  await step('admin: a .txt upload fills the preview, and nothing is written until confirmed', async () => {
+    await admin.setInputFiles('#upload', { name: 'keys.txt', mimeType: 'text/plain', buffer: Buffer.from('golf-1007\r\nbad key!\r\n\r\nGOLF1007\n') });
+    await admin.locator('#preview-summary', { hasText: '1 valid, 2 with errors' }).waitFor();
+    const preview = await text(admin, '#preview');
+    assert.match(preview, /Line 2 \(bad key!\)/);
+    assert.match(preview, /Line 4 \(GOLF1007\): The same key as line 1/);
+    assert.equal(await text(admin, '#count-total'), '5');
+    await admin.fill('#paste', '');
+    await admin.setInputFiles('#upload', []);
+  });
+
   await step('admin: add one key, and see a duplicate refused next to the field', async () => {
     await admin.fill('#one-key', 'foxtrot-1006');
     await admin.click('#add-one');
@@ -262,8 +273,63 @@ async function main() {
     assert.match(csv[0], /^key,status/);
     assert.equal(csv.length, 20006);
     assert.ok(csv.some((l) => l.startsWith('BRAVO1002,available')), 'a pasted key is in the file');
+    // The pool's exports come from the server, newest first, with their download.
     await admin.locator('#export-list table').waitFor();
+    assert.equal(await admin.locator('#export-table tbody tr').count(), 1);
+    assert.match(await text(admin, '#export-table'), /Ready[\s\S]*20,005[\s\S]*available/);
+    await admin.selectOption('#export-status', '');
+    await admin.click('#start-export');
+    await admin.waitForFunction(() => {
+      const rows = document.querySelectorAll('#export-table tbody tr');
+      return rows.length === 2 && /Ready/.test(rows[0].textContent);
+    }, null, { timeout: 60000 });
+    assert.match(await admin.locator('#export-table tbody tr').first().innerText(), /all keys/);
+    // Reloaded, the list is the server's, not this page's memory.
+    await admin.reload();
+    await admin.locator('#export-table tbody tr').nth(1).waitFor();
+    const [again] = await Promise.all([admin.waitForEvent('download'),
+      admin.locator('#export-table tbody tr').nth(1).getByRole('button').click()]);
+    assert.equal(readFileSync(await again.path(), 'utf8').trim().split(/\r?\n/).length, 20006);
     await check(admin, 'export');
+  });
+
+  await step('admin: edit a pool with inline validation of dates and availability', async () => {
+    await admin.click('#tab-settings');
+    await admin.locator('#toggle-deactivated').waitFor();
+    const starts = await admin.inputValue('#starts_at');
+    await admin.fill('#expires_at', '2020-01-01T10:00');
+    await admin.dispatchEvent('#expires_at', 'change');
+    await admin.locator('#expires_at-error', { hasText: 'Expires must be after Starts' }).waitFor();
+    await admin.fill('#content_availability_days', '0');
+    await admin.locator('#content_availability_days-error', { hasText: '1 to 180' }).waitFor();
+    await admin.click('#save-pool');
+    // Nothing sent: focus goes to the first field in error.
+    await admin.waitForFunction(() => document.activeElement.id === 'expires_at');
+    await check(admin, 'settings-errors');
+    await admin.fill('#expires_at', '2099-06-30T18:00');
+    await admin.dispatchEvent('#expires_at', 'change');
+    await admin.fill('#content_availability_days', '45');
+    await admin.fill('#name', 'Warehouse intake');
+    assert.equal(await admin.locator('#expires_at-error').isHidden(), true);
+    await admin.click('#save-pool');
+    await admin.locator('h1', { hasText: 'Warehouse intake' }).waitFor();
+    assert.match(await text(admin, 'main'), /45 days of access/);
+    assert.equal(await admin.inputValue('#starts_at'), starts);
+    const pool = await admin.evaluate(async (id) => (await fetch(`/v1/pools/${id}`, { headers: { Authorization: `Bearer ${sessionStorage.getItem('keypool.token')}` } })).json(), poolId);
+    assert.equal(pool.expires_at, '2099-06-30T16:00:00.000Z', 'Paris summer time is UTC+2');
+    assert.equal(pool.content_availability_days, 45);
+  });
+
+  await step('admin: deactivate a pool through a confirmation, then reactivate it', async () => {
+    await admin.click('#toggle-deactivated');
+    await admin.locator('dialog[open]').waitFor();
+    await admin.locator('dialog[open] button.danger').click();
+    await admin.locator('h1 .badge', { hasText: 'deactivated' }).waitFor();
+    await admin.locator('#toggle-deactivated', { hasText: 'Reactivate pool' }).waitFor();
+    await check(admin, 'settings-deactivated');
+    await admin.click('#toggle-deactivated');
+    await admin.locator('h1 .badge', { hasText: /^active$/ }).waitFor();
+    await admin.locator('#toggle-deactivated', { hasText: 'Deactivate pool' }).waitFor();
   });
 
   await step('admin: settings, and the pools list with live counts', async () => {
@@ -272,7 +338,7 @@ async function main() {
     await check(admin, 'settings');
     await admin.goto(`${base}/#/`);
     await admin.locator('#pools tbody tr').first().waitFor();
-    assert.match(await text(admin, '#pools'), /Warehouse spring intake[\s\S]*Forklift safety[\s\S]*20,005/);
+    assert.match(await text(admin, '#pools'), /Warehouse intake[\s\S]*Forklift safety[\s\S]*20,005/);
     await check(admin, 'pools');
   });
 
@@ -288,6 +354,43 @@ async function main() {
   await call('POST', `/v1/pools/${later.pool_id}/keys`, { keys: ['LATER-2001'] });
   const past = await call('POST', '/v1/pools', { name: 'Last year', course_id: course.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2021-06-01T08:00:00Z', content_availability_days: 30 });
   await call('POST', `/v1/pools/${past.pool_id}/keys`, { keys: ['PAST-3001'] });
+
+  const paused = await call('POST', '/v1/pools', { name: 'Paused', course_id: course.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
+  await call('PATCH', `/v1/pools/${paused.pool_id}`, { deactivated: true });
+
+  await step('admin: the pools list filters by status on the server, page by page', async () => {
+    const shows = async (status, names) => {
+      await admin.goto(`${base}/#/`);
+      await admin.locator('#pool-status').waitFor();
+      await admin.selectOption('#pool-status', status);
+      const reply = admin.waitForResponse((r) => new URL(r.url()).pathname === '/v1/pools'
+        && new URL(r.url()).searchParams.get('status') === status);
+      await admin.click('form[aria-label="Pools"] button[type="submit"]');
+      await reply;
+      await admin.waitForFunction((want) => [...document.querySelectorAll('#pools tbody tr td:first-child')]
+        .map((td) => td.textContent).join('|') === want, names.join('|'));
+    };
+    await shows('scheduled', ['Autumn']);
+    await shows('expired', ['Last year']);
+    await shows('deactivated', ['Paused']);
+    await shows('active', ['Warehouse intake']);
+    assert.match(admin.url(), /status=active/);
+    await check(admin, 'pools-filtered');
+  });
+
+  await step('admin: a busy or throttled API is explained in plain words, with the wait', async () => {
+    const poolsListing = (url) => url.pathname === '/v1/pools';
+    await admin.route(poolsListing, (route) => route.fulfill({ status: 503, headers: { 'Retry-After': '7', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'store_busy', message: 'the store is busy' } }) }));
+    await admin.goto(`${base}/#/?search=x`);
+    await admin.locator('main .alert', { hasText: 'The service is busy right now. Try again in 7 seconds.' }).waitFor();
+    await admin.unroute(poolsListing);
+    await admin.route(poolsListing, (route) => route.fulfill({ status: 429, headers: { 'Retry-After': '150', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'rate_limited', message: 'slow down' } }) }));
+    await admin.goto(`${base}/#/?search=y`);
+    await admin.locator('main .alert', { hasText: 'Too many requests right now. Try again in 3 minutes.' }).waitFor();
+    await admin.unroute(poolsListing);
+  });
 
   const learner = await context.newPage();
   const redeemRequests = [];
@@ -360,11 +463,15 @@ async function main() {
     await admin.locator('#count-redeemed', { hasText: '1' }).waitFor();
     // Billing reads the assignments stream; give the follower a few polls.
     // Under load (two cores, shared) the follower can take a while: up to about a minute.
-    for (let i = 0; i < 60; i++) {
-      await admin.goto(`${base}/#/billing`);
-      await admin.locator('#invoice-count').waitFor();
-      if ((await text(admin, '#invoice-count')) === '1') break;
+    // (Going to the same #/billing again changes nothing: "Show invoice" reads it again.)
+    await admin.goto(`${base}/#/billing`);
+    await admin.locator('#invoice-count').waitFor();
+    for (let i = 0; i < 60 && (await text(admin, '#invoice-count')) !== '1'; i++) {
       await admin.waitForTimeout(1000);
+      const reply = admin.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/v1/invoices/'));
+      await admin.getByRole('button', { name: 'Show invoice' }).click();
+      await reply;
+      await admin.waitForTimeout(300);
     }
     assert.match(await text(admin, '#invoice-lines'), /demo-learner[\s\S]*BRAVO1002/);
     const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#invoice-csv')]);
@@ -374,11 +481,70 @@ async function main() {
     await check(admin, 'billing');
   });
 
+  await step('admin: find a key a learner reports, in any form, and open its pool', async () => {
+    await admin.goto(`${base}/#/`);
+    await admin.locator('#find-key').waitFor();
+    await admin.fill('#find-key', 'nope-0000-zzzz');
+    await admin.click('#find-key-button');
+    await admin.locator('#find-key-error', { hasText: 'No pool of your organization holds this key' }).waitFor();
+    assert.equal(await admin.getAttribute('#find-key', 'aria-invalid'), 'true');
+    await check(admin, 'find-key-missing');
+    await admin.fill('#find-key', ' bravo 1002 ');
+    await admin.keyboard.press('Enter');
+    await admin.locator('#found-key').waitFor();
+    assert.equal(decodeURIComponent(admin.url().split('/pools/')[1].split('/')[0]), poolId);
+    await admin.locator('#found-key', { hasText: 'demo-learner' }).waitFor();
+    assert.match(await text(admin, '#found-key'), /BRAVO1002[\s\S]*redeemed[\s\S]*demo-learner/);
+    await check(admin, 'find-key');
+    await admin.goto(`${base}/#/billing`);
+    await admin.locator('#invoice-count').waitFor();
+  });
+
   await step('admin: cancelling a launched redemption is refused, with the reason', async () => {
     await admin.getByRole('button', { name: 'Cancel redemption of key BRAVO1002' }).click();
     await admin.locator('dialog[open]').waitFor();
     await admin.getByRole('button', { name: 'Cancel redemption', exact: true }).last().click();
     await admin.locator('#billing-status', { hasText: 'already launched' }).waitFor();
+  });
+
+  await step('admin: the invoice pages past its first 100 lines, and its CSV has them all', async () => {
+    // 101 more redemptions, each by a learner of its own, through the API.
+    const bulk = await call('POST', '/v1/pools', { name: 'Bulk', course_id: course.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
+    const { keys } = await call('POST', `/v1/pools/${bulk.pool_id}/keys/generate`, { count: 101 });
+    const made = await admin.evaluate(async (keys) => {
+      let ok = 0;
+      for (const [i, key] of keys.entries()) {
+        const s = await fetch('/local/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role: 'learner', sub: `bulk-learner-${i}` }) });
+        const { token } = await s.json();
+        const r = await fetch('/v1/redemptions', { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ key }) });
+        if (r.status === 201) ok += 1;
+      }
+      return ok;
+    }, keys);
+    assert.equal(made, 101);
+    // Billing follows the stream: show the invoice again until every line is in.
+    await admin.goto(`${base}/#/billing`);
+    for (let i = 0; i < 90; i++) {
+      const reply = admin.waitForResponse((r) => new URL(r.url()).pathname.startsWith('/v1/invoices/'));
+      await admin.getByRole('button', { name: 'Show invoice' }).click();
+      await reply;
+      await admin.waitForTimeout(300);
+      if ((await text(admin, '#invoice-count')) === '102') break;
+      await admin.waitForTimeout(700);
+    }
+    assert.equal(await text(admin, '#invoice-count'), '102');
+    assert.equal(await admin.locator('#invoice-lines tbody tr').count(), 100);
+    assert.match(await text(admin, '#invoice-range'), /Lines 1 to 100 of 102/);
+    await admin.click('#next-lines');
+    await admin.locator('#invoice-range', { hasText: 'Lines 101 to 102 of 102' }).waitFor();
+    assert.equal(await admin.locator('#invoice-lines tbody tr').count(), 2);
+    assert.equal(await admin.locator('#next-lines').count(), 0);
+    await check(admin, 'billing-page-2');
+    await admin.click('#prev-lines');
+    await admin.locator('#invoice-range', { hasText: 'Lines 1 to 100 of 102' }).waitFor();
+    const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#invoice-csv')]);
+    const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
+    assert.equal(csv.length, 103, 'a header and every line of the month');
   });
 
   await step('no Content-Security-Policy violations in any page', async () => {
@@ -389,8 +555,9 @@ async function main() {
 let failed = false;
 try {
   await main();
-} catch {
+} catch (e) {
   failed = true;
+  if (!results.length || results[results.length - 1][1] !== 'FAIL') console.log(`FAIL before or between steps: ${e.stack || e}`);
 } finally {
   clearTimeout(budget);
   if (context) await context.close().catch(() => {});

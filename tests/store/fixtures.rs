@@ -305,7 +305,16 @@ pub(crate) async fn all_pools(
 ) -> Vec<Pool> {
     let o = &org(org_name);
     collect_pages(limit, |cursor| async move {
-        pools::list_pools(w.dyn_store(), o, search, cursor.as_deref(), limit).await
+        pools::list_pools(
+            w.dyn_store(),
+            o,
+            search,
+            None,
+            cursor.as_deref(),
+            limit,
+            w.now(),
+        )
+        .await
     })
     .await
 }

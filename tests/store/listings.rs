@@ -36,14 +36,15 @@ async fn list_pools_pages_visit_every_pool_once() {
         assert_eq!(listed.len(), 7, "limit {limit}");
         assert_eq!(seen, ids, "limit {limit}");
     }
-    let first = pools::list_pools(w.dyn_store(), &org(ORG), None, None, 3)
+    let first = pools::list_pools(w.dyn_store(), &org(ORG), None, None, None, 3, w.now())
         .await
         .unwrap();
     assert_eq!(first.items.len(), 3);
     assert!(first.next_cursor.is_some());
-    let from_empty_cursor = pools::list_pools(w.dyn_store(), &org(ORG), None, Some(""), 3)
-        .await
-        .unwrap();
+    let from_empty_cursor =
+        pools::list_pools(w.dyn_store(), &org(ORG), None, None, Some(""), 3, w.now())
+            .await
+            .unwrap();
     assert_eq!(
         from_empty_cursor, first,
         "an empty cursor is the first page"
@@ -94,7 +95,16 @@ async fn list_pools_search_is_a_case_insensitive_substring_and_pages() {
     assert!(all_pools(&w, ORG, Some("haskell"), 3).await.is_empty());
     assert_eq!(all_pools(&w, ORG, Some(""), 4).await.len(), names.len());
     let long = "x".repeat(pools::MAX_SEARCH_CHARS + 1);
-    let result = pools::list_pools(w.dyn_store(), &org(ORG), Some(&long), None, 10).await;
+    let result = pools::list_pools(
+        w.dyn_store(),
+        &org(ORG),
+        Some(&long),
+        None,
+        None,
+        10,
+        w.now(),
+    )
+    .await;
     assert_eq!(field_errors(result), ["search"]);
 }
 
@@ -131,7 +141,7 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     .await;
 
     let store = w.dyn_store();
-    let first = pools::list_pools(store, &org(ORG), None, None, 1)
+    let first = pools::list_pools(store, &org(ORG), None, None, None, 1, w.now())
         .await
         .unwrap();
     let cursor = first.next_cursor.clone().expect("more pools");
@@ -153,7 +163,9 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
         base64url(format!(r#"{{"SK":"POOL#{}"}}"#, "x".repeat(500)).as_bytes()),
     ];
     for c in &bad {
-        assert_invalid_cursor(pools::list_pools(store, &org(ORG), None, Some(c), 2).await);
+        assert_invalid_cursor(
+            pools::list_pools(store, &org(ORG), None, None, Some(c), 2, w.now()).await,
+        );
     }
     // A pools cursor is not a courses cursor, nor a keys cursor, nor an assignments cursor.
     assert_invalid_cursor(pools::list_courses(store, &org(ORG), None, Some(&cursor), 2).await);
@@ -168,7 +180,9 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
         .await
         .unwrap();
     let keys_cursor = keys_page.next_cursor.expect("more keys");
-    assert_invalid_cursor(pools::list_pools(store, &org(ORG), None, Some(&keys_cursor), 2).await);
+    assert_invalid_cursor(
+        pools::list_pools(store, &org(ORG), None, None, Some(&keys_cursor), 2, w.now()).await,
+    );
     assert_invalid_cursor(
         inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some("garbage"), 2).await,
     );
@@ -183,7 +197,7 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     let mut seen = Vec::new();
     let mut next = Some(cursor);
     while let Some(c) = next {
-        let page = pools::list_pools(store, &org(OTHER_ORG), None, Some(&c), 1)
+        let page = pools::list_pools(store, &org(OTHER_ORG), None, None, Some(&c), 1, w.now())
             .await
             .unwrap();
         seen.extend(page.items);
@@ -268,4 +282,69 @@ async fn a_rare_search_answers_in_bounded_steps_and_still_finds_everything() {
     }
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].course_id, needle.course_id);
+}
+
+/// A status few pools have, in a large organization, answers after a bounded read too, with a
+/// cursor that resumes the scan; the status is decided at the time asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rare_pool_status_answers_in_bounded_steps_and_still_finds_everything() {
+    let w = World::new().await;
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    let course = new_course(&w, ORG, "Rust 101").await;
+    let now = w.now();
+    let expired = new_pool_between(
+        &w,
+        &course,
+        "Last year",
+        now - Duration::days(400),
+        now - Duration::days(35),
+        30,
+    )
+    .await;
+    for i in 0..1_050 {
+        let mut active = expired.clone();
+        active.pool_id = PoolId::new();
+        active.name = format!("Open {i}");
+        active.expires_at = now + Duration::days(30);
+        w.store.put_pool(&active).await.unwrap();
+    }
+    let list = |cursor: Option<String>, at| {
+        let w = &w;
+        async move {
+            pools::list_pools(
+                w.dyn_store(),
+                &org(ORG),
+                None,
+                Some("expired"),
+                cursor.as_deref(),
+                10,
+                at,
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let first = list(None, now).await;
+    assert!(
+        first.items.is_empty(),
+        "the oldest pool lies past the first bounded read"
+    );
+    let mut cursor = first.next_cursor.expect("a cursor to go on with");
+    let mut found = Vec::new();
+    for _ in 0..5 {
+        let page = list(Some(cursor.clone()), now).await;
+        found.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = next,
+            None => break,
+        }
+    }
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].pool_id, expired.pool_id);
+    // Asked 31 days later, every pool has expired: a full page at once.
+    let later = list(None, now + Duration::days(31)).await;
+    assert_eq!(later.items.len(), 10);
+    assert!(later.next_cursor.is_some());
 }

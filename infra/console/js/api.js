@@ -40,6 +40,23 @@ const PLAIN = {
   payload_too_large: 'That is too much at once. Split it into smaller parts.',
 };
 
+/** Refusals that pass with time: the plain words, then the wait (from Retry-After). */
+const WAIT = {
+  throttled: 'Too many failed attempts.',
+  rate_limited: 'Too many requests right now.',
+  store_busy: 'The service is busy right now.',
+  collision_budget_spent: 'Too many keys collided with existing ones recently.',
+  too_many_jobs: 'Your organization has too many jobs running.',
+};
+
+/** "Try again in 2 minutes." for a wait in seconds (a guess of a minute when none is given). */
+export function waitWords(seconds) {
+  const s = Math.max(1, Math.ceil(Number(seconds) || 60));
+  if (s < 90) return `Try again in ${s} second${s === 1 ? '' : 's'}.`;
+  const m = Math.ceil(s / 60);
+  return `Try again in ${m} minute${m === 1 ? '' : 's'}.`;
+}
+
 /** Calls the API; resolves to the parsed JSON (or null for 204), rejects with ApiError. */
 export async function api(method, path, body, { text = false } = {}) {
   const headers = {};
@@ -61,7 +78,9 @@ export async function api(method, path, body, { text = false } = {}) {
   if (res.ok) return { ...data, _status: res.status };
   const e = (data && data.error) || {};
   const retry = Number(res.headers.get('Retry-After')) || (e.details && e.details.retry_after_seconds);
-  const message = PLAIN[e.code] || e.message || `The server answered ${res.status}.`;
+  const waiting = WAIT[e.code] || (res.status === 429 || res.status === 503 ? 'The service is busy right now.' : null);
+  const message = waiting ? `${waiting} ${waitWords(retry)}`
+    : PLAIN[e.code] || e.message || `The server answered ${res.status}.`;
   if (res.status === 401 && t) window.dispatchEvent(new CustomEvent('keypool:signed-out'));
   throw new ApiError(res.status, e.code || 'error', message, e.details, retry);
 }

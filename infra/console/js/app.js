@@ -25,7 +25,9 @@ async function route() {
   let m;
   if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }
   else if (path === '/pools/new') { await poolFormView(main, null); }
-  else if ((m = path.match(/^\/pools\/([^/]+)(?:\/(\w+))?$/))) { await poolView(main, decodeURIComponent(m[1]), m[2] || 'keys'); }
+  else if ((m = path.match(/^\/pools\/([^/?]+)(?:\/(\w+))?(?:\?(.*))?$/))) {
+    await poolView(main, decodeURIComponent(m[1]), m[2] || 'keys', new URLSearchParams(m[3] || ''));
+  }
   else { $('#nav-pools').setAttribute('aria-current', 'page'); await poolsView(main, new URLSearchParams(path.split('?')[1] || '')); }
   // Move focus to the new screen's heading so keyboard and screen-reader users land on it.
   const h1 = main.querySelector('h1');

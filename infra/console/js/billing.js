@@ -30,10 +30,17 @@ export async function billingView(main) {
     }
   }
 
-  async function load() {
+  // The lines a page at a time with the API's cursor; the CSV always has the whole month.
+  const pages = [];
+  let cursor = '';
+  async function load(c = cursor) {
     fieldError(month, '');
+    cursor = c;
+    const q = new URLSearchParams({ limit: '100' });
+    if (c) q.set('cursor', c);
     let inv;
-    try { inv = await api('GET', `/v1/invoices/${month.value}?limit=100`); } catch (e) { fieldError(month, e.fields.month || e.message); return; }
+    try { inv = await api('GET', `/v1/invoices/${month.value}?${q}`); } catch (e) { fieldError(month, e.fields.month || e.message); return; }
+    const first = pages.length * 100 + 1;
     fill(invoice, 
       h('div', { class: 'counts' },
         h('div', {}, 'Billable lines', h('strong', { id: 'invoice-count' }, inv.count)),
@@ -53,13 +60,16 @@ export async function billingView(main) {
           h('td', { 'data-label': 'Kind' }, l.cancelled_at ? `${l.kind} (cancelled)` : l.kind),
           h('td', { 'data-label': 'Action' }, l.kind === 'redemption' && !l.cancelled_at
             ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Cancel redemption of key ${l.key}`, onclick: async () => { if (await cancel(l.assignment_id)) load(); } }, 'Cancel') : '—')))))) : h('p', {}, 'No billable redemptions this month yet.'),
-      inv.next_cursor ? h('p', {}, 'More lines than shown: download the CSV for the whole month.') : null);
-    announce(`Invoice of ${month.value}: ${inv.count} lines.`);
+      inv.lines.length ? h('nav', { class: 'actions', 'aria-label': 'Invoice pages' },
+        h('p', { class: 'hint', id: 'invoice-range' }, `Lines ${first.toLocaleString()} to ${(first + inv.lines.length - 1).toLocaleString()} of ${(inv.redemptions + inv.credits).toLocaleString()}; the CSV has them all.`),
+        pages.length ? h('button', { type: 'button', class: 'secondary', id: 'prev-lines', onclick: () => load(pages.pop()) }, 'Previous lines') : null,
+        inv.next_cursor ? h('button', { type: 'button', class: 'secondary', id: 'next-lines', onclick: () => { pages.push(cursor); load(inv.next_cursor); } }, 'Next lines') : null) : null);
+    announce(`Invoice of ${month.value}: ${inv.count} lines${inv.lines.length ? `, showing ${first} to ${first + inv.lines.length - 1}` : ''}.`);
   }
 
   main.replaceChildren(
     h('h1', {}, 'Assignments and billing'),
-    h('form', { class: 'row card', onsubmit: (ev) => { ev.preventDefault(); load(); } },
+    h('form', { class: 'row card', onsubmit: (ev) => { ev.preventDefault(); pages.length = 0; load(''); } },
       h('div', {}, h('label', { for: 'month' }, 'Month'), h('p', { class: 'hint', id: 'month-hint' }, 'Months are counted in UTC.'), month),
       h('div', {}, h('button', { type: 'submit' }, 'Show invoice'))),
     live, invoice,
@@ -68,5 +78,5 @@ export async function billingView(main) {
       h('form', { class: 'row', onsubmit: async (ev) => { ev.preventDefault(); if (!cancelId.value.trim()) { fieldError(cancelId, 'Enter an assignment id.'); return; } fieldError(cancelId, ''); if (await cancel(cancelId.value.trim())) load(); } },
         h('div', {}, h('label', { for: 'cancel-id' }, 'Assignment id'), cancelId),
         h('div', {}, h('button', { type: 'submit', class: 'danger' }, 'Cancel redemption')))));
-  await load();
+  await load('');
 }

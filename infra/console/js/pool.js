@@ -1,7 +1,7 @@
 // One pool: its counts, and tabs for keys, export and settings.
 import { api, courseTitles } from './api.js';
 import { h, when, fieldError, showApiError, confirmDialog, announce, sleep, fill } from './dom.js';
-import { poolStatus, poolFormView } from './pools.js';
+import { poolFormView } from './pools.js';
 
 const KEY_RE = /^[A-Z0-9]{4,64}$/;
 const canonical = (line) => line.toUpperCase().replace(/[\s-]/g, '');
@@ -22,7 +22,7 @@ export function previewLines(text) {
     });
 }
 
-export async function poolView(main, poolId, tab) {
+export async function poolView(main, poolId, tab, params = new URLSearchParams()) {
   let pool;
   try { pool = await api('GET', `/v1/pools/${encodeURIComponent(poolId)}`); } catch (e) {
     main.replaceChildren(h('h1', {}, 'Pool'), h('p', { class: 'alert', role: 'alert' }, e.message), h('a', { href: '#/' }, 'Back to pools'));
@@ -48,7 +48,7 @@ export async function poolView(main, poolId, tab) {
       if (to >= 0) { ev.preventDefault(); location.hash = `#/pools/${encodeURIComponent(poolId)}/${tabs[to][0]}`; }
     },
   }, label)));
-  const st = poolStatus(pool);
+  const st = pool.status;
   const title = (await courseTitles()).get(pool.course_id) || pool.course_id;
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/' }, '← All pools')),
@@ -57,10 +57,25 @@ export async function poolView(main, poolId, tab) {
     counts, tablist, panel);
   if (tab === 'export') exportTab(panel, pool);
   else if (tab === 'settings') await settingsTab(panel, pool);
-  else keysTab(panel, pool, refreshCounts);
+  else keysTab(panel, pool, refreshCounts, params.get('key'));
 }
 
-function keysTab(panel, pool, refreshCounts) {
+/** The key that "Find a key" opened this pool for: its status and who redeemed it. */
+function foundKey(typed) {
+  const box = h('section', { class: 'card found', id: 'found-key', 'aria-labelledby': 'h-found' }, h('h2', { id: 'h-found' }, `Key ${typed}`), h('p', {}, 'Loading…'));
+  api('GET', `/v1/keys/${encodeURIComponent(typed)}`).then((k) => {
+    fill(box, h('h2', { id: 'h-found' }, `Key ${k.key}`),
+      h('dl', { class: 'facts' },
+        h('dt', {}, 'Status'), h('dd', {}, h('span', { class: `badge ${k.status}` }, k.status)),
+        h('dt', {}, 'Redeemed by'), h('dd', {}, k.redeemed_by || '—'),
+        h('dt', {}, 'Redeemed at'), h('dd', {}, k.redeemed_at ? when(k.redeemed_at) : '—'),
+        h('dt', {}, 'Distributed'), h('dd', {}, k.distributed_at ? when(k.distributed_at) : 'No'),
+        k.assignment_id ? [h('dt', {}, 'Assignment'), h('dd', { class: 'key' }, k.assignment_id)] : null));
+  }).catch((e) => fill(box, h('h2', { id: 'h-found' }, `Key ${typed}`), h('p', { class: 'alert' }, e.message)));
+  return box;
+}
+
+function keysTab(panel, pool, refreshCounts, found) {
   const base = `/v1/pools/${encodeURIComponent(pool.pool_id)}`;
   // Add one key.
   const one = h('input', { id: 'one-key', name: 'key', type: 'text', autocomplete: 'off', spellcheck: 'false' });
@@ -189,7 +204,8 @@ function keysTab(panel, pool, refreshCounts) {
   filter.addEventListener('change', () => { stack.length = 0; loadKeys(''); });
   undistributed.addEventListener('change', () => { stack.length = 0; loadKeys(''); });
 
-  fill(panel, 
+  fill(panel,
+    found ? foundKey(found) : null,
     h('section', { class: 'card', 'aria-labelledby': 'h-one' }, h('h2', { id: 'h-one' }, 'Add one key'), oneForm, oneStatus),
     h('section', { class: 'card', 'aria-labelledby': 'h-paste' }, h('h2', { id: 'h-paste' }, 'Add many keys'), pasteForm),
     h('section', { class: 'card', 'aria-labelledby': 'h-gen' }, h('h2', { id: 'h-gen' }, 'Generate keys'), genForm, jobBox),
@@ -198,14 +214,6 @@ function keysTab(panel, pool, refreshCounts) {
         h('div', {}, h('label', { for: 'key-undistributed' }, undistributed, ' Only never distributed'))),
       table));
   loadKeys('');
-}
-
-const RECENT = 'keypool.exports';
-function recentExports(poolId) { return JSON.parse(localStorage.getItem(RECENT) || '[]').filter((e) => e.pool_id === poolId); }
-function rememberExport(e) {
-  const all = JSON.parse(localStorage.getItem(RECENT) || '[]').filter((x) => x.export_id !== e.export_id);
-  all.unshift({ export_id: e.export_id, pool_id: e.pool_id, created_at: e.created_at });
-  localStorage.setItem(RECENT, JSON.stringify(all.slice(0, 50)));
 }
 
 function exportTab(panel, pool) {
@@ -222,7 +230,6 @@ function exportTab(panel, pool) {
     if (status.value) body.status = status.value;
     try {
       const e = await api('POST', `/v1/pools/${encodeURIComponent(pool.pool_id)}/exports`, body);
-      rememberExport(e);
       await follow(e.export_id);
     } catch (e) { showApiError(form, e, alert); }
   } },
@@ -235,6 +242,7 @@ function exportTab(panel, pool) {
     fill(progress, live);
     for (;;) {
       const e = await api('GET', `/v1/exports/${encodeURIComponent(id)}`);
+      latest = e;
       if (e.status === 'done') {
         live.textContent = `Export ready: ${e.rows.toLocaleString()} keys.`;
         progress.append(h('button', { type: 'button', id: 'download-export', onclick: () => saveExport(e) }, `Download ${e.file_name}`));
@@ -244,6 +252,7 @@ function exportTab(panel, pool) {
       live.textContent = `Exporting… ${e.rows.toLocaleString()} keys so far.`;
       await sleep(700);
     }
+    pages.length = 0;
     showList();
   }
   async function saveExport(e) {
@@ -252,17 +261,37 @@ function exportTab(panel, pool) {
     const a = h('a', { href: fresh.url, download: fresh.file_name });
     document.body.append(a); a.click(); a.remove();
   }
-  async function showList() {
-    const items = recentExports(pool.pool_id).slice(0, 10);
-    if (!items.length) { fill(list, h('p', {}, 'No exports from this browser yet.')); return; }
-    const rows = await Promise.all(items.map((x) => api('GET', `/v1/exports/${encodeURIComponent(x.export_id)}`).catch(() => null)));
-    fill(list, h('div', { class: 'table-wrap' }, h('table', { class: 'responsive' },
-      h('caption', { class: 'visually-hidden' }, 'Recent exports'),
-      h('thead', {}, h('tr', {}, ['Started', 'Status', 'Rows', 'File'].map((t) => h('th', { scope: 'col' }, t)))),
-      h('tbody', {}, rows.filter(Boolean).map((e) => h('tr', {},
-        h('td', { 'data-label': 'Started' }, when(e.created_at)), h('td', { 'data-label': 'Status' }, e.status),
-        h('td', { 'data-label': 'Rows', class: 'num' }, e.rows.toLocaleString()),
-        h('td', { 'data-label': 'File' }, e.status === 'done' ? h('button', { type: 'button', class: 'link', onclick: () => saveExport(e) }, e.file_name) : '—')))))));
+  // The pool's exports from the server, newest first, a page at a time.
+  const pages = [];
+  let listCursor = '';
+  let latest = null;
+  async function showList(c = '') {
+    listCursor = c;
+    const q = new URLSearchParams({ limit: '10' });
+    if (c) q.set('cursor', c);
+    let page;
+    list.setAttribute('aria-busy', 'true');
+    try { page = await api('GET', `/v1/pools/${encodeURIComponent(pool.pool_id)}/exports?${q}`); } catch (e) { fill(list, h('p', { class: 'alert' }, e.message)); return; } finally { list.removeAttribute('aria-busy'); }
+    let items = page.items;
+    // The listing may lag a moment behind the export just made: show that one anyway.
+    if (!c && latest && !items.some((e) => e.export_id === latest.export_id)) items = [latest, ...items];
+    const statusWords = { pending: 'Waiting', running: 'Running', done: 'Ready', failed: 'Failed' };
+    fill(list,
+      items.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'export-table' },
+        h('caption', { class: 'visually-hidden' }, 'Recent exports of this pool, newest first'),
+        h('thead', {}, h('tr', {}, ['Started', 'Status', 'Keys', 'Filters', 'File'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, items.map((e) => h('tr', {},
+          h('td', { 'data-label': 'Started' }, when(e.created_at)),
+          h('td', { 'data-label': 'Status' }, h('span', { class: `badge ${e.status}` }, statusWords[e.status] || e.status),
+            e.status === 'failed' && e.error ? ` ${e.error}` : ''),
+          h('td', { 'data-label': 'Keys', class: 'num' }, e.rows.toLocaleString()),
+          h('td', { 'data-label': 'Filters' }, [e.key_status || 'all keys', e.undistributed ? 'never distributed' : null,
+            e.mark_distributed ? 'marked distributed' : null, e.kind === 'scheduled' ? 'scheduled' : null].filter(Boolean).join(', ')),
+          h('td', { 'data-label': 'File' }, e.status === 'done'
+            ? h('button', { type: 'button', class: 'link', 'aria-label': `Download ${e.file_name}, started ${when(e.created_at)}`, onclick: () => saveExport(e) }, e.file_name) : '—')))))) : h('p', {}, 'No exports of this pool yet.'),
+      h('nav', { class: 'actions', 'aria-label': 'Export pages' },
+        pages.length ? h('button', { type: 'button', class: 'secondary', onclick: () => showList(pages.pop()) }, 'Newer exports') : null,
+        page.next_cursor ? h('button', { type: 'button', class: 'secondary', id: 'older-exports', onclick: () => { pages.push(listCursor); showList(page.next_cursor); } }, 'Older exports') : null));
   }
   fill(panel, h('section', { class: 'card', 'aria-labelledby': 'h-exp' }, h('h2', { id: 'h-exp' }, 'Export keys to CSV'), form, progress),
     h('section', { 'aria-labelledby': 'h-recent' }, h('h2', { id: 'h-recent' }, 'Recent exports'), list));

@@ -1,16 +1,34 @@
-// Pools list (search, status filter, cursor pages) and the create/edit pool form.
+// Pools list (search, status filter and cursor pages, all on the server; find a key's pool)
+// and the create/edit pool form.
 import { api, courseTitles, forgetCourses } from './api.js';
 import { h, when, zone, localInput, fieldError, clearErrors, showApiError, announce, fill } from './dom.js';
 
-/** scheduled / active / expired / deactivated, from the pool's dates and flag. */
-export function poolStatus(p, now = Date.now()) {
-  if (p.deactivated) return 'deactivated';
-  if (Date.parse(p.starts_at) > now) return 'scheduled';
-  if (Date.parse(p.expires_at) <= now) return 'expired';
-  return 'active';
-}
-
 const cursors = [];
+
+/** A form that finds which pool holds a key a learner reports, and opens it. */
+function findKeyForm() {
+  const input = h('input', { id: 'find-key', name: 'key', type: 'search', autocomplete: 'off', spellcheck: 'false',
+    'aria-describedby': 'find-key-hint', 'data-hint': 'find-key-hint' });
+  return h('form', { class: 'row card', role: 'search', 'aria-label': 'Find a key', novalidate: true, onsubmit: async (ev) => {
+    ev.preventDefault();
+    fieldError(input, '');
+    const typed = input.value.trim();
+    if (!typed) { fieldError(input, 'Enter the key, as the learner reports it.'); input.focus(); return; }
+    try {
+      const k = await api('GET', `/v1/keys/${encodeURIComponent(typed)}`);
+      const by = k.redeemed_by ? `, redeemed by ${k.redeemed_by} on ${when(k.redeemed_at)}` : '';
+      announce(`Key ${k.key} is in pool ${k.pool_name} (${k.status}${by}).`);
+      location.hash = `#/pools/${encodeURIComponent(k.pool_id)}/keys?key=${encodeURIComponent(k.key)}`;
+    } catch (e) {
+      fieldError(input, e.code === 'key_not_found'
+        ? 'No pool of your organization holds this key. Check it with the learner.' : e.message);
+      input.focus();
+    }
+  } },
+  h('div', {}, h('label', { for: 'find-key' }, 'Find a key'),
+    h('p', { class: 'hint', id: 'find-key-hint' }, 'Any case, with or without dashes or spaces.'), input),
+  h('div', {}, h('button', { type: 'submit', id: 'find-key-button' }, 'Find key')));
+}
 
 export async function poolsView(main, params) {
   const search = params.get('search') || '';
@@ -18,6 +36,7 @@ export async function poolsView(main, params) {
   const cursor = params.get('cursor') || '';
   const q = new URLSearchParams({ limit: '50' });
   if (search) q.set('search', search);
+  if (status) q.set('status', status);
   if (cursor) q.set('cursor', cursor);
   const alert = h('p', { class: 'alert', role: 'alert' });
   const searchInput = h('input', { id: 'pool-search', name: 'search', type: 'search', value: search });
@@ -31,20 +50,20 @@ export async function poolsView(main, params) {
     cursors.length = 0;
     location.hash = `#/?${next}`;
   } },
-  h('div', {}, h('label', { for: 'pool-search' }, 'Pool or course name'), searchInput),
+  h('div', {}, h('label', { for: 'pool-search' }, 'Pool name'), searchInput),
   h('div', {}, h('label', { for: 'pool-status' }, 'Status'), statusSelect),
   h('div', {}, h('button', { type: 'submit' }, 'Search')));
   const body = h('div', {}, h('p', {}, 'Loading pools…'));
   main.replaceChildren(
     h('h1', {}, 'Pools'),
     h('div', { class: 'actions' }, h('a', { href: '#/pools/new', class: 'button-link', id: 'new-pool' }, 'Create a pool')),
-    form, alert, body);
+    form, findKeyForm(), alert, body);
   let page;
-  try { page = await api('GET', `/v1/pools?${q}`); } catch (e) { alert.textContent = e.message; fill(body, ); return; }
-  const items = status ? page.items.filter((p) => poolStatus(p) === status) : page.items;
+  try { page = await api('GET', `/v1/pools?${q}`); } catch (e) { alert.textContent = e.message; fill(body); return; }
+  const items = page.items;
   const titles = await courseTitles();
   const rows = items.map((p) => {
-    const st = poolStatus(p);
+    const st = p.status;
     return h('tr', {},
       h('td', { 'data-label': 'Pool' }, h('a', { href: `#/pools/${encodeURIComponent(p.pool_id)}` }, p.name)),
       h('td', { 'data-label': 'Course' }, titles.get(p.course_id) || p.course_id),
@@ -69,7 +88,9 @@ export async function poolsView(main, params) {
         h('thead', {}, h('tr', {}, ['Pool', 'Course', 'Status'].map((t) => h('th', { scope: 'col' }, t)),
           ['Total', 'Redeemed', 'Available'].map((t) => h('th', { scope: 'col', class: 'num' }, t)), h('th', { scope: 'col' }, 'Expires'))),
         h('tbody', {}, rows)))
-      : h('p', {}, search || status ? 'No pools match on this page.' : 'No pools yet. Create one to start adding keys.'),
+      : h('p', {}, search || status
+        ? (page.next_cursor ? 'No pools match here yet; more may follow on the next page.' : 'No pools match.')
+        : 'No pools yet. Create one to start adding keys.'),
     pager);
   announce(`${items.length} pools shown`);
 }

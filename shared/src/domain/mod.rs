@@ -19,7 +19,7 @@ pub use job::{
 };
 pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 pub use limit::{Condition, Counter, CounterId, Limit, Limited, Step};
-pub use pool::{Course, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Pool};
+pub use pool::{Course, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Pool, PoolFilter, PoolStatus};
 
 /// One page of a listing, with the opaque cursor of the next page.
 #[derive(Debug, Clone, PartialEq)]

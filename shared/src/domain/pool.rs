@@ -60,6 +60,61 @@ pub struct Pool {
     pub updated_at: Timestamp,
 }
 
+/// Where a pool stands at a moment: derived from its dates and flag, never stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PoolStatus {
+    /// Not started yet.
+    Scheduled,
+    /// Keys can be redeemed.
+    Active,
+    /// Past its expiry.
+    Expired,
+    /// Switched off by an admin, whatever its dates.
+    Deactivated,
+}
+
+impl PoolStatus {
+    /// The status's name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Deactivated => "deactivated",
+        }
+    }
+
+    /// Parses a status filter.
+    pub fn parse(text: &str) -> Option<Self> {
+        [
+            Self::Scheduled,
+            Self::Active,
+            Self::Expired,
+            Self::Deactivated,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+}
+
+/// Which of an organization's pools a listing wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolFilter {
+    /// Only pools whose lower-cased name contains this.
+    pub search: Option<String>,
+    /// Only pools in this status at `now`.
+    pub status: Option<(PoolStatus, Timestamp)>,
+}
+
+impl PoolFilter {
+    /// True for a pool the filter's status admits (the search is the store's to apply).
+    pub fn admits_status(&self, pool: &Pool) -> bool {
+        self.status
+            .is_none_or(|(status, now)| pool.status(now) == status)
+    }
+}
+
 /// Count shards of a new pool unless its admin chooses. On DynamoDB one item admits one
 /// transaction at a time; if each holds it about 10 ms, a pool takes `N / 2 / 0.01` redemptions
 /// a second with few conflicts: 100 shards take 5,000 (docs/scale.md has the model).
@@ -88,7 +143,20 @@ impl Pool {
 
     /// True while keys can be redeemed.
     pub fn is_active(&self, now: Timestamp) -> bool {
-        !self.deactivated && self.starts_at <= now && now < self.expires_at
+        self.status(now) == PoolStatus::Active
+    }
+
+    /// Where the pool stands at `now`: its flag first, then its dates.
+    pub fn status(&self, now: Timestamp) -> PoolStatus {
+        if self.deactivated {
+            PoolStatus::Deactivated
+        } else if now < self.starts_at {
+            PoolStatus::Scheduled
+        } else if now < self.expires_at {
+            PoolStatus::Active
+        } else {
+            PoolStatus::Expired
+        }
     }
 
     /// Ok while active, otherwise the error that tells the learner the dates.

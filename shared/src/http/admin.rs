@@ -12,10 +12,11 @@ use utoipa_axum::routes;
 use super::error::{ApiBytes, ApiJson, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::{
-    AddReportView, CourseView, ImportStartedView, JobView, KeyView, PageView, PoolView,
+    AddReportView, CourseView, FoundKeyView, ImportStartedView, JobView, KeyView, PageView,
+    PoolView,
 };
 use super::{KeyGenerationState, PoolAdminState, page_size};
-use crate::domain::KeyStatus;
+use crate::domain::{KeyStatus, PoolStatus};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
 use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
@@ -29,6 +30,7 @@ pub(super) fn pool_admin_routes() -> OpenApiRouter<PoolAdminState> {
         .routes(routes!(get_pool, update_pool))
         .routes(routes!(add_keys, list_keys))
         .routes(routes!(remove_key))
+        .routes(routes!(find_key))
 }
 
 pub(super) fn key_generation_routes() -> OpenApiRouter<KeyGenerationState> {
@@ -41,7 +43,7 @@ pub(super) fn key_generation_routes() -> OpenApiRouter<KeyGenerationState> {
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Words that names (of pools: or of their courses) contain, any case.
+    /// Words that course titles contain, any case.
     search: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
@@ -107,6 +109,11 @@ errors!(RemoveKeyErrors, |e| e
     .with(404, &["pool_not_found", "key_not_found"])
     .with(409, &["key_redeemed", "write_conflict"]));
 
+errors!(FindKeyErrors, |e| e
+    .authenticated()
+    .path()
+    .with(404, &["key_not_found"]));
+
 /// Creates a course of the admin's organization.
 #[utoipa::path(post, path = "/v1/courses", tag = "admin", security(("bearer" = [])),
     request_body = CourseInput,
@@ -158,14 +165,32 @@ async fn create_pool(
     Ok((StatusCode::CREATED, Json(PoolView::new(pool, now))))
 }
 
-/// The organization's pools; `search` matches pool and course names.
+/// A search over pool names, a status, and a page of the results.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PoolsQuery {
+    /// Words that pool names contain, any case.
+    search: Option<String>,
+    /// Only pools in this status now (derived from their dates and `deactivated`).
+    #[param(value_type = Option<PoolStatus>)]
+    status: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// The organization's pools, newest first; `search` matches pool names, `status` filters by
+/// where each pool stands now. A filtered page may hold fewer than `limit` pools while
+/// `next_cursor` says more may follow.
 #[utoipa::path(get, path = "/v1/pools", tag = "admin", security(("bearer" = [])),
-    params(ListQuery),
+    params(PoolsQuery),
     responses((status = 200, description = "a page of pools", body = PageView<PoolView>), ListErrors))]
 async fn list_pools(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<PoolsQuery>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let now = state.clock.now();
@@ -173,8 +198,10 @@ async fn list_pools(
         state.store.as_ref(),
         org,
         q.search.as_deref(),
+        q.status.as_deref(),
         q.cursor.as_deref(),
         page_size(q.limit.as_deref())?,
+        now,
     )
     .await?;
     Ok(Json(PageView::of(page, |p| PoolView::new(p, now))))
@@ -441,4 +468,19 @@ async fn remove_key(
     let org = principal.admin_org()?;
     inventory::remove_key(state.store.as_ref(), org, &pool_id, &key).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Finds which pool holds a key, typed in any form a learner may type it. A key of another
+/// organization answers exactly as one that does not exist.
+#[utoipa::path(get, path = "/v1/keys/{key}", tag = "admin", security(("bearer" = [])),
+    params(("key" = String, Path, description = "the key, in any form learners may type it")),
+    responses((status = 200, description = "the key and its pool", body = FoundKeyView), FindKeyErrors))]
+async fn find_key(
+    State(state): State<PoolAdminState>,
+    principal: Principal,
+    ApiPath(key): ApiPath<String>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let (key, pool) = inventory::find_key(state.store.as_ref(), org, &key).await?;
+    Ok(Json(FoundKeyView::new(key, &pool, state.clock.now())))
 }

@@ -17,7 +17,7 @@ use utoipa_axum::routes;
 use super::ExportState;
 use super::error::{ApiBytes, ApiPath, ApiQuery};
 use super::openapi::errors;
-use super::views::ExportView;
+use super::views::{ExportView, PageView};
 use crate::error::{Error, Result};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
@@ -25,7 +25,7 @@ use crate::ops::export::{self, ExportInput};
 
 pub(super) fn routes() -> OpenApiRouter<ExportState> {
     OpenApiRouter::new()
-        .routes(routes!(start))
+        .routes(routes!(start, list))
         .routes(routes!(read))
 }
 
@@ -36,6 +36,11 @@ errors!(StartErrors, |e| e
     .with(404, &["pool_not_found"])
     .with(413, &["payload_too_large"])
     .with(429, &["too_many_jobs"]));
+errors!(ListErrors, |e| e
+    .authenticated()
+    .path()
+    .paged()
+    .with(404, &["pool_not_found"]));
 errors!(ReadErrors, |e| e
     .authenticated()
     .path()
@@ -76,6 +81,41 @@ async fn start(
     )
     .await?;
     Ok((StatusCode::ACCEPTED, Json(ExportView::new(started, None))))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// A pool's exports, newest first, each done one with a download link that works for 15
+/// minutes. An export started a moment ago may show a moment later.
+#[utoipa::path(get, path = "/v1/pools/{pool_id}/exports", tag = "admin", security(("bearer" = [])),
+    operation_id = "list_exports",
+    params(("pool_id" = String, Path, description = "the pool"), ListQuery),
+    responses((status = 200, description = "a page of exports", body = PageView<ExportView>), ListErrors))]
+async fn list(
+    State(state): State<ExportState>,
+    principal: Principal,
+    ApiPath(pool_id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let page = export::list(
+        state.store.as_ref(),
+        state.objects.as_ref(),
+        org,
+        &pool_id,
+        q.cursor.as_deref(),
+        super::page_size(q.limit.as_deref())?,
+    )
+    .await?;
+    Ok(Json(PageView::of(page, |(e, url)| ExportView::new(e, url))))
 }
 
 /// An export; once done, with a download link that works for 15 minutes.

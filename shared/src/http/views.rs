@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportKind, ExportStatus, InvoiceLine,
     InvoiceTotals, KeyRecord, KeySource, KeyStatus, LineKind, Month, Page, Pool, PoolId,
+    PoolStatus,
 };
 use crate::identity::UserId;
 use crate::time::{self, Timestamp};
@@ -67,6 +68,8 @@ pub struct PoolView {
     pub content_availability_days: u16,
     pub deactivated: bool,
     pub active: bool,
+    /// Where the pool stands now, from its dates and `deactivated`.
+    pub status: PoolStatus,
     pub total_keys: u64,
     pub redeemed_keys: u64,
     pub available_keys: u64,
@@ -83,6 +86,7 @@ impl PoolView {
     pub fn new(p: Pool, now: Timestamp) -> Self {
         Self {
             active: p.is_active(now),
+            status: p.status(now),
             available_keys: p.total_keys.saturating_sub(p.redeemed_count),
             pool_id: p.pool_id,
             name: p.name,
@@ -135,6 +139,30 @@ impl From<KeyRecord> for KeyView {
             assignment_id: k.assignment_id,
             assignment_expires_at: k.assignment_expires_at,
             distributed_at: k.distributed_at,
+        }
+    }
+}
+
+/// A key found by its code, with the pool that holds it.
+#[derive(Serialize, ToSchema)]
+pub struct FoundKeyView {
+    #[serde(flatten)]
+    pub key: KeyView,
+    #[schema(value_type = String)]
+    pub pool_id: PoolId,
+    pub pool_name: String,
+    /// Where the pool stands now.
+    pub pool_status: PoolStatus,
+}
+
+impl FoundKeyView {
+    /// The key and its pool as seen at `now`.
+    pub fn new(key: KeyRecord, pool: &Pool, now: Timestamp) -> Self {
+        Self {
+            pool_id: key.pool_id,
+            key: KeyView::from(key),
+            pool_name: pool.name.clone(),
+            pool_status: pool.status(now),
         }
     }
 }

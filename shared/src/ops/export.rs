@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::pools;
 use crate::domain::{
     Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, MaxOpenJobs,
-    Pool,
+    Page, Pool, PoolId,
 };
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
@@ -185,6 +185,39 @@ pub async fn get<S: Exports + ?Sized>(
         _ => None,
     };
     Ok((export, url))
+}
+
+/// A page of a pool's exports, newest first, each done one with a download link.
+pub async fn list<S: Pools + Exports + ?Sized>(
+    store: &S,
+    objects: &dyn ObjectStore,
+    org: &OrgId,
+    pool_id: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> Result<Page<(Export, Option<String>)>> {
+    // The pool's settings are enough to know it is the caller's; its counts are not needed.
+    let pool_id = PoolId::parse(pool_id).ok_or(Error::NotFound("pool"))?;
+    if store.get_pool_settings(org, &pool_id).await?.is_none() {
+        return Err(Error::NotFound("pool"));
+    }
+    let page = store.list_exports(org, &pool_id, cursor, limit).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for export in page.items {
+        let url = match export.status {
+            ExportStatus::Done => Some(
+                objects
+                    .download_url(&export.object_key, &export.file_name, LINK_LIFETIME)
+                    .await?,
+            ),
+            _ => None,
+        };
+        items.push((export, url));
+    }
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
 }
 
 /// Runs an export job: writes the file, or fails leaving no file. Safe to run again for the

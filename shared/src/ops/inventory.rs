@@ -1,10 +1,10 @@
 //! A pool's inventory: listing its keys and removing the ones never redeemed.
 
 use super::pools;
-use crate::domain::{KeyFilter, KeyRecord, KeyStatus, Page};
+use crate::domain::{KeyFilter, KeyRecord, KeyStatus, Page, Pool};
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
-use crate::keys::KeyCode;
+use crate::keys::{self, KeyCode, KeyLookup};
 use crate::store::{Keys, Pools, RemoveConflict};
 
 /// Removes a key that was never redeemed.
@@ -21,6 +21,33 @@ pub async fn remove_key<S: Pools + Keys + ?Sized>(
         Err(RemoveConflict::NotFound) => Err(Error::NotFound("key")),
         Err(RemoveConflict::Redeemed) => Err(Error::KeyRedeemed),
     }
+}
+
+/// Finds the key a learner reports, in any form they may type it, and the pool that holds
+/// it. Another organization's key, a pending one and a malformed one are all "not found",
+/// exactly like an absent key, so the answer tells nothing about other organizations.
+pub async fn find_key<S: Pools + Keys + ?Sized>(
+    store: &S,
+    org: &OrgId,
+    typed: &str,
+) -> Result<(KeyRecord, Pool)> {
+    let candidates = match keys::lookup_candidates(typed) {
+        KeyLookup::Candidates(candidates) => candidates,
+        KeyLookup::Invalid => Vec::new(),
+    };
+    // As typed first, as redemption reads them.
+    for key in &candidates {
+        let Some(record) = store.get_key(key).await? else {
+            continue;
+        };
+        if record.org != *org || record.status == KeyStatus::Pending {
+            continue;
+        }
+        if let Some(pool) = store.get_pool_settings(org, &record.pool_id).await? {
+            return Ok((record, pool));
+        }
+    }
+    Err(Error::NotFound("key"))
 }
 
 /// One page of a pool's keys.

@@ -3,7 +3,8 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    Course, CourseId, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Page, Pool, PoolId,
+    Course, CourseId, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Page, Pool, PoolFilter, PoolId,
+    PoolStatus,
 };
 use crate::error::{Error, Result, Validator};
 use crate::identity::OrgId;
@@ -330,18 +331,31 @@ pub async fn update_pool<S: Pools + ?Sized>(
     })
 }
 
-/// One page of the organization's pools, optionally filtered by name.
+/// One page of the organization's pools, optionally filtered by name and by status at `now`.
 pub async fn list_pools<S: Pools + ?Sized>(
     store: &S,
     org: &OrgId,
     search: Option<&str>,
+    status: Option<&str>,
     cursor: Option<&str>,
     limit: usize,
+    now: Timestamp,
 ) -> Result<Page<Pool>> {
     let search = parse_search(search)?;
-    store
-        .list_pools(org, search.as_deref(), cursor, limit)
-        .await
+    let status = match status {
+        None | Some("") => None,
+        Some(s) => Some(PoolStatus::parse(s).ok_or_else(|| {
+            Error::field(
+                "status",
+                "status is scheduled, active, expired or deactivated",
+            )
+        })?),
+    };
+    let filter = PoolFilter {
+        search,
+        status: status.map(|s| (s, now)),
+    };
+    store.list_pools(org, &filter, cursor, limit).await
 }
 
 /// One page of the organization's courses, optionally filtered by title.

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use crate::domain::{
     Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Export, ExportId,
     InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month,
-    NewKey, Page, PastePhase, Pool, PoolId, Step,
+    NewKey, Page, PastePhase, Pool, PoolFilter, PoolId, Step,
 };
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
@@ -78,11 +78,11 @@ pub trait Pools: Send + Sync {
     async fn get_pool_settings(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>> {
         self.get_pool(org, id).await
     }
-    /// A page of the organization's pools whose lower-cased name contains `search`.
+    /// A page of the organization's pools that `filter` admits.
     async fn list_pools(
         &self,
         org: &OrgId,
-        search: Option<&str>,
+        filter: &PoolFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Pool>>;
@@ -284,6 +284,15 @@ pub trait Exports: Send + Sync {
     async fn put_export(&self, export: &Export, max_open: MaxOpenJobs) -> Result<()>;
     /// Reads an export of the organization.
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>>;
+    /// A page of a pool's exports, newest first (eventually consistent: a new export may
+    /// show a moment later).
+    async fn list_exports(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Export>>;
     /// Writes an export's progress while it is pending or running; false when it has been
     /// finished already (by another run), which is left as it is.
     async fn update_export(&self, export: &Export) -> Result<bool>;

@@ -37,6 +37,6 @@ impl Courses for DynamoStore {
             entity: "course",
             what: "listing courses",
         };
-        self.list_org(org, &kind, search, cursor, limit).await
+        self.list_org(org, &kind, search, None, cursor, limit).await
     }
 }

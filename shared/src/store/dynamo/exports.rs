@@ -2,15 +2,19 @@
 
 use super::*;
 
+/// An export as stored: in its organization's partition, and listed under its pool in GSI1.
+fn export_item(export: &Export) -> Result<Item> {
+    let sk = schema::export_sk(&export.export_id);
+    let mut item = to_item(export, schema::org_pk(&export.org), sk.clone(), "export")?;
+    item.insert(GSI1PK.into(), s(schema::pool_exports_pk(&export.pool_id)));
+    item.insert(GSI1SK.into(), s(sk));
+    Ok(item)
+}
+
 #[async_trait]
 impl Exports for DynamoStore {
     async fn put_export(&self, export: &Export, max_open: MaxOpenJobs) -> Result<()> {
-        let item = to_item(
-            export,
-            schema::org_pk(&export.org),
-            schema::export_sk(&export.export_id),
-            "export",
-        )?;
+        let item = export_item(export)?;
         let open = Job::Export {
             org: export.org.clone(),
             export_id: export.export_id,
@@ -30,13 +34,50 @@ impl Exports for DynamoStore {
         .transpose()
     }
 
+    async fn list_exports(
+        &self,
+        org: &OrgId,
+        pool_id: &PoolId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Export>> {
+        // An export's sort key is the same in the table and in the index, so the cursor
+        // carries it once and the rest of the start key is the caller's.
+        let start = decode_cursor(cursor, &[(GSI1SK, schema::EXPORT_SK_PREFIX)])?.map(|mut k| {
+            if let Some(sk) = k.get(GSI1SK).cloned() {
+                k.insert(SK.into(), sk);
+            }
+            k.insert(GSI1PK.into(), s(schema::pool_exports_pk(pool_id)));
+            k.insert(PK.into(), s(schema::org_pk(org)));
+            k
+        });
+        // A pool is of one organization, whose partition holds its exports: the index's
+        // partition is the caller's once the caller has read the pool.
+        // The index is eventually consistent: an export started a moment ago may show a
+        // moment later, and its status may lag; `get_export` reads it exactly.
+        let query = self
+            .client
+            .query()
+            .table_name(&self.tables.main)
+            .index_name(schema::GSI1)
+            .key_condition_expression("GSI1PK = :pk")
+            .expression_attribute_values(":pk", s(schema::pool_exports_pk(pool_id)))
+            .scan_index_forward(false);
+        let (items, next_cursor) = self
+            .collect(Listing {
+                query,
+                start,
+                limit,
+                filtered: false,
+                cursor_attrs: &[GSI1SK],
+                what: "listing a pool's exports",
+            })
+            .await?;
+        page_of(items, next_cursor, "export")
+    }
+
     async fn update_export(&self, export: &Export) -> Result<bool> {
-        let item = to_item(
-            export,
-            schema::org_pk(&export.org),
-            schema::export_sk(&export.export_id),
-            "export",
-        )?;
+        let item = export_item(export)?;
         let written = self
             .client
             .put_item()
@@ -61,12 +102,7 @@ impl Exports for DynamoStore {
     }
 
     async fn finish_export(&self, export: &Export) -> Result<()> {
-        let item = to_item(
-            export,
-            schema::org_pk(&export.org),
-            schema::export_sk(&export.export_id),
-            "export",
-        )?;
+        let item = export_item(export)?;
         // Only the run that holds the export finishes it: a late duplicate run cannot turn a
         // done export into a failed one.
         let put = Put::builder()

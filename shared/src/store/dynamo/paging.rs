@@ -74,6 +74,9 @@ pub(super) struct Listing<'a> {
     pub(super) what: &'static str,
 }
 
+/// A test on each item a query returns, for filters that DynamoDB cannot express.
+pub(super) type Keep<'a> = &'a (dyn Fn(&Item) -> bool + Send + Sync);
+
 impl DynamoStore {
     /// Reads pages until `limit` items are collected, and returns a cursor that resumes right
     /// after the last item returned (none when nothing is left).
@@ -81,6 +84,17 @@ impl DynamoStore {
         &self,
         listing: Listing<'_>,
     ) -> Result<(Vec<Item>, Option<String>)> {
+        self.collect_where(listing, None).await
+    }
+
+    /// Like `collect`, keeping only the items that `keep` admits (the listing counts as
+    /// filtered).
+    pub(super) async fn collect_where(
+        &self,
+        mut listing: Listing<'_>,
+        keep: Option<Keep<'_>>,
+    ) -> Result<(Vec<Item>, Option<String>)> {
+        listing.filtered |= keep.is_some();
         let limit = listing.limit.max(1);
         let mut out = Vec::with_capacity(limit.min(1000));
         let mut start = listing.start;
@@ -103,6 +117,9 @@ impl DynamoStore {
             let items = page.items.unwrap_or_default();
             let count = items.len();
             for (i, item) in items.into_iter().enumerate() {
+                if keep.is_some_and(|keep| !keep(&item)) {
+                    continue;
+                }
                 out.push(item);
                 if out.len() == limit {
                     let more = i + 1 < count || more_pages;
@@ -129,12 +146,13 @@ impl DynamoStore {
     }
 
     /// A page of one kind of the organization's items, optionally those whose lower-cased
-    /// search attribute contains `search`.
+    /// search attribute contains `search` and that `keep` admits.
     pub(super) async fn list_org<T: DeserializeOwned>(
         &self,
         org: &OrgId,
         kind: &OrgListing,
         search: Option<&str>,
+        keep: Option<Keep<'_>>,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<T>> {
@@ -157,14 +175,17 @@ impl DynamoStore {
                 .expression_attribute_values(":q", s(q));
         }
         let (items, next_cursor) = self
-            .collect(Listing {
-                query,
-                start,
-                limit,
-                filtered: search.is_some(),
-                cursor_attrs: &[SK],
-                what: kind.what,
-            })
+            .collect_where(
+                Listing {
+                    query,
+                    start,
+                    limit,
+                    filtered: search.is_some(),
+                    cursor_attrs: &[SK],
+                    what: kind.what,
+                },
+                keep,
+            )
             .await?;
         page_of(items, next_cursor, kind.entity)
     }

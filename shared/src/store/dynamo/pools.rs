@@ -1,6 +1,7 @@
 //! Pools: settings, counts, and the listing the scheduled export walks.
 
 use super::*;
+use crate::domain::PoolFilter;
 
 impl DynamoStore {
     pub(super) fn pool_key(&self, org: &OrgId, pool_id: &PoolId) -> Item {
@@ -219,7 +220,7 @@ impl Pools for DynamoStore {
     async fn list_pools(
         &self,
         org: &OrgId,
-        search: Option<&str>,
+        filter: &PoolFilter,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Pool>> {
@@ -229,7 +230,17 @@ impl Pools for DynamoStore {
             entity: "pool",
             what: "listing pools",
         };
-        let mut page: Page<Pool> = self.list_org(org, &kind, search, cursor, limit).await?;
+        // A status follows from the dates and the clock, which a filter expression would
+        // have to restate: the pool's own rule decides, here. An unreadable item is kept, to
+        // be skipped (and logged) with the page.
+        let by_status = |item: &Item| {
+            serde_dynamo::from_item::<_, Pool>(item.clone())
+                .map_or(true, |pool| filter.admits_status(&pool))
+        };
+        let keep: Option<paging::Keep<'_>> = filter.status.is_some().then_some(&by_status);
+        let mut page: Page<Pool> = self
+            .list_org(org, &kind, filter.search.as_deref(), keep, cursor, limit)
+            .await?;
         self.with_shard_counts(&mut page.items).await?;
         Ok(page)
     }
