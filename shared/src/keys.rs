@@ -366,7 +366,10 @@ pub fn generate(count: usize) -> Result<Vec<KeyCode>, getrandom::Error> {
 
 /// Generates `count` keys carrying `tag` from the operating system's CSPRNG, with one entropy
 /// call per batch.
-pub fn generate_tagged(count: usize, tag: Option<KeyTag>) -> Result<Vec<KeyCode>, getrandom::Error> {
+pub fn generate_tagged(
+    count: usize,
+    tag: Option<KeyTag>,
+) -> Result<Vec<KeyCode>, getrandom::Error> {
     const BATCH: usize = 4096;
     let mut keys = Vec::with_capacity(count);
     let mut buffer = vec![0u8; BATCH.min(count.max(1)) * RANDOM_SYMBOLS];
@@ -418,7 +421,11 @@ mod tests {
         for i in 0..GENERATED_LEN {
             let seen: std::collections::HashSet<u8> =
                 keys.iter().map(|k| k.as_str().as_bytes()[i]).collect();
-            assert!(seen.len() > 20, "position {i} takes only {} symbols", seen.len());
+            assert!(
+                seen.len() > 20,
+                "position {i} takes only {} symbols",
+                seen.len()
+            );
         }
         assert_eq!(KeyCode::parse("WELCOME2026").unwrap().tag(), None);
     }

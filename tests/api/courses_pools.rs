@@ -481,3 +481,60 @@ async fn pools_are_filtered_by_status_on_the_server_across_pages() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pools_are_found_by_their_course_title_and_redemptions_name_the_course() {
+    let w = World::new().await;
+    let admin = w.admin("acme");
+    let course = w
+        .call(
+            POST,
+            "/v1/courses",
+            Some(&admin),
+            Some(json!({ "title": "Kubernetes Basics" })),
+        )
+        .await;
+    assert_eq!(course.status, StatusCode::CREATED, "{:?}", course.body);
+    let made = w
+        .call(
+            POST,
+            "/v1/pools",
+            Some(&admin),
+            Some(json!({
+                "name": "Blue team", "course_id": course.body["course_id"],
+                "starts_at": "2026-01-01T00:00:00Z", "expires_at": "2027-12-31T00:00:00Z",
+                "content_availability_days": 30
+            })),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+    assert_eq!(made.body["course_title"], "Kubernetes Basics");
+    // Another pool, of another course, that the search must leave out.
+    w.pool("acme", 30).await;
+
+    for search in ["kubernetes", "BASICS", "blue"] {
+        let r = w
+            .call(
+                GET,
+                &format!("/v1/pools?search={search}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+        let items = r.body["items"].as_array().unwrap();
+        assert_eq!(items.len(), 1, "{search}: {items:?}");
+        assert_eq!(items[0]["pool_id"], made.body["pool_id"]);
+        assert_eq!(items[0]["course_title"], "Kubernetes Basics");
+    }
+
+    let pool_id = made.body["pool_id"].as_str().unwrap();
+    let keys = w.generate("acme", pool_id, 1).await;
+    let r = redeem(&w, "lea", &keys[0]).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    assert_eq!(r.body["course_title"], "Kubernetes Basics");
+    let mine = w
+        .call(GET, "/v1/me/assignments", Some(&w.learner("lea")), None)
+        .await;
+    assert_eq!(mine.body["items"][0]["course_title"], "Kubernetes Basics");
+}

@@ -314,7 +314,10 @@ async fn a_key_whose_tag_names_another_pool_is_redeemed_from_its_own() {
     let (_, own_pool) = w.pool("acme", 30).await;
     let keys = w.generate("acme", &tagged_pool, 2).await;
     // The process learns the first pool and its tag.
-    assert_eq!(redeem(&w, "ann", &keys[0]).await.status, StatusCode::CREATED);
+    assert_eq!(
+        redeem(&w, "ann", &keys[0]).await.status,
+        StatusCode::CREATED
+    );
 
     // A custom key of the generated shape that carries the first pool's tag, added to the other.
     let org = keypool::identity::OrgId::parse("acme").unwrap();
@@ -349,7 +352,10 @@ async fn a_pool_closed_since_it_was_learnt_refuses_its_keys() {
     let w = World::with_faults(keypool_tests::Faults::NONE).await;
     let (_, pool_id) = w.pool("acme", 30).await;
     let keys = w.generate("acme", &pool_id, 2).await;
-    assert_eq!(redeem(&w, "ann", &keys[0]).await.status, StatusCode::CREATED);
+    assert_eq!(
+        redeem(&w, "ann", &keys[0]).await.status,
+        StatusCode::CREATED
+    );
     let closed = w
         .call(
             Method::PATCH,

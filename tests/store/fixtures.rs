@@ -261,6 +261,7 @@ pub(crate) fn assignment_for(pool: &Pool, who: &str, key: &KeyCode, now: Timesta
         org: pool.org.clone(),
         pool_id: pool.pool_id,
         course_id: pool.course_id,
+        course_title: pool.course_title.clone(),
         key: key.clone(),
         redeemed_at: now,
         expires_at: pool.assignment_expiry(now),

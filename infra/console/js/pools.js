@@ -50,7 +50,7 @@ export async function poolsView(main, params) {
     cursors.length = 0;
     location.hash = `#/?${next}`;
   } },
-  h('div', {}, h('label', { for: 'pool-search' }, 'Pool name'), searchInput),
+  h('div', {}, h('label', { for: 'pool-search' }, 'Pool or course name'), searchInput),
   h('div', {}, h('label', { for: 'pool-status' }, 'Status'), statusSelect),
   h('div', {}, h('button', { type: 'submit' }, 'Search')));
   const body = h('div', {}, h('p', {}, 'Loading pools…'));
@@ -66,7 +66,7 @@ export async function poolsView(main, params) {
     const st = p.status;
     return h('tr', {},
       h('td', { 'data-label': 'Pool' }, h('a', { href: `#/pools/${encodeURIComponent(p.pool_id)}` }, p.name)),
-      h('td', { 'data-label': 'Course' }, titles.get(p.course_id) || p.course_id),
+      h('td', { 'data-label': 'Course' }, p.course_title || titles.get(p.course_id) || p.course_id),
       h('td', { 'data-label': 'Status' }, h('span', { class: `badge ${st}` }, st)),
       h('td', { 'data-label': 'Total', class: 'num' }, p.total_keys.toLocaleString()),
       h('td', { 'data-label': 'Redeemed', class: 'num' }, p.redeemed_keys.toLocaleString()),

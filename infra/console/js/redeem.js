@@ -18,10 +18,15 @@ function launchButton(a) {
   return h('button', { type: 'button', onclick: () => launch(a) }, 'Launch course');
 }
 
+/** The course's title, or its id for an assignment made before titles were kept. */
+function courseName(a) {
+  return a.course_title || `Course ${a.course_id}`;
+}
+
 async function launch(a) {
   try {
     const r = await api('POST', `/v1/me/assignments/${encodeURIComponent(a.assignment_id)}/launch`);
-    showResult('success', h('p', {}, `Course ${r.course_id} launched (launch ${r.launch_count}). Available until ${when(r.expires_at)}.`));
+    showResult('success', h('p', {}, `${courseName(r)} launched (launch ${r.launch_count}). Available until ${when(r.expires_at)}.`));
   } catch (e) {
     const msg = e.code === 'assignment_expired'
       ? `Your access to this course ended on ${when(e.details.expires_at)}.`
@@ -69,7 +74,7 @@ form.addEventListener('submit', async (ev) => {
     const again = a._status === 200;
     showResult('success',
       h('p', { class: 'ok' }, again ? 'You had already redeemed this key: here is your course.' : 'Key redeemed. Your course is ready.'),
-      h('p', {}, `Course: ${a.course_id}. Available until ${when(a.expires_at)}.`),
+      h('p', {}, `Course: ${a.course_title || a.course_id}. Available until ${when(a.expires_at)}.`),
       launchButton(a));
     loadAssignments();
   } catch (e) {
@@ -87,7 +92,7 @@ async function loadAssignments() {
     const page = await api('GET', '/v1/me/assignments');
     if (!page.items.length) { fill(box, h('p', {}, 'No courses yet. Redeem a key to get one.')); return; }
     fill(box, h('ul', { class: 'plain', id: 'assignment-list' }, page.items.map((a) => h('li', { class: 'card' },
-      h('p', {}, h('strong', {}, `Course ${a.course_id}`)),
+      h('p', {}, h('strong', {}, courseName(a))),
       h('p', {}, a.valid ? `Available until ${when(a.expires_at)}` : a.cancelled_at ? 'Cancelled' : `Ended ${when(a.expires_at)}`),
       a.valid ? launchButton(a) : null))));
   } catch (e) {

@@ -19,6 +19,9 @@ pub struct Assignment {
     pub org: OrgId,
     pub pool_id: PoolId,
     pub course_id: CourseId,
+    /// The course's title, from its pool; `None` for an assignment made before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub course_title: Option<String>,
     pub key: KeyCode,
     #[serde(with = "time::rfc3339")]
     pub redeemed_at: Timestamp,

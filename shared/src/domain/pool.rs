@@ -26,6 +26,10 @@ pub struct Pool {
     pub org: OrgId,
     pub name: String,
     pub course_id: CourseId,
+    /// The course's title when the pool was made (titles do not change); `None` for a pool
+    /// made before it was kept here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub course_title: Option<String>,
     #[serde(with = "time::rfc3339")]
     pub starts_at: Timestamp,
     #[serde(with = "time::rfc3339")]

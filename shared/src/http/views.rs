@@ -59,6 +59,9 @@ pub struct PoolView {
     pub name: String,
     #[schema(value_type = String)]
     pub course_id: CourseId,
+    /// The course's title (absent for a pool made before titles were kept on pools).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course_title: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub starts_at: Timestamp,
@@ -91,6 +94,7 @@ impl PoolView {
             pool_id: p.pool_id,
             name: p.name,
             course_id: p.course_id,
+            course_title: p.course_title,
             starts_at: p.starts_at,
             expires_at: p.expires_at,
             content_availability_days: p.content_availability_days,
@@ -174,6 +178,9 @@ pub struct AssignmentView {
     pub assignment_id: AssignmentId,
     #[schema(value_type = String)]
     pub course_id: CourseId,
+    /// The course's title (absent for an assignment made before titles were kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub course_title: Option<String>,
     #[schema(value_type = String)]
     pub pool_id: PoolId,
     #[schema(value_type = String, format = DateTime)]
@@ -199,6 +206,7 @@ impl AssignmentView {
             valid: a.is_valid(now),
             assignment_id: a.assignment_id,
             course_id: a.course_id,
+            course_title: a.course_title,
             pool_id: a.pool_id,
             redeemed_at: a.redeemed_at,
             expires_at: a.expires_at,

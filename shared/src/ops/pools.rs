@@ -240,14 +240,15 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
     else {
         return Err(anyhow::anyhow!("validator passed with a missing field").into());
     };
-    if store.get_course(org, &course_id).await?.is_none() {
+    let Some(course) = store.get_course(org, &course_id).await? else {
         return Err(Error::NotFound("course"));
-    }
+    };
     let pool = Pool {
         pool_id: PoolId::new(),
         org: org.clone(),
         name,
         course_id,
+        course_title: Some(course.title),
         starts_at,
         expires_at,
         content_availability_days: days,
@@ -382,6 +383,7 @@ mod tests {
             org: OrgId::parse("o").unwrap(),
             name: "p".into(),
             course_id: CourseId::new(),
+            course_title: None,
             starts_at: now,
             expires_at: now + chrono::Duration::days(1),
             content_availability_days: 30,

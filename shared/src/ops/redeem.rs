@@ -318,6 +318,7 @@ fn assignment_of(pool: &Pool, learner: &UserId, key: &KeyCode, now: Timestamp) -
         org: pool.org.clone(),
         pool_id: pool.pool_id,
         course_id: pool.course_id,
+        course_title: pool.course_title.clone(),
         key: key.clone(),
         redeemed_at: now,
         expires_at: pool.assignment_expiry(now),

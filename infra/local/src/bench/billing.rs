@@ -41,6 +41,7 @@ pub(super) async fn billing_figures(
                 org: org.clone(),
                 pool_id: keypool::domain::PoolId::new(),
                 course_id: keypool::domain::CourseId::new(),
+                course_title: None,
                 key: keypool::keys::generate(1)?.remove(0),
                 redeemed_at: now,
                 expires_at: now,

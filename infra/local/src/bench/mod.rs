@@ -156,6 +156,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
         .await?;
     billing_figures(&args, &store, &engine, &base, &http, &authority).await?;
+    breakdown::redemption_breakdown(
+        args.redemptions,
+        engine.endpoint(),
+        &client,
+        &tables,
+        &store,
+        &http,
+        &base,
+        &admin,
+        &authority,
+    )
+    .await?;
     let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;
     server.abort();
     lambda?;

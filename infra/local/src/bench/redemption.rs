@@ -73,8 +73,7 @@ pub(super) async fn redemption_figures(
             latencies.extend(t.await??);
         }
         let ours = stats(latencies, started.elapsed());
-        let bare =
-            bare_redemptions(client, store, http, base, admin, n, concurrency, "").await?;
+        let bare = bare_redemptions(client, store, http, base, admin, n, concurrency, "").await?;
         out!(
             "| redemption p50 / p99 at {concurrency} learners | {} / {} | {} / {} | {:.2} / {:.2} |",
             ms(ours.p50),
@@ -121,14 +120,15 @@ pub(super) async fn bare_redemptions(
     let mut requests = Vec::with_capacity(n);
     for (i, key) in keys.iter().enumerate() {
         let now = chrono::Utc::now();
-        let learner = UserId::parse(&format!("bare-{tag}{concurrency}-{i}"))
-            .map_err(anyhow::Error::msg)?;
+        let learner =
+            UserId::parse(&format!("bare-{tag}{concurrency}-{i}")).map_err(anyhow::Error::msg)?;
         let assignment = Assignment {
             assignment_id: AssignmentId::new(),
             learner: learner.clone(),
             org: org.clone(),
             pool_id,
             course_id: pool.course_id,
+            course_title: pool.course_title.clone(),
             key: KeyCode::parse(key).map_err(anyhow::Error::msg)?,
             redeemed_at: now,
             expires_at: pool.assignment_expiry(now),

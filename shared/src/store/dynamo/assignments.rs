@@ -49,7 +49,6 @@ impl Assignments for DynamoStore {
         }
     }
 
-
     async fn get_assignment(
         &self,
         learner: &UserId,

@@ -33,7 +33,7 @@ impl Courses for DynamoStore {
     ) -> Result<Page<Course>> {
         let kind = OrgListing {
             sk_prefix: schema::COURSE_SK_PREFIX,
-            search_attr: "title_lower",
+            search_attrs: &["title_lower"],
             entity: "course",
             what: "listing courses",
         };

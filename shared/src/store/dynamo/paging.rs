@@ -58,8 +58,8 @@ pub(super) fn page_of<T: DeserializeOwned>(
 /// One kind of item in an organization's partition, listed newest first.
 pub(super) struct OrgListing {
     pub(super) sk_prefix: &'static str,
-    /// The lower-cased attribute that a search looks in.
-    pub(super) search_attr: &'static str,
+    /// The lower-cased attributes that a search looks in (any of them may match).
+    pub(super) search_attrs: &'static [&'static str],
     pub(super) entity: &'static str,
     pub(super) what: &'static str,
 }
@@ -169,9 +169,13 @@ impl DynamoStore {
             .expression_attribute_values(":prefix", s(kind.sk_prefix))
             .scan_index_forward(false);
         if let Some(q) = search {
+            let mut any = Vec::with_capacity(kind.search_attrs.len());
+            for (i, attr) in kind.search_attrs.iter().enumerate() {
+                any.push(format!("contains(#search{i}, :q)"));
+                query = query.expression_attribute_names(format!("#search{i}"), *attr);
+            }
             query = query
-                .filter_expression("contains(#search, :q)")
-                .expression_attribute_names("#search", kind.search_attr)
+                .filter_expression(any.join(" OR "))
                 .expression_attribute_values(":q", s(q));
         }
         let (items, next_cursor) = self

@@ -172,6 +172,9 @@ impl Pools for DynamoStore {
             "pool",
         )?;
         item.insert("name_lower".into(), s(pool.name.to_lowercase()));
+        if let Some(title) = &pool.course_title {
+            item.insert("course_lower".into(), s(title.to_lowercase()));
+        }
         let mut entry = key_of(
             schema::POOL_REGISTRY_PK.into(),
             schema::pool_registry_sk(&pool.org, &pool.pool_id),
@@ -226,7 +229,7 @@ impl Pools for DynamoStore {
     ) -> Result<Page<Pool>> {
         let kind = OrgListing {
             sk_prefix: schema::POOL_SK_PREFIX,
-            search_attr: "name_lower",
+            search_attrs: &["name_lower", "course_lower"],
             entity: "pool",
             what: "listing pools",
         };
