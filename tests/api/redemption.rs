@@ -293,17 +293,20 @@ async fn a_generated_key_of_a_known_pool_is_redeemed_in_one_write_and_no_read() 
 
     // The same learner again: the shortcut's write is refused, and the long way answers the
     // assignment they hold (200), having written nothing.
-    let (again, _) = requests_of(&w, redeem(&w, "bob", &keys[1])).await;
+    let (again, made) = requests_of(&w, redeem(&w, "bob", &keys[1])).await;
     assert_eq!(again.status, StatusCode::OK, "{:?}", again.body);
     assert_eq!(again.body["assignment_id"], second.body["assignment_id"]);
+    assert_eq!(made.get("TransactWriteItems"), Some(&1), "{made:?}");
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (3, 2, 1));
 
-    // A learner with a failure on record is not what the shortcut assumes: the long way reads
-    // the counters and redeems.
+    // A learner with a failure this window is not what the shortcut checks for: the process
+    // remembers it, so the long way reads the counters and redeems, with one transaction.
     let wrong = redeem(&w, "cat", "NO-SUCH-KEY-1").await;
     assert_eq!(wrong.code(), "invalid_key", "{:?}", wrong.body);
     let (third, made) = requests_of(&w, redeem(&w, "cat", &keys[2])).await;
     assert_eq!(third.status, StatusCode::CREATED, "{:?}", third.body);
-    assert_eq!(made.get("TransactWriteItems"), Some(&2), "{made:?}");
+    assert_eq!(made.get("TransactWriteItems"), Some(&1), "{made:?}");
+    assert_eq!(made.get("BatchGetItem"), Some(&1), "{made:?}");
     assert_eq!(pool_counts(&w, "acme", &pool_id).await, (3, 3, 0));
 }
 
@@ -340,9 +343,11 @@ async fn a_key_whose_tag_names_another_pool_is_redeemed_from_its_own() {
         .await;
     assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
 
-    let r = redeem(&w, "bob", posing.as_str()).await;
+    // The shortcut's transaction names the wrong pool and is refused; the long way redeems.
+    let (r, made) = requests_of(&w, redeem(&w, "bob", posing.as_str())).await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["pool_id"], own_pool.as_str());
+    assert_eq!(made.get("TransactWriteItems"), Some(&2), "{made:?}");
     assert_eq!(pool_counts(&w, "acme", &own_pool).await, (1, 1, 0));
     assert_eq!(pool_counts(&w, "acme", &tagged_pool).await, (2, 1, 1));
 }
@@ -365,7 +370,36 @@ async fn a_pool_closed_since_it_was_learnt_refuses_its_keys() {
         )
         .await;
     assert_eq!(closed.status, StatusCode::OK, "{:?}", closed.body);
-    let r = redeem(&w, "bob", &keys[1]).await;
+    // The shortcut's transaction is refused by the pool's new version, and the learner is
+    // told from a fresh read.
+    let (r, made) = requests_of(&w, redeem(&w, "bob", &keys[1])).await;
     assert_eq!(r.code(), "pool_not_active", "{:?}", r.body);
+    assert_eq!(made.get("TransactWriteItems"), Some(&1), "{made:?}");
+    assert_eq!(pool_counts(&w, "acme", &pool_id).await, (2, 1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_learner_is_refused_before_any_write_of_a_known_pool() {
+    let w = World::with_faults(keypool_tests::Faults::NONE).await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = w.generate("acme", &pool_id, 2).await;
+    assert_eq!(
+        redeem(&w, "ann", &keys[0]).await.status,
+        StatusCode::CREATED
+    );
+    let max = keypool::settings::Settings::default().learner_failures.max;
+    for i in 0..max {
+        let r = redeem(&w, "eve", &format!("WRONG-GUESS-{i}")).await;
+        assert_eq!(r.code(), "invalid_key", "{:?}", r.body);
+    }
+    // A valid key of the known pool: refused, with nothing written and no write tried.
+    let (r, made) = requests_of(&w, redeem(&w, "eve", &keys[1])).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "throttled"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(made.get("TransactWriteItems"), None, "{made:?}");
     assert_eq!(pool_counts(&w, "acme", &pool_id).await, (2, 1, 1));
 }

@@ -56,7 +56,7 @@ async fn list_pools_pages_visit_every_pool_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_pools_search_is_a_case_insensitive_substring_and_pages() {
     let w = World::new().await;
-    let course = new_course(&w, ORG, "Rust").await;
+    let course = new_course(&w, ORG, "Compilers 101").await;
     let now = w.now();
     let names = [
         "Spring Rust",
@@ -93,6 +93,8 @@ async fn list_pools_search_is_a_case_insensitive_substring_and_pages() {
     assert_eq!(all_pools(&w, ORG, Some("  SPRING "), 1).await.len(), 2);
     assert_eq!(all_pools(&w, ORG, Some("ng r"), 5).await.len(), 1);
     assert!(all_pools(&w, ORG, Some("haskell"), 3).await.is_empty());
+    // The course's title matches too: every pool of the course.
+    assert_eq!(all_pools(&w, ORG, Some("COMPILERS"), 4).await.len(), names.len());
     assert_eq!(all_pools(&w, ORG, Some(""), 4).await.len(), names.len());
     let long = "x".repeat(pools::MAX_SEARCH_CHARS + 1);
     let result = pools::list_pools(

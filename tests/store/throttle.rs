@@ -427,3 +427,55 @@ async fn a_redemption_commits_only_while_its_counters_are_under_the_limit() {
         Ok(())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_read_nothing_commits_only_while_the_counter_is_quiet() {
+    let w = World::new().await;
+    let pool = new_pool(&w, ORG, 30).await;
+    add_keys(&w, &pool, &["QUIET-KEY-1", "QUIET-KEY-2", "QUIET-KEY-3"]).await;
+    let limit = limits().learner_failures;
+    let now = w.now();
+    let window = Duration::seconds(limit.window_secs);
+    let expires = now + Duration::hours(1);
+    // Counts `n` failures of `who` at `at`, as the long way does.
+    let fail = |who: &'static str, n: u64, at: keypool::time::Timestamp| {
+        let w = &w;
+        async move {
+            let id = CounterId::Learner(user(who));
+            for _ in 0..n {
+                let state = w.store.counters(std::slice::from_ref(&id)).await.unwrap()[0];
+                let step = limit.step(state, 1, at).unwrap();
+                assert!(w.store.step_counter(&id, &step, expires).await.unwrap());
+            }
+        }
+    };
+    let attempt = |who: &'static str, key: &'static str| {
+        let w = &w;
+        let pool = &pool;
+        async move {
+            let a = assignment_for(pool, who, &code(key), now);
+            let quiet = [(CounterId::Learner(user(who)), limit.quiet(now))];
+            w.store.redeem(&a, pool, now, &quiet).await.unwrap()
+        }
+    };
+    // A failure in this window: refused, and nothing written.
+    fail("ann", 1, now).await;
+    assert_eq!(
+        attempt("ann", "QUIETKEY1").await,
+        Err(keypool::store::RedeemConflict::LimitChanged)
+    );
+    let record = w.store.get_key(&code("QUIETKEY1")).await.unwrap().unwrap();
+    assert_eq!(record.status, KeyStatus::Available, "nothing was written");
+    // Failures in the window before, under the limit: quiet, and it commits.
+    fail("bob", limit.max - 1, now - window).await;
+    assert_eq!(attempt("bob", "QUIETKEY1").await, Ok(()));
+    // As many failures as the limit in the window before: refused.
+    fail("cat", limit.max, now - window).await;
+    assert_eq!(
+        attempt("cat", "QUIETKEY2").await,
+        Err(keypool::store::RedeemConflict::LimitChanged)
+    );
+    // Failures two windows back count no more: it commits.
+    fail("dan", limit.max, now - window * 2).await;
+    assert_eq!(attempt("dan", "QUIETKEY3").await, Ok(()));
+}

@@ -80,6 +80,10 @@ pub enum Condition {
     Equals(Counter),
     /// The counter is in `window`, with fewer than `count_below` events.
     Below { window: i64, count_below: u64 },
+    /// One more event fits, whatever the counter holds: no counter, or one whose window is
+    /// before `previous`, or `previous` with fewer than `count_below` events (and so nothing
+    /// in the current window). What a write that read nothing can check.
+    Quiet { previous: i64, count_below: u64 },
 }
 
 /// A conditional change of a counter.
@@ -148,6 +152,25 @@ impl Limit {
         let carried = previous as f64 * (1.0 - elapsed);
         let room = self.max as f64 - carried;
         if room <= 0.0 { 0 } else { room.floor() as u64 }
+    }
+
+    /// What a counter must be, for one more event to fit at `now`, to a writer that has not
+    /// read it (see [`Condition::Quiet`]).
+    pub fn quiet(&self, now: Timestamp) -> Condition {
+        let (index, _) = self.window_of(now);
+        Condition::Quiet {
+            previous: index - 1,
+            count_below: self.max,
+        }
+    }
+
+    /// True when `state` meets [`Limit::quiet`] at `now`.
+    pub fn is_quiet(&self, state: Option<Counter>, now: Timestamp) -> bool {
+        let (index, _) = self.window_of(now);
+        match state {
+            None => true,
+            Some(c) => c.window < index - 1 || (c.window == index - 1 && c.count < self.max),
+        }
     }
 
     /// Events in the sliding window that ends at `now`, as estimated from a stored state.
@@ -266,6 +289,26 @@ mod tests {
         let step = limit.step(*state, 1, now)?;
         *state = Some(apply(*state, step));
         Ok(())
+    }
+
+    proptest::proptest! {
+        /// Whatever a counter holds, when it is quiet one more event fits: a write that read
+        /// nothing and checked only that is never over the limit.
+        #[test]
+        fn a_quiet_counter_always_has_room_for_one_more(
+            window_back in 0i64..4,
+            count in 0u64..15,
+            previous in 0u64..15,
+            offset_secs in 0i64..900,
+        ) {
+            let now = at("2026-01-01T00:00:00Z") + chrono::Duration::seconds(offset_secs);
+            let index = LIMIT.window_of(now).0;
+            let state = Some(Counter { window: index - window_back, count, previous });
+            if LIMIT.is_quiet(state, now) {
+                proptest::prop_assert!(LIMIT.step(state, 1, now).is_ok());
+            }
+            proptest::prop_assert!(LIMIT.is_quiet(None, now));
+        }
     }
 
     #[test]

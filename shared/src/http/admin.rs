@@ -165,11 +165,12 @@ async fn create_pool(
     Ok((StatusCode::CREATED, Json(PoolView::new(pool, now))))
 }
 
-/// A search over pool names, a status, and a page of the results.
+/// A search over pool names and course titles, a status, and a page of the results.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct PoolsQuery {
-    /// Words that pool names contain, any case.
+    /// Words that the pool's name or its course's title contains, any case (pools made
+    /// before titles were kept on pools are found by name only).
     search: Option<String>,
     /// Only pools in this status now (derived from their dates and `deactivated`).
     #[param(value_type = Option<PoolStatus>)]
@@ -181,7 +182,8 @@ struct PoolsQuery {
     limit: Option<String>,
 }
 
-/// The organization's pools, newest first; `search` matches pool names, `status` filters by
+/// The organization's pools, newest first; `search` matches pool names and course titles,
+/// `status` filters by
 /// where each pool stands now. A filtered page may hold fewer than `limit` pools while
 /// `next_cursor` says more may follow.
 #[utoipa::path(get, path = "/v1/pools", tag = "admin", security(("bearer" = [])),

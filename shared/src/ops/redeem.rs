@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::domain::{
-    Assignment, AssignmentId, Condition, CounterId, KeyRecord, KeyStatus, Limit, Pool, PoolId,
+    Assignment, AssignmentId, CounterId, KeyRecord, KeyStatus, Limit, Pool, PoolId,
 };
 use crate::error::{Error, Result};
 use crate::identity::OrgId;
@@ -61,7 +61,11 @@ pub struct PoolCache {
 #[derive(Debug, Default)]
 struct Entries {
     pools: HashMap<PoolId, (Pool, Instant)>,
-    tags: HashMap<KeyTag, PoolId>,
+    /// The pool that each tag names; `None` once two pools that drew the tag were seen.
+    tags: HashMap<KeyTag, Option<PoolId>>,
+    /// Counters lately found not quiet (a learner or an address that failed lately), and
+    /// until when the shortcut leaves their redemptions alone: its write would be refused.
+    busy: HashMap<CounterId, Instant>,
 }
 
 impl PoolCache {
@@ -91,7 +95,7 @@ impl PoolCache {
     /// The pool whose generated keys carry `tag`, when this process read it lately.
     fn tagged(&self, tag: &KeyTag) -> Option<Pool> {
         let entries = self.lock();
-        let id = entries.tags.get(tag)?;
+        let id = entries.tags.get(tag)?.as_ref()?;
         entries
             .pools
             .get(id)
@@ -106,11 +110,21 @@ impl PoolCache {
             if entries.pools.len() >= Self::CAPACITY {
                 entries.pools.clear();
             }
-            let Entries { pools, tags } = &mut *entries;
-            tags.retain(|_, id| pools.contains_key(id));
+            let Entries { pools, tags, .. } = &mut *entries;
+            tags.retain(|_, id| id.is_none_or(|id| pools.contains_key(&id)));
         }
         if let Some(tag) = pool.key_tag {
-            entries.tags.insert(tag, pool.pool_id);
+            // Two live pools with one tag: the tag names neither, rather than each in turn.
+            let named = match entries.tags.get(&tag) {
+                Some(Some(other))
+                    if *other != pool.pool_id && entries.pools.contains_key(other) =>
+                {
+                    None
+                }
+                Some(None) => None,
+                _ => Some(pool.pool_id),
+            };
+            entries.tags.insert(tag, named);
         }
         entries
             .pools
@@ -121,10 +135,30 @@ impl PoolCache {
         let mut entries = self.lock();
         if let Some((pool, _)) = entries.pools.remove(id)
             && let Some(tag) = pool.key_tag
-            && entries.tags.get(&tag) == Some(id)
+            && entries.tags.get(&tag) == Some(&Some(*id))
         {
             entries.tags.remove(&tag);
         }
+    }
+
+    /// Leaves the shortcut alone for redemptions counted against `id` for `window`.
+    fn note_busy(&self, id: &CounterId, window: Duration) {
+        let mut entries = self.lock();
+        if entries.busy.len() >= Self::CAPACITY {
+            let now = Instant::now();
+            entries.busy.retain(|_, until| *until > now);
+            if entries.busy.len() >= Self::CAPACITY {
+                entries.busy.clear();
+            }
+        }
+        entries.busy.insert(id.clone(), Instant::now() + window);
+    }
+
+    /// True when one of `ids` was lately found not quiet.
+    fn any_busy<'a>(&self, mut ids: impl Iterator<Item = &'a CounterId>) -> bool {
+        let entries = self.lock();
+        let now = Instant::now();
+        ids.any(|id| entries.busy.get(id).is_some_and(|until| *until > now))
     }
 }
 
@@ -143,9 +177,9 @@ impl Default for PoolCache {
 /// limits still hold. So however many guesses race, no more are answered than the limits allow.
 ///
 /// The happy path is one transaction and no read: a generated key's tag names its pool in
-/// `pools`, and the transaction assumes the learner and the address have no failures lately
-/// (no counter items). When any of that is wrong the transaction changes nothing and the
-/// redemption goes the long way: one round of reads (the key and the counters), then the
+/// `pools`, and the transaction checks that the learner's and the address's failure counters
+/// are quiet (nothing in this window). When any of that is wrong the transaction changes
+/// nothing and the redemption goes the long way: one round of reads (the key and the counters), then the
 /// transaction with the pool's settings from `pools` or the store. The learner's one
 /// assignment per pool is a condition of the transaction, read only when it fails.
 #[tracing::instrument(skip_all, fields(learner = %who.learner))]
@@ -157,9 +191,7 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     typed: &str,
     now: Timestamp,
 ) -> Result<Redeemed> {
-    let learner = who.learner;
     let limits = limits_of(who, settings);
-    let ids = Guard::ids(&limits);
     let candidates = match keys::lookup_candidates(typed) {
         KeyLookup::Candidates(candidates) => candidates,
         KeyLookup::Invalid => Vec::new(),
@@ -169,8 +201,59 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     {
         return Ok(Redeemed::Created(assignment));
     }
+    let windows: Vec<(CounterId, Duration)> = limits
+        .iter()
+        .map(|(id, limit)| (id.clone(), window_of(limit)))
+        .collect();
+    let answer = redeem_read(store, pools, who, limits, &candidates, now).await;
+    // A failure was counted: the learner's and the address's next redemptions would find
+    // their counters busy, so they go the long way at once.
+    if answer.as_ref().is_err_and(counted) {
+        for (id, window) in &windows {
+            pools.note_busy(id, *window);
+        }
+    }
+    answer
+}
+
+/// How long a limit's counter stays busy after an event: one window.
+fn window_of(limit: &Limit) -> Duration {
+    Duration::from_secs(limit.window_secs.max(1).unsigned_abs())
+}
+
+/// True for the answers that count a failure before they are given.
+fn counted(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::InvalidKey
+            | Error::KeyAlreadyRedeemed
+            | Error::PoolNotActive { .. }
+            | Error::Throttled { .. }
+            | Error::Conflict {
+                code: "key_cancelled",
+                ..
+            }
+    )
+}
+
+/// The long way: the key and the counters read in one round, then the transaction.
+async fn redeem_read<S: Pools + Keys + Assignments + Counters + ?Sized>(
+    store: &S,
+    pools: &PoolCache,
+    who: &Redeemer<'_>,
+    limits: Vec<(CounterId, Limit)>,
+    candidates: &[KeyCode],
+    now: Timestamp,
+) -> Result<Redeemed> {
+    let learner = who.learner;
+    let ids = Guard::ids(&limits);
     // The key and the counters are read together: one round.
-    let (found, states) = store.keys_and_counters(&candidates, &ids).await?;
+    let (found, states) = store.keys_and_counters(candidates, &ids).await?;
+    for ((id, limit), state) in limits.iter().zip(&states) {
+        if !limit.is_quiet(*state, now) {
+            pools.note_busy(id, window_of(limit));
+        }
+    }
     let mut guard = Guard::new(limits, states, now);
     // Over a limit: refused before anything read of the key is used.
     let mut checks = guard.conditions(1)?;
@@ -275,7 +358,9 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
 }
 
 /// The shortcut: the key's pool from its tag, and the transaction sent without reading
-/// anything, on the assumption that the learner and the address have no failure counters.
+/// anything, on the condition that the learner's and the address's counters are quiet (no
+/// failure in this window, and room in the last one: [`Limit::quiet`]); skipped for
+/// counters this process lately found busy.
 /// `None` when the shortcut does not apply or its transaction was refused (it changed
 /// nothing, and told nothing to anyone): the caller goes the long way and finds out why.
 async fn redeem_unread<S: Assignments + ?Sized>(
@@ -286,6 +371,9 @@ async fn redeem_unread<S: Assignments + ?Sized>(
     key: &KeyCode,
     now: Timestamp,
 ) -> Result<Option<Assignment>> {
+    if pools.any_busy(limits.iter().map(|(id, _)| id)) {
+        return Ok(None);
+    }
     let Some(pool) = key.tag().and_then(|tag| pools.tagged(&tag)) else {
         return Ok(None);
     };
@@ -293,11 +381,11 @@ async fn redeem_unread<S: Assignments + ?Sized>(
         return Ok(None);
     }
     let assignment = assignment_of(&pool, who.learner, key, now);
-    let no_failures: Vec<_> = limits
+    let quiet: Vec<_> = limits
         .iter()
-        .map(|(id, _)| (id.clone(), Condition::Absent))
+        .map(|(id, limit)| (id.clone(), limit.quiet(now)))
         .collect();
-    match store.redeem(&assignment, &pool, now, &no_failures).await? {
+    match store.redeem(&assignment, &pool, now, &quiet).await? {
         Ok(()) => {
             tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
             Ok(Some(assignment))

@@ -121,7 +121,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move { axum::serve(listener, app(state)).await });
+    // With the peer's address, as `serve` has it: redemptions check the address's counter too.
+    let server = tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+    });
     let http = reqwest::Client::new();
     let org = OrgId::parse("bench").map_err(anyhow::Error::msg)?;
     let admin = authority.mint(

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
-use keypool::domain::{Assignment, AssignmentId, Condition, CounterId, PoolId};
+use keypool::domain::{Assignment, AssignmentId, CounterId, PoolId};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::keys::KeyCode;
 use keypool::store::{DynamoStore, Pools};
@@ -117,6 +117,7 @@ pub(super) async fn bare_redemptions(
         .await?
         .context("the bench pool")?;
     let address = CounterId::address(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    let limits = keypool::settings::Settings::default();
     let mut requests = Vec::with_capacity(n);
     for (i, key) in keys.iter().enumerate() {
         let now = chrono::Utc::now();
@@ -136,10 +137,14 @@ pub(super) async fn bare_redemptions(
             last_launched_at: None,
             cancelled_at: None,
         };
-        // A learner and an address with no failures lately, as in the measured redemptions.
+        // The checks of a learner and an address with no failures lately, as the shortcut
+        // makes them.
         let checks = [
-            (CounterId::Learner(learner), Condition::Absent),
-            (address.clone(), Condition::Absent),
+            (
+                CounterId::Learner(learner),
+                limits.learner_failures.quiet(now),
+            ),
+            (address.clone(), limits.address_failures.quiet(now)),
         ];
         requests.push(store.redemption_items(&assignment, &pool, now, &checks)?);
     }

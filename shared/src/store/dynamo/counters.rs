@@ -48,6 +48,23 @@ pub(super) fn condition_parts(condition: &Condition, tag: &str) -> Parts {
                 (v("p"), n(c.previous)),
             ],
         },
+        Condition::Quiet {
+            previous,
+            count_below,
+        } => Parts {
+            expression: format!(
+                "attribute_not_exists(PK) OR NOT attribute_type({WINDOW}, {number}) \
+                 OR {WINDOW} < {p} OR ({WINDOW} = {p} AND {COUNT} < {below})",
+                number = v("number"),
+                p = v("p"),
+                below = v("below"),
+            ),
+            values: vec![
+                (v("number"), s("N")),
+                (v("p"), n(previous)),
+                (v("below"), n(count_below)),
+            ],
+        },
         Condition::Below {
             window,
             count_below,
