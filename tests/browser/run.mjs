@@ -424,8 +424,9 @@ async function main() {
     await learner.locator('#result', { hasText: 'Key redeemed' }).waitFor();
     assert.equal(redeemRequests.length, 1, 'one request for a double click');
     assert.equal(await learner.getAttribute('#result', 'role'), 'status');
-    assert.match(await text(learner, '#result'), new RegExp(`Course: ${course.course_id}\\. Available until .*Europe/Paris`));
+    assert.match(await text(learner, '#result'), new RegExp(`Course: ${course.title}\\. Available until .*Europe/Paris`));
     await learner.locator('#assignment-list li').first().waitFor();
+    assert.match(await text(learner, '#assignment-list'), new RegExp(course.title));
     await check(learner, 'redeem-success');
   });
 

@@ -94,7 +94,10 @@ async fn list_pools_search_is_a_case_insensitive_substring_and_pages() {
     assert_eq!(all_pools(&w, ORG, Some("ng r"), 5).await.len(), 1);
     assert!(all_pools(&w, ORG, Some("haskell"), 3).await.is_empty());
     // The course's title matches too: every pool of the course.
-    assert_eq!(all_pools(&w, ORG, Some("COMPILERS"), 4).await.len(), names.len());
+    assert_eq!(
+        all_pools(&w, ORG, Some("COMPILERS"), 4).await.len(),
+        names.len()
+    );
     assert_eq!(all_pools(&w, ORG, Some(""), 4).await.len(), names.len());
     let long = "x".repeat(pools::MAX_SEARCH_CHARS + 1);
     let result = pools::list_pools(

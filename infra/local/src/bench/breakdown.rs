@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::api::make_pool;
 use super::measure::{ms, stats};
-use super::redemption::{bare_redemptions, generate};
+use super::redemption::{Timed, bare_requests, generate};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn redemption_breakdown(
@@ -104,25 +104,26 @@ pub(super) async fn redemption_breakdown(
         batch_gets.push(t.elapsed());
     }
 
-    // The redemption without HTTP: the domain operation on the store.
+    // The redemption without HTTP (the domain operation on the store), through the API, and
+    // the bare transaction, in turn, so that the engine's slowing as it fills weighs on all
+    // three alike.
     let settings = Settings::default();
     let cache = PoolCache::new();
+    let mut bare_work = bare_requests(store, http, base, admin, n, "parts").await?;
     let mut direct = Vec::with_capacity(n);
+    let mut whole = Vec::with_capacity(n);
+    let mut bare = Timed::default();
     for i in 0..n {
         let key = keys.pop().context("a key")?;
-        let learner = learner(100_000 + i)?;
+        let learner_id = learner(100_000 + i)?;
         let who = Redeemer {
-            learner: &learner,
+            learner: &learner_id,
             address: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         };
         let t = Instant::now();
         redeem(&**store, &settings, &cache, &who, &key, chrono::Utc::now()).await?;
         direct.push(t.elapsed());
-    }
 
-    // The whole redemption through the API.
-    let mut whole = Vec::with_capacity(n);
-    for i in 0..n {
         let key = keys.pop().context("a key")?;
         let token = authority.mint(
             &learner(200_000 + i)?,
@@ -140,8 +141,17 @@ pub(super) async fn redemption_breakdown(
         anyhow::ensure!(r.status() == 201, "redemption answered {}", r.status());
         r.bytes().await?;
         whole.push(t.elapsed());
+
+        let items = bare_work.pop().context("a bare request")?;
+        let t = Instant::now();
+        client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await?;
+        bare.push(t.elapsed());
     }
-    let bare = bare_redemptions(client, store, http, base, admin, n, 1, "parts").await?;
+    let bare = bare.stats();
     let p50 = |v: Vec<Duration>| stats(v, Duration::from_secs(1)).p50;
     let bare_p50 = bare.p50.as_secs_f64();
     out!("\n## Where one learner's redemption spends its time (p50 of {n}, one at a time)\n");

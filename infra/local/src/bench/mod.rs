@@ -33,6 +33,7 @@ macro_rules! out {
 mod api;
 mod billing;
 mod breakdown;
+mod conflicts;
 mod functions;
 mod generation;
 mod large_pools;
@@ -175,6 +176,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         &authority,
     )
     .await?;
+    conflicts::conflict_figures(&client, &tables, &authority).await?;
     let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;
     server.abort();
     lambda?;

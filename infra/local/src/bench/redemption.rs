@@ -2,10 +2,11 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::TransactWriteItem;
 use keypool::domain::{Assignment, AssignmentId, CounterId, PoolId};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::keys::KeyCode;
@@ -18,6 +19,9 @@ use super::api::{make_pool, post};
 use super::measure::{Stats, ms, stats};
 
 /// Redemption through the HTTP server vs the bare transaction, at 1, 8 and 32.
+///
+/// The engine slows as it fills, so each side runs in two halves, in the order ours, bare,
+/// bare, ours: a drift over the run weighs on both alike.
 pub(super) async fn redemption_figures(
     args: &Args,
     client: &Client,
@@ -29,51 +33,19 @@ pub(super) async fn redemption_figures(
 ) -> anyhow::Result<()> {
     for concurrency in [1usize, 8, 32] {
         let n = args.redemptions;
-        let pool_id = make_pool(http, base, admin).await?;
-        let keys = generate(http, base, admin, &pool_id, n).await?;
-        let tokens: Vec<String> = (0..n)
-            .map(|i| {
-                authority.mint(
-                    &UserId::parse(&format!("learner-{concurrency}-{i}"))
-                        .map_err(anyhow::Error::msg)?,
-                    None,
-                    Role::Learner,
-                    chrono::Duration::hours(4),
-                )
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let work = Arc::new(Mutex::new(keys.into_iter().zip(tokens).collect::<Vec<_>>()));
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..concurrency {
-            let work = work.clone();
-            let http = http.clone();
-            let base = base.to_string();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                loop {
-                    let Some((key, token)) = work.lock().await.pop() else {
-                        break;
-                    };
-                    let t = Instant::now();
-                    let r = http
-                        .post(format!("{base}/v1/redemptions"))
-                        .bearer_auth(&token)
-                        .json(&json!({ "key": key }))
-                        .send()
-                        .await?;
-                    anyhow::ensure!(r.status() == 201, "redemption answered {}", r.status());
-                    latencies.push(t.elapsed());
-                }
-                anyhow::Ok(latencies)
-            }));
-        }
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await??);
-        }
-        let ours = stats(latencies, started.elapsed());
-        let bare = bare_redemptions(client, store, http, base, admin, n, concurrency, "").await?;
+        let mut ours = Timed::default();
+        let mut bare = Timed::default();
+        let mut our_work =
+            our_redemptions(http, base, admin, authority, n, &format!("{concurrency}")).await?;
+        let mut bare_work =
+            bare_requests(store, http, base, admin, n, &format!("{concurrency}")).await?;
+        let our_second = our_work.split_off(n / 2);
+        let bare_second = bare_work.split_off(n / 2);
+        ours.add(run_ours(http, base, our_work, concurrency).await?);
+        bare.add(run_bare(client, bare_work, concurrency).await?);
+        bare.add(run_bare(client, bare_second, concurrency).await?);
+        ours.add(run_ours(http, base, our_second, concurrency).await?);
+        let (ours, bare) = (ours.stats(), bare.stats());
         out!(
             "| redemption p50 / p99 at {concurrency} learners | {} / {} | {} / {} | {:.2} / {:.2} |",
             ms(ours.p50),
@@ -93,21 +65,106 @@ pub(super) async fn redemption_figures(
     Ok(())
 }
 
+/// Latencies of several runs, and their wall time together.
+#[derive(Default)]
+pub(super) struct Timed {
+    latencies: Vec<Duration>,
+    wall: Duration,
+}
+
+impl Timed {
+    pub(super) fn add(&mut self, (latencies, wall): (Vec<Duration>, Duration)) {
+        self.latencies.extend(latencies);
+        self.wall += wall;
+    }
+
+    pub(super) fn push(&mut self, latency: Duration) {
+        self.latencies.push(latency);
+        self.wall += latency;
+    }
+
+    pub(super) fn stats(self) -> Stats {
+        stats(self.latencies, self.wall)
+    }
+}
+
+/// `n` keys of a new pool, each with a new learner's token.
+pub(super) async fn our_redemptions(
+    http: &reqwest::Client,
+    base: &str,
+    admin: &str,
+    authority: &TokenAuthority,
+    n: usize,
+    tag: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let pool_id = make_pool(http, base, admin).await?;
+    let keys = generate(http, base, admin, &pool_id, n).await?;
+    let tokens: Vec<String> = (0..n)
+        .map(|i| {
+            authority.mint(
+                &UserId::parse(&format!("learner-{tag}-{i}")).map_err(anyhow::Error::msg)?,
+                None,
+                Role::Learner,
+                chrono::Duration::hours(4),
+            )
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(keys.into_iter().zip(tokens).collect())
+}
+
+/// Redeems each key with its learner's token through the API, `concurrency` at a time.
+pub(super) async fn run_ours(
+    http: &reqwest::Client,
+    base: &str,
+    work: Vec<(String, String)>,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
+    let work = Arc::new(Mutex::new(work));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let work = work.clone();
+        let http = http.clone();
+        let base = base.to_string();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                let Some((key, token)) = work.lock().await.pop() else {
+                    break;
+                };
+                let t = Instant::now();
+                let r = http
+                    .post(format!("{base}/v1/redemptions"))
+                    .bearer_auth(&token)
+                    .json(&json!({ "key": key }))
+                    .send()
+                    .await?;
+                anyhow::ensure!(r.status() == 201, "redemption answered {}", r.status());
+                r.bytes().await?;
+                latencies.push(t.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    Ok((latencies, started.elapsed()))
+}
+
 /// The bare store operation a redemption is built on: the very TransactWriteItems request
-/// that our store sends on the happy path (`DynamoStore::redemption_items`, built before the
-/// clock starts), sent with the SDK, for keys of a pool of its own that were added through the
-/// API like ours; no reads, no HTTP API, no domain logic.
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn bare_redemptions(
-    client: &Client,
+/// that our store sends on the happy path (`DynamoStore::redemption_items`, built here, before
+/// any clock starts), for `n` keys of a pool of its own that were added through the API like
+/// ours. Sent by [`run_bare`]: no reads, no HTTP API, no domain logic.
+pub(super) async fn bare_requests(
     store: &DynamoStore,
     http: &reqwest::Client,
     base: &str,
     admin: &str,
     n: usize,
-    concurrency: usize,
     tag: &str,
-) -> anyhow::Result<Stats> {
+) -> anyhow::Result<Vec<Vec<TransactWriteItem>>> {
     let pool_id = make_pool(http, base, admin).await?;
     let keys = generate(http, base, admin, &pool_id, n).await?;
     let org = OrgId::parse("bench").map_err(anyhow::Error::msg)?;
@@ -121,8 +178,7 @@ pub(super) async fn bare_redemptions(
     let mut requests = Vec::with_capacity(n);
     for (i, key) in keys.iter().enumerate() {
         let now = chrono::Utc::now();
-        let learner =
-            UserId::parse(&format!("bare-{tag}{concurrency}-{i}")).map_err(anyhow::Error::msg)?;
+        let learner = UserId::parse(&format!("bare-{tag}-{i}")).map_err(anyhow::Error::msg)?;
         let assignment = Assignment {
             assignment_id: AssignmentId::new(),
             learner: learner.clone(),
@@ -148,6 +204,15 @@ pub(super) async fn bare_redemptions(
         ];
         requests.push(store.redemption_items(&assignment, &pool, now, &checks)?);
     }
+    Ok(requests)
+}
+
+/// Sends each bare request, `concurrency` at a time.
+pub(super) async fn run_bare(
+    client: &Client,
+    requests: Vec<Vec<TransactWriteItem>>,
+    concurrency: usize,
+) -> anyhow::Result<(Vec<Duration>, Duration)> {
     let work = Arc::new(Mutex::new(requests));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -175,7 +240,7 @@ pub(super) async fn bare_redemptions(
     for t in tasks {
         latencies.extend(t.await??);
     }
-    Ok(stats(latencies, started.elapsed()))
+    Ok((latencies, started.elapsed()))
 }
 
 /// Generates `n` keys into a pool through the API, and answers them.

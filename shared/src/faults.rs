@@ -1,3 +1,5 @@
+//! Test and bench only (feature `embedded`, never in Lambda builds).
+//!
 //! DynamoDB's conflicts and throttling, injected: an HTTP client for the SDK that answers a
 //! chosen fraction of requests itself, in DynamoDB's own words, before they reach the engine,
 //! and passes the others through. Nothing an injected request asked for is applied, as on
