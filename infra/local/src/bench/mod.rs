@@ -83,7 +83,8 @@ pub struct Args {
     #[arg(long, default_value_t = 1)]
     scale_seed: u64,
     /// Measure only this figure (`memory`: peak memory per request; `scale`: the sharding
-    /// simulation, in virtual time; `redemption`: its figures and where its time goes), quickly.
+    /// simulation, in virtual time; `redemption`: its figures, where its time goes, and a race
+    /// under injected conflicts), quickly.
     #[arg(long, value_parser = ["memory", "scale", "redemption"])]
     only: Option<String>,
 }
@@ -154,6 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .await?;
         redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
             .await?;
+        conflicts::conflict_figures(&client, &tables, &authority).await?;
         server.abort();
         return write_report(&args);
     }

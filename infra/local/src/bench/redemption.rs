@@ -20,8 +20,9 @@ use super::measure::{Stats, ms, stats};
 
 /// Redemption through the HTTP server vs the bare transaction, at 1, 8 and 32.
 ///
-/// The engine slows as it fills, so each side runs in two halves, in the order ours, bare,
-/// bare, ours: a drift over the run weighs on both alike.
+/// The engine slows as it fills, and a shared machine's speed wanders, so the two sides take
+/// turns: request by request at 1 learner, and in halves in the order ours, bare, bare, ours
+/// at 8 and 32; a drift weighs on both alike.
 pub(super) async fn redemption_figures(
     args: &Args,
     client: &Client,
@@ -39,12 +40,20 @@ pub(super) async fn redemption_figures(
             our_redemptions(http, base, admin, authority, n, &format!("{concurrency}")).await?;
         let mut bare_work =
             bare_requests(store, http, base, admin, n, &format!("{concurrency}")).await?;
-        let our_second = our_work.split_off(n / 2);
-        let bare_second = bare_work.split_off(n / 2);
-        ours.add(run_ours(http, base, our_work, concurrency).await?);
-        bare.add(run_bare(client, bare_work, concurrency).await?);
-        bare.add(run_bare(client, bare_second, concurrency).await?);
-        ours.add(run_ours(http, base, our_second, concurrency).await?);
+        if concurrency == 1 {
+            // One at a time: ours and bare take turns, request by request.
+            while let (Some(our), Some(items)) = (our_work.pop(), bare_work.pop()) {
+                ours.add(run_ours(http, base, vec![our], 1).await?);
+                bare.add(run_bare(client, vec![items], 1).await?);
+            }
+        } else {
+            let our_second = our_work.split_off(n / 2);
+            let bare_second = bare_work.split_off(n / 2);
+            ours.add(run_ours(http, base, our_work, concurrency).await?);
+            bare.add(run_bare(client, bare_work, concurrency).await?);
+            bare.add(run_bare(client, bare_second, concurrency).await?);
+            ours.add(run_ours(http, base, our_second, concurrency).await?);
+        }
         let (ours, bare) = (ours.stats(), bare.stats());
         out!(
             "| redemption p50 / p99 at {concurrency} learners | {} / {} | {} / {} | {:.2} / {:.2} |",
