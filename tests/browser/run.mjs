@@ -1,11 +1,15 @@
 // The console's end-to-end suite: starts keypool-local on a free port with a fresh data folder,
-// drives Debian's headless Chromium through the admin walk and the learner walk, runs axe-core
-// (WCAG 2.2 AA tags) on every page, checks keyboard use, focus, live regions and reflow at
-// 320 px, and writes screenshots at 1280 and 375 px to tests/browser/screenshots/.
+// drives Debian's headless Chromium through the admin walk, the learner walk and an admin's
+// sign-in through a fake OIDC provider (PKCE, as in AWS), runs axe-core (WCAG 2.2 AA tags) on
+// every page, checks keyboard use, focus, live regions and reflow at 320 px, and writes
+// screenshots at 1280 and 375 px to tests/browser/screenshots/.
 //
 //   node tests/browser/run.mjs            (KEYPOOL_BIN overrides the server binary)
 
-import { spawn } from 'node:child_process';
+import { spawn, execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import { createHash, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
 import { createInterface } from 'node:readline';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +33,7 @@ const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
 const started = Date.now();
 const results = [];
 let server;
+let provider;
 let context;
 const temp = mkdtempSync(join(tmpdir(), 'keypool-browser-'));
 
@@ -40,6 +45,7 @@ const budget = setTimeout(() => {
 
 function cleanup() {
   if (server && server.exitCode === null) server.kill('SIGTERM');
+  if (provider) provider.close();
   rmSync(temp, { recursive: true, force: true });
 }
 
@@ -75,6 +81,81 @@ function startServer() {
     });
     server.once('exit', (code) => reject(new Error(`the server exited with ${code}`)));
   });
+}
+
+/** A token the server accepts, printed by `keypool-local token` from the server's data folder. */
+async function mintToken(org, role, sub) {
+  const { stdout } = await promisify(execFile)(BIN, ['token', '--org', org, '--role', role, '--sub', sub, '--data-dir', join(temp, 'data')]);
+  return stdout.trim();
+}
+
+const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
+
+/**
+ * A fake OIDC provider on a free loopback port: authorization code with PKCE (S256), for one
+ * public client whose redirect URI is `redirectUri`. /authorize remembers the challenge and
+ * sends the browser back with a code and the same state (or, with `forgeState`, another one);
+ * /token hands out `idToken` for a code once, if base64url(sha256(code_verifier)) is the
+ * challenge. What it saw is in `authorizations` and `exchanges`, what it refused in `problems`.
+ */
+function startProvider({ clientId, redirectUri, idToken }) {
+  const codes = new Map();
+  const p = { authorizations: [], exchanges: [], problems: [], forgeState: false };
+  const refuse = (res, status, why, headers = {}) => {
+    p.problems.push(why);
+    res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
+    res.end(JSON.stringify({ error: 'invalid_request', error_description: why }));
+  };
+  const http = createServer((req, res) => {
+    const url = new URL(req.url, 'http://provider');
+    if (req.method === 'GET' && url.pathname === '/authorize') {
+      const q = Object.fromEntries(url.searchParams);
+      p.authorizations.push(q);
+      if (q.response_type !== 'code') return refuse(res, 400, `response_type ${q.response_type}`);
+      if (q.client_id !== clientId) return refuse(res, 400, `client_id ${q.client_id}`);
+      if (q.redirect_uri !== redirectUri) return refuse(res, 400, `redirect_uri ${q.redirect_uri}`);
+      if (q.code_challenge_method !== 'S256') return refuse(res, 400, `code_challenge_method ${q.code_challenge_method}`);
+      if (!/^[A-Za-z0-9_-]{43}$/.test(q.code_challenge || '')) return refuse(res, 400, `code_challenge ${q.code_challenge}`);
+      if (!q.state) return refuse(res, 400, 'no state');
+      const code = b64url(randomBytes(18));
+      codes.set(code, { challenge: q.code_challenge, redirectUri: q.redirect_uri });
+      const back = new URL(q.redirect_uri);
+      back.searchParams.set('code', code);
+      back.searchParams.set('state', p.forgeState ? `forged-${q.state}` : q.state);
+      res.writeHead(302, { Location: back.href });
+      return res.end();
+    }
+    if (req.method === 'POST' && url.pathname === '/token') {
+      // A form POST without custom headers is a simple request: no preflight, but the answer
+      // must name the console's origin or the console cannot read it.
+      const cors = { 'Access-Control-Allow-Origin': new URL(redirectUri).origin, Vary: 'Origin' };
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('data', (d) => { body += d; });
+      req.on('end', () => {
+        const f = Object.fromEntries(new URLSearchParams(body));
+        p.exchanges.push({ ...f, origin: req.headers.origin, contentType: req.headers['content-type'] });
+        const issued = codes.get(f.code);
+        codes.delete(f.code);
+        if (!/^application\/x-www-form-urlencoded/.test(req.headers['content-type'] || '')) return refuse(res, 400, `content-type ${req.headers['content-type']}`, cors);
+        if (f.grant_type !== 'authorization_code') return refuse(res, 400, `grant_type ${f.grant_type}`, cors);
+        if (!issued) return refuse(res, 400, `unknown or used code ${f.code}`, cors);
+        if (f.client_id !== clientId) return refuse(res, 400, `client_id ${f.client_id}`, cors);
+        if (f.redirect_uri !== issued.redirectUri) return refuse(res, 400, `redirect_uri ${f.redirect_uri}`, cors);
+        if (!/^[A-Za-z0-9._~-]{43,128}$/.test(f.code_verifier || '')) return refuse(res, 400, `code_verifier ${f.code_verifier}`, cors);
+        if (b64url(createHash('sha256').update(f.code_verifier).digest()) !== issued.challenge) return refuse(res, 400, 'the verifier does not match the challenge', cors);
+        res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...cors });
+        res.end(JSON.stringify({ id_token: idToken, access_token: idToken, token_type: 'Bearer', expires_in: 3600 }));
+      });
+      return undefined;
+    }
+    return refuse(res, 404, `${req.method} ${url.pathname}`);
+  });
+  return new Promise((resolve) => http.listen(0, '127.0.0.1', () => {
+    p.origin = `http://127.0.0.1:${http.address().port}`;
+    p.close = () => { http.closeAllConnections(); http.close(); };
+    resolve(p);
+  }));
 }
 
 /** axe-core with the WCAG 2.2 AA tags: zero violations, or a failure naming them. */
@@ -546,6 +627,127 @@ async function main() {
     const [download] = await Promise.all([admin.waitForEvent('download'), admin.click('#invoice-csv')]);
     const csv = readFileSync(await download.path(), 'utf8').trim().split(/\r?\n/);
     assert.equal(csv.length, 103, 'a header and every line of the month');
+  });
+
+  await step('admin signs in through an OIDC provider (PKCE)', async () => {
+    // Another organization than the demo one, with a pool of its own, so the pools page shows
+    // whose token the console holds.
+    const minted = await mintToken('oidc-org', 'admin', 'oidc-admin');
+    const asOidc = async (method, path, body) => {
+      const res = await admin.request.fetch(`${base}${path}`, { method, headers: { Authorization: `Bearer ${minted}` }, data: body });
+      assert.ok(res.ok(), `${method} ${path}: ${res.status()} ${await res.text()}`);
+      return res.json();
+    };
+    const crane = await asOidc('POST', '/v1/courses', { title: 'Crane signals' });
+    await asOidc('POST', '/v1/pools', { name: 'Harbour cranes', course_id: crane.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
+
+    const clientId = 'keypool-console-test';
+    provider = await startProvider({ clientId, redirectUri: `${base}/`, idToken: minted });
+    const tokenUrl = `${provider.origin}/token`;
+    const oidcConfig = { mode: 'oidc', issuer: provider.origin, client_id: clientId, authorize_url: `${provider.origin}/authorize`, token_url: tokenUrl };
+    // The local server's CSP allows connect-src 'self' only; in AWS, CloudFront sends the same
+    // policy with the token endpoint added (template.yaml). The console runs here under that one.
+    const localCsp = (await admin.request.get(`${base}/`)).headers()['content-security-policy'];
+    const templateCsp = readFileSync(join(root, 'template.yaml'), 'utf8').match(/ContentSecurityPolicy: !Sub "([^"]+)"/)[1];
+    assert.equal(templateCsp.replace(' ${OidcTokenUrl}', ''), localCsp, 'the AWS CSP is the local one plus the token endpoint');
+    const awsCsp = templateCsp.replace('${OidcTokenUrl}', tokenUrl);
+
+    /** A tab (fresh sessionStorage) whose console is configured as in AWS, recording what it sends. */
+    // A document a route answers has no address, so Chromium's local network access checks
+    // treat the console as public and refuse its fetch to the loopback provider without this.
+    await context.grantPermissions(['local-network-access'], { origin: base });
+    const oidcPage = async () => {
+      const page = await context.newPage();
+      const seen = { navigations: [], api: [] };
+      page.on('request', (r) => {
+        if (r.isNavigationRequest() && r.frame() === page.mainFrame()) seen.navigations.push(r.url());
+        if (new URL(r.url()).pathname.startsWith('/v1/')) seen.api.push(r);
+      });
+      await page.route(`${provider.origin}/**`, (route) => route.continue());
+      // Playwright does not route the request a redirect leads to, so the callback document
+      // would miss the AWS CSP: the provider's 302 becomes a meta refresh, a new navigation.
+      await page.route((url) => url.origin === provider.origin && url.pathname === '/authorize', async (route) => {
+        const res = await route.fetch({ maxRedirects: 0 });
+        if (res.status() !== 302) return route.fulfill({ response: res });
+        const to = res.headers().location.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
+        return route.fulfill({ contentType: 'text/html', body: `<!doctype html><meta http-equiv="refresh" content="0;url=${to}">` });
+      });
+      await page.route(`${base}/console/config.json`, (route) => route.fulfill({ contentType: 'application/json', body: JSON.stringify(oidcConfig) }));
+      await page.route((url) => url.origin === base && url.pathname === '/', async (route) => {
+        const res = await route.fetch();
+        await route.fulfill({ response: res, headers: { ...res.headers(), 'content-security-policy': awsCsp } });
+      });
+      return { page, seen };
+    };
+    const stored = (page) => page.evaluate(() => [sessionStorage.getItem('keypool.token'), sessionStorage.getItem('keypool.pkce')]);
+
+    const { page, seen } = await oidcPage();
+    await page.goto(`${base}/`);
+    const signInButton = page.getByRole('button', { name: 'Sign in with your organization' });
+    await signInButton.waitFor();
+    assert.equal(await page.locator('#demo-admin').count(), 0, 'no local demo sign-in in OIDC mode');
+    await check(page, 'signin-oidc');
+    await signInButton.click();
+    await page.locator('h1', { hasText: 'Pools' }).waitFor();
+    await page.locator('#pools tbody tr', { hasText: 'Harbour cranes' }).waitFor();
+
+    // Through the provider's /authorize, and back to the console with its code and state.
+    assert.deepEqual(provider.problems, []);
+    assert.equal(provider.authorizations.length, 1);
+    const [auth] = provider.authorizations;
+    assert.equal(auth.scope, 'openid');
+    const authorizeUrl = seen.navigations.find((u) => u.startsWith(`${provider.origin}/authorize?`));
+    assert.ok(authorizeUrl, `the browser went to /authorize: ${seen.navigations.join(' ')}`);
+    const callback = seen.navigations.map((u) => new URL(u)).find((u) => u.origin === base && u.searchParams.has('code'));
+    assert.ok(callback, `the browser came back with a code: ${seen.navigations.join(' ')}`);
+    assert.equal(callback.searchParams.get('state'), auth.state);
+    // One exchange of that code, from the console's page, with the verifier of the challenge;
+    // the verifier itself never went through the browser's address bar.
+    assert.equal(provider.exchanges.length, 1);
+    const [exchange] = provider.exchanges;
+    assert.equal(exchange.code, callback.searchParams.get('code'));
+    assert.equal(exchange.origin, base);
+    assert.equal(b64url(createHash('sha256').update(exchange.code_verifier).digest()), auth.code_challenge);
+    assert.ok(!seen.navigations.some((u) => u.includes(exchange.code_verifier)), 'the verifier stays in the tab');
+    // Signed in with the provider's token: stored, the code gone from the address, and the
+    // console's API calls carry it.
+    assert.deepEqual(await stored(page), [minted, null]);
+    assert.doesNotMatch(page.url(), /code=|state=/);
+    const poolsCall = seen.api.find((r) => new URL(r.url()).pathname === '/v1/pools');
+    assert.ok(poolsCall, 'the console listed pools');
+    assert.equal((await poolsCall.allHeaders()).authorization, `Bearer ${minted}`);
+    assert.equal(await page.locator('#pools tbody tr', { hasText: 'Warehouse intake' }).count(), 0, 'the demo organization\u2019s pools are not shown');
+    await check(page, 'pools-oidc');
+    await page.close();
+
+    // A callback whose state is not the one this tab sent (someone else's login) signs no one in,
+    // and its code is never exchanged.
+    const forged = await oidcPage();
+    provider.forgeState = true;
+    await forged.page.goto(`${base}/`);
+    await forged.page.getByRole('button', { name: 'Sign in with your organization' }).click();
+    await forged.page.locator('main .alert', { hasText: 'This sign-in did not start here' }).waitFor();
+    provider.forgeState = false;
+    assert.ok(forged.seen.navigations.some((u) => /[?&]state=forged-/.test(u)), 'the forged callback came back');
+    assert.equal(provider.exchanges.length, 1, 'no token exchange for a forged state');
+    assert.deepEqual(await stored(forged.page), [null, null]);
+    assert.doesNotMatch(forged.page.url(), /code=/);
+    assert.equal(await forged.page.locator('#nav').isHidden(), true);
+    assert.equal(forged.seen.api.length, 0, 'no API call without a sign-in');
+    await axe(forged.page, 'OIDC sign-in refused');
+    // A link with a code but no sign-in started in this tab at all: refused alike.
+    await forged.page.goto(`${base}/?code=stolen&state=guessed`);
+    await forged.page.locator('main .alert', { hasText: 'This sign-in did not start here' }).waitFor();
+    assert.equal(provider.exchanges.length, 1);
+    assert.deepEqual(await stored(forged.page), [null, null]);
+    // A token endpoint that cannot be reached says so instead of leaving "Loading…".
+    await forged.page.route(tokenUrl, (route) => route.abort());
+    await forged.page.getByRole('button', { name: 'Sign in with your organization' }).click();
+    await forged.page.locator('main .alert', { hasText: 'The sign-in could not be completed' }).waitFor();
+    assert.deepEqual(await stored(forged.page), [null, null]);
+    assert.equal(forged.seen.api.length, 0);
+    await forged.page.close();
+    assert.deepEqual(provider.problems, []);
   });
 
   await step('no Content-Security-Policy violations in any page', async () => {

@@ -1,13 +1,15 @@
 // The admin console: a hash router over the screens, and sign-in.
 import { token, setToken, claims, config } from './api.js';
 import { $ } from './dom.js';
-import { signInView, oidcFinish } from './signin.js';
+import { signInView, oidcFinish, SignInFailed } from './signin.js';
 import { poolsView, poolFormView } from './pools.js';
 import { poolView } from './pool.js';
 import { billingView } from './billing.js';
 
 const main = $('#main');
 let cfg = { mode: 'local' };
+// Why the hosted login that brought us here failed, shown once on the sign-in screen.
+let failure = '';
 
 function signedIn() { const c = claims(); return token() && c && c.role === 'admin' && (!c.exp || c.exp * 1000 > Date.now()); }
 
@@ -16,7 +18,8 @@ async function route() {
   if (!signedIn()) {
     nav.hidden = true;
     document.title = 'Sign in · KeyPool console';
-    signInView(main, cfg, () => { location.hash = '#/'; route(); });
+    signInView(main, cfg, () => { location.hash = '#/'; route(); }, failure);
+    failure = '';
     return;
   }
   nav.hidden = false;
@@ -40,6 +43,6 @@ $('#signout').addEventListener('click', () => { setToken(null); location.hash = 
 
 (async () => {
   cfg = await config();
-  await oidcFinish(cfg);
+  try { await oidcFinish(cfg); } catch (e) { if (!(e instanceof SignInFailed)) throw e; failure = e.message; }
   route();
 })();

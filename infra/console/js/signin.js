@@ -18,27 +18,36 @@ export async function oidcStart(cfg, returnTo = '/') {
   location.assign(url);
 }
 
-/** Finishes a hosted login when the provider sent us back with ?code=; true when signed in. */
+/** Why a hosted login came back without a sign-in: a message for the sign-in screen. */
+export class SignInFailed extends Error {}
+
+/**
+ * Finishes a hosted login when the provider sent us back with ?code= (or ?error=); true when
+ * signed in. A callback that fails throws SignInFailed, and stores no token: one whose state is
+ * not the one this tab sent is someone else's login (login CSRF), so its code is never used.
+ */
 export async function oidcFinish(cfg) {
   const params = new URLSearchParams(location.search);
   const code = params.get('code');
-  if (cfg.mode !== 'oidc' || !code) return false;
+  if (cfg.mode !== 'oidc' || !(code || params.get('error'))) return false;
   const saved = JSON.parse(sessionStorage.getItem('keypool.pkce') || '{}');
   sessionStorage.removeItem('keypool.pkce');
   history.replaceState(null, '', '/');
-  if (saved.state !== params.get('state')) return false;
+  if (!saved.state || saved.state !== params.get('state')) throw new SignInFailed('This sign-in did not start here, so it was not used. Sign in again.');
+  if (!code) throw new SignInFailed(`Your organization’s sign-in did not sign you in (${params.get('error')}). Sign in again.`);
   const res = await fetch(cfg.token_url, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', client_id: cfg.client_id, code, redirect_uri: `${location.origin}/`, code_verifier: saved.verifier }) });
-  if (!res.ok) return false;
-  const t = await res.json();
+    body: new URLSearchParams({ grant_type: 'authorization_code', client_id: cfg.client_id, code, redirect_uri: `${location.origin}/`, code_verifier: saved.verifier }) })
+    .catch(() => null);
+  const t = res && res.ok ? await res.json().catch(() => ({})) : {};
+  if (!(t.id_token || t.access_token)) throw new SignInFailed('The sign-in could not be completed. Sign in again.');
   setToken(t.id_token || t.access_token);
   if (saved.returnTo && saved.returnTo !== '/') { location.replace(saved.returnTo); return false; }
   return true;
 }
 
-/** The sign-in screen; calls done() once a token is stored. */
-export function signInView(main, cfg, done) {
-  const alert = h('p', { class: 'alert', role: 'alert' });
+/** The sign-in screen, with why the last sign-in failed if it did; calls done() once a token is stored. */
+export function signInView(main, cfg, done, failure = '') {
+  const alert = h('p', { class: 'alert', role: 'alert' }, failure || null);
   const area = h('textarea', { id: 'token', name: 'token', rows: 4, autocomplete: 'off', spellcheck: 'false', 'aria-describedby': 'token-hint', 'data-hint': 'token-hint' });
   const form = h('form', { class: 'stack card', onsubmit: (ev) => {
     ev.preventDefault();
