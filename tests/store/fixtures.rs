@@ -8,9 +8,7 @@ use std::future::Future;
 use chrono::Duration;
 use keypool::Error;
 use keypool::domain::Page;
-use keypool::domain::{
-    Assignment, AssignmentId, Course, KeyRecord, KeySource, KeyStatus, NewKey, Pool,
-};
+use keypool::domain::{Assignment, Course, KeyRecord, KeySource, KeyStatus, NewKey, Pool};
 use keypool::identity::{OrgId, UserId};
 use keypool::keys::{self, KeyCode};
 use keypool::ops::pools::{CourseInput, PoolInput};
@@ -255,20 +253,7 @@ pub(crate) fn assert_invalid_key(result: keypool::Result<Redeemed>) {
 
 /// An assignment as the domain would build it, for calling `Store::redeem` directly.
 pub(crate) fn assignment_for(pool: &Pool, who: &str, key: &KeyCode, now: Timestamp) -> Assignment {
-    Assignment {
-        assignment_id: AssignmentId::new(),
-        learner: user(who),
-        org: pool.org.clone(),
-        pool_id: pool.pool_id,
-        course_id: pool.course_id,
-        course_title: pool.course_title.clone(),
-        key: key.clone(),
-        redeemed_at: now,
-        expires_at: pool.assignment_expiry(now),
-        launch_count: 0,
-        last_launched_at: None,
-        cancelled_at: None,
-    }
+    Assignment::redeemed(pool, &user(who), key, now)
 }
 
 /// Follows cursors to the end. Every page but the last is full and carries a cursor; the last

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::Pool;
 use super::ids::{AssignmentId, CourseId, PoolId};
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
@@ -42,6 +43,25 @@ pub struct Assignment {
 }
 
 impl Assignment {
+    /// A new assignment of `pool` for `learner`, from `key` redeemed at `now`: lasts the
+    /// pool's content availability.
+    pub fn redeemed(pool: &Pool, learner: &UserId, key: &KeyCode, now: Timestamp) -> Self {
+        Self {
+            assignment_id: AssignmentId::new(),
+            learner: learner.clone(),
+            org: pool.org.clone(),
+            pool_id: pool.pool_id,
+            course_id: pool.course_id,
+            course_title: pool.course_title.clone(),
+            key: key.clone(),
+            redeemed_at: now,
+            expires_at: pool.assignment_expiry(now),
+            launch_count: 0,
+            last_launched_at: None,
+            cancelled_at: None,
+        }
+    }
+
     /// True while the learner may launch the course.
     pub fn is_valid(&self, now: Timestamp) -> bool {
         now < self.expires_at && self.cancelled_at.is_none()

@@ -201,16 +201,12 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     {
         return Ok(Redeemed::Created(assignment));
     }
-    let windows: Vec<(CounterId, Duration)> = limits
-        .iter()
-        .map(|(id, limit)| (id.clone(), window_of(limit)))
-        .collect();
-    let answer = redeem_read(store, pools, who, limits, &candidates, now).await;
+    let answer = redeem_read(store, pools, who, limits.clone(), &candidates, now).await;
     // A failure was counted: the learner's and the address's next redemptions would find
     // their counters busy, so they go the long way at once.
     if answer.as_ref().is_err_and(counted) {
-        for (id, window) in &windows {
-            pools.note_busy(id, *window);
+        for (id, limit) in &limits {
+            pools.note_busy(id, window_of(limit));
         }
     }
     answer
@@ -314,7 +310,7 @@ async fn redeem_read<S: Pools + Keys + Assignments + Counters + ?Sized>(
             }
             return Err(guard.fail(store, e).await);
         }
-        let assignment = assignment_of(&pool, learner, &record.key, now);
+        let assignment = Assignment::redeemed(&pool, learner, &record.key, now);
         match store.redeem(&assignment, &pool, now, &checks).await? {
             Ok(()) => {
                 tracing::info!(assignment = %assignment.assignment_id, pool = %pool.pool_id, "key redeemed");
@@ -380,7 +376,7 @@ async fn redeem_unread<S: Assignments + ?Sized>(
     if pool.check_active(now).is_err() {
         return Ok(None);
     }
-    let assignment = assignment_of(&pool, who.learner, key, now);
+    let assignment = Assignment::redeemed(&pool, who.learner, key, now);
     let quiet: Vec<_> = limits
         .iter()
         .map(|(id, limit)| (id.clone(), limit.quiet(now)))
@@ -395,24 +391,6 @@ async fn redeem_unread<S: Assignments + ?Sized>(
             Ok(None)
         }
         Err(_) => Ok(None),
-    }
-}
-
-/// A new assignment of `pool` for the learner, from `key` redeemed at `now`.
-fn assignment_of(pool: &Pool, learner: &UserId, key: &KeyCode, now: Timestamp) -> Assignment {
-    Assignment {
-        assignment_id: AssignmentId::new(),
-        learner: learner.clone(),
-        org: pool.org.clone(),
-        pool_id: pool.pool_id,
-        course_id: pool.course_id,
-        course_title: pool.course_title.clone(),
-        key: key.clone(),
-        redeemed_at: now,
-        expires_at: pool.assignment_expiry(now),
-        launch_count: 0,
-        last_launched_at: None,
-        cancelled_at: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::TransactWriteItem;
-use keypool::domain::{Assignment, AssignmentId, CounterId, PoolId};
+use keypool::domain::{Assignment, CounterId, PoolId};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::keys::KeyCode;
 use keypool::store::{DynamoStore, Pools};
@@ -188,20 +188,8 @@ pub(super) async fn bare_requests(
     for (i, key) in keys.iter().enumerate() {
         let now = chrono::Utc::now();
         let learner = UserId::parse(&format!("bare-{tag}-{i}")).map_err(anyhow::Error::msg)?;
-        let assignment = Assignment {
-            assignment_id: AssignmentId::new(),
-            learner: learner.clone(),
-            org: org.clone(),
-            pool_id,
-            course_id: pool.course_id,
-            course_title: pool.course_title.clone(),
-            key: KeyCode::parse(key).map_err(anyhow::Error::msg)?,
-            redeemed_at: now,
-            expires_at: pool.assignment_expiry(now),
-            launch_count: 0,
-            last_launched_at: None,
-            cancelled_at: None,
-        };
+        let key = KeyCode::parse(key).map_err(anyhow::Error::msg)?;
+        let assignment = Assignment::redeemed(&pool, &learner, &key, now);
         // The checks of a learner and an address with no failures lately, as the shortcut
         // makes them.
         let checks = [
