@@ -8,17 +8,16 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
 use keypool::domain::CounterId;
-use keypool::identity::{Role, TokenAuthority, UserId};
+use keypool::identity::{TokenAuthority, UserId};
 use keypool::keys::KeyCode;
 use keypool::ops::redeem::{PoolCache, Redeemer, redeem};
 use keypool::schema::Tables;
 use keypool::settings::Settings;
 use keypool::store::{Counters, DynamoStore};
-use serde_json::json;
 
 use super::api::make_pool;
 use super::measure::{ms, stats};
-use super::redemption::{Timed, bare_requests, generate};
+use super::redemption::{Timed, bare_requests, generate, our_redemptions, run_bare, run_ours};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn redemption_breakdown(
@@ -33,7 +32,7 @@ pub(super) async fn redemption_breakdown(
     authority: &TokenAuthority,
 ) -> anyhow::Result<()> {
     let pool_id = make_pool(http, base, admin).await?;
-    let mut keys = generate(http, base, admin, &pool_id, 3 * n).await?;
+    let mut keys = generate(http, base, admin, &pool_id, 2 * n).await?;
     let learner = |i: usize| UserId::parse(&format!("parts-{i}")).map_err(anyhow::Error::msg);
 
     // The HTTP hop alone: a request to the server that does nothing.
@@ -110,8 +109,9 @@ pub(super) async fn redemption_breakdown(
     let settings = Settings::default();
     let cache = PoolCache::new();
     let mut bare_work = bare_requests(store, http, base, admin, n, "parts").await?;
+    let mut our_work = our_redemptions(http, base, admin, authority, n, "parts").await?;
     let mut direct = Vec::with_capacity(n);
-    let mut whole = Vec::with_capacity(n);
+    let mut whole = Timed::default();
     let mut bare = Timed::default();
     for i in 0..n {
         let key = keys.pop().context("a key")?;
@@ -124,32 +124,8 @@ pub(super) async fn redemption_breakdown(
         redeem(&**store, &settings, &cache, &who, &key, chrono::Utc::now()).await?;
         direct.push(t.elapsed());
 
-        let key = keys.pop().context("a key")?;
-        let token = authority.mint(
-            &learner(200_000 + i)?,
-            None,
-            Role::Learner,
-            chrono::Duration::hours(1),
-        )?;
-        let t = Instant::now();
-        let r = http
-            .post(format!("{base}/v1/redemptions"))
-            .bearer_auth(&token)
-            .json(&json!({ "key": key }))
-            .send()
-            .await?;
-        anyhow::ensure!(r.status() == 201, "redemption answered {}", r.status());
-        r.bytes().await?;
-        whole.push(t.elapsed());
-
-        let items = bare_work.pop().context("a bare request")?;
-        let t = Instant::now();
-        client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await?;
-        bare.push(t.elapsed());
+        whole.add(run_ours(http, base, vec![our_work.pop().context("a key")?], 1).await?);
+        bare.add(run_bare(client, vec![bare_work.pop().context("a bare request")?], 1).await?);
     }
     let bare = bare.stats();
     let p50 = |v: Vec<Duration>| stats(v, Duration::from_secs(1)).p50;
@@ -174,7 +150,7 @@ pub(super) async fn redemption_breakdown(
             "the redemption operation on the store, no HTTP",
             p50(direct),
         ),
-        ("the redemption through the API", p50(whole)),
+        ("the redemption through the API", whole.stats().p50),
         (
             "the bare transaction: our very request, sent alone",
             bare.p50,

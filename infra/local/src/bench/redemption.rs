@@ -87,11 +87,6 @@ impl Timed {
         self.wall += wall;
     }
 
-    pub(super) fn push(&mut self, latency: Duration) {
-        self.latencies.push(latency);
-        self.wall += latency;
-    }
-
     pub(super) fn stats(self) -> Stats {
         stats(self.latencies, self.wall)
     }
