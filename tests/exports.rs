@@ -1019,3 +1019,25 @@ async fn a_pools_exports_are_listed_newest_first_a_page_at_a_time() {
         .await;
     assert_eq!(bad.code(), "invalid_cursor");
 }
+
+/// The columns the documentation lists are the file's, in the file's order (they differed:
+/// `distributed_at` was 4th in the README and 10th in the file).
+#[test]
+fn the_documented_columns_are_the_files() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let documented: Vec<String> = ["README.md", "docs/exports.md"]
+        .iter()
+        .filter_map(|doc| std::fs::read_to_string(root.join(doc)).ok())
+        .filter_map(|text| {
+            let (_, rest) = text.split_once("<!-- export:columns -->")?;
+            let (list, _) = rest.split_once("<!-- /export:columns -->")?;
+            Some(list.trim().to_string())
+        })
+        .collect();
+    let expected = export::CSV_HEADER
+        .iter()
+        .map(|c| format!("`{c}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    assert_eq!(documented, vec![expected]);
+}

@@ -38,7 +38,7 @@ pub enum Error {
     /// Nothing of that kind exists for the caller (another organization's things included).
     #[error("{0} not found")]
     NotFound(&'static str),
-    /// The key is unknown, removed or mistyped; all answer alike.
+    /// The key is unknown or removed; both answer alike.
     #[error("not a valid key")]
     InvalidKey,
     /// Another learner redeemed the key.
@@ -114,6 +114,20 @@ impl Error {
     pub fn store_busy() -> Self {
         Self::StoreBusy {
             retry_after_secs: STORE_BUSY_RETRY_AFTER_SECS,
+        }
+    }
+
+    /// A 400 for a generated key whose check symbol does not match the rest: a typo, which
+    /// the check symbol tells publicly, so saying so gives nothing away.
+    pub fn key_mistyped() -> Self {
+        Self::BadRequest {
+            code: "key_mistyped",
+            message: "this key has a typo: its last symbol, the check symbol, does not match the \
+                      others; compare each symbol with the key you were given"
+                .into(),
+            details: Some(
+                serde_json::json!({ "check_symbol_position": crate::keys::GENERATED_LEN }),
+            ),
         }
     }
 

@@ -247,7 +247,10 @@ pub fn parse_custom(input: &str) -> Result<KeyCode, KeyFormatError> {
 pub enum KeyLookup {
     /// Look these up in order; the first that exists is the key.
     Candidates(Vec<KeyCode>),
-    /// Not a key at all: wrong characters or length, or a generated key with a bad check symbol.
+    /// A generated key whose check symbol does not match the others: a typo, known without a
+    /// lookup (no key of that shape exists, custom keys included).
+    Mistyped,
+    /// Not a key at all: wrong characters or length.
     Invalid,
 }
 
@@ -262,25 +265,36 @@ pub fn lookup_candidates(input: &str) -> KeyLookup {
         return if check_is_valid(bytes) {
             KeyLookup::Candidates(vec![typed])
         } else {
-            KeyLookup::Invalid
+            KeyLookup::Mistyped
         };
     }
     let mut candidates = vec![typed.clone()];
-    if bytes.len() == GENERATED_LEN {
-        let mapped: String = typed
-            .0
-            .chars()
-            .map(|c| match c {
-                'O' => '0',
-                'I' | 'L' => '1',
-                c => c,
-            })
-            .collect();
-        if is_generated_shape(mapped.as_bytes()) && check_is_valid(mapped.as_bytes()) {
-            candidates.push(KeyCode(mapped));
-        }
+    if let Some(mapped) = look_alikes_mapped(&typed)
+        && check_is_valid(mapped.as_bytes())
+    {
+        candidates.push(KeyCode(mapped));
     }
     KeyLookup::Candidates(candidates)
+}
+
+/// True when `typed`, with its look-alikes mapped, reads as a generated key with a check
+/// symbol that does not match: what to call it once no key exists as typed.
+pub fn reads_as_mistyped(typed: &KeyCode) -> bool {
+    look_alikes_mapped(typed).is_some_and(|mapped| !check_is_valid(mapped.as_bytes()))
+}
+
+/// The input with O read as 0 and I, L as 1, when that makes it a generated key's shape.
+fn look_alikes_mapped(typed: &KeyCode) -> Option<String> {
+    let mapped: String = typed
+        .0
+        .chars()
+        .map(|c| match c {
+            'O' => '0',
+            'I' | 'L' => '1',
+            c => c,
+        })
+        .collect();
+    is_generated_shape(mapped.as_bytes()).then_some(mapped)
 }
 
 /// 20 symbols, every one in the strict Crockford alphabet.
@@ -532,7 +546,7 @@ mod tests {
                     typo[pos] = sym;
                     assert!(!check_is_valid(&typo));
                     let text = String::from_utf8(typo).unwrap();
-                    assert_eq!(lookup_candidates(&text), KeyLookup::Invalid);
+                    assert_eq!(lookup_candidates(&text), KeyLookup::Mistyped);
                 }
             }
         }
@@ -577,7 +591,9 @@ mod tests {
                 assert_eq!(c[0].as_str(), typed.to_uppercase());
                 assert_eq!(c[1], key);
             }
-            KeyLookup::Invalid => panic!("look-alike input was not recognised"),
+            KeyLookup::Invalid | KeyLookup::Mistyped => {
+                panic!("look-alike input was not recognised")
+            }
         }
         // A custom key is always looked up exactly as typed.
         assert_eq!(
@@ -600,7 +616,7 @@ mod tests {
         assert!(parse_custom("HELLOWORLDHELLOWORLD").is_ok());
         match lookup_candidates("HELLOWORLDHELLOWORLD") {
             KeyLookup::Candidates(c) => assert_eq!(c[0].as_str(), "HELLOWORLDHELLOWORLD"),
-            KeyLookup::Invalid => panic!("custom key refused"),
+            KeyLookup::Invalid | KeyLookup::Mistyped => panic!("custom key refused"),
         }
     }
 

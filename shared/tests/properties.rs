@@ -95,7 +95,7 @@ proptest! {
         if let Ok(k) = keys::parse_custom(&s) {
             match keys::lookup_candidates(&s) {
                 KeyLookup::Candidates(c) => prop_assert_eq!(&c[0], &k),
-                KeyLookup::Invalid => prop_assert!(false, "an accepted custom key is unredeemable"),
+                KeyLookup::Invalid | KeyLookup::Mistyped => prop_assert!(false, "an accepted custom key is unredeemable"),
             }
         }
     }
@@ -125,7 +125,7 @@ proptest! {
         typo[pos] = c;
         let typo = String::from_utf8(typo).unwrap();
         match keys::lookup_candidates(&typo) {
-            KeyLookup::Invalid => {}
+            KeyLookup::Invalid | KeyLookup::Mistyped => {}
             KeyLookup::Candidates(candidates) => {
                 // Only a look-alike (O for 0, I or L for 1) may lead back, and only to the key.
                 for candidate in candidates.iter().filter(|k| k.is_valid_generated()) {
@@ -134,7 +134,17 @@ proptest! {
             }
         }
         if ALPHABET.contains(&c) {
-            prop_assert_eq!(keys::lookup_candidates(&typo), KeyLookup::Invalid);
+            prop_assert_eq!(keys::lookup_candidates(&typo), KeyLookup::Mistyped);
+        } else {
+            // A look-alike (O, I, L) or U: looked up as typed, and a typo once nothing is found
+            // unless the look-alike reads as the very symbol it replaced.
+            let original = key.as_str().as_bytes()[pos];
+            let reads_as = match c { b'O' => Some(b'0'), b'I' | b'L' => Some(b'1'), _ => None };
+            let typed = KeyCode::parse(&typo).unwrap();
+            prop_assert_eq!(
+                keys::reads_as_mistyped(&typed),
+                reads_as.is_some_and(|r| r != original)
+            );
         }
     }
 

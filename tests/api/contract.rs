@@ -289,3 +289,79 @@ async fn malformed_paths_queries_and_bodies_answer_in_the_error_shape() {
         }
     }
 }
+
+/// Answers that carry keys, signed links or a learner's identity are never kept by a browser
+/// or a proxy: they had no Cache-Control at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_with_keys_links_or_identities_are_not_stored() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let admin = w.admin("acme");
+    let keys = w.generate("acme", &pool_id, 2).await;
+    let redeemed = redeem(&w, "lea", &keys[0]).await;
+    assert_eq!(redeemed.status, StatusCode::CREATED);
+    let started = w
+        .call(
+            Method::POST,
+            &format!("/v1/pools/{pool_id}/exports"),
+            Some(&admin),
+            Some(json!({})),
+        )
+        .await;
+    let export_id = started.body["export_id"].as_str().unwrap().to_string();
+    w.finished_export("acme", &export_id).await;
+    let link = w
+        .call(GET, &format!("/v1/exports/{export_id}"), Some(&admin), None)
+        .await
+        .body["url"]
+        .as_str()
+        .unwrap()
+        .split_once("/v1/files")
+        .map(|(_, rest)| format!("/v1/files{rest}"))
+        .unwrap();
+    let lea = w.learner("lea");
+    let answers = [
+        redeemed,
+        w.call(
+            GET,
+            &format!("/v1/pools/{pool_id}/keys"),
+            Some(&admin),
+            None,
+        )
+        .await,
+        w.call(GET, &format!("/v1/keys/{}", keys[1]), Some(&admin), None)
+            .await,
+        w.call(GET, &format!("/v1/exports/{export_id}"), Some(&admin), None)
+            .await,
+        w.call(
+            GET,
+            &format!("/v1/pools/{pool_id}/exports"),
+            Some(&admin),
+            None,
+        )
+        .await,
+        w.call(GET, "/v1/me/assignments", Some(&lea), None).await,
+        w.call(
+            GET,
+            &format!("/v1/invoices/{}", &keypool::time::format(&w.now())[..7]),
+            Some(&admin),
+            None,
+        )
+        .await,
+        redeem(&w, "mallory", "NOT-A-KEY").await,
+    ];
+    for (i, r) in answers.iter().enumerate() {
+        assert_eq!(
+            r.headers
+                .get(header::CACHE_CONTROL)
+                .map(|v| v.to_str().unwrap()),
+            Some("no-store"),
+            "answer {i}: {} {:?}",
+            r.status,
+            r.body
+        );
+    }
+    let (status, headers, _) = w.get_streamed(&link, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get(header::CACHE_CONTROL).unwrap(), "no-store");
+}

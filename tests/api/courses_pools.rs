@@ -123,6 +123,12 @@ async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
         ("name", json!("   ")),
         ("name", json!("\u{2067}Pool")),
         ("name", json!("\u{200B}")),
+        // Blank by their Unicode properties: they got through a hand-kept list.
+        ("name", json!("\u{2800}\u{2800}")),
+        ("name", json!("\u{E0041}\u{E0042}\u{E007F}")),
+        ("name", json!("\u{180B}\u{180C}\u{180D}")),
+        ("name", json!("\u{E0100}\u{E01EF}")),
+        ("name", json!("\u{1D173}\u{1D17A}")),
         ("starts_at", json!("yesterday")),
         ("expires_at", json!("2025-01-01T00:00:00Z")),
         ("content_availability_days", json!(0)),

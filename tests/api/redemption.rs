@@ -32,15 +32,19 @@ async fn redemption_answers_every_case_precisely() {
         (StatusCode::CONFLICT, "key_already_redeemed")
     );
 
-    // Unknown, mistyped and malformed keys all answer alike.
+    // A generated key with a typo is told so: the check symbol is public arithmetic.
     let mut typo = keys[1].clone().into_bytes();
     typo[0] = if typo[0] == b'A' { b'B' } else { b'A' };
-    for bad in [
-        String::from_utf8(typo).unwrap(),
-        "NOSUCHKEY".into(),
-        "??".into(),
-        "ключ-ключ".into(),
-    ] {
+    let r = redeem(&w, "bob", &String::from_utf8(typo).unwrap()).await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::BAD_REQUEST, "key_mistyped"),
+        "{:?}",
+        r.body
+    );
+    assert_eq!(r.body["error"]["details"]["check_symbol_position"], 20);
+    // Unknown and malformed keys answer alike.
+    for bad in ["NOSUCHKEY".to_string(), "??".into(), "ключ-ключ".into()] {
         let r = redeem(&w, "bob", &bad).await;
         assert_eq!(
             (r.status, r.code()),
@@ -247,9 +251,22 @@ async fn one_client_address_is_limited_across_learner_accounts() {
         answered, max,
         "five accounts got 50 guesses before the address limit"
     );
-    let r = redeem_from("s6", "203.0.113.50", keys[0].clone()).await;
+    // A custom key from that address is refused, whether it exists or not; a generated
+    // key, which no one can guess, is not, so the room behind the address redeems on.
+    let added = w
+        .call(
+            POST,
+            &format!("/v1/pools/{pool_id}/keys"),
+            Some(&w.admin("acme")),
+            Some(json!({"keys": ["CUSTOM-KEY-1"]})),
+        )
+        .await;
+    assert_eq!(added.status, StatusCode::CREATED, "{}", added.body);
+    let r = redeem_from("s6", "203.0.113.50", "CUSTOM-KEY-1".into()).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.body);
-    let r = redeem_from("s6", "203.0.113.51", keys[0].clone()).await;
+    let r = redeem_from("s6", "203.0.113.50", keys[0].clone()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    let r = redeem_from("s7", "203.0.113.51", "CUSTOM-KEY-1".into()).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
 }
 

@@ -493,6 +493,14 @@ async function main() {
     assert.equal(await learner.inputValue('#key'), 'alpha-1001');
   });
 
+  await step('learner: a typo in a generated key is caught on the page, before anything is sent', async () => {
+    redeemRequests.length = 0;
+    // The shape of a generated key, with a check symbol that does not match the others.
+    assert.match(await redeemAs('abcde-fghjk-mnpqr-stvwx'), /typo: its last symbol does not match/);
+    assert.equal(redeemRequests.length, 0, 'nothing sent for a key the check symbol refuses');
+    assert.match(await text(learner, '#key-error'), /mistyped/);
+  });
+
   await step('learner: a removed key is "not a valid key"', async () => {
     assert.match(await redeemAs(removed.toLowerCase()), /not a valid key/);
     await check(learner, 'redeem-invalid');

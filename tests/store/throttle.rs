@@ -295,6 +295,78 @@ async fn one_address_is_limited_across_learners() {
     created(redeem_from(&w, "b2", None, "REAL-KEY-2").await);
 }
 
+/// Only a miss of a guessable key counts against an address: answers about keys that exist
+/// (taken, not open yet), typos the check symbol catches and misses of generated keys, which
+/// nobody can guess, never lock the address out, however many learners send them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_misses_of_guessable_keys_count_against_an_address() {
+    let w = World::new().await;
+    let open = new_pool(&w, ORG, 30).await;
+    add_keys(&w, &open, &["TAKEN-KEY-1", "ROOM-KEY-1"]).await;
+    created(redeem(&w, "owner", "TAKEN-KEY-1").await);
+    let course = new_course(&w, ORG, "Later").await;
+    let later = new_pool_between(
+        &w,
+        &course,
+        "Next month",
+        w.now() + Duration::days(30),
+        w.now() + Duration::days(60),
+        30,
+    )
+    .await;
+    add_keys(&w, &later, &["LATER-KEY-1"]).await;
+    let unknown_generated = keypool::keys::generate(1).unwrap()[0].display_form();
+    let mut mistyped = unknown_generated.clone().into_bytes();
+    mistyped[0] = if mistyped[0] == b'0' { b'1' } else { b'0' };
+    let mistyped = String::from_utf8(mistyped).unwrap();
+    let room = Some("198.51.100.77");
+    let max = limits().address_failures.max as usize;
+    for i in 0..2 * max {
+        let learner = format!("pupil{i}");
+        assert!(matches!(
+            redeem_from(&w, &learner, room, "TAKEN-KEY-1").await,
+            Err(Error::KeyAlreadyRedeemed)
+        ));
+        assert!(matches!(
+            redeem_from(&w, &learner, room, "LATER-KEY-1").await,
+            Err(Error::PoolNotActive { .. })
+        ));
+        assert!(matches!(
+            redeem_from(&w, &learner, room, &unknown_generated).await,
+            Err(Error::InvalidKey)
+        ));
+        let typo = redeem_from(&w, &learner, room, &mistyped).await;
+        assert!(
+            matches!(
+                typo,
+                Err(Error::BadRequest {
+                    code: "key_mistyped",
+                    ..
+                })
+            ),
+            "{typo:?}"
+        );
+    }
+    let none = w
+        .store
+        .counters(&[CounterId::address("198.51.100.77".parse().unwrap())])
+        .await
+        .unwrap();
+    assert_eq!(none, vec![None], "nothing was counted against the address");
+    // Misses of custom keys do count, up to the limit, and then refuse custom keys.
+    let mut answered = 0;
+    for i in 0..max + 5 {
+        match redeem_from(&w, &format!("sock{i}"), room, &format!("GUESS{i:04}")).await {
+            Err(Error::InvalidKey) => answered += 1,
+            other => {
+                expect_throttled(other);
+            }
+        }
+    }
+    assert_eq!(answered, max);
+    expect_throttled(redeem_from(&w, "pupil0", room, "ROOM-KEY-1").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ipv6_client_counts_by_its_64() {
     let w = World::new().await;

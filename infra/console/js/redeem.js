@@ -35,8 +35,34 @@ async function launch(a) {
   }
 }
 
+/** Crockford base32, the generated keys' alphabet. */
+const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
+
+/**
+ * True when `text` is a generated key (20 symbols of the alphabet, spaces and dashes aside)
+ * whose last symbol, the check symbol, does not match the others: public arithmetic, the
+ * same the server does (`acc = x·acc + s` in GF(32)), so the learner hears of the typo
+ * before anything is sent.
+ */
+export function mistypedGeneratedKey(text) {
+  const symbols = text.toUpperCase().replace(/[ -]/g, '');
+  if (symbols.length !== 20) return false;
+  let acc = 0;
+  for (const c of symbols) {
+    const v = ALPHABET.indexOf(c);
+    if (v < 0) return false;
+    const shifted = acc << 1;
+    acc = ((shifted & 0x20) ? (shifted ^ 0x25) & 0x1f : shifted) ^ v;
+  }
+  return acc !== 0;
+}
+
+const TYPO = 'This key has a typo: its last symbol does not match the others. Compare each symbol with the key you received.';
+
 function redeemError(e) {
   switch (e.code) {
+    case 'key_mistyped':
+      return TYPO;
     case 'invalid_input':
     case 'invalid_key':
       return 'That is not a valid key. Check each character and try again.';
@@ -65,6 +91,12 @@ form.addEventListener('submit', async (ev) => {
   if (busy) return;
   const key = input.value.trim();
   if (!key) { fieldError(input, 'Enter the key you received.'); input.focus(); return; }
+  if (mistypedGeneratedKey(key)) {
+    showResult('error', h('p', {}, TYPO));
+    fieldError(input, 'A symbol of this key is mistyped.');
+    input.focus();
+    return;
+  }
   fieldError(input, '');
   busy = true;
   button.disabled = true;
@@ -80,6 +112,7 @@ form.addEventListener('submit', async (ev) => {
   } catch (e) {
     showResult('error', h('p', {}, redeemError(e)));
     if (['invalid_key', 'invalid_input'].includes(e.code)) fieldError(input, 'Not a valid key.');
+    if (e.code === 'key_mistyped') fieldError(input, 'A symbol of this key is mistyped.');
   } finally {
     busy = false;
     button.disabled = false;

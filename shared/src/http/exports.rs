@@ -171,6 +171,7 @@ pub fn local_files(objects: Arc<LocalObjects>) -> Router {
         .split_for_parts()
         .0
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .layer(super::no_store())
         .with_state(objects)
 }
 

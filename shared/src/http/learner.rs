@@ -35,6 +35,7 @@ struct RedeemBody {
 errors!(RedeemErrors, |e| e
     .authenticated()
     .json_body()
+    .with(400, &["key_mistyped"])
     .with(403, &["pool_not_active"])
     .with(404, &["invalid_key"])
     .with(

@@ -348,15 +348,25 @@ fn local_files_api() -> utoipa::openapi::OpenApi {
 }
 
 /// Wraps a function's routes into a service: health check, the OpenAPI document, JSON
-/// 404/405, body limit, request tracing.
+/// 404/405, body limit, no caching, request tracing.
 pub fn service<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
     routes
         .merge(service_routes::<S>().split_for_parts().0)
         .fallback(|| async { Error::NotFound("route") })
         .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(no_store())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// `Cache-Control: no-store` on every answer that does not say otherwise: the API's answers
+/// carry keys, signed links and learners' identities, which no browser or proxy may keep.
+pub fn no_store() -> tower_http::set_header::SetResponseHeaderLayer<axum::http::HeaderValue> {
+    tower_http::set_header::SetResponseHeaderLayer::if_not_present(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static("no-store"),
+    )
 }
 
 /// Every function's routes on one router, each over its own state, as the local server

@@ -57,6 +57,12 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "the request line or a header is not valid HTTP (local server)",
     ),
     (
+        "key_mistyped",
+        400,
+        "a generated key whose check symbol does not match the rest: a typo; \
+         `details.check_symbol_position`",
+    ),
+    (
         "unauthenticated",
         401,
         "no token, or one that does not verify; also an expired download link",
@@ -108,7 +114,7 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "invalid_key",
         404,
-        "the key is unknown, removed or mistyped (all answer alike)",
+        "the key is unknown or removed (both answer alike)",
     ),
     (
         "method_not_allowed",
@@ -180,8 +186,8 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "throttled",
         429,
-        "too many failed redemptions from this learner or client address; retry after \
-         `Retry-After` seconds",
+        "too many failed redemptions from this learner, or too many misses of custom keys from \
+         this client address; retry after `Retry-After` seconds",
     ),
     (
         "collision_budget_spent",

@@ -33,7 +33,7 @@ pub async fn find_key<S: Pools + Keys + ?Sized>(
 ) -> Result<(KeyRecord, Pool)> {
     let candidates = match keys::lookup_candidates(typed) {
         KeyLookup::Candidates(candidates) => candidates,
-        KeyLookup::Invalid => Vec::new(),
+        KeyLookup::Invalid | KeyLookup::Mistyped => Vec::new(),
     };
     // As typed first, as redemption reads them.
     for key in &candidates {

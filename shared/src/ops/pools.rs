@@ -112,26 +112,25 @@ fn is_bidi_control(c: char) -> bool {
     matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
-/// Characters that print nothing: white space, zero-width and filler characters.
+/// Characters that print nothing by themselves, by their Unicode properties: white space,
+/// Default_Ignorable_Code_Point (zero-width, fillers, variation selectors, tag characters),
+/// format characters (Cf), marks with nothing to sit on (Mn, Me), separators (Zs, Zl, Zp),
+/// private-use and unassigned code points (Co, Cn, which no font is known to draw), and the
+/// symbols drawn blank (U+2800 BRAILLE PATTERN BLANK, a symbol by category).
 fn is_invisible(c: char) -> bool {
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory, GeneralCategoryGroup};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    const PRINTS_NOTHING: GeneralCategoryGroup = GeneralCategoryGroup::Format
+        .union(GeneralCategoryGroup::NonspacingMark)
+        .union(GeneralCategoryGroup::EnclosingMark)
+        .union(GeneralCategoryGroup::Separator)
+        .union(GeneralCategoryGroup::PrivateUse)
+        .union(GeneralCategoryGroup::Unassigned);
+    const BLANK_SYMBOLS: &[char] = &['\u{2800}'];
     c.is_whitespace()
-        || matches!(
-            c,
-            '\u{00AD}'
-                | '\u{034F}'
-                | '\u{061C}'
-                | '\u{115F}'
-                | '\u{1160}'
-                | '\u{17B4}'
-                | '\u{17B5}'
-                | '\u{180E}'
-                | '\u{200B}'..='\u{200F}'
-                | '\u{2060}'..='\u{2064}'
-                | '\u{3164}'
-                | '\u{FE00}'..='\u{FE0F}'
-                | '\u{FEFF}'
-                | '\u{FFA0}'
-        )
+        || BLANK_SYMBOLS.contains(&c)
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || PRINTS_NOTHING.contains(CodePointMapData::<GeneralCategory>::new().get(c))
 }
 
 fn parse_shards(shards: Option<i64>) -> Result<u16, String> {
@@ -445,6 +444,16 @@ mod tests {
             "\u{FEFF}",
             "\u{3164}",
             "\u{200D}\u{2060}\u{00AD}",
+            // Blank by category or by property, not on any hand list.
+            "\u{2800}\u{2800}",
+            "\u{E0041}\u{E0042}\u{E007F}",
+            "\u{180B}\u{180C}\u{180D}",
+            "\u{E0100}\u{E01EF}",
+            "\u{1D173}\u{1D17A}",
+            "\u{0301}\u{20DD}",
+            "\u{E000}\u{F8FF}",
+            "\u{0378}",
+            "\u{3000}\u{2028}",
         ] {
             assert!(parse_text(bad, 50, "name").is_err(), "{bad:?}");
             assert!(parse_prose(bad, 50, "d").is_err(), "{bad:?}");
@@ -452,6 +461,8 @@ mod tests {
         // Right-to-left text itself, and a joiner inside visible text, are fine.
         assert!(parse_text("שלום עולם", 50, "name").is_ok());
         assert!(parse_text("👩\u{200D}💻 Developers", 50, "name").is_ok());
+        assert!(parse_text("Cafe\u{0301} \u{2800}", 50, "name").is_ok());
+        assert!(parse_text("\u{1F3F4}\u{E0067}\u{E0062}\u{E007F}", 50, "name").is_ok());
         assert!(parse_days(0).is_err());
         assert!(parse_days(181).is_err());
         assert!(parse_days(-1).is_err());
