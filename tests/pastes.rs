@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContex
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
 use axum::http::{Method, StatusCode};
-use keypool::domain::{Job, JobStatus};
+use keypool::domain::{Job, JobStatus, PastePhase};
 use keypool::identity::OrgId;
 use keypool::jobs::Jobs;
 use keypool::ops::add_keys::{self, CheckedPaste};
@@ -217,6 +217,89 @@ async fn a_paste_killed_at_any_point_lands_whole_or_leaves_nothing() {
     }
     eprintln!("{landed} rolled forward, {undone} rolled back");
     assert!(landed > 0 && undone > 0, "both phases were crashed in");
+}
+
+/// Stopped while it commits, and again and again while it is rolled forward, a paste lists
+/// exactly what its pool counts at every stop: each commit makes keys listed and counted in
+/// one atomic write. (A count read before a listing that a roll-forward overtakes shows fewer
+/// keys than the listing: that is two reads at two moments, not keys listed before counted.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
+    let w = World::new().await;
+    let count = if w.is_moto() { 300 } else { 3_000 };
+    // How many calls a whole paste of this size makes, through a store that never dies.
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let (store, calls) = dying_store(&w, usize::MAX);
+    let paste = CheckedPaste::from_list(&lines("CNW", count));
+    add_keys::add_custom_keys(
+        &store,
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        &paste,
+        false,
+        w.now(),
+    )
+    .await
+    .unwrap();
+    let whole = calls.load(Ordering::SeqCst);
+
+    // Dies half-way through its commits (one transaction per 98 keys, then the job's status).
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = lines("CNT", count);
+    let allowed = whole - count.div_ceil(98) / 2 - 1;
+    let (store, _) = dying_store(&w, allowed);
+    let died = add_keys::add_custom_keys(
+        &store,
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        &CheckedPaste::from_list(&keys),
+        false,
+        w.now(),
+    )
+    .await;
+    assert!(died.is_err());
+    let open = w.dyn_store().open_jobs().await.unwrap();
+    let [Job::Generate { job_id, .. }] = open.as_slice() else {
+        panic!("one open paste: {open:?}");
+    };
+    let job = w.dyn_store().get_key_job(&acme(), job_id).await.unwrap();
+    assert_eq!(job.and_then(|j| j.phase), Some(PastePhase::Committing));
+
+    // The roll-forward dies part-way too, one transaction further each time: it reads the job,
+    // the pool and its first input, goes through the transactions already committed (each
+    // refused now) and commits one more.
+    let mut seen: Vec<u64> = Vec::new();
+    let stops = if w.is_moto() { 1 } else { 3 };
+    for _ in 0..=stops {
+        if let Some(&committed) = seen.last() {
+            let allowed = 3 + committed.div_ceil(98) as usize + 1;
+            let (store, _) = dying_store(&w, allowed);
+            let died = generate::run(&store, &w.clock, &acme(), job_id, None).await;
+            assert!(died.is_err());
+        }
+        let total = total_keys(&w, &pool_id).await;
+        let shown = listed(&w, &pool_id).await;
+        assert_eq!(
+            shown.len() as u64,
+            total,
+            "listed and counted after {seen:?}"
+        );
+        assert!(
+            0 < total && total < count as u64,
+            "stopped mid-commit: {total}"
+        );
+        seen.push(total);
+    }
+    assert!(
+        seen.windows(2).all(|t| t[0] < t[1]),
+        "rolled forward: {seen:?}"
+    );
+    restart(&w).await;
+    assert!(whole_or_nothing(&w, &pool_id, &keys).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
