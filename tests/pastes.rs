@@ -302,6 +302,63 @@ async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
     assert!(whole_or_nothing(&w, &pool_id, &keys).await);
 }
 
+/// The local server, restarted after dying in the middle of an all-or-nothing paste, settles
+/// the paste before it answers anything: its first listing and its first count both show the
+/// paste whole. (It used to queue the roll-forward and answer meanwhile, so for seconds a
+/// count read before a listing showed far fewer keys than the listing.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_settles_an_interrupted_paste_before_it_answers() {
+    let w = World::new().await;
+    let count = if w.is_moto() { 300 } else { 3_000 };
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let (store, calls) = dying_store(&w, usize::MAX);
+    add_keys::add_custom_keys(
+        &store,
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        &CheckedPaste::from_list(&lines("RSW", count)),
+        false,
+        w.now(),
+    )
+    .await
+    .unwrap();
+    let whole = calls.load(Ordering::SeqCst);
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let keys = lines("RST", count);
+    let (store, _) = dying_store(&w, whole - count.div_ceil(98) / 2 - 1);
+    let died = add_keys::add_custom_keys(
+        &store,
+        &Default::default(),
+        &Queued,
+        &acme(),
+        &pool_id,
+        &CheckedPaste::from_list(&keys),
+        false,
+        w.now(),
+    )
+    .await;
+    assert!(died.is_err());
+    let before = total_keys(&w, &pool_id).await;
+    assert!(
+        0 < before && before < count as u64,
+        "died mid-commit: {before}"
+    );
+
+    // The server's start: its job runner, then the jobs a previous run left.
+    let (jobs, _worker) = keypool::local_jobs::LocalJobs::start(
+        w.store.clone(),
+        w.objects.clone(),
+        Arc::new(w.clock.clone()),
+    );
+    jobs.resume(w.dyn_store(), &w.clock).await.unwrap();
+    let total = total_keys(&w, &pool_id).await;
+    let shown = listed(&w, &pool_id).await;
+    assert_eq!((total, shown.len()), (count as u64, count));
+    assert!(whole_or_nothing(&w, &pool_id, &keys).await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_killed_at_any_point_lands_whole_or_leaves_nothing() {
     let w = World::new().await;

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::domain::Job;
+use crate::domain::{Job, JobKind, PastePhase};
 use crate::error::Result;
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
@@ -259,10 +259,23 @@ impl LocalJobs {
         (Self { lanes }, all)
     }
 
-    /// Queues again the jobs a previous run of the server did not finish.
-    pub async fn resume(&self, store: &dyn crate::store::OpenJobs) -> Result<usize> {
+    /// Queues again the jobs a previous run of the server did not finish. All-or-nothing
+    /// pastes and imports caught half-way are settled first, to the end: rolled back while
+    /// they were writing, forward while they were committing. So from the first answer after
+    /// a restart, the pool lists and counts each of their keys alike, instead of counting up
+    /// for seconds while a listing already shows the paste whole.
+    pub async fn resume(&self, store: &dyn Store, clock: &dyn Clock) -> Result<usize> {
         let open = store.open_jobs().await?;
         for job in &open {
+            if let Job::Generate { org, job_id } = job
+                && store.get_key_job(org, job_id).await?.is_some_and(|j| {
+                    j.phase
+                        .is_some_and(|p| p != PastePhase::Writing || j.kind == JobKind::Paste)
+                })
+                && generate::run(store, clock, org, job_id, None).await?
+            {
+                continue;
+            }
             self.submit(job).await?;
         }
         Ok(open.len())

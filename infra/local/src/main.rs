@@ -213,7 +213,7 @@ async fn serve(
         TokenAuthority::for_download_links(&secret),
     ));
     let (jobs, _worker) = LocalJobs::start(store.clone(), objects.clone(), clock.clone());
-    let resumed = jobs.resume(store.as_ref()).await?;
+    let resumed = jobs.resume(store.as_ref(), clock.as_ref()).await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming unfinished jobs");
     }
