@@ -205,19 +205,6 @@ pub enum KeyFormatError {
     ReservedShape,
 }
 
-impl KeyFormatError {
-    /// Stable machine-readable code.
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Empty => "empty_key",
-            Self::InvalidCharacters => "invalid_characters",
-            Self::TooShort => "too_short",
-            Self::TooLong => "too_long",
-            Self::ReservedShape => "reserved_key_shape",
-        }
-    }
-}
-
 /// Upper case, spaces and dashes removed; anything but ASCII letters and digits is an error.
 fn canonicalize(input: &str) -> Result<String, KeyFormatError> {
     let mut out = String::with_capacity(input.len());

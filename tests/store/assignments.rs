@@ -3,6 +3,7 @@
 use chrono::Duration;
 use keypool::Error;
 use keypool::domain::AssignmentId;
+use keypool::error::Missing;
 use keypool::ops::assignments;
 use keypool::store::prelude::*;
 use keypool_tests::World;
@@ -65,18 +66,18 @@ async fn launch_counts_while_valid_and_refuses_after_expiry() {
     let unknown = AssignmentId::new().to_string();
     let result = assignments::launch(store, &lea, &unknown, w.now()).await;
     assert!(
-        matches!(result, Err(Error::NotFound("assignment"))),
+        matches!(result, Err(Error::NotFound(Missing::Assignment))),
         "{result:?}"
     );
     let result = assignments::launch(store, &lea, "not-an-id", w.now()).await;
     assert!(
-        matches!(result, Err(Error::NotFound("assignment"))),
+        matches!(result, Err(Error::NotFound(Missing::Assignment))),
         "{result:?}"
     );
     w.clock.advance(-Duration::days(1));
     let result = assignments::launch(store, &user("max"), &id, w.now()).await;
     assert!(
-        matches!(result, Err(Error::NotFound("assignment"))),
+        matches!(result, Err(Error::NotFound(Missing::Assignment))),
         "{result:?}"
     );
 }

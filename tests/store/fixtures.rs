@@ -1,6 +1,7 @@
 //! What the store suites share: names, inputs, seeding, paging through listings, and the
 //! assertions on errors.
 
+use keypool::error::ErrorCode;
 use std::collections::HashSet;
 use std::fmt::Debug;
 use std::future::Future;
@@ -76,7 +77,7 @@ pub(crate) fn field_errors<T: Debug>(result: keypool::Result<T>) -> Vec<String> 
 /// The code of a `BadRequest` error.
 pub(crate) fn bad_request_code<T: Debug>(result: keypool::Result<T>) -> &'static str {
     match result {
-        Err(Error::BadRequest { code, .. }) => code,
+        Err(Error::Refused { code, .. }) => code.as_str(),
         other => panic!("expected a bad request, got {other:?}"),
     }
 }
@@ -84,8 +85,8 @@ pub(crate) fn bad_request_code<T: Debug>(result: keypool::Result<T>) -> &'static
 /// The per-line reasons of a `keys_rejected` error.
 pub(crate) fn rejected_lines<T: Debug>(result: keypool::Result<T>) -> Vec<serde_json::Value> {
     match result {
-        Err(Error::BadRequest {
-            code: "keys_rejected",
+        Err(Error::Refused {
+            code: ErrorCode::KeysRejected,
             details: Some(details),
             ..
         }) => details["rejected"].as_array().expect("a list").clone(),

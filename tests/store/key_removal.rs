@@ -1,5 +1,6 @@
 //! Keys: removing and listing.
 
+use keypool::error::Missing;
 use std::collections::HashSet;
 
 use keypool::Error;
@@ -29,32 +30,35 @@ async fn remove_key_takes_only_available_keys_of_the_pool() {
     assert!(!key_set(&all_keys(&w, &pool, None, 10).await).contains(&code("REMOVEME")));
 
     let again = inventory::remove_key(store, &org(ORG), &id, "REMOVEME").await;
-    assert!(matches!(again, Err(Error::NotFound("key"))), "{again:?}");
+    assert!(
+        matches!(again, Err(Error::NotFound(Missing::Key))),
+        "{again:?}"
+    );
     let redeemed = inventory::remove_key(store, &org(ORG), &id, "REDEEM-ME").await;
     assert!(matches!(redeemed, Err(Error::KeyRedeemed)), "{redeemed:?}");
     let unknown = inventory::remove_key(store, &org(ORG), &id, "NEVER-SEEN").await;
     assert!(
-        matches!(unknown, Err(Error::NotFound("key"))),
+        matches!(unknown, Err(Error::NotFound(Missing::Key))),
         "{unknown:?}"
     );
     let malformed = inventory::remove_key(store, &org(ORG), &id, "a!").await;
     assert!(
-        matches!(malformed, Err(Error::NotFound("key"))),
+        matches!(malformed, Err(Error::NotFound(Missing::Key))),
         "{malformed:?}"
     );
     let foreign_key = inventory::remove_key(store, &org(ORG), &id, "NOT-YOURS").await;
     assert!(
-        matches!(foreign_key, Err(Error::NotFound("key"))),
+        matches!(foreign_key, Err(Error::NotFound(Missing::Key))),
         "{foreign_key:?}"
     );
     let foreign_org = inventory::remove_key(store, &org(OTHER_ORG), &id, "KEEP-ME").await;
     assert!(
-        matches!(foreign_org, Err(Error::NotFound("pool"))),
+        matches!(foreign_org, Err(Error::NotFound(Missing::Pool))),
         "{foreign_org:?}"
     );
     let no_pool = inventory::remove_key(store, &org(ORG), "nope", "KEEP-ME").await;
     assert!(
-        matches!(no_pool, Err(Error::NotFound("pool"))),
+        matches!(no_pool, Err(Error::NotFound(Missing::Pool))),
         "{no_pool:?}"
     );
 
@@ -175,7 +179,7 @@ async fn list_keys_filters_by_status_and_pages() {
     }
     let foreign = inventory::list_keys(store, &org(OTHER_ORG), &id, None, None, None, 5).await;
     assert!(
-        matches!(foreign, Err(Error::NotFound("pool"))),
+        matches!(foreign, Err(Error::NotFound(Missing::Pool))),
         "{foreign:?}"
     );
 

@@ -1,5 +1,6 @@
 //! Keys: inserting, pasting, generating.
 
+use keypool::error::Missing;
 use std::collections::HashSet;
 
 use chrono::Duration;
@@ -178,7 +179,7 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     assert_eq!(report.added, ["GOODKEY1", "GOODKEY2"]);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(
-        (report.rejected[0].line, report.rejected[0].code),
+        (report.rejected[0].line, report.rejected[0].code.as_str()),
         (2, "too_short")
     );
     assert_eq!(reload(&w, &pool).await.total_keys, 2);
@@ -256,7 +257,11 @@ async fn every_rejected_line_says_why() {
     .await
     .unwrap();
     assert_eq!(report.added, ["ABCD1234", "FRESHKEY0001"]);
-    let got: Vec<(usize, &str)> = report.rejected.iter().map(|r| (r.line, r.code)).collect();
+    let got: Vec<(usize, &str)> = report
+        .rejected
+        .iter()
+        .map(|r| (r.line, r.code.as_str()))
+        .collect();
     assert_eq!(got, expected);
     assert_counts_match(&w, &pool).await;
     assert_counts_match(&w, &elsewhere).await;
@@ -306,7 +311,7 @@ async fn keys_are_unique_across_pools_whatever_their_spelling() {
         .await
         .unwrap();
         assert!(report.added.is_empty(), "{spelling}");
-        assert_eq!(report.rejected[0].code, "already_exists");
+        assert_eq!(report.rejected[0].code.as_str(), "already_exists");
     }
     assert_eq!(reload(&w, &b).await.total_keys, 0);
     assert_counts_match(&w, &a).await;
@@ -350,7 +355,8 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
         w.now(),
     )
     .await;
-    assert_eq!(bad_request_code(result), "too_many_keys");
+    // The routes send longer lists to an import job: more is a caller's mistake.
+    assert!(matches!(result, Err(Error::Internal(_))), "{result:?}");
 
     let one = numbered(&["VALID-KEY-1"]);
     let result = add_keys::add_custom_keys(
@@ -364,7 +370,10 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
         w.now(),
     )
     .await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
     let unknown = PoolId::new().to_string();
     let result = add_keys::add_custom_keys(
         store,
@@ -377,7 +386,10 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
         w.now(),
     )
     .await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
     let result = add_keys::add_custom_keys(
         store,
         &Default::default(),
@@ -389,7 +401,10 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
         w.now(),
     )
     .await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
 
     assert_eq!(reload(&w, &pool).await.total_keys, 0);
     assert!(all_keys(&w, &pool, None, 10).await.is_empty());
@@ -461,10 +476,16 @@ async fn generate_keys_rejects_bad_counts_and_writes_nothing() {
         assert_eq!(field_errors(result), ["count"], "count {count}");
     }
     let result = generate::generate_keys(w.dyn_store(), &org(OTHER_ORG), &id, 5, w.now()).await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
     let unknown = PoolId::new().to_string();
     let result = generate::generate_keys(w.dyn_store(), &org(ORG), &unknown, 5, w.now()).await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
 
     assert_eq!(reload(&w, &pool).await.total_keys, 0);
     assert!(all_keys(&w, &pool, None, 10).await.is_empty());

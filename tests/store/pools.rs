@@ -3,6 +3,7 @@
 use chrono::Duration;
 use keypool::Error;
 use keypool::domain::{CourseId, PoolId};
+use keypool::error::Missing;
 use keypool::ops::pools;
 use keypool::ops::pools::{PoolInput, PoolPatch};
 use keypool::store::prelude::*;
@@ -46,9 +47,9 @@ async fn create_pool_stores_what_was_asked() {
     assert_eq!(by_id.unwrap(), pool);
     let elsewhere =
         pools::get_pool(w.dyn_store(), &org(OTHER_ORG), &pool.pool_id.to_string()).await;
-    assert!(matches!(elsewhere, Err(Error::NotFound("pool"))));
+    assert!(matches!(elsewhere, Err(Error::NotFound(Missing::Pool))));
     let garbage = pools::get_pool(w.dyn_store(), &org(ORG), "not-a-pool").await;
-    assert!(matches!(garbage, Err(Error::NotFound("pool"))));
+    assert!(matches!(garbage, Err(Error::NotFound(Missing::Pool))));
 
     // The shortest availability and the longest name are accepted too.
     let now = w.now();
@@ -205,7 +206,7 @@ async fn create_pool_rejects_every_bad_field_and_writes_nothing() {
     let unknown = pool_input(&CourseId::new().to_string(), "Spring", start, end, 30);
     let result = pools::create_pool(w.dyn_store(), &org(ORG), unknown, w.now()).await;
     assert!(
-        matches!(result, Err(Error::NotFound("course"))),
+        matches!(result, Err(Error::NotFound(Missing::Course))),
         "{result:?}"
     );
 
@@ -213,7 +214,7 @@ async fn create_pool_rejects_every_bad_field_and_writes_nothing() {
     let input = pool_input(&theirs.course_id.to_string(), "Spring", start, end, 30);
     let result = pools::create_pool(w.dyn_store(), &org(ORG), input, w.now()).await;
     assert!(
-        matches!(result, Err(Error::NotFound("course"))),
+        matches!(result, Err(Error::NotFound(Missing::Course))),
         "{result:?}"
     );
 
@@ -377,12 +378,21 @@ async fn update_pool_rejections_leave_the_pool_unchanged() {
         ..PoolPatch::default()
     };
     let result = pools::update_pool(w.dyn_store(), &org(OTHER_ORG), &id, rename(), w.now()).await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
     let unknown = PoolId::new().to_string();
     let result = pools::update_pool(w.dyn_store(), &org(ORG), &unknown, rename(), w.now()).await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
     let result = pools::update_pool(w.dyn_store(), &org(ORG), "nope", rename(), w.now()).await;
-    assert!(matches!(result, Err(Error::NotFound("pool"))), "{result:?}");
+    assert!(
+        matches!(result, Err(Error::NotFound(Missing::Pool))),
+        "{result:?}"
+    );
     assert_eq!(reload(&w, &pool).await, pool);
     assert!(
         w.store

@@ -2,6 +2,7 @@
 //! another organization holds tells the admin it exists. Every such collision is spent from a
 //! per-organization budget before it is answered; once spent, custom key additions get 429.
 
+use keypool::error::ErrorCode;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -39,7 +40,7 @@ async fn paste(
 fn spent(result: &keypool::Result<AddReport>) -> Option<u64> {
     match result {
         Err(Error::RateLimited {
-            code: "collision_budget_spent",
+            code: ErrorCode::CollisionBudgetSpent,
             retry_after_secs,
             ..
         }) => Some(*retry_after_secs),

@@ -4,6 +4,7 @@
 use chrono::Duration;
 use keypool::Error;
 use keypool::domain::{KeyStatus, Pool};
+use keypool::error::ErrorCode;
 use keypool::ops::pools::PoolPatch;
 use keypool::ops::redeem::Redeemed;
 use keypool::ops::{inventory, pools};
@@ -201,8 +202,8 @@ async fn unknown_and_removed_keys_are_invalid_and_typos_are_told_apart() {
         assert!(
             matches!(
                 result,
-                Err(Error::BadRequest {
-                    code: "key_mistyped",
+                Err(Error::Refused {
+                    code: ErrorCode::KeyMistyped,
                     ..
                 })
             ),

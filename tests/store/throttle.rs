@@ -1,6 +1,7 @@
 //! Throttling: failed redemptions per learner and per client address, over a sliding window,
 //! counted race-free so that racing guesses get no more answers than the limits allow.
 
+use keypool::error::ErrorCode;
 use std::sync::Arc;
 
 use chrono::Duration;
@@ -339,8 +340,8 @@ async fn only_misses_of_guessable_keys_count_against_an_address() {
         assert!(
             matches!(
                 typo,
-                Err(Error::BadRequest {
-                    code: "key_mistyped",
+                Err(Error::Refused {
+                    code: ErrorCode::KeyMistyped,
                     ..
                 })
             ),

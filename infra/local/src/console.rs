@@ -14,7 +14,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use keypool::error::Error;
+use keypool::error::{Error, ErrorCode, Missing};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use serde::Deserialize;
 use serde_json::json;
@@ -100,7 +100,7 @@ async fn asset(State(console): State<Console>, Path(path): Path<String>) -> Resp
 async fn serve_file(console: &Console, name: &str) -> Response {
     match console.file(name).await {
         Some(bytes) => with_headers(bytes.into_response(), content_type(name)),
-        None => Error::NotFound("file").into_response(),
+        None => Error::NotFound(Missing::File).into_response(),
     }
 }
 
@@ -158,7 +158,7 @@ async fn session(
     State(console): State<Console>,
     body: Result<Json<SessionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Error> {
-    let Json(body) = body.map_err(|e| Error::bad_request("invalid_body", e.body_text()))?;
+    let Json(body) = body.map_err(|e| Error::refused(ErrorCode::InvalidBody, e.body_text()))?;
     let (role, default_sub) = match body.role.as_str() {
         "admin" => (Role::Admin, DEMO_ADMIN),
         "learner" => (Role::Learner, DEMO_LEARNER),

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Pool;
 use super::ids::{AssignmentId, CourseId, PoolId};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
 use crate::time::{self, Timestamp};
@@ -72,13 +72,13 @@ impl Assignment {
     pub fn check_cancellable(&self, now: Timestamp) -> Result<()> {
         if self.cancelled_at.is_some() {
             return Err(Error::Conflict {
-                code: "assignment_cancelled",
+                code: ErrorCode::AssignmentAlreadyCancelled,
                 message: "this assignment was cancelled already".into(),
             });
         }
         if self.launch_count > 0 {
             return Err(Error::Conflict {
-                code: "assignment_launched",
+                code: ErrorCode::AssignmentLaunched,
                 message:
                     "the learner has launched this assignment, so it can no longer be cancelled"
                         .into(),
@@ -87,7 +87,7 @@ impl Assignment {
         let deadline = self.cancel_deadline();
         if now >= deadline {
             return Err(Error::Conflict {
-                code: "cancellation_window_passed",
+                code: ErrorCode::CancellationWindowPassed,
                 message: format!(
                     "an assignment can be cancelled for {CANCEL_WINDOW_HOURS} hours after its redemption; this one's window closed at {}",
                     time::format(&deadline)

@@ -1,11 +1,65 @@
-//! The one error type of KeyPool's operations; `http::error` maps it to responses.
+//! The one error type of KeyPool's operations, and the catalogue of codes it answers with;
+//! `http::error` turns it into responses.
+
+mod codes;
 
 use std::collections::BTreeMap;
+
+pub use codes::ErrorCode;
 
 use crate::time::Timestamp;
 
 /// Per-field messages for invalid input, keyed by field name.
 pub type FieldErrors = BTreeMap<String, String>;
+
+/// A thing that was looked for and is not there (or is another organization's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    Route,
+    Course,
+    Pool,
+    Key,
+    Assignment,
+    Export,
+    Job,
+    File,
+}
+
+impl Missing {
+    /// The code its 404 answers with.
+    pub const fn code(self) -> ErrorCode {
+        match self {
+            Self::Route => ErrorCode::NotFound,
+            Self::Course => ErrorCode::CourseNotFound,
+            Self::Pool => ErrorCode::PoolNotFound,
+            Self::Key => ErrorCode::KeyNotFound,
+            Self::Assignment => ErrorCode::AssignmentNotFound,
+            Self::Export => ErrorCode::ExportNotFound,
+            Self::Job => ErrorCode::JobNotFound,
+            Self::File => ErrorCode::FileNotFound,
+        }
+    }
+
+    /// Its name, for people.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Route => "route",
+            Self::Course => "course",
+            Self::Pool => "pool",
+            Self::Key => "key",
+            Self::Assignment => "assignment",
+            Self::Export => "export",
+            Self::Job => "job",
+            Self::File => "file",
+        }
+    }
+}
+
+impl std::fmt::Display for Missing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// Everything an operation can answer besides success.
 #[derive(Debug, thiserror::Error)]
@@ -13,22 +67,14 @@ pub enum Error {
     /// Input that fails validation, with a message per field.
     #[error("the request has invalid fields")]
     InvalidFields(FieldErrors),
-    /// Input that is wrong as a whole, with its own code and optional details.
+    /// A request refused as a whole (its shape, its media type, its size, or what it asks
+    /// for), with its own code (which carries its status) and optional details.
     #[error("{message}")]
-    BadRequest {
-        code: &'static str,
+    Refused {
+        code: ErrorCode,
         message: String,
         details: Option<serde_json::Value>,
     },
-    /// The body is larger than the service accepts.
-    #[error("the request body is too large")]
-    PayloadTooLarge,
-    /// The route exists but not with this method.
-    #[error("this route does not take that method")]
-    MethodNotAllowed,
-    /// The body has a media type the route does not take.
-    #[error("{0}")]
-    UnsupportedMediaType(String),
     /// No token, or one that does not verify.
     #[error("{0}")]
     Unauthenticated(String),
@@ -37,7 +83,7 @@ pub enum Error {
     WrongRole(&'static str),
     /// Nothing of that kind exists for the caller (another organization's things included).
     #[error("{0} not found")]
-    NotFound(&'static str),
+    NotFound(Missing),
     /// The key is unknown or removed; both answer alike.
     #[error("not a valid key")]
     InvalidKey,
@@ -60,16 +106,17 @@ pub enum Error {
     /// An admin cancelled the assignment.
     #[error("this assignment was cancelled")]
     AssignmentCancelled { cancelled_at: Timestamp },
-    /// A write lost a race it cannot settle by itself; the client may retry.
+    /// A write lost a race it cannot settle by itself, or the state forbids it; `code` says
+    /// which.
     #[error("{message}")]
-    Conflict { code: &'static str, message: String },
+    Conflict { code: ErrorCode, message: String },
     /// Too many failed attempts; retry after the given number of seconds.
-    #[error("too many failed attempts")]
+    #[error("too many failed attempts; try again in {retry_after_secs} seconds")]
     Throttled { retry_after_secs: u64 },
     /// Refused for a while (a budget is spent): `code` says which, with when to retry.
     #[error("{message}")]
     RateLimited {
-        code: &'static str,
+        code: ErrorCode,
         message: String,
         retry_after_secs: u64,
     },
@@ -86,9 +133,6 @@ pub enum Error {
     /// every retry; the client may try again after the given number of seconds.
     #[error("the service is busy right now; try again in {retry_after_secs} seconds")]
     StoreBusy { retry_after_secs: u64 },
-    /// A route whose function is deployed but whose feature is not built yet.
-    #[error("{0} is not available yet")]
-    NotImplemented(&'static str),
     /// Anything unexpected; logged with context, never shown to clients.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -102,12 +146,105 @@ pub const STORE_BUSY_RETRY_AFTER_SECS: u64 = 2;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// Its code in the catalogue, which also says its status.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::InvalidFields(_) => ErrorCode::InvalidInput,
+            Self::Refused { code, .. }
+            | Self::Conflict { code, .. }
+            | Self::RateLimited { code, .. } => *code,
+            Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
+            Self::WrongRole(_) => ErrorCode::Forbidden,
+            Self::NotFound(missing) => missing.code(),
+            Self::InvalidKey => ErrorCode::InvalidKey,
+            Self::KeyAlreadyRedeemed => ErrorCode::KeyAlreadyRedeemed,
+            Self::KeyRedeemed => ErrorCode::KeyRedeemed,
+            Self::PoolNotActive { .. } => ErrorCode::PoolNotActive,
+            Self::AssignmentExpired { .. } => ErrorCode::AssignmentExpired,
+            Self::AssignmentCancelled { .. } => ErrorCode::AssignmentCancelled,
+            Self::Throttled { .. } => ErrorCode::Throttled,
+            Self::TooManyJobs { .. } => ErrorCode::TooManyJobs,
+            Self::StoreBusy { .. } => ErrorCode::StoreBusy,
+            Self::Internal(_) => ErrorCode::InternalError,
+        }
+    }
+
+    /// What the answer's `details` hold, if anything.
+    pub fn details(&self) -> Option<serde_json::Value> {
+        use serde_json::json;
+        let retry = |secs: &u64| json!({ "retry_after_seconds": secs });
+        match self {
+            Self::InvalidFields(fields) => Some(json!({ "fields": fields })),
+            Self::Refused { details, .. } => details.clone(),
+            Self::PoolNotActive {
+                starts_at,
+                expires_at,
+                deactivated,
+            } => Some(json!({
+                "starts_at": crate::time::format(starts_at),
+                "expires_at": crate::time::format(expires_at),
+                "deactivated": deactivated,
+            })),
+            Self::AssignmentExpired { expires_at } => {
+                Some(json!({ "expires_at": crate::time::format(expires_at) }))
+            }
+            Self::AssignmentCancelled { cancelled_at } => {
+                Some(json!({ "cancelled_at": crate::time::format(cancelled_at) }))
+            }
+            Self::Throttled { retry_after_secs }
+            | Self::RateLimited {
+                retry_after_secs, ..
+            }
+            | Self::StoreBusy { retry_after_secs } => Some(retry(retry_after_secs)),
+            Self::TooManyJobs {
+                max_open,
+                retry_after_secs,
+            } => Some(json!({
+                "max_open_jobs": max_open,
+                "retry_after_seconds": retry_after_secs,
+            })),
+            _ => None,
+        }
+    }
+
+    /// Seconds the client should wait before trying again, for the answers that say so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::Throttled { retry_after_secs }
+            | Self::RateLimited {
+                retry_after_secs, ..
+            }
+            | Self::TooManyJobs {
+                retry_after_secs, ..
+            }
+            | Self::StoreBusy { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        }
+    }
+
+    /// A request refused with its own code.
+    pub fn refused(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Refused {
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    /// A conflict with its own code.
+    pub fn conflict(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
     /// A 409 for writes that kept meeting concurrent writes to the same items.
     pub fn write_conflict() -> Self {
-        Self::Conflict {
-            code: "write_conflict",
-            message: "too many concurrent changes to the same items; try again".into(),
-        }
+        Self::conflict(
+            ErrorCode::WriteConflict,
+            "too many concurrent changes to the same items; try again",
+        )
     }
 
     /// A 503 for requests the database throttled through every retry.
@@ -120,8 +257,8 @@ impl Error {
     /// A 400 for a generated key whose check symbol does not match the rest: a typo, which
     /// the check symbol tells publicly, so saying so gives nothing away.
     pub fn key_mistyped() -> Self {
-        Self::BadRequest {
-            code: "key_mistyped",
+        Self::Refused {
+            code: ErrorCode::KeyMistyped,
             message: "this key has a typo: its last symbol, the check symbol, does not match the \
                       others; compare each symbol with the key you were given"
                 .into(),
@@ -136,15 +273,6 @@ impl Error {
         let mut fields = FieldErrors::new();
         fields.insert(name.to_string(), message.into());
         Self::InvalidFields(fields)
-    }
-
-    /// A 400 with its own code.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest {
-            code,
-            message: message.into(),
-            details: None,
-        }
     }
 }
 

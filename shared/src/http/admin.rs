@@ -17,7 +17,7 @@ use super::views::{
 };
 use super::{KeyGenerationState, PoolAdminState, page_size};
 use crate::domain::{KeyStatus, PoolStatus};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
 use crate::ops::pools::{self, CourseInput, PoolInput, PoolPatch};
@@ -55,64 +55,69 @@ struct ListQuery {
 errors!(CreateErrors, |e| e
     .authenticated()
     .json_body()
-    .with(400, &["invalid_input"]));
+    .with(&[ErrorCode::InvalidInput]));
 errors!(ListErrors, |e| e.authenticated().paged());
 errors!(CreatePoolErrors, |e| e
     .authenticated()
     .json_body()
-    .with(400, &["invalid_input"])
-    .with(404, &["course_not_found"]));
+    .with(&[ErrorCode::InvalidInput])
+    .with(&[ErrorCode::CourseNotFound]));
 errors!(GetPoolErrors, |e| e
     .authenticated()
     .path()
-    .with(404, &["pool_not_found"]));
+    .with(&[ErrorCode::PoolNotFound]));
 errors!(UpdatePoolErrors, |e| e
     .authenticated()
     .path()
     .json_body()
-    .with(400, &["invalid_input"])
-    .with(404, &["pool_not_found"])
-    .with(409, &["concurrent_update"]));
+    .with(&[ErrorCode::InvalidInput])
+    .with(&[ErrorCode::PoolNotFound])
+    .with(&[ErrorCode::ConcurrentUpdate]));
 errors!(AddKeysErrors, |e| e
     .authenticated()
     .path()
     .query()
-    .with(
-        400,
-        &["invalid_input", "invalid_body", "keys_rejected", "no_keys"]
-    )
-    .with(404, &["pool_not_found"])
-    .with(409, &["paste_interrupted", "write_conflict"])
-    .with(413, &["payload_too_large"])
-    .with(415, &["unsupported_media_type"])
-    .with(429, &["collision_budget_spent", "too_many_jobs"]));
+    .with(&[
+        ErrorCode::InvalidInput,
+        ErrorCode::InvalidBody,
+        ErrorCode::KeysRejected,
+        ErrorCode::NoKeys
+    ])
+    .with(&[ErrorCode::PoolNotFound])
+    .with(&[ErrorCode::PasteInterrupted, ErrorCode::WriteConflict])
+    .with(&[ErrorCode::PayloadTooLarge])
+    .with(&[ErrorCode::UnsupportedMediaType])
+    .with(&[
+        ErrorCode::CollisionBudgetSpent,
+        ErrorCode::TooManyJobs
+    ]));
 errors!(GenerateErrors, |e| e
     .authenticated()
     .path()
     .json_body()
-    .with(400, &["invalid_input", "count_too_large"])
-    .with(404, &["pool_not_found"])
-    .with(409, &["write_conflict"])
-    .with(429, &["too_many_jobs"]));
+    .with(&[ErrorCode::InvalidInput, ErrorCode::CountTooLarge])
+    .with(&[ErrorCode::PoolNotFound])
+    .with(&[ErrorCode::WriteConflict])
+    .with(&[ErrorCode::TooManyJobs]));
 errors!(ReadJobErrors, |e| e
     .authenticated()
     .path()
-    .with(404, &["job_not_found"]));
+    .with(&[ErrorCode::JobNotFound]));
 errors!(ListKeysErrors, |e| e
     .authenticated()
     .path()
     .paged()
-    .with(404, &["pool_not_found"]));
+    .with(&[ErrorCode::PoolNotFound]));
 errors!(RemoveKeyErrors, |e| e
     .authenticated()
     .path()
-    .with(404, &["pool_not_found", "key_not_found"])
-    .with(409, &["key_redeemed", "write_conflict"]));
+    .with(&[ErrorCode::PoolNotFound, ErrorCode::KeyNotFound])
+    .with(&[ErrorCode::KeyRedeemed, ErrorCode::WriteConflict]));
 
 errors!(FindKeyErrors, |e| e
     .authenticated()
     .path()
-    .with(404, &["key_not_found"]));
+    .with(&[ErrorCode::KeyNotFound]));
 
 /// Creates a course of the admin's organization.
 #[utoipa::path(post, path = "/v1/courses", tag = "admin", security(("bearer" = [])),
@@ -290,15 +295,16 @@ async fn add_keys(
         .to_ascii_lowercase();
     // The body is read line by line into a checked paste; no per-line copies are kept.
     let paste = if content_type.starts_with("application/json") {
-        add_keys::CheckedPaste::from_json(&body)
-            .map_err(|e| Error::bad_request("invalid_body", super::error::plain(&e.to_string())))?
+        add_keys::CheckedPaste::from_json(&body).map_err(|e| {
+            Error::refused(ErrorCode::InvalidBody, super::error::plain(&e.to_string()))
+        })?
     } else if content_type.starts_with("text/plain") {
         let text = std::str::from_utf8(&body)
-            .map_err(|_| Error::bad_request("invalid_body", "the body is not UTF-8 text"))?;
+            .map_err(|_| Error::refused(ErrorCode::InvalidBody, "the body is not UTF-8 text"))?;
         add_keys::CheckedPaste::from_text(text)
     } else {
-        return Err(Error::UnsupportedMediaType(
-            "send keys as application/json {\"keys\": [...]} or text/plain, one per line".into(),
+        return Err(super::error::unsupported_media_type(
+            "send keys as application/json {\"keys\": [...]} or text/plain, one per line",
         ));
     };
     drop(body);

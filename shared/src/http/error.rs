@@ -7,183 +7,60 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::Error;
-use crate::time;
-
-/// The error body of the contract: `{"error": {"code", "message", "details"?}}`.
-fn body(
-    status: StatusCode,
-    code: &str,
-    message: &str,
-    details: Option<serde_json::Value>,
-) -> Response {
-    let mut error = json!({ "code": code, "message": message });
-    if let Some(details) = details {
-        error["details"] = details;
-    }
-    (status, axum::Json(json!({ "error": error }))).into_response()
-}
-
-fn not_found_code(what: &str) -> &'static str {
-    match what {
-        "course" => "course_not_found",
-        "pool" => "pool_not_found",
-        "key" => "key_not_found",
-        "assignment" => "assignment_not_found",
-        "export" => "export_not_found",
-        "job" => "job_not_found",
-        "file" => "file_not_found",
-        _ => "not_found",
-    }
-}
+use crate::error::{Error, ErrorCode};
 
 impl IntoResponse for Error {
+    /// `{"error": {"code", "message", "details"?}}` with the code's status; `Retry-After`
+    /// where the error says how long to wait; an internal error logged and never described.
     fn into_response(self) -> Response {
-        let message = self.to_string();
-        match self {
-            Error::InvalidFields(fields) => body(
-                StatusCode::BAD_REQUEST,
-                "invalid_input",
-                &message,
-                Some(json!({ "fields": fields })),
-            ),
-            Error::BadRequest { code, details, .. } => {
-                body(StatusCode::BAD_REQUEST, code, &message, details)
-            }
-            Error::PayloadTooLarge => body(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!(
-                    "the request body is larger than {} bytes",
-                    super::MAX_BODY_BYTES
-                ),
-                None,
-            ),
-            Error::MethodNotAllowed => body(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                &message,
-                None,
-            ),
-            Error::UnsupportedMediaType(_) => body(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                &message,
-                None,
-            ),
-            Error::Unauthenticated(_) => {
-                let mut r = body(StatusCode::UNAUTHORIZED, "unauthenticated", &message, None);
-                r.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-                r
-            }
-            Error::WrongRole(_) => body(StatusCode::FORBIDDEN, "forbidden", &message, None),
-            Error::NotFound(what) => {
-                body(StatusCode::NOT_FOUND, not_found_code(what), &message, None)
-            }
-            Error::InvalidKey => body(StatusCode::NOT_FOUND, "invalid_key", &message, None),
-            Error::KeyAlreadyRedeemed => {
-                body(StatusCode::CONFLICT, "key_already_redeemed", &message, None)
-            }
-            Error::KeyRedeemed => body(StatusCode::CONFLICT, "key_redeemed", &message, None),
-            Error::PoolNotActive {
-                starts_at,
-                expires_at,
-                deactivated,
-            } => body(
-                StatusCode::FORBIDDEN,
-                "pool_not_active",
-                &message,
-                Some(json!({
-                    "starts_at": time::format(&starts_at),
-                    "expires_at": time::format(&expires_at),
-                    "deactivated": deactivated,
-                })),
-            ),
-            Error::AssignmentExpired { expires_at } => body(
-                StatusCode::FORBIDDEN,
-                "assignment_expired",
-                &message,
-                Some(json!({ "expires_at": time::format(&expires_at) })),
-            ),
-            Error::AssignmentCancelled { cancelled_at } => body(
-                StatusCode::FORBIDDEN,
-                "assignment_cancelled",
-                &message,
-                Some(json!({ "cancelled_at": time::format(&cancelled_at) })),
-            ),
-            Error::Conflict { code, .. } => body(StatusCode::CONFLICT, code, &message, None),
-            Error::Throttled { retry_after_secs } => {
-                let mut r = body(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "throttled",
-                    &format!("too many failed attempts; try again in {retry_after_secs} seconds"),
-                    Some(json!({ "retry_after_seconds": retry_after_secs })),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                r
-            }
-            Error::RateLimited {
-                code,
-                retry_after_secs,
-                ..
-            } => {
-                let mut r = body(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    code,
-                    &message,
-                    Some(json!({ "retry_after_seconds": retry_after_secs })),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                r
-            }
-            Error::TooManyJobs {
-                max_open,
-                retry_after_secs,
-            } => {
-                let mut r = body(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "too_many_jobs",
-                    &message,
-                    Some(json!({
-                        "max_open_jobs": max_open,
-                        "retry_after_seconds": retry_after_secs,
-                    })),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                r
-            }
-            Error::StoreBusy { retry_after_secs } => {
-                let mut r = body(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_busy",
-                    &message,
-                    Some(json!({ "retry_after_seconds": retry_after_secs })),
-                );
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-                r
-            }
-            Error::NotImplemented(_) => body(
-                StatusCode::NOT_IMPLEMENTED,
-                "not_implemented",
-                &message,
-                None,
-            ),
+        let code = self.code();
+        let message = match &self {
             Error::Internal(e) => {
                 tracing::error!(error = format!("{e:#}"), "internal error");
-                body(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "something went wrong on our side; try again later",
-                    None,
-                )
+                "something went wrong on our side; try again later".to_string()
             }
+            other => other.to_string(),
+        };
+        let mut error = json!({ "code": code.as_str(), "message": message });
+        if let Some(details) = self.details() {
+            error["details"] = details;
         }
+        let status =
+            StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(json!({ "error": error }))).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after_secs() {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if code == ErrorCode::Unauthenticated {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        response
     }
+}
+
+/// The 413 of a body over the limit.
+pub fn payload_too_large() -> Error {
+    Error::refused(
+        ErrorCode::PayloadTooLarge,
+        format!(
+            "the request body is larger than {} bytes",
+            super::MAX_BODY_BYTES
+        ),
+    )
+}
+
+/// The 405 of a route asked with a method it does not take.
+pub fn method_not_allowed() -> Error {
+    Error::refused(
+        ErrorCode::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+/// The 415 of a body in a media type the route does not take.
+pub fn unsupported_media_type(message: impl Into<String>) -> Error {
+    Error::refused(ErrorCode::UnsupportedMediaType, message)
 }
 
 /// A deserializer's message in the API's words: no Rust type names (`struct CourseInput`,
@@ -237,25 +114,25 @@ impl From<JsonRejection> for Error {
     fn from(r: JsonRejection) -> Self {
         match r {
             JsonRejection::JsonDataError(e) => {
-                Error::bad_request("invalid_body", plain(&e.body_text()))
+                Error::refused(ErrorCode::InvalidBody, plain(&e.body_text()))
             }
             JsonRejection::JsonSyntaxError(e) => {
-                Error::bad_request("invalid_json", plain(&e.body_text()))
+                Error::refused(ErrorCode::InvalidJson, plain(&e.body_text()))
             }
-            JsonRejection::MissingJsonContentType(_) => Error::UnsupportedMediaType(
-                "send the body as JSON with Content-Type: application/json".into(),
-            ),
+            JsonRejection::MissingJsonContentType(_) => {
+                unsupported_media_type("send the body as JSON with Content-Type: application/json")
+            }
             JsonRejection::BytesRejection(e) => bytes_error(&e),
-            other => Error::bad_request("invalid_body", plain(&other.body_text())),
+            other => Error::refused(ErrorCode::InvalidBody, plain(&other.body_text())),
         }
     }
 }
 
 fn bytes_error(e: &BytesRejection) -> Error {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        Error::PayloadTooLarge
+        payload_too_large()
     } else {
-        Error::bad_request("invalid_body", "the request body could not be read")
+        Error::refused(ErrorCode::InvalidBody, "the request body could not be read")
     }
 }
 
@@ -267,14 +144,14 @@ impl From<BytesRejection> for Error {
 
 impl From<QueryRejection> for Error {
     fn from(r: QueryRejection) -> Self {
-        Error::bad_request("invalid_query", plain(&r.body_text()))
+        Error::refused(ErrorCode::InvalidQuery, plain(&r.body_text()))
     }
 }
 
 impl From<PathRejection> for Error {
     fn from(_: PathRejection) -> Self {
-        Error::bad_request(
-            "invalid_path",
+        Error::refused(
+            ErrorCode::InvalidPath,
             "a part of the path is not valid (for example a broken %-escape)",
         )
     }

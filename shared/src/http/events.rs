@@ -7,7 +7,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 
 use super::{ExportState, KeyGenerationState, MAX_BODY_BYTES};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::ops::{generate, schedule};
 
 /// The export function's events: its job queue's batches and the daily schedule.
@@ -55,10 +55,11 @@ async fn pass_through(request: Request) -> Result<serde_json::Value> {
         request.extensions().get::<RequestContext>(),
         Some(RequestContext::PassThrough)
     ) {
-        return Err(Error::NotFound("route"));
+        return Err(Error::NotFound(Missing::Route));
     }
     let body = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES)
         .await
-        .map_err(|_| Error::PayloadTooLarge)?;
-    serde_json::from_slice(&body).map_err(|e| Error::bad_request("invalid_event", e.to_string()))
+        .map_err(|_| super::error::payload_too_large())?;
+    Ok(serde_json::from_slice(&body)
+        .map_err(|e| anyhow::anyhow!("an event that is not JSON: {e}"))?)
 }

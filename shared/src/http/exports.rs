@@ -18,7 +18,7 @@ use super::ExportState;
 use super::error::{ApiBytes, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::{ExportView, PageView};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
 use crate::ops::export::{self, ExportInput};
@@ -32,24 +32,24 @@ pub(super) fn routes() -> OpenApiRouter<ExportState> {
 errors!(StartErrors, |e| e
     .authenticated()
     .path()
-    .with(400, &["invalid_body", "invalid_input"])
-    .with(404, &["pool_not_found"])
-    .with(413, &["payload_too_large"])
-    .with(429, &["too_many_jobs"]));
+    .with(&[ErrorCode::InvalidBody, ErrorCode::InvalidInput])
+    .with(&[ErrorCode::PoolNotFound])
+    .with(&[ErrorCode::PayloadTooLarge])
+    .with(&[ErrorCode::TooManyJobs]));
 errors!(ListErrors, |e| e
     .authenticated()
     .path()
     .paged()
-    .with(404, &["pool_not_found"]));
+    .with(&[ErrorCode::PoolNotFound]));
 errors!(ReadErrors, |e| e
     .authenticated()
     .path()
-    .with(404, &["export_not_found"]));
+    .with(&[ErrorCode::ExportNotFound]));
 errors!(DownloadErrors, |e| e
     .query()
-    .with(401, &["unauthenticated"])
-    .with(404, &["file_not_found"])
-    .with(500, &["internal_error"]));
+    .with(&[ErrorCode::Unauthenticated])
+    .with(&[ErrorCode::FileNotFound])
+    .with(&[ErrorCode::InternalError]));
 
 /// Starts an export of a pool's keys to CSV. The body is optional: no body exports every key.
 #[utoipa::path(post, path = "/v1/pools/{pool_id}/exports", tag = "admin", security(("bearer" = [])),
@@ -67,8 +67,9 @@ async fn start(
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         ExportInput::default()
     } else {
-        serde_json::from_slice::<ExportInput>(&body)
-            .map_err(|e| Error::bad_request("invalid_body", super::error::plain(&e.to_string())))?
+        serde_json::from_slice::<ExportInput>(&body).map_err(|e| {
+            Error::refused(ErrorCode::InvalidBody, super::error::plain(&e.to_string()))
+        })?
     };
     let started = export::start(
         state.store.as_ref(),
@@ -170,7 +171,7 @@ pub fn local_files(objects: Arc<LocalObjects>) -> Router {
     local_files_router()
         .split_for_parts()
         .0
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async { super::error::method_not_allowed() })
         .layer(super::no_store())
         .with_state(objects)
 }
@@ -179,10 +180,12 @@ async fn download(objects: &LocalObjects, link: &str) -> Result<Response> {
     let (key, name) = objects
         .verify_link(link)
         .ok_or_else(|| Error::Unauthenticated("the link is not valid or has expired".into()))?;
-    let path = objects.path_of(&key).ok_or(Error::NotFound("file"))?;
+    let path = objects
+        .path_of(&key)
+        .ok_or(Error::NotFound(Missing::File))?;
     let file = tokio::fs::File::open(&path)
         .await
-        .map_err(|_| Error::NotFound("file"))?;
+        .map_err(|_| Error::NotFound(Missing::File))?;
     let stream = file_chunks(file);
     Ok((
         [

@@ -15,7 +15,7 @@ use super::openapi::errors;
 use super::views::{CancelledView, InvoiceView};
 use super::{MAX_PAGE, PoolAdminState, page_size};
 use crate::domain::{InvoiceLine, Month, Page};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::{OrgId, Principal};
 use crate::ops::{cancel, invoices};
 use crate::store::PoolAdminStore;
@@ -40,20 +40,17 @@ errors!(InvoiceErrors, |e| e
     .authenticated()
     .path()
     .paged()
-    .with(400, &["invalid_month"]));
+    .with(&[ErrorCode::InvalidMonth]));
 errors!(CancelErrors, |e| e
     .authenticated()
     .path()
-    .with(404, &["assignment_not_found"])
-    .with(
-        409,
-        &[
-            "assignment_launched",
-            "cancellation_window_passed",
-            "assignment_cancelled",
-            "cancellation_contended",
-        ]
-    ));
+    .with(&[ErrorCode::AssignmentNotFound])
+    .with(&[
+        ErrorCode::AssignmentLaunched,
+        ErrorCode::CancellationWindowPassed,
+        ErrorCode::AssignmentAlreadyCancelled,
+        ErrorCode::CancellationContended
+    ]));
 
 /// `GET /v1/invoices/2026-11` answers JSON a page at a time; `.../2026-11.csv` the whole month.
 #[utoipa::path(get, path = "/v1/invoices/{month}", tag = "admin", security(("bearer" = [])),

@@ -13,7 +13,7 @@ use super::error::{ApiJson, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::{AssignmentView, PageView};
 use super::{ClientAddress, RedemptionState, page_size};
-use crate::error::Result;
+use crate::error::{ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::assignments;
 use crate::ops::redeem::{self, Redeemed, Redeemer};
@@ -35,24 +35,21 @@ struct RedeemBody {
 errors!(RedeemErrors, |e| e
     .authenticated()
     .json_body()
-    .with(400, &["key_mistyped"])
-    .with(403, &["pool_not_active"])
-    .with(404, &["invalid_key"])
-    .with(
-        409,
-        &[
-            "key_already_redeemed",
-            "key_cancelled",
-            "redemption_contended"
-        ]
-    )
-    .with(429, &["throttled"]));
+    .with(&[ErrorCode::KeyMistyped])
+    .with(&[ErrorCode::PoolNotActive])
+    .with(&[ErrorCode::InvalidKey])
+    .with(&[
+        ErrorCode::KeyAlreadyRedeemed,
+        ErrorCode::KeyCancelled,
+        ErrorCode::RedemptionContended
+    ])
+    .with(&[ErrorCode::Throttled]));
 errors!(ListErrors, |e| e.authenticated().paged());
 errors!(LaunchErrors, |e| e
     .authenticated()
     .path()
-    .with(403, &["assignment_expired", "assignment_cancelled"])
-    .with(404, &["assignment_not_found"]));
+    .with(&[ErrorCode::AssignmentExpired, ErrorCode::AssignmentCancelled])
+    .with(&[ErrorCode::AssignmentNotFound]));
 
 /// Redeems a key for a course assignment; a repeat by the same learner answers the same one.
 #[utoipa::path(post, path = "/v1/redemptions", tag = "learner", security(("bearer" = [])),

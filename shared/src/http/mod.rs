@@ -21,7 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::domain::MaxOpenJobs;
-use crate::error::Error;
+use crate::error::{Error, Missing};
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
 use crate::objects::{NoObjects, ObjectStore};
@@ -352,8 +352,8 @@ fn local_files_api() -> utoipa::openapi::OpenApi {
 pub fn service<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
     routes
         .merge(service_routes::<S>().split_for_parts().0)
-        .fallback(|| async { Error::NotFound("route") })
-        .method_not_allowed_fallback(|| async { Error::MethodNotAllowed })
+        .fallback(|| async { Error::NotFound(Missing::Route) })
+        .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(no_store())
         .layer(tower_http::trace::TraceLayer::new_for_http())

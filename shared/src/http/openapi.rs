@@ -1,9 +1,9 @@
 //! The OpenAPI 3.1 document of the API, built from the same `#[utoipa::path]` annotations that
 //! register the routes (utoipa-axum's `routes!`), so a route cannot exist without its entry.
 //!
-//! Error responses are declared per route by their codes (`errors!`); each becomes the
-//! contract's error shape with `code` restricted to the codes that route can answer, and every
-//! code has one line of meaning in [`ERROR_CODES`].
+//! Error responses are declared per route by their codes (`errors!`), taken from the one
+//! catalogue ([`ErrorCode`], which says each code's status and meaning); each becomes the
+//! contract's error shape with `code` restricted to the codes that route can answer.
 
 use std::collections::BTreeMap;
 use std::sync::LazyLock;
@@ -15,219 +15,19 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Components, ContentBuilder, HeaderBuilder, InfoBuilder, OpenApi, RefOr};
 
-/// Every error code of the API, with the status it comes with and what it means.
-pub const ERROR_CODES: &[(&str, u16, &str)] = &[
-    (
-        "invalid_input",
-        400,
-        "fields fail validation; `details.fields` has a message per field",
-    ),
-    ("invalid_json", 400, "the body is not JSON"),
-    (
-        "invalid_body",
-        400,
-        "the body is JSON (or text) of the wrong shape",
-    ),
-    ("invalid_query", 400, "the query string does not parse"),
-    (
-        "invalid_path",
-        400,
-        "a part of the path is not valid, such as a broken %-escape",
-    ),
-    (
-        "invalid_cursor",
-        400,
-        "the cursor is not one this listing gave out",
-    ),
-    ("invalid_month", 400, "the month is not `yyyy-mm`"),
-    (
-        "keys_rejected",
-        400,
-        "lines of the list are not valid keys; `details.rejected` names each line",
-    ),
-    ("no_keys", 400, "the request holds no key that can be added"),
-    (
-        "count_too_large",
-        400,
-        "more keys than one request may generate; `details.max`",
-    ),
-    (
-        "malformed_request",
-        400,
-        "the request line or a header is not valid HTTP (local server)",
-    ),
-    (
-        "key_mistyped",
-        400,
-        "a generated key whose check symbol does not match the rest: a typo; \
-         `details.check_symbol_position`",
-    ),
-    (
-        "unauthenticated",
-        401,
-        "no token, or one that does not verify; also an expired download link",
-    ),
-    ("forbidden", 403, "the token's role may not use this route"),
-    (
-        "pool_not_active",
-        403,
-        "the pool is outside its redemption window or deactivated; `details` has the dates",
-    ),
-    (
-        "assignment_expired",
-        403,
-        "the assignment's content availability is over",
-    ),
-    (
-        "assignment_cancelled",
-        403,
-        "an admin cancelled the assignment",
-    ),
-    ("not_found", 404, "no such route"),
-    (
-        "course_not_found",
-        404,
-        "no such course in the caller's organization",
-    ),
-    (
-        "pool_not_found",
-        404,
-        "no such pool in the caller's organization",
-    ),
-    ("key_not_found", 404, "no such key in the pool"),
-    (
-        "assignment_not_found",
-        404,
-        "no such assignment for the caller",
-    ),
-    (
-        "export_not_found",
-        404,
-        "no such export in the caller's organization",
-    ),
-    (
-        "job_not_found",
-        404,
-        "no such job in the caller's organization",
-    ),
-    ("file_not_found", 404, "the linked file is gone"),
-    (
-        "invalid_key",
-        404,
-        "the key is unknown or removed (both answer alike)",
-    ),
-    (
-        "method_not_allowed",
-        405,
-        "the route does not take that method",
-    ),
-    (
-        "key_already_redeemed",
-        409,
-        "another learner redeemed the key",
-    ),
-    (
-        "key_cancelled",
-        409,
-        "the key's redemption was cancelled for this learner",
-    ),
-    ("key_redeemed", 409, "a redeemed key cannot be removed"),
-    (
-        "redemption_contended",
-        409,
-        "the redemption lost a race it could not settle; retry",
-    ),
-    (
-        "concurrent_update",
-        409,
-        "the pool changed meanwhile; read it and retry",
-    ),
-    (
-        "paste_interrupted",
-        409,
-        "an all-or-nothing paste stopped before it committed; nothing was added, send it again",
-    ),
-    (
-        "write_conflict",
-        409,
-        "a write kept meeting concurrent writes; retry",
-    ),
-    (
-        "assignment_cancelled",
-        409,
-        "the assignment is cancelled already",
-    ),
-    (
-        "assignment_launched",
-        409,
-        "a launched assignment cannot be cancelled",
-    ),
-    (
-        "cancellation_window_passed",
-        409,
-        "assignments can be cancelled within 24 hours of redemption",
-    ),
-    (
-        "cancellation_contended",
-        409,
-        "the cancellation lost a race; retry",
-    ),
-    ("payload_too_large", 413, "the body is larger than 4 MiB"),
-    (
-        "uri_too_long",
-        414,
-        "the request URI is too long (local server)",
-    ),
-    (
-        "unsupported_media_type",
-        415,
-        "the body's Content-Type is not one the route takes",
-    ),
-    (
-        "throttled",
-        429,
-        "too many failed redemptions from this learner, or too many misses of custom keys from \
-         this client address; retry after `Retry-After` seconds",
-    ),
-    (
-        "collision_budget_spent",
-        429,
-        "too many recent key additions met other organizations' keys; custom keys can be \
-         added again after `Retry-After` seconds",
-    ),
-    (
-        "too_many_jobs",
-        429,
-        "the organization has as many open jobs as it may; retry after `Retry-After` seconds",
-    ),
-    (
-        "headers_too_large",
-        431,
-        "the request's headers are too large or too many (local server)",
-    ),
-    (
-        "internal_error",
-        500,
-        "something failed on our side; the message says nothing more",
-    ),
-    (
-        "store_busy",
-        503,
-        "the database is short of capacity (throttled) even after retries; retry after \
-         `Retry-After` seconds",
-    ),
-];
+use crate::error::ErrorCode;
 
-/// The error responses of one route, as its `errors!` declaration builds them.
+/// The error responses of one route, as its `errors!` declaration builds them: codes of the
+/// catalogue ([`ErrorCode`]), grouped by the status each carries.
 #[derive(Default)]
-pub struct Errors(BTreeMap<u16, Vec<&'static str>>);
+pub struct Errors(BTreeMap<u16, Vec<ErrorCode>>);
 
 impl Errors {
-    /// Adds codes under a status.
-    pub fn with(mut self, status: u16, codes: &[&'static str]) -> Self {
-        let entry = self.0.entry(status).or_default();
-        for code in codes {
-            if !entry.contains(code) {
+    /// Adds codes (each under its own status).
+    pub fn with(mut self, codes: &[ErrorCode]) -> Self {
+        for &code in codes {
+            let entry = self.0.entry(code.status()).or_default();
+            if !entry.contains(&code) {
                 entry.push(code);
             }
         }
@@ -236,32 +36,38 @@ impl Errors {
 
     /// A route that needs a token of some role: 401, 403 and, as everywhere, 500 and 503.
     pub fn authenticated(self) -> Self {
-        self.with(401, &["unauthenticated"])
-            .with(403, &["forbidden"])
-            .with(500, &["internal_error"])
-            .with(503, &["store_busy"])
+        self.with(&[
+            ErrorCode::Unauthenticated,
+            ErrorCode::Forbidden,
+            ErrorCode::InternalError,
+            ErrorCode::StoreBusy,
+        ])
     }
 
     /// A route with a JSON body.
     pub fn json_body(self) -> Self {
-        self.with(400, &["invalid_json", "invalid_body"])
-            .with(413, &["payload_too_large"])
-            .with(415, &["unsupported_media_type"])
+        self.with(&[
+            ErrorCode::InvalidJson,
+            ErrorCode::InvalidBody,
+            ErrorCode::PayloadTooLarge,
+            ErrorCode::UnsupportedMediaType,
+        ])
     }
 
     /// A route with a query string.
     pub fn query(self) -> Self {
-        self.with(400, &["invalid_query"])
+        self.with(&[ErrorCode::InvalidQuery])
     }
 
     /// A route with path parameters.
     pub fn path(self) -> Self {
-        self.with(400, &["invalid_path"])
+        self.with(&[ErrorCode::InvalidPath])
     }
 
     /// A route that lists a page: `limit` and `cursor`.
     pub fn paged(self) -> Self {
-        self.query().with(400, &["invalid_input", "invalid_cursor"])
+        self.query()
+            .with(&[ErrorCode::InvalidInput, ErrorCode::InvalidCursor])
     }
 
     /// The responses, each in the error shape with its codes.
@@ -274,16 +80,10 @@ impl Errors {
 }
 
 /// The error shape with `code` limited to `codes`, described code by code.
-pub fn error_response(status: u16, codes: &[&str]) -> Response {
-    let meaning = |code: &str| {
-        ERROR_CODES
-            .iter()
-            .find(|(c, s, _)| *c == code && *s == status)
-            .map_or("", |(_, _, m)| *m)
-    };
+pub fn error_response(status: u16, codes: &[ErrorCode]) -> Response {
     let description = codes
         .iter()
-        .map(|c| format!("`{c}`: {}", meaning(c)))
+        .map(|c| format!("`{c}`: {}", c.meaning()))
         .collect::<Vec<_>>()
         .join("; ");
     let mut response = ResponseBuilder::new().description(description).content(
@@ -317,13 +117,13 @@ pub fn error_response(status: u16, codes: &[&str]) -> Response {
 }
 
 /// `{"error": {"code", "message", "details"?}}` with `code` one of `codes`.
-fn error_schema(codes: &[&str]) -> Schema {
+fn error_schema(codes: &[ErrorCode]) -> Schema {
     let error = ObjectBuilder::new()
         .property(
             "code",
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .enum_values(Some(codes.iter().copied())),
+                .enum_values(Some(codes.iter().map(|c| c.as_str()))),
         )
         .required("code")
         .property("message", ObjectBuilder::new().schema_type(Type::String))
@@ -340,7 +140,7 @@ fn error_schema(codes: &[&str]) -> Schema {
         .into()
 }
 
-/// Declares a route's error responses: `errors!(Name, |e| e.authenticated().with(404, &[..]))`.
+/// Declares a route's error responses: `errors!(Name, |e| e.authenticated().with(&[..]))`.
 macro_rules! errors {
     ($name:ident, $build:expr) => {
         pub(super) struct $name;
@@ -550,16 +350,17 @@ pub fn document() -> OpenApi {
                 .build(),
         ),
     );
-    for (name, status, codes) in [
-        ("NotFound", 404, &["not_found"][..]),
-        ("MethodNotAllowed", 405, &["method_not_allowed"]),
-        ("MalformedRequest", 400, &["malformed_request"]),
-        ("UriTooLong", 414, &["uri_too_long"]),
-        ("HeadersTooLarge", 431, &["headers_too_large"]),
+    for (name, code) in [
+        ("NotFound", ErrorCode::NotFound),
+        ("MethodNotAllowed", ErrorCode::MethodNotAllowed),
+        ("MalformedRequest", ErrorCode::MalformedRequest),
+        ("UriTooLong", ErrorCode::UriTooLong),
+        ("HeadersTooLarge", ErrorCode::HeadersTooLarge),
     ] {
-        components
-            .responses
-            .insert(name.to_string(), RefOr::T(error_response(status, codes)));
+        components.responses.insert(
+            name.to_string(),
+            RefOr::T(error_response(code.status(), &[code])),
+        );
     }
     doc
 }

@@ -420,7 +420,7 @@ pub struct RejectedLineView {
 /// Why a line of a key list was not added.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)] // Only described, as `RejectedLineView`.
+#[allow(dead_code)] // Only described, as `RejectedLineView` (and mapped from `LineCode` to prove it).
 pub enum RejectedLineCode {
     /// The line is blank once spaces and dashes are removed.
     EmptyKey,
@@ -436,6 +436,21 @@ pub enum RejectedLineCode {
     DuplicateInRequest,
     /// The key exists already (in any pool).
     AlreadyExists,
+}
+
+impl From<crate::ops::paste::LineCode> for RejectedLineCode {
+    fn from(code: crate::ops::paste::LineCode) -> Self {
+        use crate::ops::paste::LineCode as C;
+        match code {
+            C::EmptyKey => Self::EmptyKey,
+            C::InvalidCharacters => Self::InvalidCharacters,
+            C::TooShort => Self::TooShort,
+            C::TooLong => Self::TooLong,
+            C::ReservedKeyShape => Self::ReservedKeyShape,
+            C::DuplicateInRequest => Self::DuplicateInRequest,
+            C::AlreadyExists => Self::AlreadyExists,
+        }
+    }
 }
 
 /// What adding a list of keys did (the document's view of `ops::add_keys::AddReport`).
@@ -460,4 +475,21 @@ pub struct ImportStartedView {
     pub rejected: Vec<RejectedLineView>,
     /// How many lines were rejected in all.
     pub rejected_count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RejectedLineCode;
+    use crate::ops::paste::LineCode;
+
+    #[test]
+    fn the_documented_line_codes_are_the_ones_answered() {
+        for code in LineCode::ALL {
+            assert_eq!(
+                serde_json::to_value(RejectedLineCode::from(code)).unwrap(),
+                serde_json::to_value(code).unwrap()
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), code.as_str());
+        }
+    }
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 pub use super::paste::{CheckedPaste, MAX_REJECTED_SHOWN, RejectedLine, Rejections};
 use super::pools;
 use crate::domain::{KeySource, NewKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::keys::KeyCode;
@@ -72,8 +72,8 @@ pub async fn reject_existing<S: Keys + Counters + ?Sized>(
 /// many there are.
 pub(crate) fn rejected_error(rejections: &Rejections) -> Error {
     let n = rejections.count();
-    Error::BadRequest {
-        code: "keys_rejected",
+    Error::Refused {
+        code: ErrorCode::KeysRejected,
         message: format!(
             "{n} key{} rejected; nothing was added (send ?partial=true to add the others)",
             if n == 1 { " was" } else { "s were" }
@@ -103,13 +103,16 @@ pub async fn add_custom_keys<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
         CollisionBudget::read(store, settings, org, now)
     )?;
     if paste.is_empty() {
-        return Err(Error::bad_request("no_keys", "the request holds no keys"));
+        return Err(Error::refused(
+            ErrorCode::NoKeys,
+            "the request holds no keys",
+        ));
     }
     if paste.len() > MAX_SYNC_KEYS {
-        return Err(Error::bad_request(
-            "too_many_keys",
-            format!("at most {MAX_SYNC_KEYS} keys per request; split the list"),
-        ));
+        // The routes send longer lists to an import job: this is a caller's mistake.
+        return Err(
+            anyhow::anyhow!("at most {MAX_SYNC_KEYS} keys per request; split the list").into(),
+        );
     }
     let mut rejections = paste.rejections().clone();
     let mut valid = Vec::with_capacity(paste.valid_count());

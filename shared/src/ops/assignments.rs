@@ -1,7 +1,7 @@
 //! What a learner does with assignments: list them, launch them while they are valid.
 
 use crate::domain::{Assignment, AssignmentId, Page};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::identity::UserId;
 use crate::store::Assignments;
 use crate::time::Timestamp;
@@ -23,11 +23,11 @@ pub async fn launch<S: Assignments + ?Sized>(
     assignment_id: &str,
     now: Timestamp,
 ) -> Result<Assignment> {
-    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound("assignment"))?;
+    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound(Missing::Assignment))?;
     let assignment = store
         .get_assignment(learner, &id)
         .await?
-        .ok_or(Error::NotFound("assignment"))?;
+        .ok_or(Error::NotFound(Missing::Assignment))?;
     check_launchable(&assignment, now)?;
     match store.record_launch(learner, &id, now).await? {
         Some(launched) => Ok(launched),
@@ -36,7 +36,7 @@ pub async fn launch<S: Assignments + ?Sized>(
             let current = store
                 .get_assignment(learner, &id)
                 .await?
-                .ok_or(Error::NotFound("assignment"))?;
+                .ok_or(Error::NotFound(Missing::Assignment))?;
             check_launchable(&current, now)?;
             Err(anyhow::anyhow!("assignment {id} refused a launch for no known reason").into())
         }

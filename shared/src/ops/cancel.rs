@@ -3,7 +3,7 @@
 
 use super::redeem::{MAX_ROUNDS, load};
 use crate::domain::{Assignment, AssignmentId};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::OrgId;
 use crate::store::{Assignments, Pools};
 use crate::time::Timestamp;
@@ -17,11 +17,11 @@ pub async fn cancel<S: Assignments + Pools + ?Sized>(
     assignment_id: &str,
     now: Timestamp,
 ) -> Result<Assignment> {
-    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound("assignment"))?;
+    let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound(Missing::Assignment))?;
     let learner = store
         .assignment_learner(org, &id)
         .await?
-        .ok_or(Error::NotFound("assignment"))?;
+        .ok_or(Error::NotFound(Missing::Assignment))?;
     for _ in 0..MAX_ROUNDS {
         let assignment = load(store, &learner, &id).await?;
         assignment.check_cancellable(now)?;
@@ -40,7 +40,7 @@ pub async fn cancel<S: Assignments + Pools + ?Sized>(
         // A launch or another cancellation got there first: the next round says which.
     }
     Err(Error::Conflict {
-        code: "cancellation_contended",
+        code: ErrorCode::CancellationContended,
         message: "the assignment is being changed by other requests; try again".into(),
     })
 }

@@ -10,7 +10,7 @@ use crate::domain::{
     Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, MaxOpenJobs,
     Page, Pool, PoolId,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::keys::KeyCode;
@@ -171,11 +171,11 @@ pub async fn get<S: Exports + ?Sized>(
     org: &OrgId,
     export_id: &str,
 ) -> Result<(Export, Option<String>)> {
-    let id = ExportId::parse(export_id).ok_or(Error::NotFound("export"))?;
+    let id = ExportId::parse(export_id).ok_or(Error::NotFound(Missing::Export))?;
     let export = store
         .get_export(org, &id)
         .await?
-        .ok_or(Error::NotFound("export"))?;
+        .ok_or(Error::NotFound(Missing::Export))?;
     let url = match export.status {
         ExportStatus::Done => Some(
             objects
@@ -197,9 +197,9 @@ pub async fn list<S: Pools + Exports + ?Sized>(
     limit: usize,
 ) -> Result<Page<(Export, Option<String>)>> {
     // The pool's settings are enough to know it is the caller's; its counts are not needed.
-    let pool_id = PoolId::parse(pool_id).ok_or(Error::NotFound("pool"))?;
+    let pool_id = PoolId::parse(pool_id).ok_or(Error::NotFound(Missing::Pool))?;
     if store.get_pool_settings(org, &pool_id).await?.is_none() {
-        return Err(Error::NotFound("pool"));
+        return Err(Error::NotFound(Missing::Pool));
     }
     let page = store.list_exports(org, &pool_id, cursor, limit).await?;
     let mut items = Vec::with_capacity(page.items.len());
@@ -231,7 +231,7 @@ pub async fn run<S: Courses + Pools + Keys + Exports + ?Sized>(
     export_id: &ExportId,
 ) -> Result<Export> {
     let Some(mut export) = store.get_export(org, export_id).await? else {
-        return Err(Error::NotFound("export"));
+        return Err(Error::NotFound(Missing::Export));
     };
     match export.status {
         ExportStatus::Done | ExportStatus::Failed => return Ok(export),
@@ -250,7 +250,7 @@ pub async fn run<S: Courses + Pools + Keys + Exports + ?Sized>(
         return store
             .get_export(org, export_id)
             .await?
-            .ok_or(Error::NotFound("export"));
+            .ok_or(Error::NotFound(Missing::Export));
     }
     let started = clock.now();
     let outcome = write_file(store, objects, &mut export, started).await;
@@ -323,7 +323,7 @@ async fn write_file<S: Courses + Pools + Keys + Exports + ?Sized>(
     let pool = store
         .get_pool(&export.org, &export.pool_id)
         .await?
-        .ok_or(Error::NotFound("pool"))?;
+        .ok_or(Error::NotFound(Missing::Pool))?;
     let course_title = store
         .get_course(&export.org, &pool.course_id)
         .await?

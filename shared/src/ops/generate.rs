@@ -8,11 +8,11 @@
 use super::add_keys::MAX_SYNC_KEYS;
 use super::pools;
 use crate::domain::{Job, JobId, JobKind, JobStatus, KeyJob, KeySource, MaxOpenJobs, NewKey};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::keys::{self, KeyCode};
-use crate::store::{KeyJobs, Keys, Pools};
+use crate::store::{JobFull, KeyJobs, Keys, Pools};
 use crate::time::{Clock, Timestamp};
 
 /// The largest count one request may ask for.
@@ -34,8 +34,8 @@ pub fn check_count(count: i64) -> Result<u64> {
     }
     let count = count as u64;
     if count > MAX_JOB_KEYS {
-        return Err(Error::BadRequest {
-            code: "count_too_large",
+        return Err(Error::Refused {
+            code: ErrorCode::CountTooLarge,
             message: format!(
                 "at most {MAX_JOB_KEYS} keys per request; split the request into several"
             ),
@@ -108,11 +108,11 @@ pub(super) async fn queue<S: KeyJobs + ?Sized>(
 
 /// A job of the organization.
 pub async fn get<S: KeyJobs + ?Sized>(store: &S, org: &OrgId, job_id: &str) -> Result<KeyJob> {
-    let id = JobId::parse(job_id).ok_or(Error::NotFound("job"))?;
+    let id = JobId::parse(job_id).ok_or(Error::NotFound(Missing::Job))?;
     store
         .get_key_job(org, &id)
         .await?
-        .ok_or(Error::NotFound("job"))
+        .ok_or(Error::NotFound(Missing::Job))
 }
 
 /// Works on a job until it is finished (true), or until `budget` is spent (false: the caller
@@ -126,7 +126,7 @@ pub async fn run<S: Pools + KeyJobs + ?Sized>(
     budget: Option<std::time::Duration>,
 ) -> Result<bool> {
     let Some(mut job) = store.get_key_job(org, job_id).await? else {
-        return Err(Error::NotFound("job"));
+        return Err(Error::NotFound(Missing::Job));
     };
     if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
         return Ok(true);
@@ -172,7 +172,7 @@ pub async fn run<S: Pools + KeyJobs + ?Sized>(
             .insert_job_keys(&pool, &job.job_id, job.total, &batch, clock.now())
             .await;
         match written {
-            Ok(outcome) => {
+            Ok(Ok(outcome)) => {
                 job.done += outcome.inserted.len() as u64;
                 // Taken keys (astronomically rare for generated ones) are simply made again
                 // by the next round: the count comes from `done`, not from the batch.
@@ -187,14 +187,11 @@ pub async fn run<S: Pools + KeyJobs + ?Sized>(
                 }
             }
             // Another runner of the same job got further: read where it is.
-            Err(Error::Conflict {
-                code: "job_overrun",
-                ..
-            }) => {
+            Ok(Err(JobFull)) => {
                 job = store
                     .get_key_job(org, job_id)
                     .await?
-                    .ok_or(Error::NotFound("job"))?;
+                    .ok_or(Error::NotFound(Missing::Job))?;
             }
             Err(Error::NotFound(what)) => {
                 return fail(store, clock, job, &format!("the {what} no longer exists")).await;
@@ -291,7 +288,7 @@ pub async fn on_event<S: Pools + KeyJobs + ?Sized>(
     event: serde_json::Value,
 ) -> Result<serde_json::Value> {
     let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(event)
-        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+        .map_err(|e| anyhow::anyhow!("a key-generation event that is not an SQS batch: {e}"))?;
     let response = crate::jobs::on_queue_batch(batch, |job| async move {
         run_job(store, jobs, clock, &job, Some(JOB_BUDGET)).await
     })
@@ -312,8 +309,8 @@ mod tests {
         assert!(needs_job(10_001));
         assert_eq!(check_count(10_000_000).unwrap(), 10_000_000);
         match check_count(10_000_001) {
-            Err(Error::BadRequest { code, message, .. }) => {
-                assert_eq!(code, "count_too_large");
+            Err(Error::Refused { code, message, .. }) => {
+                assert_eq!(code, ErrorCode::CountTooLarge);
                 assert!(message.contains("split"));
             }
             other => panic!("{other:?}"),

@@ -22,12 +22,12 @@ use super::pools;
 use crate::domain::{
     Job, JobId, JobKind, JobStatus, KeyJob, KeySource, MaxOpenJobs, NewKey, PastePhase, Pool,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::keys::KeyCode;
 use crate::settings::Settings;
-use crate::store::{Counters, KeyJobs, Keys, Pools};
+use crate::store::{Counters, JobFull, KeyJobs, Keys, Pools};
 use crate::time::{Clock, Timestamp};
 
 /// Keys per stored input chunk of an import (about 40 KB).
@@ -66,8 +66,8 @@ pub async fn start_import<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     paste.drop_lines(&taken);
     drop(taken);
     if paste.valid_count() == 0 {
-        return Err(Error::bad_request(
-            "no_keys",
+        return Err(Error::refused(
+            ErrorCode::NoKeys,
             "no key of the list can be added",
         ));
     }
@@ -135,7 +135,13 @@ pub(super) async fn run_import<S: KeyJobs + ?Sized>(
             .insert_job_keys(pool, &job.job_id, job.total, &batch, clock.now())
             .await;
         let taken = match written {
-            Ok(outcome) => outcome.taken,
+            Ok(Ok(outcome)) => outcome.taken,
+            Ok(Err(JobFull)) => {
+                return Err(anyhow::anyhow!(
+                    "the import has all its keys: another runner finished it"
+                )
+                .into());
+            }
             Err(Error::NotFound(what)) => {
                 return fail(store, clock, job, &format!("the {what} no longer exists")).await;
             }
@@ -246,7 +252,7 @@ pub(super) async fn paste_all_or_nothing<S: KeyJobs + ?Sized>(
         .await?
     {
         return Err(Error::Conflict {
-            code: "paste_interrupted",
+            code: ErrorCode::PasteInterrupted,
             message: "the paste was stopped before it committed; nothing was added, send it again"
                 .into(),
         });
@@ -339,7 +345,7 @@ pub(super) async fn run_all_or_nothing<S: KeyJobs + ?Sized>(
                     {
                         Ok(outcome) => outcome,
                         Err(Error::Conflict {
-                            code: "paste_interrupted",
+                            code: ErrorCode::PasteInterrupted,
                             ..
                         }) => break,
                         Err(e) => return Err(e),
@@ -414,7 +420,7 @@ pub(super) async fn run_all_or_nothing<S: KeyJobs + ?Sized>(
                         .await?;
                 }
                 let Some(mut done) = store.get_key_job(&job.org, &job.job_id).await? else {
-                    return Err(Error::NotFound("job"));
+                    return Err(Error::NotFound(Missing::Job));
                 };
                 done.status = JobStatus::Done;
                 done.updated_at = clock.now();
@@ -428,7 +434,7 @@ pub(super) async fn run_all_or_nothing<S: KeyJobs + ?Sized>(
         job = store
             .get_key_job(&job.org, &job.job_id)
             .await?
-            .ok_or(Error::NotFound("job"))?;
+            .ok_or(Error::NotFound(Missing::Job))?;
         if matches!(job.status, JobStatus::Done | JobStatus::Failed) {
             return Ok(true);
         }

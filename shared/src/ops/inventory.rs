@@ -2,7 +2,7 @@
 
 use super::pools;
 use crate::domain::{KeyFilter, KeyRecord, KeyStatus, Page, Pool};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, Result};
 use crate::identity::OrgId;
 use crate::keys::{self, KeyCode, KeyLookup};
 use crate::store::{Keys, Pools, RemoveConflict};
@@ -15,10 +15,10 @@ pub async fn remove_key<S: Pools + Keys + ?Sized>(
     key: &str,
 ) -> Result<()> {
     let pool = pools::get_pool(store, org, pool_id).await?;
-    let key = KeyCode::parse(key).map_err(|_| Error::NotFound("key"))?;
+    let key = KeyCode::parse(key).map_err(|_| Error::NotFound(Missing::Key))?;
     match store.remove_key(&pool, &key).await? {
         Ok(()) => Ok(()),
-        Err(RemoveConflict::NotFound) => Err(Error::NotFound("key")),
+        Err(RemoveConflict::NotFound) => Err(Error::NotFound(Missing::Key)),
         Err(RemoveConflict::Redeemed) => Err(Error::KeyRedeemed),
     }
 }
@@ -47,7 +47,7 @@ pub async fn find_key<S: Pools + Keys + ?Sized>(
             return Ok((record, pool));
         }
     }
-    Err(Error::NotFound("key"))
+    Err(Error::NotFound(Missing::Key))
 }
 
 /// One page of a pool's keys.

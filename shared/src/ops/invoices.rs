@@ -1,7 +1,7 @@
 //! Reading invoices: a month's lines with its totals, as JSON pages or CSV rows.
 
 use crate::domain::{InvoiceLine, InvoiceTotals, Month, Page};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::OrgId;
 use crate::store::Invoices;
 use crate::time;
@@ -65,8 +65,8 @@ pub fn write_csv_rows<W: std::io::Write>(
 /// Parses the month of an invoice route.
 pub fn parse_month(text: &str) -> Result<Month> {
     Month::parse(text).ok_or_else(|| {
-        Error::bad_request(
-            "invalid_month",
+        Error::refused(
+            ErrorCode::InvalidMonth,
             format!("{text:?} is not a month; write it as yyyy-mm, for example 2026-11"),
         )
     })

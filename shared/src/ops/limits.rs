@@ -4,7 +4,7 @@
 //! the N+1th finds its condition false, reads again, and is refused.
 
 use crate::domain::{Condition, Counter, CounterId, Limit, Limited};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::OrgId;
 use crate::settings::Settings;
 use crate::store::Counters;
@@ -169,7 +169,7 @@ fn spent(org: &OrgId, e: Error) -> Error {
                 "key additions refused: the organization's collision budget is spent"
             );
             Error::RateLimited {
-                code: "collision_budget_spent",
+                code: ErrorCode::CollisionBudgetSpent,
                 message: format!(
                     "too many keys of this organization's recent additions exist in other \
                      organizations; adding custom keys is paused for {retry_after_secs} seconds \

@@ -19,6 +19,58 @@ pub const MAX_REJECTED_SHOWN: usize = 1000;
 /// Longest echo of a rejected line.
 const MAX_ECHO_CHARS: usize = 80;
 
+/// Why a line of a key list was not added (documented as `RejectedLineCode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LineCode {
+    EmptyKey,
+    InvalidCharacters,
+    TooShort,
+    TooLong,
+    ReservedKeyShape,
+    DuplicateInRequest,
+    AlreadyExists,
+}
+
+impl LineCode {
+    /// Every line code.
+    pub const ALL: [LineCode; 7] = [
+        Self::EmptyKey,
+        Self::InvalidCharacters,
+        Self::TooShort,
+        Self::TooLong,
+        Self::ReservedKeyShape,
+        Self::DuplicateInRequest,
+        Self::AlreadyExists,
+    ];
+
+    /// The code as clients see it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::EmptyKey => "empty_key",
+            Self::InvalidCharacters => "invalid_characters",
+            Self::TooShort => "too_short",
+            Self::TooLong => "too_long",
+            Self::ReservedKeyShape => "reserved_key_shape",
+            Self::DuplicateInRequest => "duplicate_in_request",
+            Self::AlreadyExists => "already_exists",
+        }
+    }
+}
+
+impl From<keys::KeyFormatError> for LineCode {
+    fn from(error: keys::KeyFormatError) -> Self {
+        use keys::KeyFormatError as E;
+        match error {
+            E::Empty => Self::EmptyKey,
+            E::InvalidCharacters => Self::InvalidCharacters,
+            E::TooShort => Self::TooShort,
+            E::TooLong => Self::TooLong,
+            E::ReservedShape => Self::ReservedKeyShape,
+        }
+    }
+}
+
 /// One pasted line that was not added, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RejectedLine {
@@ -26,7 +78,7 @@ pub struct RejectedLine {
     pub line: usize,
     /// The line as sent (trimmed, shortened when long); for a key found twice or taken, the key.
     pub key: String,
-    pub code: &'static str,
+    pub code: LineCode,
     pub message: String,
 }
 
@@ -36,7 +88,7 @@ impl RejectedLine {
         Self {
             line,
             key: echo(text),
-            code: error.code(),
+            code: error.into(),
             message: error.to_string(),
         }
     }
@@ -46,7 +98,7 @@ impl RejectedLine {
         Self {
             line,
             key: key.to_string(),
-            code: "duplicate_in_request",
+            code: LineCode::DuplicateInRequest,
             message: format!("the same key as line {first}"),
         }
     }
@@ -56,7 +108,7 @@ impl RejectedLine {
         Self {
             line,
             key: key.display_form(),
-            code: "already_exists",
+            code: LineCode::AlreadyExists,
             message: "this key exists already (keys are unique across all pools)".into(),
         }
     }
@@ -391,7 +443,7 @@ mod tests {
         p.rejections()
             .shown()
             .iter()
-            .map(|r| (r.line, r.code))
+            .map(|r| (r.line, r.code.as_str()))
             .collect()
     }
 

@@ -6,7 +6,7 @@ use crate::domain::{
     Course, CourseId, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Page, Pool, PoolFilter, PoolId,
     PoolStatus,
 };
-use crate::error::{Error, Result, Validator};
+use crate::error::{Error, ErrorCode, Missing, Result, Validator};
 use crate::identity::OrgId;
 use crate::keys::KeyTag;
 use crate::store::{Courses, Pools};
@@ -240,7 +240,7 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
         return Err(anyhow::anyhow!("validator passed with a missing field").into());
     };
     let Some(course) = store.get_course(org, &course_id).await? else {
-        return Err(Error::NotFound("course"));
+        return Err(Error::NotFound(Missing::Course));
     };
     let pool = Pool {
         pool_id: PoolId::new(),
@@ -270,11 +270,11 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
 
 /// Reads a pool of the admin's organization.
 pub async fn get_pool<S: Pools + ?Sized>(store: &S, org: &OrgId, pool_id: &str) -> Result<Pool> {
-    let id = PoolId::parse(pool_id).ok_or(Error::NotFound("pool"))?;
+    let id = PoolId::parse(pool_id).ok_or(Error::NotFound(Missing::Pool))?;
     store
         .get_pool(org, &id)
         .await?
-        .ok_or(Error::NotFound("pool"))
+        .ok_or(Error::NotFound(Missing::Pool))
 }
 
 /// Applies a patch, validated against the pool as it is; retries when another edit raced it.
@@ -326,7 +326,7 @@ pub async fn update_pool<S: Pools + ?Sized>(
         }
     }
     Err(Error::Conflict {
-        code: "concurrent_update",
+        code: ErrorCode::ConcurrentUpdate,
         message: "the pool was changed by someone else at the same time; try again".into(),
     })
 }

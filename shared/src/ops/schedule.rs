@@ -3,7 +3,7 @@
 
 use super::export::{self, file_name, stamp, submit};
 use crate::domain::{Export, ExportId, ExportKind, ExportStatus, Job, MaxOpenJobs};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::jobs::Jobs;
 use crate::objects::ObjectStore;
 use crate::store::{Courses, Exports, Keys, OpenJobs, Pools};
@@ -83,24 +83,24 @@ pub async fn on_event<S: Courses + Pools + Keys + Exports + OpenJobs + ?Sized>(
     use aws_lambda_events::event::eventbridge::EventBridgeEvent;
     use aws_lambda_events::event::sqs::SqsEvent;
     if event.get("Records").is_some() {
-        let batch: SqsEvent = serde_json::from_value(event)
-            .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+        let batch: SqsEvent = serde_json::from_value(event).map_err(|e| {
+            anyhow::anyhow!("an export event that is not an SQS batch or a schedule: {e}")
+        })?;
         let response = crate::jobs::on_queue_batch(batch, |job| async move {
             export::run_job(store, objects, clock, &job).await
         })
         .await;
         return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);
     }
-    let scheduled: EventBridgeEvent = serde_json::from_value(event)
-        .map_err(|e| Error::bad_request("invalid_event", e.to_string()))?;
+    let scheduled: EventBridgeEvent = serde_json::from_value(event).map_err(|e| {
+        anyhow::anyhow!("an export event that is not an SQS batch or a schedule: {e}")
+    })?;
     if scheduled.detail_type != "Scheduled Event" {
-        return Err(Error::bad_request(
-            "invalid_event",
-            format!(
-                "the export function does not handle {:?} events",
-                scheduled.detail_type
-            ),
-        ));
+        return Err(anyhow::anyhow!(
+            "the export function does not handle {:?} events",
+            scheduled.detail_type
+        )
+        .into());
     }
     let started = schedule(store, jobs, clock.now()).await?;
     Ok(serde_json::json!({ "started": started }))

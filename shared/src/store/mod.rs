@@ -27,6 +27,11 @@ pub struct InsertOutcome {
     pub taken: Vec<KeyCode>,
 }
 
+/// A key job's write refused because the job has all its keys already: another runner of the
+/// same job got there first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobFull;
+
 /// Why the redemption transaction was cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RedeemConflict {
@@ -192,8 +197,8 @@ pub trait Assignments: Send + Sync {
 pub trait KeyJobs: Send + Sync {
     /// Inserts keys for a key job: as `insert_keys`, and each atomic write also counts its keys
     /// in the job's `done`, never beyond `total`, so a job stopped at any point resumes without
-    /// losing or doubling keys. Nothing is undone on failure. Fails with a `job_overrun`
-    /// conflict when the job already has `total` keys (another runner finished it).
+    /// losing or doubling keys. Nothing is undone on failure. `JobFull` when the job already
+    /// has `total` keys (another runner finished it).
     async fn insert_job_keys(
         &self,
         pool: &Pool,
@@ -201,7 +206,7 @@ pub trait KeyJobs: Send + Sync {
         total: u64,
         keys: &[NewKey],
         now: Timestamp,
-    ) -> Result<InsertOutcome>;
+    ) -> Result<Result<InsertOutcome, JobFull>>;
     /// Which of these keys exist and were written by the job.
     async fn keys_of_job(&self, keys: &[KeyCode], job_id: &JobId) -> Result<Vec<KeyCode>>;
     /// Stores one chunk of an import job's validated keys.

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 pub use pool_cache::PoolCache;
 
 use crate::domain::{Assignment, AssignmentId, KeyRecord, KeyStatus};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::identity::UserId;
 use crate::keys::{self, KeyCode, KeyLookup};
 use crate::settings::Settings;
@@ -133,7 +133,7 @@ async fn redeem_read<S: Pools + Keys + Assignments + Counters + ?Sized>(
     for _ in 0..MAX_ROUNDS {
         if record.barred.contains(learner) {
             let cancelled = Error::Conflict {
-                code: "key_cancelled",
+                code: ErrorCode::KeyCancelled,
                 message: "your assignment from this key was cancelled by its organization; ask \
                           them for another key"
                     .into(),
@@ -215,7 +215,7 @@ async fn redeem_read<S: Pools + Keys + Assignments + Counters + ?Sized>(
         }
     }
     Err(Error::Conflict {
-        code: "redemption_contended",
+        code: ErrorCode::RedemptionContended,
         message: "the key is being changed by other requests; try again".into(),
     })
 }

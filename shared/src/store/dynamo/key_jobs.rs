@@ -63,7 +63,7 @@ fn phase_name(phase: PastePhase) -> &'static str {
 
 fn interrupted() -> Error {
     Error::Conflict {
-        code: "paste_interrupted",
+        code: ErrorCode::PasteInterrupted,
         message: "the paste was stopped before it committed; nothing was added, send it again"
             .into(),
     }
@@ -109,11 +109,12 @@ impl KeyJobs for DynamoStore {
         total: u64,
         keys: &[NewKey],
         now: Timestamp,
-    ) -> Result<InsertOutcome> {
+    ) -> Result<Result<InsertOutcome, JobFull>> {
         let mut outcome = InsertOutcome::default();
-        self.insert_chunks(pool, keys, now, &mut outcome, Some((job_id, total)))
-            .await?;
-        Ok(outcome)
+        Ok(self
+            .insert_chunks(pool, keys, now, &mut outcome, Some((job_id, total)))
+            .await?
+            .map(|()| outcome))
     }
 
     async fn keys_of_job(&self, keys: &[KeyCode], job_id: &JobId) -> Result<Vec<KeyCode>> {
@@ -317,10 +318,10 @@ impl KeyJobs for DynamoStore {
                     break;
                 };
                 if failed(&codes, count) {
-                    return Err(Error::NotFound("pool"));
+                    return Err(Error::NotFound(Missing::Pool));
                 }
                 if failed(&codes, count + 1) {
-                    return Err(Error::NotFound("job"));
+                    return Err(Error::NotFound(Missing::Job));
                 }
                 // Keys committed by an earlier run are passed over; the rest go again.
                 retain_unrefused(&mut pending, &codes, "committing keys")?;

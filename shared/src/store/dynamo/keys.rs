@@ -52,7 +52,7 @@ impl DynamoStore {
         now: Timestamp,
         outcome: &mut InsertOutcome,
         job: Option<(&JobId, u64)>,
-    ) -> Result<()> {
+    ) -> Result<Result<(), JobFull>> {
         // A job's progress rides along in each transaction, leaving room for one key fewer.
         let per_transaction = KEYS_PER_TRANSACTION - usize::from(job.is_some());
         let chunks: Vec<&[NewKey]> = keys.chunks(per_transaction).collect();
@@ -134,13 +134,10 @@ impl DynamoStore {
                         // out below and the rest tried again.
                         let any_key_taken = (0..pool_at).any(failed);
                         if job.is_some() && failed(pool_at + 1) && !any_key_taken {
-                            return Err(Error::Conflict {
-                                code: "job_overrun",
-                                message: "the job has all its keys already".into(),
-                            });
+                            return Ok(Err(JobFull));
                         }
                         if failed(pool_at) {
-                            return Err(Error::NotFound("pool"));
+                            return Err(Error::NotFound(Missing::Pool));
                         }
                         let before = pending.len();
                         let mut i = 0;
@@ -162,7 +159,7 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(())
+        Ok(Ok(()))
     }
 }
 
@@ -175,9 +172,11 @@ impl Keys for DynamoStore {
         now: Timestamp,
     ) -> Result<InsertOutcome> {
         let mut outcome = InsertOutcome::default();
+        // Without a job there is no job to be full.
         let result = self
             .insert_chunks(pool, keys, now, &mut outcome, None)
-            .await;
+            .await
+            .map(|written| written.unwrap_or(()));
         if let Err(error) = result {
             // A failed request adds nothing: take back the chunks that did commit.
             if !outcome.inserted.is_empty()

@@ -38,15 +38,15 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Assignments, Counters, Courses, Exports, InsertOutcome, Invoices, KeyJobs, Keys, Ledger,
-    OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints,
+    Assignments, Counters, Courses, Exports, InsertOutcome, Invoices, JobFull, KeyJobs, Keys,
+    Ledger, OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints,
 };
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
     JobId, JobStatus, KeyFilter, KeyJob, KeyRecord, KeySource, KeyStatus, MaxOpenJobs, Month,
     NewKey, Page, PastePhase, Pool, PoolId, TOO_MANY_JOBS_RETRY_AFTER_SECS,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
 use crate::schema::{self, ENTITY, GSI1PK, GSI1SK, PK, SK, Tables};

@@ -22,8 +22,8 @@ pub(super) fn decode_cursor(
         return Ok(None);
     };
     let invalid = || {
-        Error::bad_request(
-            "invalid_cursor",
+        Error::refused(
+            ErrorCode::InvalidCursor,
             "the cursor is not one this listing gave out",
         )
     };
