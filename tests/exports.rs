@@ -726,6 +726,9 @@ impl Courses for MarksStuck {
     async fn put_course(&self, c: &Course) -> keypool::Result<()> {
         self.0.put_course(c).await
     }
+    async fn replace_course(&self, c: &Course) -> keypool::Result<bool> {
+        self.0.replace_course(c).await
+    }
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> keypool::Result<Option<Course>> {
         self.0.get_course(org, id).await
     }

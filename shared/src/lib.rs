@@ -7,7 +7,8 @@
 //!   the table layout in `schema`;
 //! - `ops`: one module per use case, over the store's traits;
 //! - the edges: `http` (one router per function), `jobs` (background work), `objects` (export
-//!   files), `follower` (the local stream reader), `setup` (clients and state at start-up).
+//!   files), `launch` (signed launch tokens: local keys or KMS), `follower` (the local stream
+//!   reader), `setup` (clients and state at start-up).
 
 pub mod domain;
 #[cfg(feature = "embedded")]
@@ -21,6 +22,7 @@ pub mod http;
 pub mod identity;
 pub mod jobs;
 pub mod keys;
+pub mod launch;
 pub mod local_jobs;
 pub mod objects;
 pub mod ops;

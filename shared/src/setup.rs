@@ -126,12 +126,31 @@ pub async fn key_generation_state() -> anyhow::Result<KeyGenerationState> {
 pub async fn redemption_state() -> anyhow::Result<RedemptionState> {
     let l = Lambda::from_env().await?;
     Ok(RedemptionState {
+        launch: Arc::new(launch_signer(&l.config)?),
         store: l.store,
         auth: l.auth,
         clock: l.clock,
         settings: l.settings,
         pools: Arc::new(crate::ops::redeem::PoolCache::new()),
     })
+}
+
+/// Launch tokens signed in KMS: `LAUNCH_KEY_IDS` (comma-separated key ids or ARNs, the one
+/// that signs first; a rotation lists the next one first and keeps the old one a day) and
+/// `LAUNCH_ISSUER` (the `iss` of the tokens: the API's public URL).
+fn launch_signer(config: &aws_config::SdkConfig) -> anyhow::Result<crate::launch::KmsSigner> {
+    let key_ids: Vec<String> = required("LAUNCH_KEY_IDS")?
+        .split(',')
+        .map(str::trim)
+        .filter(|id| !id.is_empty())
+        .map(String::from)
+        .collect();
+    anyhow::ensure!(!key_ids.is_empty(), "LAUNCH_KEY_IDS names no key");
+    Ok(crate::launch::KmsSigner::new(
+        aws_sdk_kms::Client::new(config),
+        required("LAUNCH_ISSUER")?,
+        key_ids,
+    ))
 }
 
 /// The export function's state, with its job queue (`JOBS_QUEUE_URL`) and its bucket

@@ -9,5 +9,6 @@ mod faults;
 mod fixtures;
 mod job_cap;
 mod keys;
+mod launch;
 mod races;
 mod redemption;

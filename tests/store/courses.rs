@@ -17,6 +17,7 @@ async fn create_course_trims_and_reads_back_in_its_org_only() {
         w.dyn_store(),
         &org(ORG),
         CourseInput {
+            launch_url: None,
             title: "  Intro to Rust  ".into(),
             description: Some("  ".into()),
         },
@@ -44,6 +45,7 @@ async fn create_course_trims_and_reads_back_in_its_org_only() {
         w.dyn_store(),
         &org(ORG),
         CourseInput {
+            launch_url: None,
             title: "é".repeat(pools::MAX_NAME_CHARS),
             description: Some("d".repeat(pools::MAX_DESCRIPTION_CHARS)),
         },
@@ -62,6 +64,7 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         (
             "empty title",
             CourseInput {
+                launch_url: None,
                 title: String::new(),
                 description: None,
             },
@@ -70,6 +73,7 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         (
             "blank title",
             CourseInput {
+                launch_url: None,
                 title: " \t ".into(),
                 description: None,
             },
@@ -78,6 +82,7 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         (
             "title too long",
             CourseInput {
+                launch_url: None,
                 title: "x".repeat(pools::MAX_NAME_CHARS + 1),
                 description: None,
             },
@@ -86,6 +91,7 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         (
             "control character in title",
             CourseInput {
+                launch_url: None,
                 title: "Rust\u{7}101".into(),
                 description: None,
             },
@@ -94,6 +100,7 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         (
             "description too long",
             CourseInput {
+                launch_url: None,
                 title: "Rust".into(),
                 description: Some("d".repeat(pools::MAX_DESCRIPTION_CHARS + 1)),
             },
@@ -102,6 +109,7 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         (
             "both at once",
             CourseInput {
+                launch_url: None,
                 title: String::new(),
                 description: Some("bad\u{0}".into()),
             },

@@ -111,6 +111,7 @@ pub(crate) async fn new_course(w: &World, org_name: &str, title: &str) -> Course
         w.dyn_store(),
         &org(org_name),
         CourseInput {
+            launch_url: None,
             title: title.into(),
             description: None,
         },

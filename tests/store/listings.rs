@@ -261,6 +261,7 @@ async fn a_rare_search_answers_in_bounded_steps_and_still_finds_everything() {
                 org: org(ORG),
                 title: format!("Hay {i}"),
                 description: None,
+                launch_url: None,
                 created_at: w.now(),
             })
             .await

@@ -70,6 +70,8 @@ pub struct World {
     pub max_open_jobs: MaxOpenJobs,
     /// Pools' settings as the world's direct redemptions last read them.
     pub pools: Arc<keypool::ops::redeem::PoolCache>,
+    /// Signs the world's launch tokens (issuer `http://keypool.test`), with a key of its own.
+    pub launch: Arc<keypool::launch::LocalSigner>,
     files: std::path::PathBuf,
     /// The faults injected into this world's requests to DynamoDB, when it was made with some.
     injector: Option<Arc<Injector>>,
@@ -206,6 +208,13 @@ impl World {
             Arc::new(clock.clone()),
             RUNNER,
         );
+        let launch = Arc::new(
+            keypool::launch::LocalSigner::new(
+                "http://keypool.test",
+                &[&keypool::launch::LocalSigner::generate_key().expect("a launch key")],
+            )
+            .expect("a launch signer"),
+        );
         let state = AppState {
             store: store.clone(),
             auth: Arc::new(Authenticator::Local(Box::new(authority.clone()))),
@@ -214,6 +223,7 @@ impl World {
             objects: objects.clone(),
             settings: Default::default(),
             max_open_jobs,
+            launch: launch.clone(),
         };
         Self {
             store,
@@ -225,6 +235,7 @@ impl World {
             jobs,
             max_open_jobs,
             pools: Arc::default(),
+            launch,
             files,
             injector,
             engine,
@@ -279,6 +290,7 @@ impl World {
             objects,
             settings: Default::default(),
             max_open_jobs: self.max_open_jobs,
+            launch: self.launch.clone(),
         })
     }
 
@@ -321,7 +333,8 @@ impl World {
             self.store.clone(),
             Authenticator::ApiGateway(Default::default()),
             Arc::new(self.clock.clone()),
-        );
+        )
+        .expect("an app state");
         keypool::http::service(routes, part(&state))
     }
 
@@ -604,6 +617,7 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
         w.dyn_store(),
         &org,
         keypool::ops::pools::CourseInput {
+            launch_url: None,
             title: "Seeded".into(),
             description: None,
         },
@@ -813,4 +827,29 @@ pub async fn s3_bucket() -> keypool::objects::S3Objects {
     );
     client.create_bucket().bucket(&bucket).send().await.unwrap();
     keypool::objects::S3Objects::new(client, bucket)
+}
+
+/// A KMS client for moto's server, and a new P-256 signing key there, by its id.
+pub async fn kms_signing_key() -> (aws_sdk_kms::Client, String) {
+    use aws_sdk_kms::config::{BehaviorVersion, Credentials, Region};
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let config = aws_sdk_kms::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto::endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .build();
+    let client = aws_sdk_kms::Client::from_conf(config);
+    let key = client
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .expect("a KMS key on moto");
+    let id = key
+        .key_metadata()
+        .map(|m| m.key_id().to_string())
+        .expect("the key's id");
+    (client, id)
 }

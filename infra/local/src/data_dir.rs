@@ -57,6 +57,50 @@ pub fn load_or_create_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
     }
 }
 
+/// The launch-token keys of this data folder, the current one first: `launch-key` (a P-256
+/// key in PKCS#8, base64, made on first use, mode 0600) and, after a rotation,
+/// `launch-key.previous`, still published so that tokens it signed just before keep checking.
+pub fn load_or_create_launch_keys(data_dir: &Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    use base64::Engine as _;
+    prepare(data_dir)?;
+    let current = data_dir.join("launch-key");
+    if !current.exists() {
+        let key = keypool::launch::LocalSigner::generate_key()?;
+        write_private(
+            &current,
+            &base64::engine::general_purpose::STANDARD.encode(key),
+        )?;
+    }
+    let mut keys = Vec::new();
+    for path in [current, data_dir.join("launch-key.previous")] {
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+        };
+        check_private(&path)?;
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("{} is not a launch key; delete it", path.display()))?;
+        keys.push(key);
+    }
+    Ok(keys)
+}
+
+/// Starts a launch-key rotation: the current key becomes the previous one (published beside
+/// the new one, which signs from the next start of the server) and a new key is made.
+pub fn rotate_launch_key(data_dir: &Path) -> anyhow::Result<()> {
+    load_or_create_launch_keys(data_dir)?;
+    let (current, previous) = (
+        data_dir.join("launch-key"),
+        data_dir.join("launch-key.previous"),
+    );
+    std::fs::rename(&current, &previous)
+        .with_context(|| format!("moving {} aside", current.display()))?;
+    load_or_create_launch_keys(data_dir)?;
+    Ok(())
+}
+
 /// At least 64 characters and about 256 bits of entropy by the text's own symbol frequencies
 /// (a fresh secret has 64 hex digits, near 4 bits each; 64 times one character has none).
 fn check_strength(secret: &str) -> Result<(), String> {

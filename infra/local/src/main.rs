@@ -71,6 +71,12 @@ enum Command {
     Bench(bench::Args),
     /// Print the API's OpenAPI document (what `GET /v1/openapi.json` answers).
     Openapi,
+    /// Start a rotation of the key that signs launch tokens: a new key signs from the
+    /// server's next start, and the old one stays published beside it until the next rotation.
+    RotateLaunchKey {
+        #[arg(long, default_value = "./data")]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -132,6 +138,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(args).await,
         Command::Openapi => {
             print!("{}", keypool::http::openapi::document_json());
+            Ok(())
+        }
+        Command::RotateLaunchKey { data_dir } => {
+            data_dir::rotate_launch_key(&data_dir)?;
+            println!(
+                "a new launch key signs from the server's next start; the old one stays published beside it"
+            );
             Ok(())
         }
     }
@@ -240,6 +253,13 @@ async fn serve(
         objects: objects.clone(),
         settings,
         max_open_jobs,
+        launch: Arc::new(keypool::launch::LocalSigner::new(
+            format!("http://{link_host}"),
+            &data_dir::load_or_create_launch_keys(data_dir)?
+                .iter()
+                .map(Vec::as_slice)
+                .collect::<Vec<_>>(),
+        )?),
     };
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
     println!("KeyPool listening on http://{bound} ({store_name})");

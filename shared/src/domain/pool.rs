@@ -15,6 +15,9 @@ pub struct Course {
     pub org: OrgId,
     pub title: String,
     pub description: Option<String>,
+    /// Where the course runs (https): a launch goes there with a signed token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_url: Option<String>,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
 }

@@ -20,12 +20,13 @@ use crate::domain::{KeyStatus, PoolStatus};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
-use crate::ops::pools::{self, CourseInput, PoolInput, PoolPatch};
+use crate::ops::pools::{self, CourseInput, CoursePatch, PoolInput, PoolPatch};
 use crate::ops::{generate, inventory};
 
 pub(super) fn pool_admin_routes() -> OpenApiRouter<PoolAdminState> {
     OpenApiRouter::new()
         .routes(routes!(create_course, list_courses))
+        .routes(routes!(update_course))
         .routes(routes!(create_pool, list_pools))
         .routes(routes!(get_pool, update_pool))
         .routes(routes!(add_keys, list_keys))
@@ -57,6 +58,11 @@ errors!(CreateErrors, |e| e
     .json_body()
     .with(&[ErrorCode::InvalidInput]));
 errors!(ListErrors, |e| e.authenticated().paged());
+errors!(UpdateCourseErrors, |e| e
+    .authenticated()
+    .path()
+    .json_body()
+    .with(&[ErrorCode::InvalidInput, ErrorCode::CourseNotFound]));
 errors!(CreatePoolErrors, |e| e
     .authenticated()
     .json_body()
@@ -132,6 +138,22 @@ async fn create_course(
     let org = principal.admin_org()?;
     let course = pools::create_course(state.store.as_ref(), org, input, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(CourseView::from(course))))
+}
+
+/// Changes a course's description or launch URL.
+#[utoipa::path(patch, path = "/v1/courses/{course_id}", tag = "admin", security(("bearer" = [])),
+    params(("course_id" = String, Path, description = "the course")),
+    request_body = CoursePatch,
+    responses((status = 200, description = "the course", body = CourseView), UpdateCourseErrors))]
+async fn update_course(
+    State(state): State<PoolAdminState>,
+    principal: Principal,
+    ApiPath(course_id): ApiPath<String>,
+    ApiJson(patch): ApiJson<CoursePatch>,
+) -> Result<impl IntoResponse> {
+    let org = principal.admin_org()?;
+    let course = pools::update_course(state.store.as_ref(), org, &course_id, patch).await?;
+    Ok(Json(CourseView::from(course)))
 }
 
 /// The organization's courses, by title.

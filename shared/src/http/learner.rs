@@ -11,11 +11,12 @@ use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiPath, ApiQuery};
 use super::openapi::errors;
-use super::views::{AssignmentView, PageView};
+use super::views::{AssignmentView, LaunchedView, PageView};
 use super::{ClientAddress, RedemptionState, page_size};
 use crate::error::{ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::assignments;
+use crate::ops::launch as launching;
 use crate::ops::redeem::{self, Redeemed, Redeemer};
 
 pub(super) fn routes() -> OpenApiRouter<RedemptionState> {
@@ -23,6 +24,7 @@ pub(super) fn routes() -> OpenApiRouter<RedemptionState> {
         .routes(routes!(redeem))
         .routes(routes!(list_assignments))
         .routes(routes!(launch))
+        .routes(routes!(jwks))
 }
 
 /// The key as the learner typed it: any case, dashes and spaces ignored.
@@ -45,6 +47,7 @@ errors!(RedeemErrors, |e| e
     ])
     .with(&[ErrorCode::Throttled]));
 errors!(ListErrors, |e| e.authenticated().paged());
+errors!(JwksErrors, |e| e.with(&[ErrorCode::InternalError]));
 errors!(LaunchErrors, |e| e
     .authenticated()
     .path()
@@ -115,7 +118,7 @@ async fn list_assignments(
 /// Launches the course of a valid assignment (any number of times).
 #[utoipa::path(post, path = "/v1/me/assignments/{assignment_id}/launch", tag = "learner", security(("bearer" = [])),
     params(("assignment_id" = String, Path, description = "the assignment")),
-    responses((status = 200, description = "the assignment, its launch counted", body = AssignmentView), LaunchErrors))]
+    responses((status = 200, description = "the assignment, its launch counted, and the way into its course with a signed token when the course has a launch URL", body = LaunchedView), LaunchErrors))]
 async fn launch(
     State(state): State<RedemptionState>,
     principal: Principal,
@@ -123,7 +126,28 @@ async fn launch(
 ) -> Result<impl IntoResponse> {
     let learner = principal.learner()?;
     let now = state.clock.now();
-    let assignment =
-        assignments::launch(state.store.as_ref(), learner, &assignment_id, now).await?;
-    Ok(Json(AssignmentView::new(assignment, now)))
+    let launched = launching::launch(
+        state.store.as_ref(),
+        state.launch.as_ref(),
+        learner,
+        &assignment_id,
+        now,
+    )
+    .await?;
+    Ok(Json(LaunchedView::new(launched, now)))
+}
+
+/// The public keys that check launch tokens (a JWK set; two during a rotation); needs no token.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "learner",
+    responses(
+        (status = 200, description = "the public keys of launch tokens, as a JWK set", content_type = "application/json", body = Object),
+        JwksErrors,
+    ))]
+async fn jwks(State(state): State<RedemptionState>) -> Result<impl IntoResponse> {
+    let keys = state.launch.keys().await?;
+    Ok((
+        // Keys change only in a rotation, which publishes the new one a day ahead.
+        [(axum::http::header::CACHE_CONTROL, "public, max-age=300")],
+        Json(keys),
+    ))
 }

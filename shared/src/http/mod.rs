@@ -24,6 +24,7 @@ use crate::domain::MaxOpenJobs;
 use crate::error::{Error, Missing};
 use crate::identity::{Principal, TokenAuthority};
 use crate::jobs::{Jobs, NoJobs};
+use crate::launch::LaunchSigner;
 use crate::objects::{NoObjects, ObjectStore};
 use crate::ops::redeem::PoolCache;
 use crate::settings::Settings;
@@ -138,6 +139,8 @@ pub struct RedemptionState {
     pub store: Arc<dyn RedemptionStore>,
     pub auth: Arc<Authenticator>,
     pub clock: Arc<dyn Clock>,
+    /// Signs launch tokens and publishes their keys.
+    pub launch: Arc<dyn LaunchSigner>,
     pub settings: Arc<Settings>,
     /// Pools' settings as this process last read them.
     pub pools: Arc<PoolCache>,
@@ -172,12 +175,20 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
     pub max_open_jobs: MaxOpenJobs,
+    /// Signs launch tokens and publishes their keys.
+    pub launch: Arc<dyn LaunchSigner>,
 }
 
 impl AppState {
-    /// State without jobs or object storage, for runs that need neither.
-    pub fn new(store: Arc<dyn Store>, auth: Authenticator, clock: Arc<dyn Clock>) -> Self {
-        Self {
+    /// State without jobs or object storage, for runs that need neither; launch tokens are
+    /// signed with a key made for this process.
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Authenticator,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let key = crate::launch::LocalSigner::generate_key()?;
+        Ok(Self {
             store,
             auth: Arc::new(auth),
             clock,
@@ -185,7 +196,11 @@ impl AppState {
             objects: Arc::new(NoObjects),
             settings: Arc::new(Settings::default()),
             max_open_jobs: MaxOpenJobs::DEFAULT,
-        }
+            launch: Arc::new(crate::launch::LocalSigner::new(
+                "http://localhost",
+                &[&key],
+            )?),
+        })
     }
 
     /// The pool-admin function's part.
@@ -219,6 +234,7 @@ impl AppState {
             clock: self.clock.clone(),
             settings: self.settings.clone(),
             pools: Arc::new(PoolCache::new()),
+            launch: self.launch.clone(),
         }
     }
 

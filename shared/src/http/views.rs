@@ -35,6 +35,8 @@ pub struct CourseView {
     pub course_id: CourseId,
     pub title: String,
     pub description: Option<String>,
+    /// Where the course runs; launches go there with a signed token.
+    pub launch_url: Option<String>,
     #[schema(value_type = String, format = DateTime)]
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
@@ -46,6 +48,7 @@ impl From<Course> for CourseView {
             course_id: c.course_id,
             title: c.title,
             description: c.description,
+            launch_url: c.launch_url,
             created_at: c.created_at,
         }
     }
@@ -167,6 +170,44 @@ impl FoundKeyView {
             key: KeyView::from(key),
             pool_name: pool.name.clone(),
             pool_status: pool.status(now),
+        }
+    }
+}
+
+/// A launch: the assignment, its launch counted, and the way into its course when the course
+/// has a launch URL.
+#[derive(Serialize, ToSchema)]
+pub struct LaunchedView {
+    #[serde(flatten)]
+    pub assignment: AssignmentView,
+    /// Where the learner goes, with a signed token (absent when the course has no launch URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub launch: Option<LaunchView>,
+}
+
+/// The course's launch URL with a short-lived token the course's platform checks against
+/// `GET /.well-known/jwks.json`.
+#[derive(Serialize, ToSchema)]
+pub struct LaunchView {
+    /// The launch URL with the token as its `launch_token` query parameter.
+    pub url: String,
+    /// The token alone: a JWT (ES256) with iss, aud (the launch URL's origin), sub, org,
+    /// course_id, assignment_id, assignment_expires_at, iat, exp and jti.
+    pub token: String,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::rfc3339")]
+    pub expires_at: Timestamp,
+}
+
+impl LaunchedView {
+    pub fn new(launched: crate::ops::launch::Launched, now: Timestamp) -> Self {
+        Self {
+            assignment: AssignmentView::new(launched.assignment, now),
+            launch: launched.grant.map(|g| LaunchView {
+                url: g.url,
+                token: g.token,
+                expires_at: g.expires_at,
+            }),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod generate;
 pub mod import;
 pub mod inventory;
 pub mod invoices;
+pub mod launch;
 pub mod limits;
 pub mod open_jobs;
 pub mod paste;

@@ -30,6 +30,34 @@ pub struct CourseInput {
     #[serde(default)]
     #[schema(max_length = 4000)]
     pub description: Option<String>,
+    /// Where the course runs: an https URL that launches go to, with a signed token.
+    #[serde(default)]
+    #[schema(max_length = 2000, pattern = "^https://")]
+    pub launch_url: Option<String>,
+}
+
+/// Changes to a course: its description and launch URL (`null` removes either). The title
+/// stays: pools keep the title they were made with.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CoursePatch {
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 4000)]
+    pub description: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>, max_length = 2000, pattern = "^https://")]
+    pub launch_url: Option<Option<String>>,
+}
+
+/// A field that may be absent (leave it), `null` (remove it) or a value.
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
 }
 
 /// A pool as an admin sends it.
@@ -104,6 +132,38 @@ fn parse_text_allowing(
     } else {
         Ok(trimmed.to_string())
     }
+}
+
+/// Longest launch URL, in characters.
+pub const MAX_URL_CHARS: usize = 2000;
+
+/// A launch URL: absolute https with a host and no credentials, where learners' browsers go.
+pub fn parse_launch_url(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text.chars().count() > MAX_URL_CHARS {
+        return Err(format!("launch_url has at most {MAX_URL_CHARS} characters"));
+    }
+    let url = url::Url::parse(text).map_err(|_| {
+        "launch_url is an absolute URL such as https://lab.example.com/start".to_string()
+    })?;
+    if url.scheme() != "https" {
+        return Err("launch_url must be an https URL".into());
+    }
+    // Browsers' URL parsing forgives `https:///host` and backslashes; a launch URL is written
+    // out plainly, so that what the admin sees is where learners go.
+    let after_scheme = text.get("https://".len()..).unwrap_or_default();
+    if !text
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        || after_scheme.starts_with(['/', '\\'])
+        || url.host_str().is_none_or(str::is_empty)
+    {
+        return Err("launch_url needs a host".into());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("launch_url must not carry a user name or password".into());
+    }
+    Ok(url.to_string())
 }
 
 /// Characters that reorder the text around them (U+202A-U+202E, U+2066-U+2069): in a name
@@ -196,15 +256,59 @@ pub async fn create_course<S: Courses + ?Sized>(
             parse_prose(d, MAX_DESCRIPTION_CHARS, "description"),
         ),
     };
+    let launch_url = match input.launch_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => v.check("launch_url", parse_launch_url(url)),
+    };
     v.finish()?;
     let course = Course {
         course_id: CourseId::new(),
         org: org.clone(),
         title: title.unwrap_or_default(),
         description,
+        launch_url,
         created_at: now,
     };
     store.put_course(&course).await?;
+    Ok(course)
+}
+
+/// Changes a course's description or launch URL.
+pub async fn update_course<S: Courses + ?Sized>(
+    store: &S,
+    org: &OrgId,
+    course_id: &str,
+    patch: CoursePatch,
+) -> Result<Course> {
+    let id = CourseId::parse(course_id).ok_or(Error::NotFound(Missing::Course))?;
+    let mut v = Validator::default();
+    let description = patch
+        .description
+        .map(|d| match d.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(d) => v.check(
+                "description",
+                parse_prose(d, MAX_DESCRIPTION_CHARS, "description"),
+            ),
+        });
+    let launch_url = patch.launch_url.map(|u| match u.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(u) => v.check("launch_url", parse_launch_url(u)),
+    });
+    v.finish()?;
+    let mut course = store
+        .get_course(org, &id)
+        .await?
+        .ok_or(Error::NotFound(Missing::Course))?;
+    if let Some(description) = description {
+        course.description = description;
+    }
+    if let Some(launch_url) = launch_url {
+        course.launch_url = launch_url;
+    }
+    if !store.replace_course(&course).await? {
+        return Err(Error::NotFound(Missing::Course));
+    }
     Ok(course)
 }
 

@@ -59,6 +59,8 @@ pub enum RemoveConflict {
 pub trait Courses: Send + Sync {
     /// Stores a new course.
     async fn put_course(&self, course: &Course) -> Result<()>;
+    /// Replaces a course that exists; `false` when there is none.
+    async fn replace_course(&self, course: &Course) -> Result<bool>;
     /// Reads a course of the organization.
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>>;
     /// A page of the organization's courses whose lower-cased title contains `search`.
@@ -422,7 +424,7 @@ function_store!(
 );
 function_store!(
     /// The redemption function: redeem, a learner's assignments, launches.
-    RedemptionStore: Pools + Keys + Assignments + Counters
+    RedemptionStore: Pools + Keys + Assignments + Counters + Courses
 );
 function_store!(
     /// The export function: exports on demand, their jobs, and the schedule.

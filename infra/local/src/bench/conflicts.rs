@@ -35,7 +35,7 @@ pub(super) async fn conflict_figures(
         store,
         Authenticator::Local(Box::new(authority.clone())),
         Arc::new(SystemClock),
-    );
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     // Without the peer's address: 700 losers from one address would pass its limit of 30

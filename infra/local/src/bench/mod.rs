@@ -120,7 +120,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         store.clone(),
         Authenticator::Local(Box::new(authority.clone())),
         Arc::new(SystemClock),
-    );
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     // With the peer's address, as `serve` has it: redemptions check the address's counter too.

@@ -5,15 +5,29 @@ use super::*;
 #[async_trait]
 impl Courses for DynamoStore {
     async fn put_course(&self, course: &Course) -> Result<()> {
-        let mut item = to_item(
-            course,
-            schema::org_pk(&course.org),
-            schema::course_sk(&course.course_id),
-            "course",
-        )?;
-        item.insert("title_lower".into(), s(course.title.to_lowercase()));
-        self.put_new(&self.tables.main, item, "creating a course")
+        self.put_new(&self.tables.main, course_item(course)?, "creating a course")
             .await
+    }
+
+    async fn replace_course(&self, course: &Course) -> Result<bool> {
+        let replaced = self
+            .client
+            .put_item()
+            .table_name(&self.tables.main)
+            .set_item(Some(course_item(course)?))
+            .condition_expression("attribute_exists(PK)")
+            .send()
+            .await;
+        match replaced {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(sdk("changing a course")(e)),
+        }
     }
 
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>> {
@@ -39,4 +53,16 @@ impl Courses for DynamoStore {
         };
         self.list_org(org, &kind, search, None, cursor, limit).await
     }
+}
+
+/// A course's item, with the lower-cased title that searches match.
+fn course_item(course: &Course) -> Result<Item> {
+    let mut item = to_item(
+        course,
+        schema::org_pk(&course.org),
+        schema::course_sk(&course.course_id),
+        "course",
+    )?;
+    item.insert("title_lower".into(), s(course.title.to_lowercase()));
+    Ok(item)
 }
