@@ -49,6 +49,10 @@ enum Command {
         /// 90s); 0 turns it off.
         #[arg(long, default_value = "24h", value_parser = parse_interval)]
         export_every: std::time::Duration,
+        /// Offer the demo sign-in: anyone who reaches the server can sign in as the demo
+        /// organization's admin or learners, and no one else. For trying KeyPool out.
+        #[arg(long)]
+        demo: bool,
     },
     /// Print a token that the server with the same DATA_DIR accepts.
     Token {
@@ -100,7 +104,8 @@ async fn main() -> anyhow::Result<()> {
             port,
             host,
             export_every,
-        } => serve(&data_dir, SocketAddr::new(host, port), export_every).await,
+            demo,
+        } => serve(&data_dir, SocketAddr::new(host, port), export_every, demo).await,
         Command::Token {
             org,
             role,
@@ -141,6 +146,7 @@ async fn serve(
     data_dir: &Path,
     addr: SocketAddr,
     export_every: std::time::Duration,
+    demo: bool,
 ) -> anyhow::Result<()> {
     let secret = data_dir::load_or_create_secret(data_dir)?;
     // Malformed limits stop the server before it opens anything.
@@ -243,7 +249,10 @@ async fn serve(
     };
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
     println!("KeyPool listening on http://{bound} ({store_name})");
-    let console = console::Console::from_env(TokenAuthority::new(&secret));
+    if demo {
+        tracing::warn!("demo sign-in on: anyone who reaches the server can sign in as a demo user");
+    }
+    let console = console::Console::from_env(demo.then(|| TokenAuthority::new(&secret)));
     let router = app(state)
         .merge(local_files(objects))
         .merge(console::routes(console));
