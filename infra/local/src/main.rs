@@ -5,6 +5,7 @@
 //! a token the server accepts; `bench` measures the service on this machine.
 
 mod bench;
+mod connections;
 mod console;
 mod data_dir;
 mod http_limits;
@@ -175,6 +176,7 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     let secret = data_dir::load_or_create_secret(data_dir)?;
     // Malformed limits stop the server before it opens anything.
     let settings = Arc::new(keypool::settings::Settings::from_env()?);
+    let limits = connections::Limits::from_env()?;
     let max_open_jobs = keypool::setup::max_open_jobs()?;
     let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
@@ -302,21 +304,13 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
             Arc::new(origins),
             origins::guard,
         ));
-    // hyper's own errors answer as JSON; the peer address feeds the per-address limit.
-    let router = router.layer(axum::middleware::from_fn(http_limits::peer_as_connect_info));
-    let served = axum::serve(
-        http_limits::JsonErrors(listener),
-        router.into_make_service_with_connect_info::<http_limits::Peer>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+    connections::serve(listener, router, limits, shutdown_signal()).await;
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }
     // The follower finishes the batch in hand and saves its checkpoint before the engine stops.
     let _ = stop_billing.send(());
     let _ = billing.await;
-    served?;
     Ok(())
 }
 
