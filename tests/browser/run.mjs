@@ -66,10 +66,10 @@ async function step(name, fn) {
   }
 }
 
-/** Starts the server on a free port; resolves to its base URL. */
+/** Starts the server on a free port, with the demo sign-in; resolves to its base URL. */
 function startServer() {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: cargo build -p keypool-local first`);
-  server = spawn(BIN, ['serve', '--port', '0', '--data-dir', join(temp, 'data'), '--export-every', '0'], {
+  server = spawn(BIN, ['serve', '--demo', '--port', '0', '--data-dir', join(temp, 'data'), '--export-every', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
     env: { ...process.env, RUST_LOG: 'warn' },
   });
@@ -229,6 +229,21 @@ async function main() {
     assert.match(js.headers()['content-type'], /^text\/javascript/);
     const missing = await admin.request.get(`${base}/console/../Cargo.toml`);
     assert.equal(missing.status(), 404);
+  });
+
+  await step('a server without --demo offers no demo sign-in', async () => {
+    // The server says so in config.json (infra/local/tests/serve.rs checks that it does).
+    const page = await context.newPage();
+    await page.route(`${base}/console/config.json`, (route) => route.fulfill({ contentType: 'application/json', body: JSON.stringify({ mode: 'local', api: '', demo: false }) }));
+    await page.goto(`${base}/`);
+    await page.locator('#token').waitFor();
+    assert.equal(await page.locator('#demo-admin').count(), 0);
+    assert.doesNotMatch(await page.getByRole('button', { name: 'Sign in with this token' }).getAttribute('class') || '', /secondary/, 'the token is the way in');
+    await axe(page, 'sign-in without demo');
+    await page.goto(`${base}/redeem`);
+    await page.locator('#token-input').waitFor();
+    assert.equal(await page.locator('#demo-learner').isHidden(), true);
+    await page.close();
   });
 
   await step('admin: sign in as demo admin by keyboard', async () => {
@@ -532,7 +547,7 @@ async function main() {
 
   await step('learner: a key another learner redeemed, and throttling with the wait', async () => {
     const other = await learner.evaluate(async () => {
-      const r = await fetch('/local/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role: 'learner', sub: 'second-learner' }) });
+      const r = await fetch('/local/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role: 'learner', sub: 'demo-learner-2' }) });
       return (await r.json()).token;
     });
     await learner.evaluate((t) => sessionStorage.setItem('keypool.token', t), other);
@@ -598,19 +613,20 @@ async function main() {
   });
 
   await step('admin: the invoice pages past its first 100 lines, and its CSV has them all', async () => {
-    // 101 more redemptions, each by a learner of its own, through the API.
+    // 101 more redemptions, each by a learner of its own (tokens from `keypool-local token`:
+    // the demo sign-in has only a few learners), through the API from the console's page.
     const bulk = await call('POST', '/v1/pools', { name: 'Bulk', course_id: course.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
     const { keys } = await call('POST', `/v1/pools/${bulk.pool_id}/keys/generate`, { count: 101 });
-    const made = await admin.evaluate(async (keys) => {
+    const learners = [];
+    for (let i = 0; i < keys.length; i++) learners.push(await mintToken('demo-org', 'learner', `bulk-learner-${i}`));
+    const made = await admin.evaluate(async ([keys, learners]) => {
       let ok = 0;
       for (const [i, key] of keys.entries()) {
-        const s = await fetch('/local/session', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ role: 'learner', sub: `bulk-learner-${i}` }) });
-        const { token } = await s.json();
-        const r = await fetch('/v1/redemptions', { method: 'POST', headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ key }) });
+        const r = await fetch('/v1/redemptions', { method: 'POST', headers: { Authorization: `Bearer ${learners[i]}`, 'Content-Type': 'application/json' }, body: JSON.stringify({ key }) });
         if (r.status === 201) ok += 1;
       }
       return ok;
-    }, keys);
+    }, [keys, learners]);
     assert.equal(made, 101);
     // Billing follows the stream: show the invoice again until every line is in.
     await admin.goto(`${base}/#/billing`);

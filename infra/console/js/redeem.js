@@ -1,7 +1,7 @@
 // The learner's page: redeem a key (deep link /redeem?key=...), see the result, launch courses.
 import { api, token, setToken, claims, config } from './api.js';
 import { h, $, when, fieldError, fill } from './dom.js';
-import { oidcStart } from './signin.js';
+import { oidcStart, demoOffered } from './signin.js';
 
 const form = $('#redeem-form');
 const input = $('#key');
@@ -153,7 +153,7 @@ async function start() {
     go.addEventListener('click', () => oidcStart(cfg, location.pathname + location.search));
     $('#signin .actions').append(go);
   }
-  if (cfg.mode === 'local') {
+  if (demoOffered(cfg)) {
     const demo = $('#demo-learner');
     demo.hidden = false;
     demo.addEventListener('click', async () => {

@@ -1,8 +1,9 @@
-// Sign-in: locally a pasted token or the demo admin; in AWS the OIDC provider's hosted login
-// (authorization code with PKCE), configured by config.json {mode: "oidc", issuer, client_id,
-// authorize_url, token_url}.
+// Sign-in: locally a pasted token, or the demo admin when the server offers it
+// (config.json {mode: "local", demo: true}, `keypool-local serve --demo`); in AWS the OIDC
+// provider's hosted login (authorization code with PKCE), configured by config.json
+// {mode: "oidc", issuer, client_id, authorize_url, token_url}.
 import { api, setToken, claims } from './api.js';
-import { h, fieldError } from './dom.js';
+import { h, fieldError, fill } from './dom.js';
 
 const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
 
@@ -45,6 +46,9 @@ export async function oidcFinish(cfg) {
   return true;
 }
 
+/** Whether this server signs in demo users (`keypool-local serve --demo`). */
+export function demoOffered(cfg) { return cfg.mode === 'local' && cfg.demo === true; }
+
 /** The sign-in screen, with why the last sign-in failed if it did; calls done() once a token is stored. */
 export function signInView(main, cfg, done, failure = '') {
   const alert = h('p', { class: 'alert', role: 'alert' }, failure || null);
@@ -59,13 +63,16 @@ export function signInView(main, cfg, done, failure = '') {
   h('label', { for: 'token' }, 'Admin token'),
   h('p', { class: 'hint', id: 'token-hint' }, 'Paste a token printed by keypool-local token, or one your identity provider issued.'),
   area,
-  h('div', { class: 'actions' }, h('button', { type: 'submit', class: cfg.mode === 'local' ? 'secondary' : '' }, 'Sign in with this token')));
-  const demo = cfg.mode === 'local'
-    ? h('div', { class: 'card' }, h('p', {}, 'This is a local server: you can sign in as the demo organization’s administrator.'),
+  h('div', { class: 'actions' }, h('button', { type: 'submit', class: demoOffered(cfg) ? 'secondary' : '' }, 'Sign in with this token')));
+  let other = null;
+  if (cfg.mode !== 'local') {
+    other = h('div', { class: 'card' }, h('button', { type: 'button', onclick: () => oidcStart(cfg) }, 'Sign in with your organization'));
+  } else if (demoOffered(cfg)) {
+    other = h('div', { class: 'card' }, h('p', {}, 'This is a demo server: you can sign in as the demo organization’s administrator.'),
       h('button', { type: 'button', id: 'demo-admin', onclick: async () => {
         try { const s = await api('POST', '/local/session', { role: 'admin' }); setToken(s.token); done(); } catch (e) { alert.textContent = e.message; }
-      } }, 'Sign in as demo admin'))
-    : h('div', { class: 'card' }, h('button', { type: 'button', onclick: () => oidcStart(cfg) }, 'Sign in with your organization'));
-  main.replaceChildren(h('h1', {}, 'Sign in to the KeyPool console'), alert, demo, form,
+      } }, 'Sign in as demo admin'));
+  }
+  fill(main, h('h1', {}, 'Sign in to the KeyPool console'), alert, other, form,
     h('p', {}, 'Learners: ', h('a', { href: '/redeem' }, 'redeem a key here'), '.'));
 }

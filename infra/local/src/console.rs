@@ -1,5 +1,7 @@
-//! The web console (admin pages at `/`, the learner's redeem page at `/redeem`) and the local
-//! sign-in that only this server offers.
+//! The web console (admin pages at `/`, the learner's redeem page at `/redeem`) and the demo
+//! sign-in that only this server offers, and only when started with `serve --demo`: anyone who
+//! reaches the port can use it, so it signs in the demo organization's demo users and no one
+//! else.
 //!
 //! The files live in `infra/console/` and are compiled into the binary, so `serve` needs
 //! nothing else; with `KEYPOOL_CONSOLE_DIR` set they are read from that folder on each request
@@ -21,9 +23,20 @@ use serde_json::json;
 
 /// The demo organization of the local sign-in.
 pub const DEMO_ORG: &str = "demo-org";
-/// The user the local sign-in makes when no `sub` is asked for, per role.
-const DEMO_ADMIN: &str = "demo-admin";
-const DEMO_LEARNER: &str = "demo-learner";
+
+/// The roles the demo sign-in hands out; the default user of each is its first in `DEMO_USERS`.
+const DEMO_ROLES: &[Role] = &[Role::Admin, Role::Learner];
+
+/// The demo organization's users, the only ones the demo sign-in signs in: an admin, and a few
+/// learners so that a demo can show one learner meeting another's key.
+const DEMO_USERS: &[(&str, Role)] = &[
+    ("demo-admin", Role::Admin),
+    ("demo-learner", Role::Learner),
+    ("demo-learner-2", Role::Learner),
+    ("demo-learner-3", Role::Learner),
+    ("demo-learner-4", Role::Learner),
+    ("demo-learner-5", Role::Learner),
+];
 
 /// Scripts and styles only from this origin, no inline script, no framing.
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
@@ -51,19 +64,21 @@ const FILES: &[(&str, &[u8])] = files![
     "favicon.svg",
 ];
 
-/// Where the console's files come from.
+/// Where the console's files come from, and the demo sign-in if it is on.
 #[derive(Clone)]
 pub struct Console {
     dir: Option<PathBuf>,
-    authority: Arc<TokenAuthority>,
+    /// Signs the demo users' tokens; `None` when the demo sign-in is off.
+    demo: Option<Arc<TokenAuthority>>,
 }
 
 impl Console {
-    /// The embedded files, or those of `KEYPOOL_CONSOLE_DIR` when it is set.
-    pub fn from_env(authority: TokenAuthority) -> Self {
+    /// The embedded files, or those of `KEYPOOL_CONSOLE_DIR` when it is set; the demo sign-in
+    /// signs with `demo` when it is given.
+    pub fn from_env(demo: Option<TokenAuthority>) -> Self {
         Self {
             dir: std::env::var_os("KEYPOOL_CONSOLE_DIR").map(PathBuf::from),
-            authority: Arc::new(authority),
+            demo: demo.map(Arc::new),
         }
     }
 
@@ -76,17 +91,21 @@ impl Console {
     }
 }
 
-/// The console's routes and `POST /local/session`.
+/// The console's routes, and `POST /local/session` when the demo sign-in is on (without it
+/// the path is no route at all, and answers 404 like any other).
 pub fn routes(console: Console) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/", get(|s| page(s, "index.html")))
         .route("/index.html", get(|s| page(s, "index.html")))
         .route("/redeem", get(|s| page(s, "redeem.html")))
         .route("/favicon.ico", get(|s| page(s, "favicon.svg")))
         .route("/console/config.json", get(config))
-        .route("/console/{*path}", get(asset))
-        .route("/local/session", post(session))
-        .with_state(console)
+        .route("/console/{*path}", get(asset));
+    let router = match console.demo {
+        Some(_) => router.route("/local/session", post(session)),
+        None => router,
+    };
+    router.with_state(console)
 }
 
 async fn page(State(console): State<Console>, name: &'static str) -> Response {
@@ -104,10 +123,11 @@ async fn serve_file(console: &Console, name: &str) -> Response {
     }
 }
 
-/// The console's settings: here, sign in through this server rather than an OIDC provider.
-async fn config() -> Response {
+/// The console's settings: here, tokens of this server rather than an OIDC provider's, and
+/// whether it offers the demo sign-in.
+async fn config(State(console): State<Console>) -> Response {
     with_headers(
-        Json(json!({ "mode": "local", "api": "" })).into_response(),
+        Json(json!({ "mode": "local", "api": "", "demo": console.demo.is_some() })).into_response(),
         "application/json",
     )
 }
@@ -148,29 +168,51 @@ fn content_type(name: &str) -> &'static str {
 #[serde(deny_unknown_fields)]
 struct SessionBody {
     role: String,
-    /// Another demo user than the default one, e.g. a second learner.
+    /// Another demo user of the role than its first, e.g. a second learner.
     sub: Option<String>,
 }
 
-/// `POST /local/session {"role": "admin"|"learner", "sub"?}`: a token for the demo
-/// organization, as `keypool-local token` prints one. Only this server has the route.
+/// `POST /local/session {"role": "admin"|"learner", "sub"?}` (with `serve --demo` only): a
+/// token for one of the demo organization's `DEMO_USERS`, as `keypool-local token` prints one.
 async fn session(
     State(console): State<Console>,
     body: Result<Json<SessionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Error> {
-    let Json(body) = body.map_err(|e| Error::refused(ErrorCode::InvalidBody, e.body_text()))?;
-    let (role, default_sub) = match body.role.as_str() {
-        "admin" => (Role::Admin, DEMO_ADMIN),
-        "learner" => (Role::Learner, DEMO_LEARNER),
-        _ => return Err(Error::field("role", "role is admin or learner")),
+    let Some(authority) = console.demo else {
+        return Err(Error::NotFound(Missing::Route));
     };
-    let sub = UserId::parse(body.sub.as_deref().unwrap_or(default_sub))
-        .map_err(|m| Error::field("sub", m))?;
+    let Json(body) = body.map_err(|e| Error::refused(ErrorCode::InvalidBody, e.body_text()))?;
+    let role = DEMO_ROLES
+        .iter()
+        .copied()
+        .find(|r| r.as_str() == body.role)
+        .ok_or_else(|| {
+            let roles: Vec<&str> = DEMO_ROLES.iter().map(|r| r.as_str()).collect();
+            Error::field("role", format!("role is one of: {}", roles.join(", ")))
+        })?;
+    let users: Vec<&str> = DEMO_USERS
+        .iter()
+        .filter(|(_, r)| *r == role)
+        .map(|(sub, _)| *sub)
+        .collect();
+    let sub = match body.sub.as_deref() {
+        None => users.first().copied(),
+        Some(asked) => users.iter().copied().find(|sub| *sub == asked),
+    }
+    .ok_or_else(|| {
+        Error::field(
+            "sub",
+            format!(
+                "the demo sign-in signs in only the demo {}s: {}",
+                role.as_str(),
+                users.join(", ")
+            ),
+        )
+    })?;
+    let sub = UserId::parse(sub).map_err(anyhow::Error::msg)?;
     let org = OrgId::parse(DEMO_ORG).map_err(anyhow::Error::msg)?;
-    let token = console
-        .authority
-        .mint(&sub, Some(&org), role, chrono::Duration::hours(12))?;
-    Ok((
+    let token = authority.mint(&sub, Some(&org), role, chrono::Duration::hours(12))?;
+    let mut response = (
         StatusCode::CREATED,
         Json(json!({
             "token": token,
@@ -179,5 +221,27 @@ async fn session(
             "org": DEMO_ORG,
         })),
     )
-        .into_response())
+        .into_response();
+    // A token is a credential: no cache keeps it.
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DEMO_ROLES, DEMO_USERS};
+    use keypool::identity::UserId;
+
+    #[test]
+    fn every_demo_role_has_a_default_user_and_every_demo_user_a_valid_id() {
+        for role in DEMO_ROLES {
+            assert!(DEMO_USERS.iter().any(|(_, r)| r == role), "{role:?}");
+        }
+        for (sub, role) in DEMO_USERS {
+            assert!(UserId::parse(sub).is_ok(), "{sub}");
+            assert!(DEMO_ROLES.contains(role), "{sub}");
+        }
+    }
 }

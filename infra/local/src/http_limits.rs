@@ -12,60 +12,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use axum::serve::Listener;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-
-/// The peer of a connection accepted by `JsonErrors` (axum only knows a plain TCP listener's).
-#[derive(Debug, Clone, Copy)]
-pub struct Peer(pub std::net::SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<
-        axum::serve::IncomingStream<'_, JsonErrors<tokio::net::TcpListener>>,
-    > for Peer
-{
-    fn connect_info(
-        stream: axum::serve::IncomingStream<'_, JsonErrors<tokio::net::TcpListener>>,
-    ) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
-
-/// Hands the peer on as `ConnectInfo<SocketAddr>`, which the routers read as the client's
-/// address.
-pub async fn peer_as_connect_info(
-    axum::extract::ConnectInfo(Peer(addr)): axum::extract::ConnectInfo<Peer>,
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    request
-        .extensions_mut()
-        .insert(axum::extract::ConnectInfo(addr));
-    next.run(request).await
-}
-
-/// A listener whose connections answer hyper's own errors as JSON.
-pub struct JsonErrors<L>(pub L);
-
-impl<L: Listener> Listener for JsonErrors<L> {
-    type Io = JsonErrorIo<L::Io>;
-    type Addr = L::Addr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = self.0.accept().await;
-        (
-            JsonErrorIo {
-                inner: io,
-                replacing: None,
-            },
-            addr,
-        )
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
-    }
-}
 
 /// A connection that rewrites hyper's automatic error answers.
 pub struct JsonErrorIo<T> {
@@ -73,6 +20,16 @@ pub struct JsonErrorIo<T> {
     /// A replacement being written: its bytes, how many are out, and the length of the
     /// original write it stands for.
     replacing: Option<(Vec<u8>, usize, usize)>,
+}
+
+impl<T> JsonErrorIo<T> {
+    /// `inner`, with hyper's error answers rewritten.
+    pub fn new(inner: T) -> Self {
+        Self {
+            inner,
+            replacing: None,
+        }
+    }
 }
 
 /// The JSON answer for one of hyper's automatic error heads, if `head` is one.

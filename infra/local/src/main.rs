@@ -5,9 +5,11 @@
 //! a token the server accepts; `bench` measures the service on this machine.
 
 mod bench;
+mod connections;
 mod console;
 mod data_dir;
 mod http_limits;
+mod origins;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -49,6 +51,15 @@ enum Command {
         /// 90s); 0 turns it off.
         #[arg(long, default_value = "24h", value_parser = parse_interval)]
         export_every: std::time::Duration,
+        /// Offer the demo sign-in: anyone who reaches the server can sign in as the demo
+        /// organization's admin or learners, and no one else. For trying KeyPool out.
+        #[arg(long)]
+        demo: bool,
+        /// The address people reach the server at, such as https://keys.example.org behind a
+        /// proxy: the server answers for its host too (besides localhost), and download links
+        /// start with it.
+        #[arg(long, value_parser = parse_public_url)]
+        public_url: Option<reqwest::Url>,
     },
     /// Print a token that the server with the same DATA_DIR accepts.
     Token {
@@ -106,7 +117,17 @@ async fn main() -> anyhow::Result<()> {
             port,
             host,
             export_every,
-        } => serve(&data_dir, SocketAddr::new(host, port), export_every).await,
+            demo,
+            public_url,
+        } => {
+            let options = ServeOptions {
+                addr: SocketAddr::new(host, port),
+                export_every,
+                demo,
+                public_url,
+            };
+            serve(&data_dir, options).await
+        }
         Command::Token {
             org,
             role,
@@ -150,14 +171,25 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(
-    data_dir: &Path,
+/// How `serve` was asked to run, besides its data folder.
+struct ServeOptions {
     addr: SocketAddr,
     export_every: std::time::Duration,
-) -> anyhow::Result<()> {
+    demo: bool,
+    public_url: Option<reqwest::Url>,
+}
+
+async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
+    let ServeOptions {
+        addr,
+        export_every,
+        demo,
+        public_url,
+    } = options;
     let secret = data_dir::load_or_create_secret(data_dir)?;
     // Malformed limits stop the server before it opens anything.
     let settings = Arc::new(keypool::settings::Settings::from_env()?);
+    let limits = connections::Limits::from_env()?;
     let max_open_jobs = keypool::setup::max_open_jobs()?;
     let external = std::env::var("AWS_ENDPOINT_URL_DYNAMODB")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
@@ -212,17 +244,24 @@ async fn serve(
         .await
         .with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr()?;
-    // Links in export answers point here; a wildcard address is reached through loopback.
-    let link_host = if bound.ip().is_unspecified() {
-        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+    // Where this machine reaches the server; a wildcard address is reached through loopback.
+    let local_url = if bound.ip().is_unspecified() {
+        format!(
+            "http://{}",
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), bound.port())
+        )
     } else {
-        bound
+        format!("http://{bound}")
     };
+    // Links in export answers point to the public URL, or here.
+    let link_base = public_url
+        .as_ref()
+        .map_or_else(|| local_url.clone(), |u| u.origin().ascii_serialization());
     // Exports: files under the data folder, written by a job runner of this process that
     // resumes what a previous run left unfinished, and on a schedule.
     let objects = Arc::new(LocalObjects::new(
         data_dir,
-        format!("http://{link_host}"),
+        link_base,
         TokenAuthority::for_download_links(&secret),
     ));
     let (jobs, _worker) = LocalJobs::start(store.clone(), objects.clone(), clock.clone());
@@ -261,27 +300,37 @@ async fn serve(
                 .collect::<Vec<_>>(),
         )?),
     };
+    let origins = origins::Origins::new(bound, public_url.as_ref());
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.
-    println!("KeyPool listening on http://{bound} ({store_name})");
-    let console = console::Console::from_env(TokenAuthority::new(&secret));
+    let public = public_url
+        .as_ref()
+        .map(|u| format!(", public at {}", u.origin().ascii_serialization()))
+        .unwrap_or_default();
+    println!("KeyPool listening on {local_url} ({store_name}{public})");
+    if bound.ip().is_unspecified() && public_url.is_none() {
+        tracing::warn!(
+            "listening on every address, but answering only for localhost: give --public-url \
+             to be reached by another name"
+        );
+    }
+    if demo {
+        tracing::warn!("demo sign-in on: anyone who reaches the server can sign in as a demo user");
+    }
+    let console = console::Console::from_env(demo.then(|| TokenAuthority::new(&secret)));
     let router = app(state)
         .merge(local_files(objects))
-        .merge(console::routes(console));
-    // hyper's own errors answer as JSON; the peer address feeds the per-address limit.
-    let router = router.layer(axum::middleware::from_fn(http_limits::peer_as_connect_info));
-    let served = axum::serve(
-        http_limits::JsonErrors(listener),
-        router.into_make_service_with_connect_info::<http_limits::Peer>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await;
+        .merge(console::routes(console))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(origins),
+            origins::guard,
+        ));
+    connections::serve(listener, router, limits, shutdown_signal()).await;
     if let Some(scheduler) = scheduler {
         scheduler.abort();
     }
     // The follower finishes the batch in hand and saves its checkpoint before the engine stops.
     let _ = stop_billing.send(());
     let _ = billing.await;
-    served?;
     Ok(())
 }
 
@@ -304,6 +353,26 @@ fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     }
     .ok_or_else(|| format!("{text:?} is too long an interval"))?;
     Ok(std::time::Duration::from_secs(seconds))
+}
+
+/// An origin, `http(s)://host[:port]`: the console and the API live at its root.
+fn parse_public_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!(
+            "{text:?}: the URL starts with http:// or https:// and a host"
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!("{text:?}: no user or password in the URL"));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(format!(
+            "{text:?}: only scheme, host and port, such as https://keys.example.org; the server \
+             is served at the root of its address"
+        ));
+    }
+    Ok(url)
 }
 
 /// Ctrl-C or SIGTERM.

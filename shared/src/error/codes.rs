@@ -52,6 +52,8 @@ catalogue! {
     PoolNotActive = (403, "pool_not_active", "the pool is outside its redemption window or deactivated; `details` has the dates"),
     AssignmentExpired = (403, "assignment_expired", "the assignment's content availability is over"),
     AssignmentCancelled = (403, "assignment_cancelled", "an admin cancelled the assignment"),
+    /// A write the local server refuses because another site's page sent it.
+    CrossOriginRefused = (403, "cross_origin_refused", "a POST, PUT, PATCH or DELETE sent by another site's page: an `Origin` not the server's own, or `Sec-Fetch-Site: cross-site` (local server)"),
     /// No such route.
     NotFound = (404, "not_found", "no such route"),
     CourseNotFound = (404, "course_not_found", "no such course in the caller's organization"),
@@ -78,6 +80,8 @@ catalogue! {
     PayloadTooLarge = (413, "payload_too_large", "the body is larger than 4 MiB"),
     UriTooLong = (414, "uri_too_long", "the request URI is too long (local server)"),
     UnsupportedMediaType = (415, "unsupported_media_type", "the body's Content-Type is not one the route takes"),
+    /// A request for a host the local server does not answer for (DNS rebinding).
+    MisdirectedRequest = (421, "misdirected_request", "the `Host` is not one the server answers for: loopback names, its listening address, the `--public-url` host (local server)"),
     Throttled = (429, "throttled", "too many failed redemptions from this learner, or too many misses of custom keys from this client address; retry after `Retry-After` seconds"),
     CollisionBudgetSpent = (429, "collision_budget_spent", "too many recent key additions met other organizations' keys; custom keys can be added again after `Retry-After` seconds"),
     TooManyJobs = (429, "too_many_jobs", "the organization has as many open jobs as it may; retry after `Retry-After` seconds"),

@@ -324,7 +324,8 @@ pub fn document() -> OpenApi {
              `{\"error\": {\"code\", \"message\", \"details\"?}}`; each route lists the codes \
              it can answer. Any route can also answer 404 `not_found` (no such route), 405 \
              `method_not_allowed`, and on the local server 400 `malformed_request`, 414 \
-             `uri_too_long` and 431 `headers_too_large`.",
+             `uri_too_long`, 421 `misdirected_request` and 431 `headers_too_large`, and 403 \
+             `cross_origin_refused` to a write from another site's page.",
         ))
         .build();
     for part in [
@@ -356,6 +357,8 @@ pub fn document() -> OpenApi {
         ("MalformedRequest", ErrorCode::MalformedRequest),
         ("UriTooLong", ErrorCode::UriTooLong),
         ("HeadersTooLarge", ErrorCode::HeadersTooLarge),
+        ("MisdirectedRequest", ErrorCode::MisdirectedRequest),
+        ("CrossOriginRefused", ErrorCode::CrossOriginRefused),
     ] {
         components.responses.insert(
             name.to_string(),
