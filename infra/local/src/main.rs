@@ -261,7 +261,7 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     // resumes what a previous run left unfinished, and on a schedule.
     let objects = Arc::new(LocalObjects::new(
         data_dir,
-        link_base,
+        link_base.clone(),
         TokenAuthority::for_download_links(&secret),
     ));
     let (jobs, _worker) = LocalJobs::start(store.clone(), objects.clone(), clock.clone());
@@ -292,8 +292,9 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
         objects: objects.clone(),
         settings,
         max_open_jobs,
+        // Launch tokens name this server, as its public URL or its local one, as issuer.
         launch: Arc::new(keypool::launch::LocalSigner::new(
-            format!("http://{link_host}"),
+            link_base,
             &data_dir::load_or_create_launch_keys(data_dir)?
                 .iter()
                 .map(Vec::as_slice)
