@@ -8,7 +8,7 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
 import { promisify } from 'node:util';
 import { createInterface } from 'node:readline';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
@@ -538,6 +538,48 @@ async function main() {
     assert.match(await redeemAs('BRAVO-1002'), /already redeemed this key/);
     await learner.getByRole('button', { name: 'Launch course' }).first().click();
     await learner.locator('#result', { hasText: 'launched' }).waitFor();
+  });
+
+  await step('admin: a course gets its launch URL on the Courses page, checked inline', async () => {
+    await admin.goto(`${base}/#/courses`);
+    await admin.locator('h1', { hasText: 'Courses' }).waitFor();
+    await admin.getByRole('button', { name: `Edit ${course.title}` }).click();
+    const url = admin.locator('input[name="launch_url"]');
+    await url.fill('http://lab.example.com/forklift');
+    await admin.getByRole('button', { name: 'Save' }).click();
+    await admin.locator('.field-error', { hasText: 'https' }).waitFor();
+    assert.equal(await url.getAttribute('aria-invalid'), 'true');
+    await check(admin, 'courses-edit-error');
+    await url.fill('https://lab.example.com/forklift');
+    await admin.getByRole('button', { name: 'Save' }).click();
+    await admin.locator('#course-list', { hasText: 'Launches at https://lab.example.com/forklift' }).waitFor();
+    await check(admin, 'courses');
+  });
+
+  await step('learner: Launch course goes to the course platform with a token it can check alone', async () => {
+    await learner.route('https://lab.example.com/**', (route) => route.fulfill({ contentType: 'text/html', body: '<!doctype html><html lang="en"><title>Lab</title><p>Lab</p></html>' }));
+    await learner.goto(`${base}/redeem`);
+    await learner.getByRole('button', { name: 'Launch course' }).first().click();
+    await learner.waitForURL(/^https:\/\/lab\.example\.com\/forklift\?launch_token=/);
+    const token = new URL(learner.url()).searchParams.get('launch_token');
+    const [header, payload, signature] = token.split('.');
+    // Checked as a platform would, with Node's own crypto and our published keys only.
+    const jwks = await (await learner.request.get(`${base}/.well-known/jwks.json`)).json();
+    const { alg, kid } = JSON.parse(Buffer.from(header, 'base64url'));
+    assert.equal(alg, 'ES256');
+    const jwk = jwks.keys.find((k) => k.kid === kid);
+    assert.ok(jwk, 'the token names a published key');
+    const valid = cryptoVerify('sha256', Buffer.from(`${header}.${payload}`),
+      { key: createPublicKey({ key: jwk, format: 'jwk' }), dsaEncoding: 'ieee-p1363' }, Buffer.from(signature, 'base64url'));
+    assert.ok(valid, 'the signature verifies');
+    const claims = JSON.parse(Buffer.from(payload, 'base64url'));
+    assert.equal(claims.aud, 'https://lab.example.com');
+    assert.equal(claims.sub, 'demo-learner');
+    assert.equal(claims.iss, base);
+    assert.equal(claims.course_id, course.course_id);
+    assert.ok(claims.exp - claims.iat <= 300 && claims.exp * 1000 > Date.now());
+    await learner.goto(`${base}/redeem`);
+    await learner.locator('#key').waitFor();
   });
 
   await step('learner: not yet open and expired keys say when', async () => {

@@ -5,6 +5,7 @@ import { signInView, oidcFinish, SignInFailed } from './signin.js';
 import { poolsView, poolFormView } from './pools.js';
 import { poolView } from './pool.js';
 import { billingView } from './billing.js';
+import { coursesView } from './courses.js';
 
 const main = $('#main');
 let cfg = { mode: 'local' };
@@ -27,6 +28,7 @@ async function route() {
   for (const a of nav.querySelectorAll('a')) a.removeAttribute('aria-current');
   let m;
   if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }
+  else if (path === '/courses') { $('#nav-courses').setAttribute('aria-current', 'page'); await coursesView(main); }
   else if (path === '/pools/new') { await poolFormView(main, null); }
   else if ((m = path.match(/^\/pools\/([^/?]+)(?:\/(\w+))?(?:\?(.*))?$/))) {
     await poolView(main, decodeURIComponent(m[1]), m[2] || 'keys', new URLSearchParams(m[3] || ''));

@@ -100,6 +100,7 @@ function coursePicker(selectedId) {
   const find = h('input', { id: 'course-search', type: 'search', 'aria-describedby': 'course-search-hint' });
   const select = h('select', { id: 'course_id', name: 'course_id', required: true });
   const newTitle = h('input', { id: 'course-title', name: 'title', type: 'text' });
+  const newUrl = h('input', { id: 'course-launch-url', name: 'launch_url', type: 'url', inputmode: 'url', placeholder: 'https://', 'aria-describedby': 'course-launch-url-hint', 'data-hint': 'course-launch-url-hint' });
   const status = h('p', { role: 'status', class: 'hint', id: 'course-picker-status' });
   async function load(chosen) {
     const q = new URLSearchParams({ limit: '50' });
@@ -114,9 +115,9 @@ function coursePicker(selectedId) {
   let timer;
   find.addEventListener('input', () => { clearTimeout(timer); timer = setTimeout(() => load(), 250); });
   const create = h('button', { type: 'button', class: 'secondary', id: 'create-course', onclick: async () => {
-    fieldError(newTitle, '');
+    fieldError(newTitle, ''); fieldError(newUrl, '');
     try {
-      const c = await api('POST', '/v1/courses', { title: newTitle.value.trim() });
+      const c = await api('POST', '/v1/courses', { title: newTitle.value.trim(), launch_url: newUrl.value.trim() || null });
       forgetCourses();
       find.value = '';
       await load(c.course_id);
@@ -124,9 +125,13 @@ function coursePicker(selectedId) {
       if (![...select.options].some((o) => o.value === c.course_id)) select.append(h('option', { value: c.course_id }, c.title));
       select.value = c.course_id;
       newTitle.value = '';
+      newUrl.value = '';
       status.textContent = `Course “${c.title}” created and chosen.`;
       select.focus();
-    } catch (e) { fieldError(newTitle, e.fields.title || e.message); newTitle.focus(); }
+    } catch (e) {
+      if (e.fields.launch_url) { fieldError(newUrl, e.fields.launch_url); newUrl.focus(); return; }
+      fieldError(newTitle, e.fields.title || e.message); newTitle.focus();
+    }
   } }, 'Create course');
   load();
   return h('fieldset', { class: 'stack card' }, h('legend', {}, 'Course'),
@@ -134,8 +139,10 @@ function coursePicker(selectedId) {
     h('p', { class: 'hint', id: 'course-search-hint' }, 'Type part of the title; the list below updates.'),
     find,
     h('label', { for: 'course_id' }, 'Course of this pool'), select, status,
-    h('label', { for: 'course-title' }, 'Or create a new course'),
-    h('div', { class: 'row' }, h('div', {}, newTitle), h('div', {}, create)));
+    h('label', { for: 'course-title' }, 'Or create a new course'), newTitle,
+    h('label', { for: 'course-launch-url' }, 'Its launch URL (optional)'),
+    h('p', { class: 'hint', id: 'course-launch-url-hint' }, 'Where the course runs (https); learners who launch go there with a signed token.'),
+    h('div', { class: 'row' }, h('div', {}, newUrl), h('div', {}, create)));
 }
 
 /** Create (pool = null) or edit a pool. */

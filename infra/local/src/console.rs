@@ -59,6 +59,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/pools.js",
     "js/pool.js",
     "js/billing.js",
+    "js/courses.js",
     "js/redeem.js",
     "js/signin.js",
     "favicon.svg",
