@@ -32,5 +32,6 @@ pub mod setup;
 pub mod spreadsheet;
 pub mod store;
 pub mod time;
+pub mod webhooks;
 
 pub use error::{Error, Result};

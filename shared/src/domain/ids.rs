@@ -54,3 +54,15 @@ uuid_id!(
     /// A background key job's id.
     JobId
 );
+uuid_id!(
+    /// A webhook endpoint's id.
+    WebhookId
+);
+uuid_id!(
+    /// An event's id: the `webhook-id` of every delivery of it.
+    EventId
+);
+uuid_id!(
+    /// One event's delivery to one endpoint.
+    DeliveryId
+);

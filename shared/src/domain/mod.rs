@@ -9,10 +9,11 @@ mod job;
 mod key;
 mod limit;
 mod pool;
+mod webhook;
 
 pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
 pub use export::{Export, ExportKind, ExportStatus};
-pub use ids::{AssignmentId, CourseId, ExportId, JobId, PoolId};
+pub use ids::{AssignmentId, CourseId, DeliveryId, EventId, ExportId, JobId, PoolId, WebhookId};
 pub use invoice::{InvoiceLine, InvoiceTotals, LineKind, Month};
 pub use job::{
     Job, JobKind, JobStatus, KeyJob, MaxOpenJobs, PastePhase, TOO_MANY_JOBS_RETRY_AFTER_SECS,
@@ -20,6 +21,10 @@ pub use job::{
 pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 pub use limit::{Condition, Counter, CounterId, Limit, Limited, Step};
 pub use pool::{Course, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Pool, PoolFilter, PoolStatus};
+pub use webhook::{
+    AttemptOutcome, DISABLE_AFTER_HOURS, Delivery, DeliveryStatus, Event, EventType,
+    RETRY_FOR_HOURS, SigningSecret, Webhook, retry_delay,
+};
 
 /// One page of a listing, with the opaque cursor of the next page.
 #[derive(Debug, Clone, PartialEq)]
