@@ -101,7 +101,7 @@ impl Assignments for DynamoStore {
         id: &AssignmentId,
         now: Timestamp,
     ) -> Result<Option<Assignment>> {
-        let result = self
+        let launch = self
             .client
             .update_item()
             .table_name(&self.tables.assignments)
@@ -114,21 +114,12 @@ impl Assignments for DynamoStore {
             .expression_attribute_values(":now", ts(&now))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => out
-                .attributes
-                .map(|item| from_item(item, "assignment"))
-                .transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk("recording a launch")(e)),
-        }
+            .send();
+        conditional(launch, "recording a launch")
+            .await?
+            .and_then(|out| out.attributes)
+            .map(|item| from_item(item, "assignment"))
+            .transpose()
     }
 
     async fn assignment_learner(&self, org: &OrgId, id: &AssignmentId) -> Result<Option<UserId>> {

@@ -212,20 +212,12 @@ impl KeyJobs for DynamoStore {
                     AttributeValue::Ss(shown.iter().map(|k| k.display_form()).collect()),
                 ),
         };
-        match update
+        let sent = update
             .expression_attribute_names("#position", "position")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk("recording a job's progress")(e)),
-        }
+            .send();
+        // Refused: the chunk was recorded already.
+        conditional(sent, "recording a job's progress").await?;
+        Ok(())
     }
 
     async fn write_pending_keys(
@@ -366,7 +358,7 @@ impl KeyJobs for DynamoStore {
         from: PastePhase,
         to: PastePhase,
     ) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.tables.main)
@@ -381,18 +373,10 @@ impl KeyJobs for DynamoStore {
             .expression_attribute_values(":from", s(phase_name(from)))
             .expression_attribute_values(":to", s(phase_name(to)))
             .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("moving a paste to its next phase")(e)),
-        }
+            .send();
+        Ok(conditional(update, "moving a paste to its next phase")
+            .await?
+            .is_some())
     }
 
     async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()> {

@@ -396,7 +396,7 @@ impl Keys for DynamoStore {
                 let (Some(pk), Some(sk)) = (attr_string(item, PK), attr_string(item, SK)) else {
                     continue;
                 };
-                let result = self
+                let unmark = self
                     .client
                     .update_item()
                     .table_name(&self.tables.main)
@@ -404,14 +404,12 @@ impl Keys for DynamoStore {
                     .update_expression("REMOVE distributed_at, distributed_by")
                     .condition_expression("distributed_by = :export")
                     .expression_attribute_values(":export", s(export_id.to_string()))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => removed += 1,
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                    Err(e) => return Err(sdk("removing an export's mark")(e)),
+                    .send();
+                if conditional(unmark, "removing an export's mark")
+                    .await?
+                    .is_some()
+                {
+                    removed += 1;
                 }
             }
             match page.last_evaluated_key {

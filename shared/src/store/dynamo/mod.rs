@@ -133,6 +133,27 @@ where
     }
 }
 
+/// What DynamoDB answers to a single-item write whose condition does not hold.
+const CONDITION_FAILED_EXCEPTION: &str = "ConditionalCheckFailedException";
+
+/// The answer of a conditional PutItem, UpdateItem or DeleteItem: `Some` with its output when
+/// it was written, `None` when its condition did not hold (an answer, not a failure), and any
+/// other failure as `sdk` maps it.
+async fn conditional<O, E, R>(
+    sent: impl Future<Output = std::result::Result<O, SdkError<E, R>>>,
+    what: &'static str,
+) -> Result<Option<O>>
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match sent.await {
+        Ok(output) => Ok(Some(output)),
+        Err(e) if e.code() == Some(CONDITION_FAILED_EXCEPTION) => Ok(None),
+        Err(e) => Err(sdk(what)(e)),
+    }
+}
+
 /// A domain value as an item, with its table keys and entity name.
 fn to_item<T: Serialize>(value: &T, pk: String, sk: String, entity: &str) -> Result<Item> {
     let mut item: Item =
