@@ -34,7 +34,7 @@ impl Assignments for DynamoStore {
         let Some(codes) = self.transact(items, "redeeming a key").await? else {
             return Ok(Ok(()));
         };
-        let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+        let failed = |i: usize| condition_failed(&codes, i);
         if (5..5 + limits.len()).any(failed) {
             // Counted to its limit meanwhile: the learner is throttled, whatever else failed.
             Ok(Err(RedeemConflict::LimitChanged))
@@ -207,9 +207,7 @@ impl Assignments for DynamoStore {
         ];
         match self.transact(items, "cancelling an assignment").await? {
             None => Ok(true),
-            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
-                Ok(false)
-            }
+            Some(codes) if condition_failed(&codes, 0) => Ok(false),
             Some(codes) => Err(anyhow::anyhow!(
                 "cancellation of {} refused by an item it should own: {codes:?}",
                 a.assignment_id

@@ -118,7 +118,7 @@ impl Exports for DynamoStore {
             .await?;
         match finished {
             None => Ok(()),
-            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+            Some(codes) if condition_failed(&codes, 0) => {
                 tracing::warn!(export = %export.export_id, "another run finished this export first");
                 Ok(())
             }

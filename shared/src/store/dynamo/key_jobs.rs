@@ -69,37 +69,6 @@ fn interrupted() -> Error {
     }
 }
 
-/// True when the transaction item at `index` failed its condition.
-fn failed(codes: &[String], index: usize) -> bool {
-    codes
-        .get(index)
-        .is_some_and(|c| c == "ConditionalCheckFailed")
-}
-
-/// Keeps the items whose condition held (to go again) and returns those refused; an error
-/// when the cancellation refused none of them (it would go round for ever).
-fn retain_unrefused(
-    pending: &mut Vec<&KeyCode>,
-    codes: &[String],
-    what: &str,
-) -> Result<Vec<KeyCode>> {
-    let before = pending.len();
-    let mut refused = Vec::new();
-    let mut i = 0;
-    pending.retain(|key| {
-        let no = failed(codes, i);
-        i += 1;
-        if no {
-            refused.push((*key).clone());
-        }
-        !no
-    });
-    if pending.len() == before {
-        return Err(anyhow::anyhow!("{what} was cancelled without a reason: {codes:?}").into());
-    }
-    Ok(refused)
-}
-
 #[async_trait]
 impl KeyJobs for DynamoStore {
     async fn insert_job_keys(
@@ -247,11 +216,11 @@ impl KeyJobs for DynamoStore {
                     outcome.inserted.extend(pending.drain(..).cloned());
                     break;
                 };
-                if failed(&codes, pending.len()) {
+                if condition_failed(&codes, pending.len()) {
                     return Err(interrupted());
                 }
                 let taken = retain_unrefused(&mut pending, &codes, "writing pending keys")?;
-                outcome.taken.extend(taken);
+                outcome.taken.extend(taken.into_iter().cloned());
             }
         }
         Ok(outcome)
@@ -309,10 +278,10 @@ impl KeyJobs for DynamoStore {
                     committed += count as u64;
                     break;
                 };
-                if failed(&codes, count) {
+                if condition_failed(&codes, count) {
                     return Err(Error::NotFound(Missing::Pool));
                 }
-                if failed(&codes, count + 1) {
+                if condition_failed(&codes, count + 1) {
                     return Err(Error::NotFound(Missing::Job));
                 }
                 // Keys committed by an earlier run are passed over; the rest go again.

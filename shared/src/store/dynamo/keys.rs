@@ -125,8 +125,7 @@ impl DynamoStore {
                         pending.clear();
                     }
                     Some(codes) => {
-                        let failed =
-                            |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                        let failed = |i: usize| condition_failed(&codes, i);
                         let pool_at = pending.len();
                         // The job's count is only over its total if every key would go in:
                         // an engine that reports every failed condition (moto) also fails the
@@ -139,22 +138,10 @@ impl DynamoStore {
                         if failed(pool_at) {
                             return Err(Error::NotFound(Missing::Pool));
                         }
-                        let before = pending.len();
-                        let mut i = 0;
-                        pending.retain(|key| {
-                            let taken = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-                            i += 1;
-                            if taken {
-                                outcome.taken.push(key.key.clone());
-                            }
-                            !taken
-                        });
-                        if pending.len() == before {
-                            return Err(anyhow::anyhow!(
-                                "adding keys was cancelled without a reason: {codes:?}"
-                            )
-                            .into());
-                        }
+                        let taken = retain_unrefused(&mut pending, &codes, "adding keys")?;
+                        outcome
+                            .taken
+                            .extend(taken.into_iter().map(|k| k.key.clone()));
                     }
                 }
             }
@@ -357,19 +344,7 @@ impl Keys for DynamoStore {
                 };
                 // Keys redeemed, removed or marked by another export meanwhile stay unmarked;
                 // the rest go again.
-                let before = pending.len();
-                let mut i = 0;
-                pending.retain(|_| {
-                    let refused = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-                    i += 1;
-                    !refused
-                });
-                if pending.len() == before {
-                    return Err(anyhow::anyhow!(
-                        "marking keys was cancelled without a reason: {codes:?}"
-                    )
-                    .into());
-                }
+                retain_unrefused(&mut pending, &codes, "marking keys")?;
             }
         }
         Ok(marked)

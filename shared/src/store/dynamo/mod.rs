@@ -18,6 +18,7 @@ mod transact;
 
 use paging::{Listing, OrgListing, decode_cursor, page_of};
 use pools::pool_id_value;
+use transact::{CONDITION_FAILED, condition_failed, retain_unrefused};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
