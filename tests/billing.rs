@@ -17,7 +17,7 @@ use keypool::ops::bill;
 use keypool::store::RecordedLines;
 use keypool::store::prelude::*;
 use keypool::time;
-use keypool_tests::{Faults, RACE_CONFLICTS, World, race_test};
+use keypool_tests::{Faults, RACE_CONFLICTS, Reply, World, race_test};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -50,8 +50,18 @@ async fn all_lines(store: &dyn Store, org: &OrgId, m: Month) -> Vec<InvoiceLine>
     }
 }
 
-fn failures(response: &aws_lambda_events::event::streams::DynamoDbEventResponse) -> Vec<String> {
-    response
+/// An event of the given records, as Lambda delivers a batch.
+fn event_of(records: Vec<EventRecord>) -> Event {
+    let mut event = Event::default();
+    event.records = records;
+    event
+}
+
+/// Bills a batch; returns the sequence numbers it reports as failed (the first not billed).
+async fn bill_failures(ledger: &dyn Ledger, event: &Event) -> Vec<String> {
+    bill::bill(ledger, event)
+        .await
+        .unwrap()
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.clone().unwrap_or_default())
@@ -66,8 +76,7 @@ fn acme() -> OrgId {
 async fn a_mixed_batch_bills_redemptions_and_credits_and_nothing_else() {
     let w = World::new().await;
     let event = fixture("mixed-batch.json");
-    let response = bill::bill(w.dyn_store(), &event).await.unwrap();
-    assert!(failures(&response).is_empty());
+    assert!(bill_failures(w.dyn_store(), &event).await.is_empty());
 
     let november = all_lines(w.dyn_store(), &acme(), month("2026-11")).await;
     let kinds: Vec<(String, LineKind)> = november
@@ -117,8 +126,7 @@ async fn a_mixed_batch_bills_redemptions_and_credits_and_nothing_else() {
     assert_eq!(totals("2026-12").await, expected_dec);
 
     // The same batch again, as Lambda redelivers after a timeout: nothing changes.
-    let again = bill::bill(w.dyn_store(), &event).await.unwrap();
-    assert!(failures(&again).is_empty());
+    assert!(bill_failures(w.dyn_store(), &event).await.is_empty());
     assert_eq!(
         all_lines(w.dyn_store(), &acme(), month("2026-11")).await,
         november
@@ -141,8 +149,10 @@ async fn the_first_record_that_fails_is_reported_and_nothing_after_it_is_billed(
     poison.change.new_image.remove("key");
     poison.change.sequence_number = Some("111100000000000000000001500".into());
     event.records.insert(1, poison);
-    let response = bill::bill(w.dyn_store(), &event).await.unwrap();
-    assert_eq!(failures(&response), vec!["111100000000000000000001500"]);
+    assert_eq!(
+        bill_failures(w.dyn_store(), &event).await,
+        vec!["111100000000000000000001500"]
+    );
     let lines = all_lines(w.dyn_store(), &acme(), month("2026-11")).await;
     assert_eq!(
         lines.len(),
@@ -259,91 +269,185 @@ fn scenario() -> impl Strategy<Value = Scenario> {
     })
 }
 
-fn stream_record(
-    seq: usize,
-    name: &str,
-    new: Option<&Assignment>,
-    old: Option<&Assignment>,
-) -> EventRecord {
-    let mut record = EventRecord::default();
-    record.event_name = name.into();
-    record.event_id = format!("{seq:032x}");
-    record.change.sequence_number = Some(format!("{:0>24}", seq));
-    // The images are the items as the store writes them.
-    let image = |a: &Assignment| {
-        let mut item: serde_dynamo::Item = serde_dynamo::to_item(a).unwrap();
-        item.insert(
-            "entity".into(),
-            serde_dynamo::AttributeValue::S("assignment".into()),
-        );
-        item
+/// An assignment of `org`, numbered `i`, redeemed at `at`.
+fn assignment(org: &OrgId, i: usize, at: time::Timestamp) -> Assignment {
+    Assignment {
+        assignment_id: AssignmentId::new(),
+        learner: UserId::parse(&format!("learner-{i}")).unwrap(),
+        org: org.clone(),
+        pool_id: PoolId::new(),
+        course_id: CourseId::new(),
+        course_title: None,
+        key: KeyCode::parse(&format!("KEY{i:05}")).unwrap(),
+        redeemed_at: at,
+        expires_at: at + chrono::Duration::days(30),
+        launch_count: 0,
+        last_launched_at: None,
+        cancelled_at: None,
+    }
+}
+
+/// `a` launched once more, at `at`.
+fn with_launch(a: &Assignment, at: time::Timestamp) -> Assignment {
+    let mut launched = a.clone();
+    launched.launch_count += 1;
+    launched.last_launched_at = Some(at);
+    launched
+}
+
+/// `a` cancelled at `at`.
+fn with_cancellation(a: &Assignment, at: time::Timestamp) -> Assignment {
+    let mut cancelled = a.clone();
+    cancelled.cancelled_at = Some(at);
+    cancelled
+}
+
+/// A change of an assignment item, as the assignments table's stream tells it.
+#[derive(Debug, Clone)]
+enum Change {
+    /// A redemption put it.
+    Insert(Assignment),
+    /// A launch or a cancellation changed it.
+    Modify { old: Assignment, new: Assignment },
+    /// DynamoDB's TTL removed it at expiry: that bills nothing.
+    Remove(Assignment),
+}
+
+/// Stream records, numbered in the order they are pushed, as a shard numbers them.
+#[derive(Default)]
+struct Stream(Vec<EventRecord>);
+
+impl Stream {
+    fn push(&mut self, change: Change) {
+        let seq = self.0.len() + 1;
+        let mut record = EventRecord::default();
+        record.event_id = format!("{seq:032x}");
+        record.change.sequence_number = Some(format!("{:0>24}", seq));
+        let (name, new, old) = match &change {
+            Change::Insert(a) => ("INSERT", Some(a), None),
+            Change::Modify { old, new } => ("MODIFY", Some(new), Some(old)),
+            Change::Remove(a) => ("REMOVE", None, Some(a)),
+        };
+        record.event_name = name.into();
+        if let Some(a) = new {
+            record.change.new_image = image(a);
+        }
+        if let Some(a) = old {
+            record.change.old_image = image(a);
+        }
+        self.0.push(record);
+    }
+
+    fn insert(&mut self, a: &Assignment) {
+        self.push(Change::Insert(a.clone()));
+    }
+
+    fn modify(&mut self, old: &Assignment, new: &Assignment) {
+        self.push(Change::Modify {
+            old: old.clone(),
+            new: new.clone(),
+        });
+    }
+
+    fn remove(&mut self, a: &Assignment) {
+        self.push(Change::Remove(a.clone()));
+    }
+}
+
+/// An assignment as the store writes it: the image a stream record carries.
+fn image(a: &Assignment) -> serde_dynamo::Item {
+    let mut item: serde_dynamo::Item = serde_dynamo::to_item(a).unwrap();
+    item.insert(
+        "entity".into(),
+        serde_dynamo::AttributeValue::S("assignment".into()),
+    );
+    item
+}
+
+/// The lines a stream must bill, per organization and month: (assignment, kind) for each.
+type Expected = BTreeMap<(String, Month), BTreeSet<(String, LineKind)>>;
+
+/// Expects `a`'s line of `kind`, in the month of its redemption or of its cancellation.
+fn expect_line(expected: &mut Expected, a: &Assignment, kind: LineKind) {
+    let at = match kind {
+        LineKind::Redemption => a.redeemed_at,
+        LineKind::Credit => a.cancelled_at.expect("a cancelled assignment"),
     };
-    if let Some(a) = new {
-        record.change.new_image = image(a);
+    expected
+        .entry((a.org.to_string(), Month::of(at)))
+        .or_default()
+        .insert((a.assignment_id.to_string(), kind));
+}
+
+/// Checks that each organization's month holds exactly the expected lines, once each and of
+/// that month, and that its totals count them.
+async fn check_billed_once(store: &dyn Store, expected: &Expected) {
+    for ((org, m), want) in expected {
+        let org = OrgId::parse(org).unwrap();
+        let lines = all_lines(store, &org, *m).await;
+        for line in &lines {
+            assert_eq!(line.month, *m);
+        }
+        let found: Vec<(String, LineKind)> = lines
+            .iter()
+            .map(|l| (l.assignment_id.to_string(), l.kind))
+            .collect();
+        let found_set: BTreeSet<_> = found.iter().cloned().collect();
+        assert_eq!(found.len(), found_set.len(), "a line twice in {org} {m}");
+        assert_eq!(&found_set, want, "the lines of {org} {m}");
+        let totals = store.invoice_totals(&org, *m).await.unwrap();
+        let count = |kind| want.iter().filter(|(_, k)| *k == kind).count() as u64;
+        assert_eq!(
+            totals,
+            InvoiceTotals {
+                redemptions: count(LineKind::Redemption),
+                credits: count(LineKind::Credit),
+            },
+            "the totals of {org} {m}"
+        );
+        let sum: i64 = lines.iter().map(|l| l.quantity).sum();
+        assert_eq!(totals.count(), sum, "totals equal the lines of {org} {m}");
     }
-    if let Some(a) = old {
-        record.change.old_image = image(a);
-    }
-    record
 }
 
 /// The stream of a scenario: each assignment's INSERT, launches and cancellation in its own
 /// order, assignments interleaved; and the lines that must result.
-fn history(org: &OrgId, s: &Scenario) -> (Vec<EventRecord>, BTreeSet<(String, LineKind, Month)>) {
+fn history(org: &OrgId, s: &Scenario) -> (Vec<EventRecord>, Expected) {
     let base = time::parse("2026-01-30T12:00:00Z").unwrap();
-    let mut per_story: Vec<Vec<(&'static str, Assignment, Option<Assignment>)>> = Vec::new();
-    let mut expected = BTreeSet::new();
+    let mut per_story: Vec<Vec<Change>> = Vec::new();
+    let mut expected = Expected::new();
     for (i, story) in s.stories.iter().enumerate() {
         let redeemed_at = base + chrono::Duration::minutes(story.redeemed_minute);
-        let a = Assignment {
-            assignment_id: AssignmentId::new(),
-            learner: UserId::parse(&format!("learner-{i}")).unwrap(),
-            org: org.clone(),
-            pool_id: PoolId::new(),
-            course_id: CourseId::new(),
-            course_title: None,
-            key: KeyCode::parse(&format!("KEY{i:04}")).unwrap(),
-            redeemed_at,
-            expires_at: redeemed_at + chrono::Duration::days(30),
-            launch_count: 0,
-            last_launched_at: None,
-            cancelled_at: None,
-        };
-        expected.insert((
-            a.assignment_id.to_string(),
-            LineKind::Redemption,
-            Month::of(redeemed_at),
-        ));
-        let mut records = vec![("INSERT", a.clone(), None)];
+        let a = assignment(org, i, redeemed_at);
+        expect_line(&mut expected, &a, LineKind::Redemption);
+        let mut changes = vec![Change::Insert(a.clone())];
         let mut current = a;
         for l in 0..story.launches {
-            let mut next = current.clone();
-            next.launch_count += 1;
-            next.last_launched_at = Some(redeemed_at + chrono::Duration::minutes(i64::from(l) + 1));
-            records.push(("MODIFY", next.clone(), Some(current)));
+            let at = redeemed_at + chrono::Duration::minutes(i64::from(l) + 1);
+            let next = with_launch(&current, at);
+            changes.push(Change::Modify {
+                old: current,
+                new: next.clone(),
+            });
             current = next;
         }
         if let Some(after) = story.cancelled_after {
-            let cancelled_at = redeemed_at + chrono::Duration::minutes(after);
-            let mut next = current.clone();
-            next.cancelled_at = Some(cancelled_at);
-            expected.insert((
-                next.assignment_id.to_string(),
-                LineKind::Credit,
-                Month::of(cancelled_at),
-            ));
-            records.push(("MODIFY", next.clone(), Some(current)));
+            let next = with_cancellation(&current, redeemed_at + chrono::Duration::minutes(after));
+            expect_line(&mut expected, &next, LineKind::Credit);
+            changes.push(Change::Modify {
+                old: current,
+                new: next.clone(),
+            });
             current = next;
         }
-        // Expiry: DynamoDB's TTL removes the item; that bills nothing.
         if i % 2 == 0 {
-            records.push(("REMOVE", current.clone(), Some(current)));
+            changes.push(Change::Remove(current));
         }
-        per_story.push(records);
+        per_story.push(changes);
     }
     // Interleave stories while keeping each one's own order, as a stream does per item.
     let mut cursors = vec![0usize; per_story.len()];
-    let mut stream = Vec::new();
+    let mut stream = Stream::default();
     let mut pick = 0usize;
     while cursors.iter().zip(&per_story).any(|(c, r)| *c < r.len()) {
         let open: Vec<usize> = (0..per_story.len())
@@ -351,15 +455,10 @@ fn history(org: &OrgId, s: &Scenario) -> (Vec<EventRecord>, BTreeSet<(String, Li
             .collect();
         let choice = open[s.interleave[pick % s.interleave.len()] as usize % open.len()];
         pick += 1;
-        let (name, new, old) = &per_story[choice][cursors[choice]];
+        stream.push(per_story[choice][cursors[choice]].clone());
         cursors[choice] += 1;
-        let seq = stream.len() + 1;
-        stream.push(match *name {
-            "REMOVE" => stream_record(seq, name, None, Some(new)),
-            _ => stream_record(seq, name, Some(new), old.as_ref()),
-        });
     }
-    (stream, expected)
+    (stream.0, expected)
 }
 
 /// Delivers the stream as an event source mapping does, at least once: some records again
@@ -393,13 +492,10 @@ async fn deliver(ledger: &FlakyLedger, stream: &[EventRecord], s: &Scenario) {
         let size = s.cuts[cut % s.cuts.len()];
         cut += 1;
         let end = (position + size).min(tape.len());
-        let mut event = Event::default();
-        event.records = tape[position..end].to_vec();
-        let response = bill::bill(ledger, &event).await.unwrap();
-        match response.batch_item_failures.first() {
+        let event = event_of(tape[position..end].to_vec());
+        match bill_failures(ledger, &event).await.first() {
             None => position = end,
-            Some(failure) => {
-                let failed = failure.item_identifier.as_ref().unwrap();
+            Some(failed) => {
                 let offset = event
                     .records
                     .iter()
@@ -409,37 +505,6 @@ async fn deliver(ledger: &FlakyLedger, stream: &[EventRecord], s: &Scenario) {
             }
         }
     }
-}
-
-async fn check_exactly_once(
-    w: &World,
-    org: &OrgId,
-    expected: &BTreeSet<(String, LineKind, Month)>,
-) {
-    let months: BTreeSet<Month> = expected.iter().map(|(_, _, m)| *m).collect();
-    let mut found = BTreeMap::new();
-    for m in months {
-        let lines = all_lines(w.dyn_store(), org, m).await;
-        let totals = w.dyn_store().invoice_totals(org, m).await.unwrap();
-        let sum: i64 = lines.iter().map(|l| l.quantity).sum();
-        assert_eq!(totals.count(), sum, "totals equal the lines of {m}");
-        assert_eq!(
-            totals.redemptions as usize,
-            lines
-                .iter()
-                .filter(|l| l.kind == LineKind::Redemption)
-                .count()
-        );
-        for line in lines {
-            assert_eq!(line.month, m);
-            *found
-                .entry((line.assignment_id.to_string(), line.kind, line.month))
-                .or_insert(0) += 1;
-        }
-    }
-    let found_set: BTreeSet<_> = found.keys().cloned().collect();
-    assert_eq!(&found_set, expected, "exactly the expected lines");
-    assert!(found.values().all(|&n| n == 1), "no line twice: {found:?}");
 }
 
 #[test]
@@ -486,7 +551,7 @@ fn billed_exactly_once_under_replay(faults: Option<Faults>) {
         };
         runtime.block_on(async {
             deliver(&ledger, &stream, &s).await;
-            check_exactly_once(&w, &org, &expected).await;
+            check_billed_once(w.dyn_store(), &expected).await;
         });
     });
     if faults.is_some() {
@@ -501,97 +566,34 @@ fn globex() -> OrgId {
     OrgId::parse("globex").unwrap()
 }
 
-/// An assignment of `org`, numbered `i`, redeemed at `at`.
-fn assignment(org: &OrgId, i: usize, at: time::Timestamp) -> Assignment {
-    Assignment {
-        assignment_id: AssignmentId::new(),
-        learner: UserId::parse(&format!("learner-{i}")).unwrap(),
-        org: org.clone(),
-        pool_id: PoolId::new(),
-        course_id: CourseId::new(),
-        course_title: None,
-        key: KeyCode::parse(&format!("KEY{i:05}")).unwrap(),
-        redeemed_at: at,
-        expires_at: at + chrono::Duration::days(30),
-        launch_count: 0,
-        last_launched_at: None,
-        cancelled_at: None,
-    }
-}
-
 /// A stream of redemptions of two organizations across the end of November, some cancelled
-/// (in December), some launched, some expired; and the lines it must bill, per organization
-/// and month: (assignment, kind) for each.
-type Expected = BTreeMap<(String, Month), BTreeSet<(String, LineKind)>>;
-
+/// (in December), some launched, some expired; and the lines it must bill.
 fn two_orgs_two_months(redemptions: usize) -> (Vec<EventRecord>, Expected) {
     let start = time::parse("2026-11-30T23:00:00Z").unwrap();
-    let mut records = Vec::new();
+    let mut stream = Stream::default();
     let mut expected = Expected::new();
-    let mut push = |name: &str, new: Option<&Assignment>, old: Option<&Assignment>| {
-        let seq = records.len() + 1;
-        records.push(stream_record(seq, name, new, old));
-    };
     for i in 0..redemptions {
         let org = if i % 2 == 0 { acme() } else { globex() };
         // One a minute from 23:00 on 30 November: the first 60 are November's.
         let a = assignment(&org, i, start + chrono::Duration::minutes(i as i64));
-        let mut expect = |a: &Assignment, kind, m| {
-            expected
-                .entry((a.org.to_string(), m))
-                .or_default()
-                .insert((a.assignment_id.to_string(), kind));
-        };
-        expect(&a, LineKind::Redemption, Month::of(a.redeemed_at));
-        push("INSERT", Some(&a), None);
+        expect_line(&mut expected, &a, LineKind::Redemption);
+        stream.insert(&a);
         let mut current = a.clone();
         if i % 5 == 0 {
-            let mut cancelled = a.clone();
-            cancelled.cancelled_at = Some(a.redeemed_at + chrono::Duration::minutes(30));
-            expect(
-                &cancelled,
-                LineKind::Credit,
-                Month::of(a.redeemed_at + chrono::Duration::minutes(30)),
-            );
-            push("MODIFY", Some(&cancelled), Some(&a));
+            let cancelled = with_cancellation(&a, a.redeemed_at + chrono::Duration::minutes(30));
+            expect_line(&mut expected, &cancelled, LineKind::Credit);
+            stream.modify(&a, &cancelled);
             current = cancelled;
         } else if i % 3 == 0 {
-            let mut launched = a.clone();
-            launched.launch_count = 1;
-            launched.last_launched_at = Some(a.redeemed_at);
-            push("MODIFY", Some(&launched), Some(&a));
+            let launched = with_launch(&a, a.redeemed_at);
+            stream.modify(&a, &launched);
             current = launched;
         }
         if i % 7 == 0 {
-            push("REMOVE", None, Some(&current));
+            stream.remove(&current);
         }
     }
-    (records, expected)
-}
-
-/// Checks that each organization's month holds exactly the expected lines, once each, and that
-/// its totals count them.
-async fn check_lines_and_totals(store: &dyn Store, expected: &Expected) {
-    for ((org, m), want) in expected {
-        let org = OrgId::parse(org).unwrap();
-        let lines = all_lines(store, &org, *m).await;
-        let found: Vec<(String, LineKind)> = lines
-            .iter()
-            .map(|l| (l.assignment_id.to_string(), l.kind))
-            .collect();
-        let found_set: BTreeSet<_> = found.iter().cloned().collect();
-        assert_eq!(found.len(), found_set.len(), "a line twice in {org} {m}");
-        assert_eq!(&found_set, want, "the lines of {org} {m}");
-        let count = |kind| want.iter().filter(|(_, k)| *k == kind).count() as u64;
-        assert_eq!(
-            store.invoice_totals(&org, *m).await.unwrap(),
-            InvoiceTotals {
-                redemptions: count(LineKind::Redemption),
-                credits: count(LineKind::Credit),
-            },
-            "the totals of {org} {m}"
-        );
-    }
+    (stream.0, expected)
 }
 
 #[tokio::test]
@@ -608,9 +610,8 @@ async fn a_batch_of_billed_and_new_lines_of_two_orgs_and_months_counts_each_line
     assert!(lines.len() > 150);
 
     // An earlier, partial delivery billed every third record.
-    let mut earlier = Event::default();
-    earlier.records = records.iter().step_by(3).cloned().collect();
-    assert!(failures(&bill::bill(store, &earlier).await.unwrap()).is_empty());
+    let earlier = event_of(records.iter().step_by(3).cloned().collect());
+    assert!(bill_failures(store, &earlier).await.is_empty());
     let billed_before: BTreeSet<(String, LineKind)> = earlier
         .records
         .iter()
@@ -638,14 +639,13 @@ async fn a_batch_of_billed_and_new_lines_of_two_orgs_and_months_counts_each_line
         recorded.settled, want,
         "new: the lines not billed before, once"
     );
-    check_lines_and_totals(store, &expected).await;
+    check_billed_once(store, &expected).await;
 
     // The stream delivered again in one batch, duplicates and all: nothing changes.
-    let mut again = Event::default();
-    again.records = records.clone();
-    again.records.insert(40, records[2].clone());
-    assert!(failures(&bill::bill(store, &again).await.unwrap()).is_empty());
-    check_lines_and_totals(store, &expected).await;
+    let mut again = records.clone();
+    again.insert(40, records[2].clone());
+    assert!(bill_failures(store, &event_of(again)).await.is_empty());
+    check_billed_once(store, &expected).await;
 }
 
 #[tokio::test]
@@ -670,38 +670,30 @@ async fn a_chunk_that_fails_is_reported_by_its_first_record_and_those_before_it_
 
     // 99 of acme's November lines (one transaction with their totals), among records that bill
     // nothing; then globex's December line, which fails its chunk; then more of acme's.
-    let mut records = Vec::new();
-    let mut push = |name: &str, new: Option<&Assignment>, old: Option<&Assignment>| {
-        let seq = records.len() + 1;
-        records.push(stream_record(seq, name, new, old));
-    };
-    let mut acme_lines = BTreeSet::new();
+    let mut stream = Stream::default();
+    let mut expected = Expected::new();
     for i in 0..99 {
         let a = assignment(&acme(), i, nov);
-        acme_lines.insert((a.assignment_id.to_string(), LineKind::Redemption));
-        push("INSERT", Some(&a), None);
+        expect_line(&mut expected, &a, LineKind::Redemption);
+        stream.insert(&a);
         if i % 10 == 0 {
-            let mut launched = a.clone();
-            launched.launch_count = 1;
-            push("MODIFY", Some(&launched), Some(&a));
-            push("REMOVE", None, Some(&launched));
+            let launched = with_launch(&a, nov);
+            stream.modify(&a, &launched);
+            stream.remove(&launched);
         }
     }
     let poisoned = assignment(&globex(), 1, dec);
-    push("INSERT", Some(&poisoned), None);
+    stream.insert(&poisoned);
     for i in 100..110 {
-        push("INSERT", Some(&assignment(&acme(), i, nov)), None);
+        stream.insert(&assignment(&acme(), i, nov));
     }
+    let records = stream.0;
     let poisoned_seq = records[records.len() - 11].change.sequence_number.clone();
-    let mut event = Event::default();
-    event.records = records;
-    let response = bill::bill(store, &event).await.unwrap();
-    assert_eq!(failures(&response), vec![poisoned_seq.unwrap()]);
-    check_lines_and_totals(
-        store,
-        &Expected::from([(("acme".to_string(), month("2026-11")), acme_lines)]),
-    )
-    .await;
+    assert_eq!(
+        bill_failures(store, &event_of(records)).await,
+        vec![poisoned_seq.unwrap()]
+    );
+    check_billed_once(store, &expected).await;
     let december = all_lines(store, &globex(), month("2026-12")).await;
     assert_eq!(december.len(), 1, "only the line billed before");
 }
@@ -709,20 +701,52 @@ async fn a_chunk_that_fails_is_reported_by_its_first_record_and_those_before_it_
 // ---------------------------------------------------------------------------------------------
 // The routes: invoices and cancellation.
 
+async fn redeem(w: &World, learner: &str, key: &str) -> Reply {
+    w.call(
+        Method::POST,
+        "/v1/redemptions",
+        Some(&w.learner(learner)),
+        Some(json!({ "key": key })),
+    )
+    .await
+}
+
 /// Redeems a fresh key of a fresh pool of `org` for `learner`; returns (pool_id, key, body).
 async fn redeemed(w: &World, org: &str, learner: &str) -> (String, String, Value) {
     let (_, pool_id) = w.pool(org, 30).await;
     let keys = w.generate(org, &pool_id, 2).await;
-    let reply = w
-        .call(
-            Method::POST,
-            "/v1/redemptions",
-            Some(&w.learner(learner)),
-            Some(json!({ "key": keys[0] })),
-        )
-        .await;
+    let reply = redeem(w, learner, &keys[0]).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{:?}", reply.body);
     (pool_id, keys[0].clone(), reply.body)
+}
+
+async fn launch(w: &World, learner: &str, assignment_id: &str) -> Reply {
+    w.call(
+        Method::POST,
+        &format!("/v1/me/assignments/{assignment_id}/launch"),
+        Some(&w.learner(learner)),
+        None,
+    )
+    .await
+}
+
+/// `GET /v1/invoices/{month}` as `org`'s admin; `month` as the route takes it (`2026-11`,
+/// `2026-11.csv`), with any query.
+async fn invoice(w: &World, org: &str, month: &str) -> Reply {
+    w.call(
+        Method::GET,
+        &format!("/v1/invoices/{month}"),
+        Some(&w.admin(org)),
+        None,
+    )
+    .await
+}
+
+fn csv_rows(text: &str) -> Vec<csv::StringRecord> {
+    csv::Reader::from_reader(text.as_bytes())
+        .records()
+        .map(Result::unwrap)
+        .collect()
 }
 
 fn current_month(w: &World) -> String {
@@ -737,14 +761,7 @@ async fn the_invoice_shows_the_organizations_lines_to_its_admins_only() {
     assert_eq!(w.follower().drain().await.unwrap(), 2);
     let m = current_month(&w);
 
-    let reply = w
-        .call(
-            Method::GET,
-            &format!("/v1/invoices/{m}"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let reply = invoice(&w, "acme", &m).await;
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
     assert_eq!(reply.body["month"], m.as_str());
     assert_eq!(reply.body["count"], 1);
@@ -759,14 +776,7 @@ async fn the_invoice_shows_the_organizations_lines_to_its_admins_only() {
     assert_eq!(lines[0]["kind"], "redemption");
     assert_ne!(lines[0]["assignment_id"], other["assignment_id"]);
 
-    let csv = w
-        .call(
-            Method::GET,
-            &format!("/v1/invoices/{m}.csv"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let csv = invoice(&w, "acme", &format!("{m}.csv")).await;
     assert_eq!(csv.status, StatusCode::OK);
     assert_eq!(csv.headers["content-type"], "text/csv; charset=utf-8");
     assert!(
@@ -776,10 +786,7 @@ async fn the_invoice_shows_the_organizations_lines_to_its_admins_only() {
             .contains(&format!("keypool-invoice-{m}.csv"))
     );
     let text = csv.body.as_str().unwrap();
-    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .map(Result::unwrap)
-        .collect();
+    let rows = csv_rows(text);
     assert_eq!(rows.len(), 1);
     assert!(text.starts_with(
         "month,kind,quantity,assignment_id,pool_id,course_id,key,learner,redeemed_at,cancelled_at\r\n"
@@ -790,14 +797,7 @@ async fn the_invoice_shows_the_organizations_lines_to_its_admins_only() {
     assert_eq!(&rows[0][7], "'=cmd|'/Ccalc'!A0");
 
     for bad in ["2026-13", "2026-1", "november", "2026-11.txt", "2026-1.csv"] {
-        let reply = w
-            .call(
-                Method::GET,
-                &format!("/v1/invoices/{bad}"),
-                Some(&w.admin("acme")),
-                None,
-            )
-            .await;
+        let reply = invoice(&w, "acme", bad).await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{bad}");
         assert_eq!(reply.code(), "invalid_month");
     }
@@ -814,14 +814,7 @@ async fn the_invoice_shows_the_organizations_lines_to_its_admins_only() {
         .call(Method::GET, &format!("/v1/invoices/{m}.csv"), None, None)
         .await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
-    let empty = w
-        .call(
-            Method::GET,
-            "/v1/invoices/1999-01",
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let empty = invoice(&w, "acme", "1999-01").await;
     assert_eq!(empty.body["count"], 0);
     assert_eq!(empty.body["lines"], json!([]));
 }
@@ -838,20 +831,7 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
     let mut ids = BTreeSet::new();
     let mut lines = Vec::new();
     for i in 0..2500 {
-        let a = Assignment {
-            assignment_id: AssignmentId::new(),
-            learner: UserId::parse(&format!("l{i}")).unwrap(),
-            org: acme(),
-            pool_id: PoolId::new(),
-            course_id: CourseId::new(),
-            course_title: None,
-            key: KeyCode::parse(&format!("K{i:05}")).unwrap(),
-            redeemed_at: now,
-            expires_at: now,
-            launch_count: 0,
-            last_launched_at: None,
-            cancelled_at: None,
-        };
+        let a = assignment(&acme(), i, now);
         ids.insert(a.assignment_id.to_string());
         lines.push(InvoiceLine::redemption(&a));
     }
@@ -862,14 +842,7 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
     let mut seen = BTreeSet::new();
     let mut cursor = String::new();
     loop {
-        let reply = w
-            .call(
-                Method::GET,
-                &format!("/v1/invoices/{m}?limit=1000&cursor={cursor}"),
-                Some(&w.admin("acme")),
-                None,
-            )
-            .await;
+        let reply = invoice(&w, "acme", &format!("{m}?limit=1000&cursor={cursor}")).await;
         assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
         assert_eq!(reply.body["count"], 2500);
         for line in reply.body["lines"].as_array().unwrap() {
@@ -881,19 +854,9 @@ async fn invoice_pages_and_the_csv_cover_every_line_once() {
         }
     }
     assert_eq!(seen, ids);
-    let csv = w
-        .call(
-            Method::GET,
-            &format!("/v1/invoices/{m}.csv"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let csv = invoice(&w, "acme", &format!("{m}.csv")).await;
     let text = csv.body.as_str().unwrap();
-    let from_csv: BTreeSet<String> = csv::Reader::from_reader(text.as_bytes())
-        .records()
-        .map(|r| r.unwrap()[3].to_string())
-        .collect();
+    let from_csv: BTreeSet<String> = csv_rows(text).iter().map(|r| r[3].to_string()).collect();
     assert_eq!(text.lines().count(), 2501, "a header and one row per line");
     assert_eq!(from_csv, ids);
     assert_eq!(csv.headers["x-row-count"], "2500");
@@ -979,16 +942,9 @@ async fn a_cancellation_frees_the_key_and_credits_the_invoice_once() {
     assert_eq!(again.code(), "assignment_cancelled");
 
     // The learner lost it; the pool counts the key as available; the key is listed so.
-    let launch = w
-        .call(
-            Method::POST,
-            &format!("/v1/me/assignments/{id}/launch"),
-            Some(&w.learner("lea")),
-            None,
-        )
-        .await;
-    assert_eq!(launch.status, StatusCode::FORBIDDEN);
-    assert_eq!(launch.code(), "assignment_cancelled");
+    let launched = launch(&w, "lea", id).await;
+    assert_eq!(launched.status, StatusCode::FORBIDDEN);
+    assert_eq!(launched.code(), "assignment_cancelled");
     let mine = w
         .call(
             Method::GET,
@@ -1028,26 +984,12 @@ async fn a_cancellation_frees_the_key_and_credits_the_invoice_once() {
     );
 
     // The learner who lost it cannot take it back, but may get another key of the pool.
-    let back = w
-        .call(
-            Method::POST,
-            "/v1/redemptions",
-            Some(&w.learner("lea")),
-            Some(json!({ "key": key })),
-        )
-        .await;
+    let back = redeem(&w, "lea", &key).await;
     assert_eq!(back.status, StatusCode::CONFLICT, "{:?}", back.body);
     assert_eq!(back.code(), "key_cancelled");
 
     // The key goes to someone else, who is billed for it in turn.
-    let next = w
-        .call(
-            Method::POST,
-            "/v1/redemptions",
-            Some(&w.learner("max")),
-            Some(json!({ "key": key })),
-        )
-        .await;
+    let next = redeem(&w, "max", &key).await;
     assert_eq!(next.status, StatusCode::CREATED, "{:?}", next.body);
     assert_ne!(next.body["assignment_id"], body["assignment_id"]);
 
@@ -1058,15 +1000,7 @@ async fn a_cancellation_frees_the_key_and_credits_the_invoice_once() {
         0,
         "a second drain finds nothing new"
     );
-    let m = current_month(&w);
-    let invoice = w
-        .call(
-            Method::GET,
-            &format!("/v1/invoices/{m}"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let invoice = invoice(&w, "acme", &current_month(&w)).await;
     let kinds: Vec<(String, String, i64)> = invoice.body["lines"]
         .as_array()
         .unwrap()
@@ -1101,15 +1035,7 @@ async fn a_launched_or_old_assignment_cannot_be_cancelled() {
     let w = World::new().await;
     let (_, _, launched) = redeemed(&w, "acme", "lea").await;
     let launched = launched["assignment_id"].as_str().unwrap();
-    let reply = w
-        .call(
-            Method::POST,
-            &format!("/v1/me/assignments/{launched}/launch"),
-            Some(&w.learner("lea")),
-            None,
-        )
-        .await;
-    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(launch(&w, "lea", launched).await.status, StatusCode::OK);
     let refused = cancel(&w, "acme", launched).await;
     assert_eq!(refused.status, StatusCode::CONFLICT);
     assert_eq!(refused.code(), "assignment_launched");
@@ -1131,17 +1057,8 @@ async fn a_launched_or_old_assignment_cannot_be_cancelled() {
         .await;
     assert_eq!(pool.body["redeemed_keys"], 1);
     w.follower().drain().await.unwrap();
-    let invoice = w
-        .call(
-            Method::GET,
-            &format!(
-                "/v1/invoices/{}",
-                Month::of(w.now() - chrono::Duration::hours(24))
-            ),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let redeemed_in = Month::of(w.now() - chrono::Duration::hours(24));
+    let invoice = invoice(&w, "acme", &redeemed_in.to_string()).await;
     assert_eq!(invoice.body["credits"], 0);
 }
 
@@ -1173,13 +1090,7 @@ async fn cancellation_against_launch(w: Arc<World>) {
             let (w, id, barrier) = (w.clone(), id.clone(), barrier.clone());
             tokio::spawn(async move {
                 barrier.wait().await;
-                w.call(
-                    Method::POST,
-                    &format!("/v1/me/assignments/{id}/launch"),
-                    Some(&w.learner(&learner)),
-                    None,
-                )
-                .await
+                launch(&w, &learner, &id).await
             })
         };
         let (c, l) = (cancel_task.await.unwrap(), launch_task.await.unwrap());
@@ -1198,15 +1109,7 @@ async fn cancellation_against_launch(w: Arc<World>) {
     eprintln!("cancellation won {cancels}, launch won {launches}");
     // Whoever won, the bill agrees with the outcome.
     w.follower().drain().await.unwrap();
-    let m = current_month(&w);
-    let invoice = w
-        .call(
-            Method::GET,
-            &format!("/v1/invoices/{m}"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
+    let invoice = invoice(&w, "acme", &current_month(&w)).await;
     assert_eq!(invoice.body["redemptions"], rounds);
     assert_eq!(invoice.body["credits"], cancels);
 }
@@ -1223,14 +1126,7 @@ async fn a_follower_stopped_mid_stream_resumes_without_gaps_or_doubles() {
     let keys = w.generate("acme", &pool_id, count).await;
     let mut ids = BTreeSet::new();
     for (i, key) in keys.iter().enumerate() {
-        let reply = w
-            .call(
-                Method::POST,
-                "/v1/redemptions",
-                Some(&w.learner(&format!("l{i}"))),
-                Some(json!({ "key": key })),
-            )
-            .await;
+        let reply = redeem(&w, &format!("l{i}"), key).await;
         assert_eq!(reply.status, StatusCode::CREATED);
         ids.insert(reply.body["assignment_id"].as_str().unwrap().to_string());
     }
