@@ -20,9 +20,10 @@ use keypool::time::Timestamp;
 use keypool_tests::{World, s3_bucket, send};
 use serde_json::{Value, json};
 
-/// Starts an export through the API and waits for its job; returns the export as the API
-/// shows it afterwards.
-async fn export_via(w: &World, app: &axum::Router, org: &str, pool_id: &str, body: Value) -> Value {
+/// Starts an export of an acme pool through `app` and waits for its job; returns the export as
+/// the API shows it afterwards.
+async fn export_via(w: &World, app: &axum::Router, pool_id: &str, body: Value) -> Value {
+    let org = "acme";
     let admin = w.admin(org);
     let started = send(
         app,
@@ -48,6 +49,11 @@ async fn export_via(w: &World, app: &axum::Router, org: &str, pool_id: &str, bod
     .await;
     assert_eq!(read.status, StatusCode::OK);
     read.body
+}
+
+/// Exports an acme pool through the world's own router (files in its folder).
+async fn export(w: &World, pool_id: &str, body: Value) -> Value {
+    export_via(w, &w.app, pool_id, body).await
 }
 
 /// Downloads a local link through the router.
@@ -79,6 +85,41 @@ fn column(name: &str) -> usize {
     export::CSV_HEADER.iter().position(|c| *c == name).unwrap()
 }
 
+/// The rows of a done local export, downloaded by its link.
+async fn downloaded_rows(w: &World, done: &Value) -> Vec<csv::StringRecord> {
+    let (_, text, _) = download_local(w, done["url"].as_str().unwrap()).await;
+    rows(&text)
+}
+
+async fn redeem(w: &World, learner: &str, key: &str) -> keypool_tests::Reply {
+    w.call(
+        Method::POST,
+        "/v1/redemptions",
+        Some(&w.learner(learner)),
+        Some(json!({ "key": key })),
+    )
+    .await
+}
+
+/// The total number of keys of an acme pool, as the API counts them.
+async fn total_keys(w: &World, pool_id: &str) -> u64 {
+    w.call(
+        Method::GET,
+        &format!("/v1/pools/{pool_id}"),
+        Some(&w.admin("acme")),
+        None,
+    )
+    .await
+    .body["total_keys"]
+        .as_u64()
+        .unwrap()
+}
+
+/// An export as the store holds it.
+async fn stored_export(w: &World, org: &OrgId, id: &ExportId) -> Export {
+    w.dyn_store().get_export(org, id).await.unwrap().unwrap()
+}
+
 #[tokio::test]
 async fn the_csv_has_every_column_quoted_and_neutralised() {
     let w = World::new().await;
@@ -108,17 +149,10 @@ async fn the_csv_has_every_column_quoted_and_neutralised() {
         .await;
     let pool_id = pool.body["pool_id"].as_str().unwrap().to_string();
     let keys = w.generate("acme", &pool_id, 3).await;
-    let redeemed = w
-        .call(
-            Method::POST,
-            "/v1/redemptions",
-            Some(&w.learner("=HYPERLINK(\"http://evil\")")),
-            Some(json!({ "key": keys[1] })),
-        )
-        .await;
+    let redeemed = redeem(&w, "=HYPERLINK(\"http://evil\")", &keys[1]).await;
     assert_eq!(redeemed.status, StatusCode::CREATED, "{:?}", redeemed.body);
 
-    let done = export_via(&w, &w.app, "acme", &pool_id, json!({})).await;
+    let done = export(&w, &pool_id, json!({})).await;
     assert_eq!(done["status"], "done", "{done}");
     assert_eq!(done["rows"], 3);
     let file_name = done["file_name"].as_str().unwrap();
@@ -173,32 +207,21 @@ async fn filters_and_distribution_marks_hand_out_only_fresh_keys() {
     let w = World::new().await;
     let (_, pool_id) = w.pool("acme", 30).await;
     let first = w.generate("acme", &pool_id, 5).await;
-    let redeem = w
-        .call(
-            Method::POST,
-            "/v1/redemptions",
-            Some(&w.learner("lea")),
-            Some(json!({ "key": first[0] })),
-        )
-        .await;
-    assert_eq!(redeem.status, StatusCode::CREATED);
+    let redeemed = redeem(&w, "lea", &first[0]).await;
+    assert_eq!(redeemed.status, StatusCode::CREATED);
 
-    let redeemed_only =
-        export_via(&w, &w.app, "acme", &pool_id, json!({"status": "redeemed"})).await;
+    let redeemed_only = export(&w, &pool_id, json!({"status": "redeemed"})).await;
     assert_eq!(redeemed_only["rows"], 1);
 
     // Hand out the available keys, marking them.
-    let batch1 = export_via(
+    let batch1 = export(
         &w,
-        &w.app,
-        "acme",
         &pool_id,
         json!({"status": "available", "mark_distributed": true}),
     )
     .await;
     assert_eq!(batch1["rows"], 4);
-    let (_, text, _) = download_local(&w, batch1["url"].as_str().unwrap()).await;
-    let marked = rows(&text);
+    let marked = downloaded_rows(&w, &batch1).await;
     assert!(
         marked
             .iter()
@@ -216,17 +239,15 @@ async fn filters_and_distribution_marks_hand_out_only_fresh_keys() {
 
     // More keys later: the next hand-out has only them.
     let second = w.generate("acme", &pool_id, 3).await;
-    let batch2 = export_via(
+    let batch2 = export(
         &w,
-        &w.app,
-        "acme",
         &pool_id,
         json!({"status": "available", "undistributed": true, "mark_distributed": true}),
     )
     .await;
     assert_eq!(batch2["rows"], 3);
-    let (_, text, _) = download_local(&w, batch2["url"].as_str().unwrap()).await;
-    let mut got: Vec<String> = rows(&text)
+    let mut got: Vec<String> = downloaded_rows(&w, &batch2)
+        .await
         .iter()
         .map(|r| r[column("key")].to_string())
         .collect();
@@ -235,17 +256,9 @@ async fn filters_and_distribution_marks_hand_out_only_fresh_keys() {
     want.sort();
     assert_eq!(got, want);
     // A marking export of every key later keeps the earlier marks: each key is handed out once.
-    let all = export_via(
-        &w,
-        &w.app,
-        "acme",
-        &pool_id,
-        json!({"mark_distributed": true}),
-    )
-    .await;
+    let all = export(&w, &pool_id, json!({"mark_distributed": true})).await;
     assert_eq!(all["rows"], 8);
-    let (_, text, _) = download_local(&w, all["url"].as_str().unwrap()).await;
-    let all_rows = rows(&text);
+    let all_rows = downloaded_rows(&w, &all).await;
     let row_of = |k: &str| all_rows.iter().find(|r| &r[column("key")] == k).unwrap();
     let earlier = marked
         .iter()
@@ -290,7 +303,7 @@ async fn bad_requests_are_refused_and_write_nothing() {
     // Nothing was queued or stored by any of those.
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
 
-    let done = export_via(&w, &w.app, "acme", &pool_id, json!({})).await;
+    let done = export(&w, &pool_id, json!({})).await;
     let id = done["export_id"].as_str().unwrap();
     let other = w
         .call(
@@ -392,7 +405,6 @@ async fn a_local_export_that_fails_part_way_leaves_no_file_and_no_marks() {
     let failed = export_via(
         &w,
         &app,
-        "acme",
         &pool_id,
         json!({"status": "available", "mark_distributed": true}),
     )
@@ -419,23 +431,14 @@ async fn a_local_export_that_fails_part_way_leaves_no_file_and_no_marks() {
     }
     assert!(files.is_empty(), "{files:?}");
     // The marks it made before failing are gone: every key is still undistributed.
-    let pool = w
-        .call(
-            Method::GET,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await;
-    let again = export_via(
+    let total = total_keys(&w, &pool_id).await;
+    let again = export(
         &w,
-        &w.app,
-        "acme",
         &pool_id,
         json!({"status": "available", "undistributed": true}),
     )
     .await;
-    assert_eq!(again["rows"], pool.body["total_keys"]);
+    assert_eq!(again["rows"], total);
 }
 
 #[tokio::test]
@@ -445,7 +448,7 @@ async fn s3_exports_upload_in_parts_and_download_by_presigned_url() {
     let bucket = s3_bucket().await.with_part_size(part_size(&w));
     let (client, name) = (bucket.client().clone(), bucket.bucket().to_string());
     let app = w.app_with(Arc::new(bucket));
-    let done = export_via(&w, &app, "acme", &pool_id, json!({})).await;
+    let done = export_via(&w, &app, &pool_id, json!({})).await;
     assert_eq!(done["status"], "done", "{done}");
     let url = done["url"].as_str().unwrap();
     assert!(
@@ -465,17 +468,7 @@ async fn s3_exports_upload_in_parts_and_download_by_presigned_url() {
         "{disposition}"
     );
     let text = response.text().await.unwrap();
-    let total = w
-        .call(
-            Method::GET,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&w.admin("acme")),
-            None,
-        )
-        .await
-        .body["total_keys"]
-        .as_u64()
-        .unwrap();
+    let total = total_keys(&w, &pool_id).await;
     assert_eq!(rows(&text).len() as u64, total);
     assert_eq!(done["rows"].as_u64(), Some(total));
     // Uploaded as a multipart upload of more than two parts ("etag-N").
@@ -506,7 +499,7 @@ async fn an_s3_upload_that_fails_part_way_leaves_no_object_and_no_open_upload() 
         fail_at: 1,
     });
     let app = w.app_with(failing);
-    let failed = export_via(&w, &app, "acme", &pool_id, json!({})).await;
+    let failed = export_via(&w, &app, &pool_id, json!({})).await;
     assert_eq!(failed["status"], "failed", "{failed}");
     let uploads = client
         .list_multipart_uploads()
@@ -577,14 +570,7 @@ async fn the_schedule_exports_changed_pools_only() {
     // A redemption changes one pool; an hour later the schedule exports only that one.
     w.clock.advance(chrono::Duration::hours(1));
     let keys = w.generate("acme", &busy, 1).await;
-    let reply = w
-        .call(
-            Method::POST,
-            "/v1/redemptions",
-            Some(&w.learner("lea")),
-            Some(json!({"key": keys[0]})),
-        )
-        .await;
+    let reply = redeem(&w, "lea", &keys[0]).await;
     assert_eq!(reply.status, StatusCode::CREATED);
     let third = on_event(&w, scheduled_event()).await;
     drained(&w).await;
@@ -652,23 +638,13 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
     .unwrap();
     let answer = on_event(&w, event.clone()).await;
     assert_eq!(answer, json!({ "batchItemFailures": [] }));
-    let done = w
-        .dyn_store()
-        .get_export(&org, &pending.export_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let done = stored_export(&w, &org, &pending.export_id).await;
     assert_eq!(done.status, ExportStatus::Done);
     assert_eq!(done.rows, 4);
     // Delivered again (SQS is at least once): the finished export is left as it is.
     let again = on_event(&w, event).await;
     assert_eq!(again, json!({ "batchItemFailures": [] }));
-    let same = w
-        .dyn_store()
-        .get_export(&org, &pending.export_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let same = stored_export(&w, &org, &pending.export_id).await;
     assert_eq!(same, done);
     // A message that is not a job is reported for retry (and, in AWS, dead-lettered).
     let garbage: Value = serde_json::from_str(&fixture.replace("{{job}}", "not a job")).unwrap();
@@ -893,12 +869,7 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
         .await
         .expect("the run ends, even though its marks stay");
     assert_eq!(ended.status, ExportStatus::Failed);
-    let stored = w
-        .dyn_store()
-        .get_export(&started.org, &started.export_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_export(&w, &started.org, &started.export_id).await;
     assert_eq!(stored.status, ExportStatus::Failed);
     assert!(
         stored
@@ -913,12 +884,7 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
 
     // And a finished export is never set running again by a late run.
     assert!(!w.dyn_store().update_export(&started).await.unwrap());
-    let still = w
-        .dyn_store()
-        .get_export(&started.org, &started.export_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let still = stored_export(&w, &started.org, &started.export_id).await;
     assert_eq!(still.status, ExportStatus::Failed);
 }
 
@@ -935,9 +901,9 @@ async fn a_pools_exports_are_listed_newest_first_a_page_at_a_time() {
         json!({"status": "available"}),
         json!({"status": "redeemed"}),
     ] {
-        ids.push(export_via(&w, &w.app, "acme", &pool_id, body).await["export_id"].clone());
+        ids.push(export(&w, &pool_id, body).await["export_id"].clone());
     }
-    let elsewhere = export_via(&w, &w.app, "acme", &other_pool, json!({})).await;
+    let elsewhere = export(&w, &other_pool, json!({})).await;
 
     let list = |cursor: String| {
         let (w, admin, pool_id) = (&w, &admin, &pool_id);
