@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use keypool_tests::World;
 use serde_json::{Value, json};
 
@@ -196,14 +196,7 @@ async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
         ("expires_at", "9999-12-31T23:59:59-23:59"),
         ("starts_at", "0000-01-01T00:00:00+01:00"),
     ] {
-        let r = w
-            .call(
-                Method::PATCH,
-                &format!("/v1/pools/{pool_id}"),
-                Some(&admin),
-                Some(json!({ field: value })),
-            )
-            .await;
+        let r = patch_pool(&w, "acme", pool_id, json!({ field: value })).await;
         assert_eq!(
             (r.status, r.code()),
             (StatusCode::BAD_REQUEST, "invalid_input"),
@@ -219,14 +212,13 @@ async fn bad_course_and_pool_input_is_rejected_and_writes_nothing() {
     assert_eq!(r.body["starts_at"], pool["starts_at"]);
     assert_eq!(r.body["expires_at"], pool["expires_at"]);
     // The latest instant that is still year 9999 in UTC is accepted.
-    let r = w
-        .call(
-            Method::PATCH,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&admin),
-            Some(json!({ "expires_at": "9999-12-31T23:59:59.999Z" })),
-        )
-        .await;
+    let r = patch_pool(
+        &w,
+        "acme",
+        pool_id,
+        json!({ "expires_at": "9999-12-31T23:59:59.999Z" }),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 }
 
@@ -302,37 +294,28 @@ async fn pools_page_search_and_edit() {
     }
 
     let pool_id = seen.iter().next().unwrap().clone();
-    let r = w
-        .call(
-            Method::PATCH,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&admin),
-            Some(json!({"name": "Renamed", "content_availability_days": 7})),
-        )
-        .await;
+    let r = patch_pool(
+        &w,
+        "acme",
+        &pool_id,
+        json!({"name": "Renamed", "content_availability_days": 7}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["name"], "Renamed");
     assert_eq!(r.body["content_availability_days"], 7);
-    let r = w
-        .call(
-            Method::PATCH,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&admin),
-            Some(json!({"expires_at": "2000-01-01T00:00:00Z"})),
-        )
-        .await;
+    let r = patch_pool(
+        &w,
+        "acme",
+        &pool_id,
+        json!({"expires_at": "2000-01-01T00:00:00Z"}),
+    )
+    .await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::BAD_REQUEST, "invalid_input")
     );
-    let r = w
-        .call(
-            Method::PATCH,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&admin),
-            Some(json!({"total_keys": 5})),
-        )
-        .await;
+    let r = patch_pool(&w, "acme", &pool_id, json!({"total_keys": 5})).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::BAD_REQUEST, "invalid_body")
@@ -342,14 +325,13 @@ async fn pools_page_search_and_edit() {
         .await;
     assert_eq!(r.body["name"], "Renamed");
     assert_eq!(r.body["total_keys"], 0);
-    let r = w
-        .call(
-            Method::PATCH,
-            "/v1/pools/00000000-0000-0000-0000-000000000000",
-            Some(&admin),
-            Some(json!({"name": "x"})),
-        )
-        .await;
+    let r = patch_pool(
+        &w,
+        "acme",
+        "00000000-0000-0000-0000-000000000000",
+        json!({"name": "x"}),
+    )
+    .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
@@ -410,14 +392,7 @@ async fn pools_are_filtered_by_status_on_the_server_across_pages() {
             assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
             let pool_id = id(&r, "pool_id");
             if status == "deactivated" {
-                let r = w
-                    .call(
-                        Method::PATCH,
-                        &format!("/v1/pools/{pool_id}"),
-                        Some(&admin),
-                        Some(json!({"deactivated": true})),
-                    )
-                    .await;
+                let r = patch_pool(&w, "acme", &pool_id, json!({"deactivated": true})).await;
                 assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
             }
             expected.entry(status).or_default().insert(pool_id);

@@ -1,4 +1,5 @@
-//! What the API suites share: methods, ids from replies, pool counts, paging, redeeming.
+//! What the API suites share: methods, ids from replies, pool counts, paging, redeeming, pool
+//! edits.
 
 use axum::http::{Method, StatusCode};
 use keypool_tests::{Reply, World};
@@ -60,6 +61,17 @@ pub(crate) async fn redeem(w: &World, learner: &str, key: &str) -> Reply {
         "/v1/redemptions",
         Some(&w.learner(learner)),
         Some(json!({ "key": key })),
+    )
+    .await
+}
+
+/// `PATCH /v1/pools/{pool_id}` as `org`'s admin.
+pub(crate) async fn patch_pool(w: &World, org: &str, pool_id: &str, body: Value) -> Reply {
+    w.call(
+        Method::PATCH,
+        &format!("/v1/pools/{pool_id}"),
+        Some(&w.admin(org)),
+        Some(body),
     )
     .await
 }

@@ -1,6 +1,6 @@
 //! Redemption, throttling, and the assignments it creates.
 
-use axum::http::{Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use keypool_tests::{Reply, World};
 use serde_json::{Value, json};
 
@@ -9,7 +9,6 @@ use super::fixtures::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redemption_answers_every_case_precisely() {
     let w = World::new().await;
-    let admin = w.admin("acme");
     let (_, pool_id) = w.pool("acme", 30).await;
     let keys = w.generate("acme", &pool_id, 4).await;
 
@@ -69,13 +68,7 @@ async fn redemption_answers_every_case_precisely() {
 
     // Deactivated: 403 with the dates; reactivated: works.
     let patch = |deactivated: bool| json!({ "deactivated": deactivated });
-    w.call(
-        Method::PATCH,
-        &format!("/v1/pools/{pool_id}"),
-        Some(&admin),
-        Some(patch(true)),
-    )
-    .await;
+    patch_pool(&w, "acme", &pool_id, patch(true)).await;
     let r = redeem(&w, "bob", &keys[2]).await;
     assert_eq!(
         (r.status, r.code()),
@@ -84,13 +77,7 @@ async fn redemption_answers_every_case_precisely() {
     assert!(r.body["error"]["details"]["starts_at"].is_string());
     assert!(r.body["error"]["details"]["expires_at"].is_string());
     assert_eq!(r.body["error"]["details"]["deactivated"], true);
-    w.call(
-        Method::PATCH,
-        &format!("/v1/pools/{pool_id}"),
-        Some(&admin),
-        Some(patch(false)),
-    )
-    .await;
+    patch_pool(&w, "acme", &pool_id, patch(false)).await;
     assert_eq!(
         redeem(&w, "bob", &keys[2]).await.status,
         StatusCode::CREATED
@@ -378,14 +365,7 @@ async fn a_pool_closed_since_it_was_learnt_refuses_its_keys() {
         redeem(&w, "ann", &keys[0]).await.status,
         StatusCode::CREATED
     );
-    let closed = w
-        .call(
-            Method::PATCH,
-            &format!("/v1/pools/{pool_id}"),
-            Some(&w.admin("acme")),
-            Some(json!({ "deactivated": true })),
-        )
-        .await;
+    let closed = patch_pool(&w, "acme", &pool_id, json!({ "deactivated": true })).await;
     assert_eq!(closed.status, StatusCode::OK, "{:?}", closed.body);
     // The shortcut's transaction is refused by the pool's new version, and the learner is
     // told from a fresh read.

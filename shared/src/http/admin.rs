@@ -15,7 +15,7 @@ use super::views::{
     AddReportView, CourseView, FoundKeyView, ImportStartedView, JobView, KeyView, PageView,
     PoolView,
 };
-use super::{KeyGenerationState, PoolAdminState, page_size};
+use super::{KeyGenerationState, PageQuery, PoolAdminState};
 use crate::domain::{KeyStatus, PoolStatus};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Principal;
@@ -40,17 +40,15 @@ pub(super) fn key_generation_routes() -> OpenApiRouter<KeyGenerationState> {
         .routes(routes!(read_job))
 }
 
-/// A search over names and a page of the results.
+/// A search over course titles, and a page of the results.
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+struct CoursesQuery {
     /// Words that course titles contain, any case.
     search: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 1000 (100 when absent).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageQuery,
 }
 
 errors!(CreateErrors, |e| e
@@ -158,20 +156,20 @@ async fn update_course(
 
 /// The organization's courses, by title.
 #[utoipa::path(get, path = "/v1/courses", tag = "admin", security(("bearer" = [])),
-    params(ListQuery),
+    params(CoursesQuery, PageQuery),
     responses((status = 200, description = "a page of courses", body = PageView<CourseView>), ListErrors))]
 async fn list_courses(
     State(state): State<PoolAdminState>,
     principal: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(q): ApiQuery<CoursesQuery>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let page = pools::list_courses(
         state.store.as_ref(),
         org,
         q.search.as_deref(),
-        q.cursor.as_deref(),
-        page_size(q.limit.as_deref())?,
+        q.page.cursor(),
+        q.page.size()?,
     )
     .await?;
     Ok(Json(PageView::of(page, CourseView::from)))
@@ -202,11 +200,9 @@ struct PoolsQuery {
     /// Only pools in this status now (derived from their dates and `deactivated`).
     #[param(value_type = Option<PoolStatus>)]
     status: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 1000 (100 when absent).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageQuery,
 }
 
 /// The organization's pools, newest first; `search` matches pool names and course titles,
@@ -214,7 +210,7 @@ struct PoolsQuery {
 /// where each pool stands now. A filtered page may hold fewer than `limit` pools while
 /// `next_cursor` says more may follow.
 #[utoipa::path(get, path = "/v1/pools", tag = "admin", security(("bearer" = [])),
-    params(PoolsQuery),
+    params(PoolsQuery, PageQuery),
     responses((status = 200, description = "a page of pools", body = PageView<PoolView>), ListErrors))]
 async fn list_pools(
     State(state): State<PoolAdminState>,
@@ -228,8 +224,8 @@ async fn list_pools(
         org,
         q.search.as_deref(),
         q.status.as_deref(),
-        q.cursor.as_deref(),
-        page_size(q.limit.as_deref())?,
+        q.page.cursor(),
+        q.page.size()?,
         now,
     )
     .await?;
@@ -454,16 +450,14 @@ struct KeysQuery {
     /// Only keys never handed out by an export.
     #[param(value_type = Option<bool>)]
     undistributed: Option<String>,
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 1000 (100 when absent).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageQuery,
 }
 
 /// A pool's keys, a page at a time.
 #[utoipa::path(get, path = "/v1/pools/{pool_id}/keys", tag = "admin", security(("bearer" = [])),
-    params(("pool_id" = String, Path, description = "the pool"), KeysQuery),
+    params(("pool_id" = String, Path, description = "the pool"), KeysQuery, PageQuery),
     responses((status = 200, description = "a page of keys", body = PageView<KeyView>), ListKeysErrors))]
 
 async fn list_keys(
@@ -479,8 +473,8 @@ async fn list_keys(
         &pool_id,
         q.status.as_deref(),
         q.undistributed.as_deref(),
-        q.cursor.as_deref(),
-        page_size(q.limit.as_deref())?,
+        q.page.cursor(),
+        q.page.size()?,
     )
     .await?;
     Ok(Json(PageView::of(page, KeyView::from)))

@@ -14,10 +14,10 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::ExportState;
 use super::error::{ApiBytes, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::{ExportView, PageView};
+use super::{ExportState, PageQuery};
 use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
@@ -84,27 +84,17 @@ async fn start(
     Ok((StatusCode::ACCEPTED, Json(ExportView::new(started, None))))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 1000 (100 when absent).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-}
-
 /// A pool's exports, newest first, each done one with a download link that works for 15
 /// minutes. An export started a moment ago may show a moment later.
 #[utoipa::path(get, path = "/v1/pools/{pool_id}/exports", tag = "admin", security(("bearer" = [])),
     operation_id = "list_exports",
-    params(("pool_id" = String, Path, description = "the pool"), ListQuery),
+    params(("pool_id" = String, Path, description = "the pool"), PageQuery),
     responses((status = 200, description = "a page of exports", body = PageView<ExportView>), ListErrors))]
 async fn list(
     State(state): State<ExportState>,
     principal: Principal,
     ApiPath(pool_id): ApiPath<String>,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let page = export::list(
@@ -112,8 +102,8 @@ async fn list(
         state.objects.as_ref(),
         org,
         &pool_id,
-        q.cursor.as_deref(),
-        super::page_size(q.limit.as_deref())?,
+        page.cursor(),
+        page.size()?,
     )
     .await?;
     Ok(Json(PageView::of(page, |(e, url)| ExportView::new(e, url))))

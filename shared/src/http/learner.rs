@@ -5,14 +5,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::error::{ApiJson, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::{AssignmentView, LaunchedView, PageView};
-use super::{ClientAddress, RedemptionState, page_size};
+use super::{ClientAddress, PageQuery, RedemptionState};
 use crate::error::{ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::assignments;
@@ -83,35 +83,21 @@ async fn redeem(
     Ok((status, Json(AssignmentView::new(assignment, now))))
 }
 
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// `next_cursor` of the previous page.
-    cursor: Option<String>,
-    /// Page size, 1 to 1000 (100 when absent).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
-    limit: Option<String>,
-}
-
 /// The learner's assignments.
 #[utoipa::path(get, path = "/v1/me/assignments", tag = "learner", security(("bearer" = [])),
-    params(ListQuery),
+    params(PageQuery),
     responses((status = 200, description = "a page of assignments", body = PageView<AssignmentView>), ListErrors))]
 
 async fn list_assignments(
     State(state): State<RedemptionState>,
     principal: Principal,
-    ApiQuery(q): ApiQuery<ListQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<impl IntoResponse> {
     let learner = principal.learner()?;
     let now = state.clock.now();
-    let page = assignments::list_assignments(
-        state.store.as_ref(),
-        learner,
-        q.cursor.as_deref(),
-        page_size(q.limit.as_deref())?,
-    )
-    .await?;
+    let page =
+        assignments::list_assignments(state.store.as_ref(), learner, page.cursor(), page.size()?)
+            .await?;
     Ok(Json(PageView::of(page, |a| AssignmentView::new(a, now))))
 }
 

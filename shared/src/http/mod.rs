@@ -17,6 +17,8 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use serde::Deserialize;
+use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -394,6 +396,31 @@ pub fn app(state: AppState) -> Router {
         .merge(redemption_routes().with_state(state.redemption()))
         .merge(export_routes().with_state(state.export()));
     service(routes, ())
+}
+
+/// Which page of a listing to answer: every listing's `cursor` and `limit`. A listing with
+/// more parameters declares them in a struct of its own that flattens this one (serde) and
+/// names both in its route's `params(...)`, its own first (utoipa flattens no parameters).
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct PageQuery {
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+    /// Page size, 1 to 1000 (100 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+impl PageQuery {
+    /// The cursor, if any.
+    fn cursor(&self) -> Option<&str> {
+        self.cursor.as_deref()
+    }
+
+    /// The page size asked for (400 when out of range).
+    fn size(&self) -> Result<usize, Error> {
+        page_size(self.limit.as_deref())
+    }
 }
 
 /// Parses an optional page size.

@@ -34,7 +34,7 @@ impl Assignments for DynamoStore {
         let Some(codes) = self.transact(items, "redeeming a key").await? else {
             return Ok(Ok(()));
         };
-        let failed = |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+        let failed = |i: usize| condition_failed(&codes, i);
         if (5..5 + limits.len()).any(failed) {
             // Counted to its limit meanwhile: the learner is throttled, whatever else failed.
             Ok(Err(RedeemConflict::LimitChanged))
@@ -101,7 +101,7 @@ impl Assignments for DynamoStore {
         id: &AssignmentId,
         now: Timestamp,
     ) -> Result<Option<Assignment>> {
-        let result = self
+        let launch = self
             .client
             .update_item()
             .table_name(&self.tables.assignments)
@@ -114,21 +114,12 @@ impl Assignments for DynamoStore {
             .expression_attribute_values(":now", ts(&now))
             .expression_attribute_values(":one", n(1))
             .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match result {
-            Ok(out) => out
-                .attributes
-                .map(|item| from_item(item, "assignment"))
-                .transpose(),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(sdk("recording a launch")(e)),
-        }
+            .send();
+        conditional(launch, "recording a launch")
+            .await?
+            .and_then(|out| out.attributes)
+            .map(|item| from_item(item, "assignment"))
+            .transpose()
     }
 
     async fn assignment_learner(&self, org: &OrgId, id: &AssignmentId) -> Result<Option<UserId>> {
@@ -216,9 +207,7 @@ impl Assignments for DynamoStore {
         ];
         match self.transact(items, "cancelling an assignment").await? {
             None => Ok(true),
-            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
-                Ok(false)
-            }
+            Some(codes) if condition_failed(&codes, 0) => Ok(false),
             Some(codes) => Err(anyhow::anyhow!(
                 "cancellation of {} refused by an item it should own: {codes:?}",
                 a.assignment_id

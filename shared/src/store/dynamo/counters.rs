@@ -155,20 +155,8 @@ impl Counters for DynamoStore {
         for (name, value) in condition.values {
             request = request.expression_attribute_values(name, value);
         }
-        match request
-            .condition_expression(condition_expression)
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("counting")(e)),
-        }
+        let sent = request.condition_expression(condition_expression).send();
+        Ok(conditional(sent, "counting").await?.is_some())
     }
 }
 

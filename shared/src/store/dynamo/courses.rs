@@ -10,24 +10,14 @@ impl Courses for DynamoStore {
     }
 
     async fn replace_course(&self, course: &Course) -> Result<bool> {
-        let replaced = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.tables.main)
             .set_item(Some(course_item(course)?))
             .condition_expression("attribute_exists(PK)")
-            .send()
-            .await;
-        match replaced {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("changing a course")(e)),
-        }
+            .send();
+        Ok(conditional(put, "changing a course").await?.is_some())
     }
 
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>> {

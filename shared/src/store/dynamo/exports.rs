@@ -78,7 +78,7 @@ impl Exports for DynamoStore {
 
     async fn update_export(&self, export: &Export) -> Result<bool> {
         let item = export_item(export)?;
-        let written = self
+        let put = self
             .client
             .put_item()
             .table_name(&self.tables.main)
@@ -87,18 +87,8 @@ impl Exports for DynamoStore {
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":pending", s("pending"))
             .expression_attribute_values(":running", s("running"))
-            .send()
-            .await;
-        match written {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("updating an export")(e)),
-        }
+            .send();
+        Ok(conditional(put, "updating an export").await?.is_some())
     }
 
     async fn finish_export(&self, export: &Export) -> Result<()> {
@@ -128,7 +118,7 @@ impl Exports for DynamoStore {
             .await?;
         match finished {
             None => Ok(()),
-            Some(codes) if codes.first().is_some_and(|c| c == "ConditionalCheckFailed") => {
+            Some(codes) if condition_failed(&codes, 0) => {
                 tracing::warn!(export = %export.export_id, "another run finished this export first");
                 Ok(())
             }
@@ -142,7 +132,7 @@ impl Exports for DynamoStore {
         pool_id: &PoolId,
         mark: u64,
     ) -> Result<bool> {
-        let result = self
+        let claim = self
             .client
             .update_item()
             .table_name(&self.tables.main)
@@ -153,18 +143,10 @@ impl Exports for DynamoStore {
                  OR scheduled_mark < :mark)",
             )
             .expression_attribute_values(":mark", n(mark))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("claiming a scheduled export")(e)),
-        }
+            .send();
+        Ok(conditional(claim, "claiming a scheduled export")
+            .await?
+            .is_some())
     }
 
     async fn release_scheduled_export(
@@ -173,7 +155,7 @@ impl Exports for DynamoStore {
         pool_id: &PoolId,
         mark: u64,
     ) -> Result<()> {
-        let result = self
+        let release = self
             .client
             .update_item()
             .table_name(&self.tables.main)
@@ -181,18 +163,9 @@ impl Exports for DynamoStore {
             .update_expression("REMOVE scheduled_mark")
             .condition_expression("scheduled_mark = :mark")
             .expression_attribute_values(":mark", n(mark))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            // A later export claimed it since: nothing to undo.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk("releasing a scheduled export")(e)),
-        }
+            .send();
+        // Refused: a later export claimed it since, and there is nothing to undo.
+        conditional(release, "releasing a scheduled export").await?;
+        Ok(())
     }
 }

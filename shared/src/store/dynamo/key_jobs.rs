@@ -69,37 +69,6 @@ fn interrupted() -> Error {
     }
 }
 
-/// True when the transaction item at `index` failed its condition.
-fn failed(codes: &[String], index: usize) -> bool {
-    codes
-        .get(index)
-        .is_some_and(|c| c == "ConditionalCheckFailed")
-}
-
-/// Keeps the items whose condition held (to go again) and returns those refused; an error
-/// when the cancellation refused none of them (it would go round for ever).
-fn retain_unrefused(
-    pending: &mut Vec<&KeyCode>,
-    codes: &[String],
-    what: &str,
-) -> Result<Vec<KeyCode>> {
-    let before = pending.len();
-    let mut refused = Vec::new();
-    let mut i = 0;
-    pending.retain(|key| {
-        let no = failed(codes, i);
-        i += 1;
-        if no {
-            refused.push((*key).clone());
-        }
-        !no
-    });
-    if pending.len() == before {
-        return Err(anyhow::anyhow!("{what} was cancelled without a reason: {codes:?}").into());
-    }
-    Ok(refused)
-}
-
 #[async_trait]
 impl KeyJobs for DynamoStore {
     async fn insert_job_keys(
@@ -212,20 +181,12 @@ impl KeyJobs for DynamoStore {
                     AttributeValue::Ss(shown.iter().map(|k| k.display_form()).collect()),
                 ),
         };
-        match update
+        let sent = update
             .expression_attribute_names("#position", "position")
-            .send()
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(sdk("recording a job's progress")(e)),
-        }
+            .send();
+        // Refused: the chunk was recorded already.
+        conditional(sent, "recording a job's progress").await?;
+        Ok(())
     }
 
     async fn write_pending_keys(
@@ -255,11 +216,11 @@ impl KeyJobs for DynamoStore {
                     outcome.inserted.extend(pending.drain(..).cloned());
                     break;
                 };
-                if failed(&codes, pending.len()) {
+                if condition_failed(&codes, pending.len()) {
                     return Err(interrupted());
                 }
                 let taken = retain_unrefused(&mut pending, &codes, "writing pending keys")?;
-                outcome.taken.extend(taken);
+                outcome.taken.extend(taken.into_iter().cloned());
             }
         }
         Ok(outcome)
@@ -317,10 +278,10 @@ impl KeyJobs for DynamoStore {
                     committed += count as u64;
                     break;
                 };
-                if failed(&codes, count) {
+                if condition_failed(&codes, count) {
                     return Err(Error::NotFound(Missing::Pool));
                 }
-                if failed(&codes, count + 1) {
+                if condition_failed(&codes, count + 1) {
                     return Err(Error::NotFound(Missing::Job));
                 }
                 // Keys committed by an earlier run are passed over; the rest go again.
@@ -366,7 +327,7 @@ impl KeyJobs for DynamoStore {
         from: PastePhase,
         to: PastePhase,
     ) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.tables.main)
@@ -381,18 +342,10 @@ impl KeyJobs for DynamoStore {
             .expression_attribute_values(":from", s(phase_name(from)))
             .expression_attribute_values(":to", s(phase_name(to)))
             .expression_attribute_values(":zero", n(0))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk("moving a paste to its next phase")(e)),
-        }
+            .send();
+        Ok(conditional(update, "moving a paste to its next phase")
+            .await?
+            .is_some())
     }
 
     async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()> {

@@ -125,8 +125,7 @@ impl DynamoStore {
                         pending.clear();
                     }
                     Some(codes) => {
-                        let failed =
-                            |i: usize| codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
+                        let failed = |i: usize| condition_failed(&codes, i);
                         let pool_at = pending.len();
                         // The job's count is only over its total if every key would go in:
                         // an engine that reports every failed condition (moto) also fails the
@@ -139,22 +138,10 @@ impl DynamoStore {
                         if failed(pool_at) {
                             return Err(Error::NotFound(Missing::Pool));
                         }
-                        let before = pending.len();
-                        let mut i = 0;
-                        pending.retain(|key| {
-                            let taken = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-                            i += 1;
-                            if taken {
-                                outcome.taken.push(key.key.clone());
-                            }
-                            !taken
-                        });
-                        if pending.len() == before {
-                            return Err(anyhow::anyhow!(
-                                "adding keys was cancelled without a reason: {codes:?}"
-                            )
-                            .into());
-                        }
+                        let taken = retain_unrefused(&mut pending, &codes, "adding keys")?;
+                        outcome
+                            .taken
+                            .extend(taken.into_iter().map(|k| k.key.clone()));
                     }
                 }
             }
@@ -357,19 +344,7 @@ impl Keys for DynamoStore {
                 };
                 // Keys redeemed, removed or marked by another export meanwhile stay unmarked;
                 // the rest go again.
-                let before = pending.len();
-                let mut i = 0;
-                pending.retain(|_| {
-                    let refused = codes.get(i).is_some_and(|c| c == "ConditionalCheckFailed");
-                    i += 1;
-                    !refused
-                });
-                if pending.len() == before {
-                    return Err(anyhow::anyhow!(
-                        "marking keys was cancelled without a reason: {codes:?}"
-                    )
-                    .into());
-                }
+                retain_unrefused(&mut pending, &codes, "marking keys")?;
             }
         }
         Ok(marked)
@@ -396,7 +371,7 @@ impl Keys for DynamoStore {
                 let (Some(pk), Some(sk)) = (attr_string(item, PK), attr_string(item, SK)) else {
                     continue;
                 };
-                let result = self
+                let unmark = self
                     .client
                     .update_item()
                     .table_name(&self.tables.main)
@@ -404,14 +379,12 @@ impl Keys for DynamoStore {
                     .update_expression("REMOVE distributed_at, distributed_by")
                     .condition_expression("distributed_by = :export")
                     .expression_attribute_values(":export", s(export_id.to_string()))
-                    .send()
-                    .await;
-                match result {
-                    Ok(_) => removed += 1,
-                    Err(e)
-                        if e.as_service_error()
-                            .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                    Err(e) => return Err(sdk("removing an export's mark")(e)),
+                    .send();
+                if conditional(unmark, "removing an export's mark")
+                    .await?
+                    .is_some()
+                {
+                    removed += 1;
                 }
             }
             match page.last_evaluated_key {

@@ -109,7 +109,7 @@ impl DynamoStore {
                 }
                 break;
             };
-            let billed_already = |c: &String| c == "ConditionalCheckFailed";
+            let billed_already = |c: &String| c == CONDITION_FAILED;
             let retryable = |c: &String| {
                 matches!(
                     c.as_str(),

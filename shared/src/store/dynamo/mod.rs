@@ -18,6 +18,7 @@ mod transact;
 
 use paging::{Listing, OrgListing, decode_cursor, page_of};
 use pools::pool_id_value;
+use transact::{CONDITION_FAILED, condition_failed, retain_unrefused};
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -130,6 +131,27 @@ where
             Error::store_busy()
         }
         _ => Error::Internal(anyhow::anyhow!("{what}: {}", DisplayErrorContext(&e))),
+    }
+}
+
+/// What DynamoDB answers to a single-item write whose condition does not hold.
+const CONDITION_FAILED_EXCEPTION: &str = "ConditionalCheckFailedException";
+
+/// The answer of a conditional PutItem, UpdateItem or DeleteItem: `Some` with its output when
+/// it was written, `None` when its condition did not hold (an answer, not a failure), and any
+/// other failure as `sdk` maps it.
+async fn conditional<O, E, R>(
+    sent: impl Future<Output = std::result::Result<O, SdkError<E, R>>>,
+    what: &'static str,
+) -> Result<Option<O>>
+where
+    E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match sent.await {
+        Ok(output) => Ok(Some(output)),
+        Err(e) if e.code() == Some(CONDITION_FAILED_EXCEPTION) => Ok(None),
+        Err(e) => Err(sdk(what)(e)),
     }
 }
 

@@ -7,12 +7,6 @@ use super::*;
 
 /// The attribute of an organization's count item that holds its open jobs.
 const OPEN: &str = "open";
-/// What DynamoDB says of a transaction's item whose condition failed.
-const CONDITION_FAILED: &str = "ConditionalCheckFailed";
-
-fn failed_at(codes: &[String], index: usize) -> bool {
-    codes.get(index).is_some_and(|c| c == CONDITION_FAILED)
-}
 
 impl DynamoStore {
     /// Stores a new job's item together with its entry among the open jobs, atomically; with
@@ -60,7 +54,7 @@ impl DynamoStore {
         }
         match (self.transact(items, what).await?, cap) {
             (None, _) => Ok(()),
-            (Some(codes), Some(max)) if failed_at(&codes, 2) => Err(Error::TooManyJobs {
+            (Some(codes), Some(max)) if condition_failed(&codes, 2) => Err(Error::TooManyJobs {
                 max_open: max,
                 retry_after_secs: TOO_MANY_JOBS_RETRY_AFTER_SECS,
             }),
@@ -104,14 +98,14 @@ impl DynamoStore {
             None => return Ok(None),
             Some(codes) => codes,
         };
-        if failed_at(&codes, 0) {
+        if condition_failed(&codes, 0) {
             return Ok(Some(codes));
         }
-        if failed_at(&codes, 1) {
+        if condition_failed(&codes, 1) {
             // Another run took the job off already (and uncounted it): only our own write.
             return self.transact(vec![finish], what).await;
         }
-        if counted && failed_at(&codes, 2) {
+        if counted && condition_failed(&codes, 2) {
             // A job opened before organizations' counts existed was never counted.
             return self.transact(vec![finish, entry], what).await;
         }

@@ -126,7 +126,7 @@ impl DynamoStore {
     /// Brings shards up to the pool's version (never back), in parallel.
     async fn bump_shards(&self, pool: &Pool, shards: &[u16]) -> Result<()> {
         let bumps = shards.iter().map(|&shard| async move {
-            let result = self
+            let bump = self
                 .client
                 .update_item()
                 .table_name(&self.tables.main)
@@ -139,19 +139,11 @@ impl DynamoStore {
                 .expression_attribute_names("#entity", ENTITY)
                 .expression_attribute_values(":version", n(pool.version))
                 .expression_attribute_values(":entity", s("pool_shard"))
-                .send()
-                .await;
-            match result {
-                Ok(_) => Ok(()),
-                // A later edit got there first.
-                Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-                {
-                    Ok(())
-                }
-                Err(e) => Err(sdk("bringing a pool count shard up to date")(e)),
-            }
+                .send();
+            // Refused: a later edit got there first.
+            conditional(bump, "bringing a pool count shard up to date")
+                .await
+                .map(|_| ())
         });
         futures_util::future::try_join_all(bumps).await?;
         Ok(())
@@ -249,7 +241,7 @@ impl Pools for DynamoStore {
     }
 
     async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool> {
-        let result = self
+        let update = self
             .client
             .update_item()
             .table_name(&self.tables.main)
@@ -270,17 +262,9 @@ impl Pools for DynamoStore {
             .expression_attribute_values(":version", n(pool.version))
             .expression_attribute_values(":updated", ts(&pool.updated_at))
             .expression_attribute_values(":expected", n(expected_version))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                return Ok(false);
-            }
-            Err(e) => return Err(sdk("updating a pool")(e)),
+            .send();
+        if conditional(update, "updating a pool").await?.is_none() {
+            return Ok(false);
         }
         // Every shard learns the new version before the edit is answered, so a redemption that
         // relied on the old settings (a cached pool) is refused from then on. Shard by shard,

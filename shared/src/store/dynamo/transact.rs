@@ -108,6 +108,39 @@ impl DynamoStore {
     }
 }
 
+/// The cancellation reason of a transaction's item whose condition did not hold.
+pub(super) const CONDITION_FAILED: &str = "ConditionalCheckFailed";
+
+/// True when the transaction item at `index` failed its condition.
+pub(super) fn condition_failed(codes: &[String], index: usize) -> bool {
+    codes.get(index).is_some_and(|c| c == CONDITION_FAILED)
+}
+
+/// Keeps the items whose condition held (to go again) and returns those refused; an error
+/// when the cancellation refused none of them (it would go round for ever). `pending` are the
+/// transaction's first items, in order.
+pub(super) fn retain_unrefused<T: Clone>(
+    pending: &mut Vec<T>,
+    codes: &[String],
+    what: &str,
+) -> Result<Vec<T>> {
+    let before = pending.len();
+    let mut refused = Vec::new();
+    let mut i = 0;
+    pending.retain(|item| {
+        let no = condition_failed(codes, i);
+        i += 1;
+        if no {
+            refused.push(item.clone());
+        }
+        !no
+    });
+    if pending.len() == before {
+        return Err(anyhow::anyhow!("{what} was cancelled without a reason: {codes:?}").into());
+    }
+    Ok(refused)
+}
+
 fn random_u16() -> u16 {
     let mut b = [0u8; 2];
     // Jitter only; a failing entropy source just means no jitter.
