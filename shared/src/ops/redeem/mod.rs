@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 pub use pool_cache::PoolCache;
 
-use crate::domain::{Assignment, AssignmentId, KeyRecord, KeyStatus};
+use super::assignments::load;
+use crate::domain::{Assignment, KeyRecord, KeyStatus};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::UserId;
 use crate::keys::{self, KeyCode, KeyLookup};
@@ -17,7 +18,7 @@ use crate::time::Timestamp;
 use throttle::{Limits, Throttle};
 
 /// How often a redemption re-reads and retries after losing a race it can settle.
-pub(super) const MAX_ROUNDS: usize = 5;
+const MAX_ROUNDS: usize = 5;
 
 /// The result of a redemption.
 #[derive(Debug, Clone, PartialEq)]
@@ -271,15 +272,4 @@ async fn existing_for<S: Assignments + ?Sized>(
         }
         _ => Err(Error::KeyAlreadyRedeemed),
     }
-}
-
-pub(super) async fn load<S: Assignments + ?Sized>(
-    store: &S,
-    learner: &UserId,
-    id: &AssignmentId,
-) -> Result<Assignment> {
-    store
-        .get_assignment(learner, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("assignment {id} is referenced but missing").into())
 }
