@@ -17,7 +17,7 @@ use keypool::ops::{export, schedule};
 use keypool::store::prelude::*;
 use keypool::store::{InsertOutcome, RemoveConflict};
 use keypool::time::Timestamp;
-use keypool_tests::{World, s3_bucket, send};
+use keypool_tests::{Queued, World, s3_bucket, send};
 use serde_json::{Value, json};
 
 /// Starts an export through the API and waits for its job; returns the export as the API
@@ -608,16 +608,6 @@ async fn the_schedule_exports_changed_pools_only() {
     assert_eq!(rows(&text).len(), 3);
 }
 
-/// A queue that takes jobs and runs nothing: they arrive later, as SQS messages.
-struct Queued;
-
-#[async_trait]
-impl keypool::jobs::Jobs for Queued {
-    async fn submit(&self, _: &keypool::domain::Job) -> keypool::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_job_message_from_the_queue_runs_the_export_once() {
     let w = World::new().await;
@@ -626,13 +616,10 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
     // An export stored as the API stores it; its job arrives as an SQS message.
     let org = OrgId::parse("acme").unwrap();
     let pending = export::start(
-        w.dyn_store(),
-        &Queued,
+        &w.job_context(&Queued),
         &org,
         &pool_id,
         export::ExportInput::default(),
-        w.max_open_jobs,
-        w.now(),
     )
     .await
     .unwrap();
@@ -868,16 +855,13 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
     let w = World::new().await;
     let pool_id = big_pool(&w).await;
     let started = export::start(
-        w.dyn_store(),
-        &Queued,
+        &w.job_context(&Queued),
         &OrgId::parse("acme").unwrap(),
         &pool_id,
         export::ExportInput {
             mark_distributed: true,
             ..Default::default()
         },
-        w.max_open_jobs,
-        w.now(),
     )
     .await
     .unwrap();

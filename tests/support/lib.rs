@@ -21,6 +21,9 @@ use keypool::time::{Clock, ManualClock, Timestamp};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod key_jobs;
+
+pub use key_jobs::Queued;
 pub use keypool::faults;
 pub use keypool::faults::{Faults, Injector};
 
@@ -628,7 +631,7 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     .unwrap();
     let pool_id = pool.pool_id.to_string();
     let generated = if keys > 0 {
-        keypool::ops::generate::generate_keys(w.dyn_store(), &org, &pool_id, keys, now)
+        keypool::ops::key_jobs::generate::generate_keys(w.dyn_store(), &org, &pool_id, keys, now)
             .await
             .unwrap()
     } else {

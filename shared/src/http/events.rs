@@ -8,7 +8,7 @@ use axum::{Json, Router};
 
 use super::{ExportState, KeyGenerationState, MAX_BODY_BYTES};
 use crate::error::{Error, Missing, Result};
-use crate::ops::{generate, schedule};
+use crate::ops::{key_jobs, schedule};
 
 /// The export function's events: its job queue's batches and the daily schedule.
 pub fn export_event_routes() -> Router<ExportState> {
@@ -38,7 +38,7 @@ async fn key_generation_event(
     request: Request,
 ) -> Result<Response> {
     let event = pass_through(request).await?;
-    let answer = generate::on_event(
+    let answer = key_jobs::on_event(
         state.store.as_ref(),
         state.jobs.as_ref(),
         state.clock.as_ref(),
