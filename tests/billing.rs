@@ -11,9 +11,9 @@ use axum::http::{Method, StatusCode};
 use keypool::domain::{
     Assignment, AssignmentId, CourseId, InvoiceLine, InvoiceTotals, LineKind, Month, PoolId,
 };
+use keypool::events::billing as bill;
 use keypool::identity::{OrgId, UserId};
 use keypool::keys::KeyCode;
-use keypool::ops::bill;
 use keypool::store::RecordedLines;
 use keypool::store::prelude::*;
 use keypool::time;

@@ -13,7 +13,7 @@ use keypool::domain::{
 use keypool::identity::OrgId;
 use keypool::keys::KeyCode;
 use keypool::objects::{ObjectStore, Upload};
-use keypool::ops::{export, schedule};
+use keypool::ops::export;
 use keypool::store::prelude::*;
 use keypool::store::{InsertOutcome, RemoveConflict};
 use keypool::time::Timestamp;
@@ -528,7 +528,7 @@ fn scheduled_event() -> Value {
 }
 
 async fn on_event(w: &World, event: Value) -> Value {
-    schedule::on_event(w.dyn_store(), w.objects.as_ref(), &w.jobs, &w.clock, event)
+    keypool::events::export(w.dyn_store(), w.objects.as_ref(), &w.jobs, &w.clock, event)
         .await
         .unwrap()
 }

@@ -8,7 +8,7 @@ use axum::http::{Method, StatusCode};
 use keypool::domain::{JobId, JobStatus};
 use keypool::identity::OrgId;
 use keypool::ops::key_jobs;
-use keypool_tests::World;
+use keypool_tests::{Queued, World};
 use serde_json::json;
 
 fn acme() -> OrgId {
@@ -477,4 +477,46 @@ async fn a_small_generation_does_not_wait_behind_another_organizations_large_one
     assert!(large_job.done < total / 2, "{large_job:?}");
     // Written in turns, each resumed from the stored progress: exactly the keys asked for.
     assert_eq!(w.total_keys("globex", &small).await, 10_001);
+}
+
+/// An SQS batch of job messages, as the key-generation function's queue delivers them.
+fn queue_batch(body: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/fixtures/sqs/export-job.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture = std::fs::read_to_string(path).unwrap();
+    let body = serde_json::to_string(body).unwrap();
+    serde_json::from_str(&fixture.replace("\"{{job}}\"", &body)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_message_from_the_queue_runs_the_generation_to_its_end() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let job = w.queued_generation("acme", &pool_id, 500).await;
+    let message = serde_json::to_string(&keypool::domain::Job::Generate {
+        org: acme(),
+        job_id: job.job_id,
+    })
+    .unwrap();
+    let deliver = |event| keypool::events::key_generation(w.dyn_store(), &Queued, &w.clock, event);
+    let answer = deliver(queue_batch(&message)).await.unwrap();
+    assert_eq!(answer, json!({ "batchItemFailures": [] }));
+    assert_eq!(done(&w, &job.job_id).await, 500);
+    // Delivered again (SQS is at least once): the finished job writes nothing more.
+    let again = deliver(queue_batch(&message)).await.unwrap();
+    assert_eq!(again, json!({ "batchItemFailures": [] }));
+    assert_eq!(w.total_keys("acme", &pool_id).await, 500);
+    // A message that is not a job is reported for retry; an event that is no batch is refused.
+    let garbage = deliver(queue_batch("not a job")).await.unwrap();
+    assert_eq!(
+        garbage["batchItemFailures"][0]["itemIdentifier"],
+        "059f36b4-87a3-44ab-83d2-661975830a7d"
+    );
+    assert!(
+        deliver(json!({ "detail-type": "Scheduled Event" }))
+            .await
+            .is_err()
+    );
 }

@@ -90,20 +90,3 @@ pub async fn run_job<S: Pools + KeyJobs + ?Sized>(
     }
     Ok(())
 }
-
-/// What the key-generation function does with an event that is not an HTTP request: a batch
-/// of job messages from its queue, answered with the messages to retry.
-pub async fn on_event<S: Pools + KeyJobs + ?Sized>(
-    store: &S,
-    jobs: &dyn Jobs,
-    clock: &dyn Clock,
-    event: serde_json::Value,
-) -> Result<serde_json::Value> {
-    let batch: aws_lambda_events::event::sqs::SqsEvent = serde_json::from_value(event)
-        .map_err(|e| anyhow::anyhow!("a key-generation event that is not an SQS batch: {e}"))?;
-    let response = crate::jobs::on_queue_batch(batch, |job| async move {
-        run_job(store, jobs, clock, &job, Some(JOB_BUDGET)).await
-    })
-    .await;
-    Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?)
-}
