@@ -75,7 +75,7 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     };
     // A generated key with a valid check symbol cannot be guessed: the address is left alone.
     let guessable = !matches!(candidates.as_slice(), [key] if key.is_valid_generated());
-    let limits = Limits::of(who, settings, guessable);
+    let limits = Limits::of(who.learner, who.address, settings, guessable);
     if !guessable
         && let [key] = candidates.as_slice()
         && let Some(assignment) = redeem_unread(store, pools, who, &limits, key, now).await?
@@ -95,7 +95,7 @@ async fn refuse_unread<S: Counters + ?Sized>(
     error: Error,
     now: Timestamp,
 ) -> Error {
-    let limits = Limits::of(who, settings, false);
+    let limits = Limits::of(who.learner, who.address, settings, false);
     match Throttle::read_learner(store, pools, limits, now).await {
         Ok(mut throttle) => throttle.fail(store, error).await,
         Err(e) => e,
