@@ -4,24 +4,12 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use axum::http::{Method, StatusCode};
-use keypool::domain::{Job, JobId, JobStatus};
+use keypool::domain::{JobId, JobStatus};
 use keypool::identity::OrgId;
-use keypool::jobs::Jobs;
-use keypool::ops::generate;
-use keypool_tests::World;
+use keypool::ops::key_jobs;
+use keypool_tests::{Queued, World};
 use serde_json::json;
-
-/// A queue that takes jobs and runs nothing: the tests run them by hand.
-struct Queued;
-
-#[async_trait]
-impl Jobs for Queued {
-    async fn submit(&self, _: &Job) -> keypool::Result<()> {
-        Ok(())
-    }
-}
 
 fn acme() -> OrgId {
     OrgId::parse("acme").unwrap()
@@ -54,37 +42,6 @@ impl Dice {
     }
 }
 
-/// Every key of a pool, through the store's listing.
-async fn pool_keys(w: &World, pool_id: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = keypool::ops::inventory::list_keys(
-            w.dyn_store(),
-            &acme(),
-            pool_id,
-            None,
-            None,
-            cursor.as_deref(),
-            1000,
-        )
-        .await
-        .unwrap();
-        keys.extend(page.items.into_iter().map(|k| k.key.to_string()));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return keys,
-        }
-    }
-}
-
-async fn total_keys(w: &World, pool_id: &str) -> u64 {
-    keypool::ops::pools::get_pool(w.dyn_store(), &acme(), pool_id)
-        .await
-        .unwrap()
-        .total_keys
-}
-
 async fn done(w: &World, id: &JobId) -> u64 {
     w.dyn_store()
         .get_key_job(&acme(), id)
@@ -100,17 +57,7 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
     let total: u64 = if w.is_moto() { 600 } else { 12_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
     w.generate("acme", &pool_id, 7).await;
-    let job = generate::start(
-        w.dyn_store(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        total,
-        w.max_open_jobs,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let job = w.queued_generation("acme", &pool_id, total).await;
     let mut dice = Dice::new();
     // Three runners, each dropped once the job has gone past a random point.
     for _ in 0..3 {
@@ -118,7 +65,7 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
         let runner = {
             let (w, id) = (w.clone(), job.job_id);
             tokio::spawn(
-                async move { generate::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
+                async move { key_jobs::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
             )
         };
         while done(&w, &job.job_id).await < at_least.min(total) && !runner.is_finished() {
@@ -129,10 +76,10 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
         let so_far = done(&w, &job.job_id).await;
         eprintln!("stopped at {so_far} of {total}");
         // At every stop the pool counts exactly the keys there are.
-        assert_eq!(total_keys(&w, &pool_id).await, 7 + so_far);
+        assert_eq!(w.total_keys("acme", &pool_id).await, 7 + so_far);
     }
     // A last runner resumes and finishes.
-    let finished = generate::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
+    let finished = key_jobs::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
         .await
         .unwrap();
     assert!(finished);
@@ -144,14 +91,14 @@ async fn a_job_stopped_after_random_chunks_ends_with_exactly_its_count() {
         .unwrap();
     assert_eq!(job.status, JobStatus::Done);
     assert_eq!(job.done, total);
-    let keys = pool_keys(&w, &pool_id).await;
+    let keys = w.listed_keys("acme", &pool_id).await;
     assert_eq!(keys.len() as u64, total + 7);
     assert_eq!(
         keys.iter().collect::<HashSet<_>>().len(),
         keys.len(),
         "distinct"
     );
-    assert_eq!(total_keys(&w, &pool_id).await, total + 7);
+    assert_eq!(w.total_keys("acme", &pool_id).await, total + 7);
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
 }
 
@@ -160,22 +107,12 @@ async fn two_runners_of_one_job_never_exceed_its_count() {
     let w = Arc::new(World::new().await);
     let total: u64 = if w.is_moto() { 400 } else { 6_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
-    let job = generate::start(
-        w.dyn_store(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        total,
-        w.max_open_jobs,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let job = w.queued_generation("acme", &pool_id, total).await;
     let runners: Vec<_> = (0..2)
         .map(|_| {
             let (w, id) = (w.clone(), job.job_id);
             tokio::spawn(
-                async move { generate::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
+                async move { key_jobs::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
             )
         })
         .collect();
@@ -183,8 +120,8 @@ async fn two_runners_of_one_job_never_exceed_its_count() {
         assert!(r.await.unwrap().unwrap());
     }
     assert_eq!(done(&w, &job.job_id).await, total);
-    assert_eq!(total_keys(&w, &pool_id).await, total);
-    assert_eq!(pool_keys(&w, &pool_id).await.len() as u64, total);
+    assert_eq!(w.total_keys("acme", &pool_id).await, total);
+    assert_eq!(w.listed_keys("acme", &pool_id).await.len() as u64, total);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,7 +166,7 @@ async fn a_hundred_thousand_keys_through_the_api() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     assert!(seen.windows(2).all(|p| p[0] <= p[1]), "progress only grows");
-    let keys = pool_keys(&w, &pool_id).await;
+    let keys = w.listed_keys("acme", &pool_id).await;
     assert_eq!(keys.len(), 100_000);
     assert_eq!(
         keys.iter().collect::<HashSet<_>>().len(),
@@ -241,7 +178,7 @@ async fn a_hundred_thousand_keys_through_the_api() {
         let code = keypool::keys::KeyCode::parse(key).unwrap();
         assert!(code.is_valid_generated(), "{key}");
     }
-    assert_eq!(total_keys(&w, &pool_id).await, 100_000);
+    assert_eq!(w.total_keys("acme", &pool_id).await, 100_000);
 }
 
 #[tokio::test]
@@ -279,19 +216,9 @@ async fn counts_beyond_ten_million_and_strangers_are_refused() {
     assert_eq!(foreign.status, StatusCode::NOT_FOUND);
     // Nothing was written by any of those.
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
-    assert_eq!(total_keys(&w, &pool_id).await, 0);
+    assert_eq!(w.total_keys("acme", &pool_id).await, 0);
 
-    let job = generate::start(
-        w.dyn_store(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        20_000,
-        w.max_open_jobs,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let job = w.queued_generation("acme", &pool_id, 20_000).await;
     let path = format!("/v1/jobs/{}", job.job_id);
     assert_eq!(
         w.call(Method::GET, &path, Some(&w.admin("globex")), None)
@@ -344,7 +271,7 @@ async fn a_hundred_thousand_line_paste_is_checked_whole_then_written_by_a_job() 
         50_000
     );
     assert_eq!(refused.body["error"]["details"]["rejected_count"], 1);
-    assert_eq!(total_keys(&w, &pool_id).await, 0);
+    assert_eq!(w.total_keys("acme", &pool_id).await, 0);
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
 
     lines[49_999] = "IMPFIXED0001".into();
@@ -379,11 +306,11 @@ async fn a_hundred_thousand_line_paste_is_checked_whole_then_written_by_a_job() 
         assert!(std::time::Instant::now() < deadline, "{:?}", job.body);
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let keys = pool_keys(&w, &pool_id).await;
+    let keys = w.listed_keys("acme", &pool_id).await;
     assert_eq!(keys.len(), 100_000);
     let sent: HashSet<&str> = lines.iter().map(String::as_str).collect();
     assert!(keys.iter().all(|k| sent.contains(k.as_str())));
-    assert_eq!(total_keys(&w, &pool_id).await, 100_000);
+    assert_eq!(w.total_keys("acme", &pool_id).await, 100_000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,21 +322,9 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
     let (_, pool_id) = w.pool("acme", 30).await;
     let (_, other_pool) = w.pool("acme", 30).await;
     let lines = custom_lines("RES", count);
-    let (job, rejected) = generate::start_import(
-        w.dyn_store(),
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        keypool::ops::add_keys::CheckedPaste::from_list(&lines),
-        // Partial: a key taken meanwhile is reported and the rest go in (an all-or-nothing
-        // import rolls back instead: tests/pastes.rs).
-        true,
-        w.max_open_jobs,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    // Partial: a key taken meanwhile is reported and the rest go in (an all-or-nothing
+    // import rolls back instead: tests/pastes.rs).
+    let (job, rejected) = w.queued_import("acme", &pool_id, &lines, true).await;
     assert!(rejected.is_empty());
     // Between the check and the job, another request takes one of the keys.
     let stolen = lines[count - 3].clone();
@@ -429,7 +344,7 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         let runner = {
             let (w, id) = (w.clone(), job.job_id);
             tokio::spawn(
-                async move { generate::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
+                async move { key_jobs::run(w.dyn_store(), &w.clock, &acme(), &id, None).await },
             )
         };
         while done(&w, &job.job_id).await < at_least && !runner.is_finished() {
@@ -437,10 +352,13 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         }
         runner.abort();
         let _ = runner.await;
-        assert_eq!(total_keys(&w, &pool_id).await, done(&w, &job.job_id).await);
+        assert_eq!(
+            w.total_keys("acme", &pool_id).await,
+            done(&w, &job.job_id).await
+        );
     }
     assert!(
-        generate::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
+        key_jobs::run(w.dyn_store(), &w.clock, &acme(), &job.job_id, None)
             .await
             .unwrap()
     );
@@ -457,11 +375,11 @@ async fn an_import_stopped_part_way_resumes_and_reports_keys_taken_meanwhile() {
         "reported, not dropped"
     );
     assert_eq!(finished.done, count as u64 - 1);
-    let keys = pool_keys(&w, &pool_id).await;
+    let keys = w.listed_keys("acme", &pool_id).await;
     assert_eq!(keys.len(), count - 1);
     assert_eq!(keys.iter().collect::<HashSet<_>>().len(), count - 1);
     assert!(!keys.contains(&stolen));
-    assert_eq!(total_keys(&w, &pool_id).await, count as u64 - 1);
+    assert_eq!(w.total_keys("acme", &pool_id).await, count as u64 - 1);
 }
 
 /// Starts a generation job of `count` keys through the API and returns its id.
@@ -558,9 +476,47 @@ async fn a_small_generation_does_not_wait_behind_another_organizations_large_one
     assert_ne!(large_job.status, JobStatus::Done, "{large_job:?}");
     assert!(large_job.done < total / 2, "{large_job:?}");
     // Written in turns, each resumed from the stored progress: exactly the keys asked for.
-    let pool =
-        keypool::ops::pools::get_pool(w.dyn_store(), &OrgId::parse("globex").unwrap(), &small)
+    assert_eq!(w.total_keys("globex", &small).await, 10_001);
+}
+
+/// An SQS batch of job messages, as the key-generation function's queue delivers them.
+fn queue_batch(body: &str) -> serde_json::Value {
+    let path = format!(
+        "{}/fixtures/sqs/export-job.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let fixture = std::fs::read_to_string(path).unwrap();
+    let body = serde_json::to_string(body).unwrap();
+    serde_json::from_str(&fixture.replace("\"{{job}}\"", &body)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_message_from_the_queue_runs_the_generation_to_its_end() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let job = w.queued_generation("acme", &pool_id, 500).await;
+    let message = serde_json::to_string(&keypool::domain::Job::Generate {
+        org: acme(),
+        job_id: job.job_id,
+    })
+    .unwrap();
+    let deliver = |event| keypool::events::key_generation(w.dyn_store(), &Queued, &w.clock, event);
+    let answer = deliver(queue_batch(&message)).await.unwrap();
+    assert_eq!(answer, json!({ "batchItemFailures": [] }));
+    assert_eq!(done(&w, &job.job_id).await, 500);
+    // Delivered again (SQS is at least once): the finished job writes nothing more.
+    let again = deliver(queue_batch(&message)).await.unwrap();
+    assert_eq!(again, json!({ "batchItemFailures": [] }));
+    assert_eq!(w.total_keys("acme", &pool_id).await, 500);
+    // A message that is not a job is reported for retry; an event that is no batch is refused.
+    let garbage = deliver(queue_batch("not a job")).await.unwrap();
+    assert_eq!(
+        garbage["batchItemFailures"][0]["itemIdentifier"],
+        "059f36b4-87a3-44ab-83d2-661975830a7d"
+    );
+    assert!(
+        deliver(json!({ "detail-type": "Scheduled Event" }))
             .await
-            .unwrap();
-    assert_eq!(pool.total_keys, 10_001);
+            .is_err()
+    );
 }

@@ -5,29 +5,18 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
 use axum::http::{Method, StatusCode};
 use keypool::domain::{Job, JobStatus, PastePhase};
 use keypool::identity::OrgId;
-use keypool::jobs::Jobs;
-use keypool::ops::add_keys::{self, CheckedPaste};
-use keypool::ops::generate;
-use keypool::store::DynamoStore;
-use keypool_tests::World;
+use keypool::ops::add_keys::{self, AddReport, CheckedPaste};
+use keypool::ops::key_jobs;
+use keypool::settings::Settings;
+use keypool::store::{DynamoStore, Store};
+use keypool_tests::{Queued, World};
 use serde_json::{Value, json};
-
-/// A queue that takes jobs and runs nothing: the tests run them by hand.
-struct Queued;
-
-#[async_trait]
-impl Jobs for Queued {
-    async fn submit(&self, _: &Job) -> keypool::Result<()> {
-        Ok(())
-    }
-}
 
 fn acme() -> OrgId {
     OrgId::parse("acme").unwrap()
@@ -78,42 +67,23 @@ fn dying_store(w: &World, allowed: usize) -> (DynamoStore, Arc<AtomicUsize>) {
 /// does at start (and the job queue in AWS).
 async fn restart(w: &World) {
     for job in w.dyn_store().open_jobs().await.unwrap() {
-        generate::run_job(w.dyn_store(), &Queued, &w.clock, &job, None)
+        key_jobs::run_job(w.dyn_store(), &Queued, &w.clock, &job, None)
             .await
             .unwrap();
     }
     assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
 }
 
-async fn total_keys(w: &World, pool_id: &str) -> u64 {
-    keypool::ops::pools::get_pool(w.dyn_store(), &acme(), pool_id)
-        .await
-        .unwrap()
-        .total_keys
-}
-
-/// Every key a pool lists.
-async fn listed(w: &World, pool_id: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = keypool::ops::inventory::list_keys(
-            w.dyn_store(),
-            &acme(),
-            pool_id,
-            None,
-            None,
-            cursor.as_deref(),
-            1000,
-        )
-        .await
-        .unwrap();
-        keys.extend(page.items.into_iter().map(|k| k.key.to_string()));
-        match page.next_cursor {
-            Some(c) => cursor = Some(c),
-            None => return keys,
-        }
-    }
+/// Pastes `keys` into a pool of acme all or nothing through `store` (one that may die
+/// part-way), as the pool-admin route does; its recovery is queued where nothing runs it.
+async fn paste_through<S: Store + ?Sized>(
+    w: &World,
+    store: &S,
+    pool_id: &str,
+    keys: &CheckedPaste,
+) -> keypool::Result<AddReport> {
+    let cx = w.job_context_over(store, &Queued);
+    add_keys::add_custom_keys(&cx, &Settings::default(), &acme(), pool_id, keys, false).await
 }
 
 fn lines(prefix: &str, count: usize) -> Vec<String> {
@@ -122,8 +92,8 @@ fn lines(prefix: &str, count: usize) -> Vec<String> {
 
 /// The pool holds nothing of `keys` (none listed, counted or redeemable) or all of them.
 async fn whole_or_nothing(w: &World, pool_id: &str, keys: &[String]) -> bool {
-    let total = total_keys(w, pool_id).await;
-    let shown: HashSet<String> = listed(w, pool_id).await.into_iter().collect();
+    let total = w.total_keys("acme", pool_id).await;
+    let shown: HashSet<String> = w.listed_keys("acme", pool_id).await.into_iter().collect();
     if total == 0 {
         assert!(
             shown.is_empty(),
@@ -156,18 +126,7 @@ async fn a_paste_killed_at_any_point_lands_whole_or_leaves_nothing() {
     let keys = lines("CAL", count);
     let (store, calls) = dying_store(&w, usize::MAX);
     let paste = CheckedPaste::from_list(&keys);
-    add_keys::add_custom_keys(
-        &store,
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        &paste,
-        false,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    paste_through(&w, &store, &pool_id, &paste).await.unwrap();
     let whole = calls.load(Ordering::SeqCst);
     eprintln!("a paste of {count} keys makes {whole} calls");
 
@@ -178,17 +137,7 @@ async fn a_paste_killed_at_any_point_lands_whole_or_leaves_nothing() {
         let keys = lines(&format!("K{i}X"), count);
         let paste = CheckedPaste::from_list(&keys);
         let (store, _) = dying_store(&w, allowed);
-        let died = add_keys::add_custom_keys(
-            &store,
-            &Default::default(),
-            &Queued,
-            &acme(),
-            &pool_id,
-            &paste,
-            false,
-            w.now(),
-        )
-        .await;
+        let died = paste_through(&w, &store, &pool_id, &paste).await;
         assert!(
             died.is_err(),
             "the paste died after {allowed} of {whole} calls"
@@ -199,18 +148,9 @@ async fn a_paste_killed_at_any_point_lands_whole_or_leaves_nothing() {
         } else {
             undone += 1;
             // Rolled back: the keys are free again, and the same paste goes in whole.
-            let report = add_keys::add_custom_keys(
-                w.dyn_store(),
-                &Default::default(),
-                &Queued,
-                &acme(),
-                &pool_id,
-                &paste,
-                false,
-                w.now(),
-            )
-            .await
-            .unwrap();
+            let report = paste_through(&w, w.dyn_store(), &pool_id, &paste)
+                .await
+                .unwrap();
             assert_eq!(report.added.len(), count);
             assert!(whole_or_nothing(&w, &pool_id, &keys).await);
         }
@@ -231,18 +171,7 @@ async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
     let (_, pool_id) = w.pool("acme", 30).await;
     let (store, calls) = dying_store(&w, usize::MAX);
     let paste = CheckedPaste::from_list(&lines("CNW", count));
-    add_keys::add_custom_keys(
-        &store,
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        &paste,
-        false,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    paste_through(&w, &store, &pool_id, &paste).await.unwrap();
     let whole = calls.load(Ordering::SeqCst);
 
     // Dies half-way through its commits (one transaction per 98 keys, then the job's status).
@@ -250,17 +179,7 @@ async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
     let keys = lines("CNT", count);
     let allowed = whole - count.div_ceil(98) / 2 - 1;
     let (store, _) = dying_store(&w, allowed);
-    let died = add_keys::add_custom_keys(
-        &store,
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        &CheckedPaste::from_list(&keys),
-        false,
-        w.now(),
-    )
-    .await;
+    let died = paste_through(&w, &store, &pool_id, &CheckedPaste::from_list(&keys)).await;
     assert!(died.is_err());
     let open = w.dyn_store().open_jobs().await.unwrap();
     let [Job::Generate { job_id, .. }] = open.as_slice() else {
@@ -278,11 +197,11 @@ async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
         if let Some(&committed) = seen.last() {
             let allowed = 3 + committed.div_ceil(98) as usize + 1;
             let (store, _) = dying_store(&w, allowed);
-            let died = generate::run(&store, &w.clock, &acme(), job_id, None).await;
+            let died = key_jobs::run(&store, &w.clock, &acme(), job_id, None).await;
             assert!(died.is_err());
         }
-        let total = total_keys(&w, &pool_id).await;
-        let shown = listed(&w, &pool_id).await;
+        let total = w.total_keys("acme", &pool_id).await;
+        let shown = w.listed_keys("acme", &pool_id).await;
         assert_eq!(
             shown.len() as u64,
             total,
@@ -312,15 +231,11 @@ async fn a_restarted_server_settles_an_interrupted_paste_before_it_answers() {
     let count = if w.is_moto() { 300 } else { 3_000 };
     let (_, pool_id) = w.pool("acme", 30).await;
     let (store, calls) = dying_store(&w, usize::MAX);
-    add_keys::add_custom_keys(
+    paste_through(
+        &w,
         &store,
-        &Default::default(),
-        &Queued,
-        &acme(),
         &pool_id,
         &CheckedPaste::from_list(&lines("RSW", count)),
-        false,
-        w.now(),
     )
     .await
     .unwrap();
@@ -328,19 +243,9 @@ async fn a_restarted_server_settles_an_interrupted_paste_before_it_answers() {
     let (_, pool_id) = w.pool("acme", 30).await;
     let keys = lines("RST", count);
     let (store, _) = dying_store(&w, whole - count.div_ceil(98) / 2 - 1);
-    let died = add_keys::add_custom_keys(
-        &store,
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        &CheckedPaste::from_list(&keys),
-        false,
-        w.now(),
-    )
-    .await;
+    let died = paste_through(&w, &store, &pool_id, &CheckedPaste::from_list(&keys)).await;
     assert!(died.is_err());
-    let before = total_keys(&w, &pool_id).await;
+    let before = w.total_keys("acme", &pool_id).await;
     assert!(
         0 < before && before < count as u64,
         "died mid-commit: {before}"
@@ -353,8 +258,8 @@ async fn a_restarted_server_settles_an_interrupted_paste_before_it_answers() {
         Arc::new(w.clock.clone()),
     );
     jobs.resume(w.dyn_store(), &w.clock).await.unwrap();
-    let total = total_keys(&w, &pool_id).await;
-    let shown = listed(&w, &pool_id).await;
+    let total = w.total_keys("acme", &pool_id).await;
+    let shown = w.listed_keys("acme", &pool_id).await;
     assert_eq!((total, shown.len()), (count as u64, count));
     assert!(whole_or_nothing(&w, &pool_id, &keys).await);
 }
@@ -368,28 +273,16 @@ async fn an_import_killed_at_any_point_lands_whole_or_leaves_nothing() {
     let count = 12_000;
     let (_, pool_id) = w.pool("acme", 30).await;
     let keys = lines("IMP", count);
-    let (job, _) = generate::start_import(
-        w.dyn_store(),
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        CheckedPaste::from_list(&keys),
-        false,
-        w.max_open_jobs,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let (job, _) = w.queued_import("acme", &pool_id, &keys, false).await;
     // The job's runner dies part-way, again and again (a whole run makes about 270 calls);
     // at every stop what is visible is counted, and nothing is before the commit.
     for allowed in [30, 45, 25, 60, 35] {
         let (store, _) = dying_store(&w, allowed);
-        let died = generate::run(&store, &w.clock, &acme(), &job.job_id, None).await;
+        let died = key_jobs::run(&store, &w.clock, &acme(), &job.job_id, None).await;
         assert!(died.is_err());
         assert_eq!(
-            total_keys(&w, &pool_id).await,
-            listed(&w, &pool_id).await.len() as u64
+            w.total_keys("acme", &pool_id).await,
+            w.listed_keys("acme", &pool_id).await.len() as u64
         );
     }
     restart(&w).await;
@@ -413,19 +306,7 @@ async fn an_import_that_finds_a_key_taken_meanwhile_adds_nothing() {
     let (_, pool_id) = w.pool("acme", 30).await;
     let (_, other_pool) = w.pool("acme", 30).await;
     let keys = lines("LATE", count);
-    let (job, _) = generate::start_import(
-        w.dyn_store(),
-        &Default::default(),
-        &Queued,
-        &acme(),
-        &pool_id,
-        CheckedPaste::from_list(&keys),
-        false,
-        w.max_open_jobs,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let (job, _) = w.queued_import("acme", &pool_id, &keys, false).await;
     // After the check, another request takes a key near the end.
     let stolen = keys[count - 3].clone();
     let taken = w
@@ -535,7 +416,11 @@ async fn rejections_are_bounded_on_every_path() {
         assert_eq!(r.code(), "keys_rejected", "{what}");
         assert_eq!(r.body["error"]["details"]["rejected_count"], 5_000);
         assert_eq!(shown_lines(&r.body["error"]["details"]), bad[..1_000]);
-        assert_eq!(total_keys(&w, &pool_id).await, 0, "{what}: nothing written");
+        assert_eq!(
+            w.total_keys("acme", &pool_id).await,
+            0,
+            "{what}: nothing written"
+        );
         assert!(w.dyn_store().open_jobs().await.unwrap().is_empty());
     }
     // Partial: the good lines go in, the answer still shows a thousand and counts all.

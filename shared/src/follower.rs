@@ -193,7 +193,7 @@ impl StreamFollower {
             empty_pages = 0;
             let mut event = Event::default();
             event.records = records.into_iter().map(event_record).collect();
-            let response = crate::ops::bill::bill(self.store.as_ref(), &event).await?;
+            let response = crate::events::billing::bill(self.store.as_ref(), &event).await?;
             let failed = response
                 .batch_item_failures
                 .first()

@@ -78,33 +78,3 @@ impl Jobs for SqsJobs {
         Ok(())
     }
 }
-
-/// A batch of job messages from an SQS queue: each job run in turn by `run`, and the messages
-/// of the jobs that failed reported for retry (then dead-lettered).
-pub async fn on_queue_batch<F, Fut>(
-    batch: aws_lambda_events::event::sqs::SqsEvent,
-    mut run: F,
-) -> aws_lambda_events::event::sqs::SqsBatchResponse
-where
-    F: FnMut(Job) -> Fut,
-    Fut: std::future::Future<Output = Result<()>>,
-{
-    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
-    let mut response = SqsBatchResponse::default();
-    for message in batch.records {
-        let id = message.message_id.clone().unwrap_or_default();
-        let outcome = match serde_json::from_str::<Job>(message.body.as_deref().unwrap_or("")) {
-            Ok(job) => run(job).await,
-            Err(e) => Err(crate::Error::Internal(anyhow::anyhow!(
-                "a job message: {e}"
-            ))),
-        };
-        if let Err(e) = outcome {
-            tracing::error!(error = %e, message = %id, "a job failed");
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = id;
-            response.batch_item_failures.push(failure);
-        }
-    }
-    response
-}

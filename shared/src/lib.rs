@@ -6,14 +6,16 @@
 //! - `store`: narrow traits per aggregate, implemented over DynamoDB (`store::dynamo`), with
 //!   the table layout in `schema`;
 //! - `ops`: one module per use case, over the store's traits;
-//! - the edges: `http` (one router per function), `jobs` (background work), `objects` (export
-//!   files), `launch` (signed launch tokens: local keys or KMS), `follower` (the local stream
-//!   reader), `setup` (clients and state at start-up).
+//! - the edges: `http` (one router per function), `events` (queue batches, the schedule and
+//!   stream records, read into domain values), `jobs` (background work), `objects` (export
+//!   files), `launch` (signed launch tokens: local keys or KMS), `webhooks` (sending them),
+//!   `follower` (the local stream reader), `setup` (clients and state at start-up).
 
 pub mod domain;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod events;
 #[cfg(feature = "embedded")]
 pub mod faults;
 #[cfg(feature = "embedded")]

@@ -25,7 +25,7 @@ use crate::error::Result;
 use crate::identity::OrgId;
 use crate::jobs::Jobs;
 use crate::objects::ObjectStore;
-use crate::ops::{export, generate};
+use crate::ops::{export, key_jobs};
 use crate::store::Store;
 use crate::time::Clock;
 
@@ -171,7 +171,7 @@ impl Worker {
                 Ok(true)
             }
             Job::Generate { org, job_id } => {
-                generate::run(
+                key_jobs::run(
                     self.store.as_ref(),
                     self.clock.as_ref(),
                     org,
@@ -272,7 +272,7 @@ impl LocalJobs {
                     j.phase
                         .is_some_and(|p| p != PastePhase::Writing || j.kind == JobKind::Paste)
                 })
-                && generate::run(store, clock, org, job_id, None).await?
+                && key_jobs::run(store, clock, org, job_id, None).await?
             {
                 continue;
             }

@@ -8,9 +8,9 @@ use axum::http::{Method, StatusCode};
 use keypool::domain::{
     Assignment, AssignmentId, CourseId, InvoiceLine, InvoiceTotals, LineKind, Month, PoolId,
 };
+use keypool::events::billing as bill;
 use keypool::identity::{OrgId, UserId};
 use keypool::keys::KeyCode;
-use keypool::ops::bill;
 use keypool::store::prelude::*;
 use keypool::time;
 use keypool_tests::{Reply, World};

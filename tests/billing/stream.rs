@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use aws_lambda_events::event::dynamodb::EventRecord;
 use keypool::domain::{InvoiceLine, InvoiceTotals, LineKind};
-use keypool::ops::bill;
+use keypool::events::billing as bill;
 use keypool::time;
 use keypool_tests::World;
 

@@ -222,16 +222,13 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
     let w = World::new().await;
     let pool_id = big_pool(&w).await;
     let started = export::start(
-        w.dyn_store(),
-        &Queued,
+        &w.job_context(&Queued),
         &OrgId::parse("acme").unwrap(),
         &pool_id,
         export::ExportInput {
             mark_distributed: true,
             ..Default::default()
         },
-        w.max_open_jobs,
-        w.now(),
     )
     .await
     .unwrap();

@@ -9,7 +9,8 @@ use axum::http::{Method, StatusCode};
 use keypool::domain::{Export, ExportId};
 use keypool::identity::OrgId;
 use keypool::objects::{ObjectStore, Upload};
-use keypool::ops::{export, schedule};
+use keypool::ops::export;
+pub(crate) use keypool_tests::Queued;
 use keypool_tests::{Reply, World, send};
 use serde_json::{Value, json};
 
@@ -193,7 +194,7 @@ pub(crate) fn scheduled_event() -> Value {
 }
 
 pub(crate) async fn on_event(w: &World, event: Value) -> Value {
-    schedule::on_event(w.dyn_store(), w.objects.as_ref(), &w.jobs, &w.clock, event)
+    keypool::events::export(w.dyn_store(), w.objects.as_ref(), &w.jobs, &w.clock, event)
         .await
         .unwrap()
 }
@@ -221,14 +222,4 @@ pub(crate) fn scheduled_files(w: &World, pool_id: &str) -> Vec<String> {
         .collect();
     names.sort();
     names
-}
-
-/// A queue that takes jobs and runs nothing: they arrive later, as SQS messages.
-pub(crate) struct Queued;
-
-#[async_trait]
-impl keypool::jobs::Jobs for Queued {
-    async fn submit(&self, _: &keypool::domain::Job) -> keypool::Result<()> {
-        Ok(())
-    }
 }

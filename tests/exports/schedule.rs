@@ -61,13 +61,10 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
     // An export stored as the API stores it; its job arrives as an SQS message.
     let org = OrgId::parse("acme").unwrap();
     let pending = export::start(
-        w.dyn_store(),
-        &Queued,
+        &w.job_context(&Queued),
         &org,
         &pool_id,
         export::ExportInput::default(),
-        w.max_open_jobs,
-        w.now(),
     )
     .await
     .unwrap();

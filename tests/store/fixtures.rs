@@ -12,9 +12,11 @@ use keypool::domain::Page;
 use keypool::domain::{Assignment, Course, KeyRecord, KeySource, KeyStatus, NewKey, Pool};
 use keypool::identity::{OrgId, UserId};
 use keypool::keys::{self, KeyCode};
-use keypool::ops::pools::{CourseInput, PoolInput};
+use keypool::ops::inventory::KeyListing;
+use keypool::ops::key_jobs::generate;
+use keypool::ops::pools::{CourseInput, PoolInput, PoolListing};
 use keypool::ops::redeem::Redeemed;
-use keypool::ops::{add_keys, assignments, generate, inventory, pools, redeem};
+use keypool::ops::{add_keys, assignments, inventory, pools, redeem};
 use keypool::store::prelude::*;
 use keypool::time::{self, Timestamp};
 use keypool_tests::World;
@@ -169,18 +171,15 @@ pub(crate) async fn new_pool(w: &World, org_name: &str, days: i64) -> Pool {
 
 /// Adds custom keys, all or nothing, and checks they all went in.
 pub(crate) async fn add_keys(w: &World, pool: &Pool, keys: &[&str]) {
-    let report = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &pool.org,
-        &pool.pool_id.to_string(),
-        &numbered(keys),
-        false,
-        w.now(),
-    )
-    .await
-    .expect("keys are added");
+    let report = w
+        .add_custom_keys(
+            pool.org.as_str(),
+            &pool.pool_id.to_string(),
+            &numbered(keys),
+            false,
+        )
+        .await
+        .expect("keys are added");
     assert_eq!(report.added.len(), keys.len(), "{report:?}");
 }
 
@@ -293,16 +292,11 @@ pub(crate) async fn all_pools(
 ) -> Vec<Pool> {
     let o = &org(org_name);
     collect_pages(limit, |cursor| async move {
-        pools::list_pools(
-            w.dyn_store(),
-            o,
+        let listing = PoolListing {
             search,
-            None,
-            cursor.as_deref(),
-            limit,
-            w.now(),
-        )
-        .await
+            ..PoolListing::page(cursor.as_deref(), limit)
+        };
+        pools::list_pools(w.dyn_store(), o, listing, w.now()).await
     })
     .await
 }
@@ -328,16 +322,11 @@ pub(crate) async fn all_keys(
 ) -> Vec<KeyRecord> {
     let id = &pool.pool_id.to_string();
     collect_pages(limit, |cursor| async move {
-        inventory::list_keys(
-            w.dyn_store(),
-            &pool.org,
-            id,
+        let listing = KeyListing {
             status,
-            None,
-            cursor.as_deref(),
-            limit,
-        )
-        .await
+            ..KeyListing::page(cursor.as_deref(), limit)
+        };
+        inventory::list_keys(w.dyn_store(), &pool.org, id, listing).await
     })
     .await
 }

@@ -4,7 +4,7 @@ use keypool::error::Missing;
 use std::collections::HashSet;
 
 use keypool::Error;
-use keypool::ops::inventory;
+use keypool::ops::inventory::{self, KeyListing};
 use keypool::store::RemoveConflict;
 use keypool::store::prelude::*;
 use keypool_tests::World;
@@ -174,35 +174,58 @@ async fn list_keys_filters_by_status_and_pages() {
     let id = pool.pool_id.to_string();
     let store = w.dyn_store();
     for status in ["used", "Available", "REDEEMED", "all"] {
-        let result = inventory::list_keys(store, &org(ORG), &id, Some(status), None, None, 5).await;
+        let result = inventory::list_keys(
+            store,
+            &org(ORG),
+            &id,
+            KeyListing {
+                status: Some(status),
+                ..KeyListing::page(None, 5)
+            },
+        )
+        .await;
         assert_eq!(field_errors(result), ["status"], "{status}");
     }
-    let foreign = inventory::list_keys(store, &org(OTHER_ORG), &id, None, None, None, 5).await;
+    let foreign =
+        inventory::list_keys(store, &org(OTHER_ORG), &id, KeyListing::page(None, 5)).await;
     assert!(
         matches!(foreign, Err(Error::NotFound(Missing::Pool))),
         "{foreign:?}"
     );
 
     // A cursor of the available listing does not continue the redeemed one.
-    let page = inventory::list_keys(store, &org(ORG), &id, Some("available"), None, None, 2)
-        .await
-        .unwrap();
+    let page = inventory::list_keys(
+        store,
+        &org(ORG),
+        &id,
+        KeyListing {
+            status: Some("available"),
+            ..KeyListing::page(None, 2)
+        },
+    )
+    .await
+    .unwrap();
     let cursor = page.next_cursor.expect("more keys");
     let crossed = inventory::list_keys(
         store,
         &org(ORG),
         &id,
-        Some("redeemed"),
-        None,
-        Some(&cursor),
-        2,
+        KeyListing {
+            status: Some("redeemed"),
+            ..KeyListing::page(Some(&cursor), 2)
+        },
     )
     .await;
     assert_invalid_cursor(crossed);
     // Nor does it reach into another pool: there, it just starts a listing of that pool.
     let other_id = other_pool.pool_id.to_string();
-    let there = inventory::list_keys(store, &org(ORG), &other_id, None, None, Some(&cursor), 10)
-        .await
-        .unwrap();
+    let there = inventory::list_keys(
+        store,
+        &org(ORG),
+        &other_id,
+        KeyListing::page(Some(&cursor), 10),
+    )
+    .await
+    .unwrap();
     assert!(there.items.iter().all(|k| k.pool_id == other_pool.pool_id));
 }

@@ -7,7 +7,8 @@ use chrono::Duration;
 use keypool::Error;
 use keypool::domain::{KeySource, KeyStatus, NewKey, PoolId};
 use keypool::keys::{self, KeyCode};
-use keypool::ops::{add_keys, generate};
+use keypool::ops::add_keys;
+use keypool::ops::key_jobs::generate;
 use keypool::store::InsertOutcome;
 use keypool::store::prelude::*;
 use keypool_tests::World;
@@ -144,17 +145,7 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     let id = pool.pool_id.to_string();
     let lines = numbered(&["GOOD-KEY-1", "ab", "GOOD-KEY-2"]);
 
-    let result = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &lines,
-        false,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(ORG, &id, &lines, false).await;
     let rejected = rejected_lines(result);
     assert_eq!(line_codes(&rejected), [(2, "too_short")]);
     assert_eq!(rejected[0]["key"], "ab");
@@ -164,18 +155,7 @@ async fn a_paste_with_one_bad_line_writes_nothing() {
     assert!(w.store.existing_keys(&good).await.unwrap().is_empty());
 
     // The same paste with partial=true adds the good lines and reports the bad one.
-    let report = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &lines,
-        true,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let report = w.add_custom_keys(ORG, &id, &lines, true).await.unwrap();
     assert_eq!(report.added, ["GOODKEY1", "GOODKEY2"]);
     assert_eq!(report.rejected.len(), 1);
     assert_eq!(
@@ -223,17 +203,7 @@ async fn every_rejected_line_says_why() {
         (9, "already_exists"),
     ];
 
-    let result = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &lines,
-        false,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(ORG, &id, &lines, false).await;
     let rejected = rejected_lines(result);
     let want: Vec<(u64, &str)> = expected.iter().map(|&(l, c)| (l as u64, c)).collect();
     assert_eq!(line_codes(&rejected), want);
@@ -244,18 +214,7 @@ async fn every_rejected_line_says_why() {
         "only the earlier key"
     );
 
-    let report = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &lines,
-        true,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let report = w.add_custom_keys(ORG, &id, &lines, true).await.unwrap();
     assert_eq!(report.added, ["ABCD1234", "FRESHKEY0001"]);
     let got: Vec<(usize, &str)> = report
         .rejected
@@ -286,30 +245,9 @@ async fn keys_are_unique_across_pools_whatever_their_spelling() {
     ] {
         let lines = numbered(&[spelling]);
         let id = b.pool_id.to_string();
-        let result = add_keys::add_custom_keys(
-            w.dyn_store(),
-            &Default::default(),
-            &w.jobs,
-            &org(ORG),
-            &id,
-            &lines,
-            false,
-            w.now(),
-        )
-        .await;
+        let result = w.add_custom_keys(ORG, &id, &lines, false).await;
         assert_eq!(bad_request_code(result), "keys_rejected", "{spelling}");
-        let report = add_keys::add_custom_keys(
-            w.dyn_store(),
-            &Default::default(),
-            &w.jobs,
-            &org(ORG),
-            &id,
-            &lines,
-            true,
-            w.now(),
-        )
-        .await
-        .unwrap();
+        let report = w.add_custom_keys(ORG, &id, &lines, true).await.unwrap();
         assert!(report.added.is_empty(), "{spelling}");
         assert_eq!(report.rejected[0].code.as_str(), "already_exists");
     }
@@ -322,21 +260,10 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
     let w = World::new().await;
     let pool = new_pool(&w, ORG, 30).await;
     let id = pool.pool_id.to_string();
-    let store = w.dyn_store();
 
     let blank = add_keys::CheckedPaste::from_text("\n  \n\r\n");
     assert!(blank.is_empty());
-    let result = add_keys::add_custom_keys(
-        store,
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &blank,
-        false,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(ORG, &id, &blank, false).await;
     assert_eq!(bad_request_code(result), "no_keys");
 
     let texts: Vec<String> = (0..=add_keys::MAX_SYNC_KEYS)
@@ -344,63 +271,23 @@ async fn empty_oversized_and_misdirected_pastes_are_refused() {
         .collect();
     let many = add_keys::CheckedPaste::from_list(&texts);
     assert_eq!(many.len(), add_keys::MAX_SYNC_KEYS + 1);
-    let result = add_keys::add_custom_keys(
-        store,
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &many,
-        true,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(ORG, &id, &many, true).await;
     // The routes send longer lists to an import job: more is a caller's mistake.
     assert!(matches!(result, Err(Error::Internal(_))), "{result:?}");
 
     let one = numbered(&["VALID-KEY-1"]);
-    let result = add_keys::add_custom_keys(
-        store,
-        &Default::default(),
-        &w.jobs,
-        &org(OTHER_ORG),
-        &id,
-        &one,
-        true,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(OTHER_ORG, &id, &one, true).await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
     );
     let unknown = PoolId::new().to_string();
-    let result = add_keys::add_custom_keys(
-        store,
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &unknown,
-        &one,
-        true,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(ORG, &unknown, &one, true).await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
     );
-    let result = add_keys::add_custom_keys(
-        store,
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        "x",
-        &one,
-        true,
-        w.now(),
-    )
-    .await;
+    let result = w.add_custom_keys(ORG, "x", &one, true).await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
@@ -424,35 +311,14 @@ async fn a_paste_of_the_maximum_size_goes_in_whole_and_only_once() {
         .map(|i| format!("BULK-{i:06}"))
         .collect();
     let lines = add_keys::CheckedPaste::from_list(&texts);
-    let report = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &lines,
-        false,
-        w.now(),
-    )
-    .await
-    .unwrap();
+    let report = w.add_custom_keys(ORG, &id, &lines, false).await.unwrap();
     assert_eq!(report.added.len(), add_keys::MAX_SYNC_KEYS);
     assert!(report.rejected.is_empty());
     let max = add_keys::MAX_SYNC_KEYS as u64;
     assert_eq!(reload(&w, &pool).await.total_keys, max);
 
     // The same paste again: every line already exists, and nothing changes.
-    let again = add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Default::default(),
-        &w.jobs,
-        &org(ORG),
-        &id,
-        &lines,
-        false,
-        w.now(),
-    )
-    .await;
+    let again = w.add_custom_keys(ORG, &id, &lines, false).await;
     let rejected = rejected_lines(again);
     // The answer lists the first thousand (and counts them all).
     assert_eq!(rejected.len(), add_keys::MAX_REJECTED_SHOWN);

@@ -4,6 +4,8 @@ use std::collections::HashSet;
 
 use chrono::Duration;
 use keypool::domain::{Course, PoolId};
+use keypool::ops::inventory::KeyListing;
+use keypool::ops::pools::PoolListing;
 use keypool::ops::{assignments, inventory, pools};
 use keypool::store::prelude::*;
 use keypool_tests::World;
@@ -36,15 +38,24 @@ async fn list_pools_pages_visit_every_pool_once() {
         assert_eq!(listed.len(), 7, "limit {limit}");
         assert_eq!(seen, ids, "limit {limit}");
     }
-    let first = pools::list_pools(w.dyn_store(), &org(ORG), None, None, None, 3, w.now())
-        .await
-        .unwrap();
+    let first = pools::list_pools(
+        w.dyn_store(),
+        &org(ORG),
+        PoolListing::page(None, 3),
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(first.items.len(), 3);
     assert!(first.next_cursor.is_some());
-    let from_empty_cursor =
-        pools::list_pools(w.dyn_store(), &org(ORG), None, None, Some(""), 3, w.now())
-            .await
-            .unwrap();
+    let from_empty_cursor = pools::list_pools(
+        w.dyn_store(),
+        &org(ORG),
+        PoolListing::page(Some(""), 3),
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         from_empty_cursor, first,
         "an empty cursor is the first page"
@@ -103,10 +114,10 @@ async fn list_pools_search_is_a_case_insensitive_substring_and_pages() {
     let result = pools::list_pools(
         w.dyn_store(),
         &org(ORG),
-        Some(&long),
-        None,
-        None,
-        10,
+        PoolListing {
+            search: Some(&long),
+            ..PoolListing::page(None, 10)
+        },
         w.now(),
     )
     .await;
@@ -146,7 +157,7 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     .await;
 
     let store = w.dyn_store();
-    let first = pools::list_pools(store, &org(ORG), None, None, None, 1, w.now())
+    let first = pools::list_pools(store, &org(ORG), PoolListing::page(None, 1), w.now())
         .await
         .unwrap();
     let cursor = first.next_cursor.clone().expect("more pools");
@@ -169,42 +180,71 @@ async fn listing_cursors_are_checked_and_never_leave_the_callers_partition() {
     ];
     for c in &bad {
         assert_invalid_cursor(
-            pools::list_pools(store, &org(ORG), None, None, Some(c), 2, w.now()).await,
+            pools::list_pools(store, &org(ORG), PoolListing::page(Some(c), 2), w.now()).await,
         );
     }
     // A pools cursor is not a courses cursor, nor a keys cursor, nor an assignments cursor.
     assert_invalid_cursor(pools::list_courses(store, &org(ORG), None, Some(&cursor), 2).await);
     let pool_id = last_pool.pool_id.to_string();
     assert_invalid_cursor(
-        inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some(&cursor), 2).await,
+        inventory::list_keys(
+            store,
+            &org(ORG),
+            &pool_id,
+            KeyListing::page(Some(&cursor), 2),
+        )
+        .await,
     );
     assert_invalid_cursor(
         assignments::list_assignments(store, &user("lea"), Some(&cursor), 2).await,
     );
-    let keys_page = inventory::list_keys(store, &org(ORG), &pool_id, None, None, None, 1)
+    let keys_page = inventory::list_keys(store, &org(ORG), &pool_id, KeyListing::page(None, 1))
         .await
         .unwrap();
     let keys_cursor = keys_page.next_cursor.expect("more keys");
     assert_invalid_cursor(
-        pools::list_pools(store, &org(ORG), None, None, Some(&keys_cursor), 2, w.now()).await,
+        pools::list_pools(
+            store,
+            &org(ORG),
+            PoolListing::page(Some(&keys_cursor), 2),
+            w.now(),
+        )
+        .await,
     );
     assert_invalid_cursor(
-        inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some("garbage"), 2).await,
+        inventory::list_keys(
+            store,
+            &org(ORG),
+            &pool_id,
+            KeyListing::page(Some("garbage"), 2),
+        )
+        .await,
     );
     // A keys cursor naming a partition outside the pool's keys is refused.
     let escaped =
         base64url(format!(r#"{{"GSI1SK":"KEY#available#A","PK":"ORG#{OTHER_ORG}"}}"#).as_bytes());
     assert_invalid_cursor(
-        inventory::list_keys(store, &org(ORG), &pool_id, None, None, Some(&escaped), 2).await,
+        inventory::list_keys(
+            store,
+            &org(ORG),
+            &pool_id,
+            KeyListing::page(Some(&escaped), 2),
+        )
+        .await,
     );
 
     // Our cursor, handed in by another organization, only ever yields that organization's pools.
     let mut seen = Vec::new();
     let mut next = Some(cursor);
     while let Some(c) = next {
-        let page = pools::list_pools(store, &org(OTHER_ORG), None, None, Some(&c), 1, w.now())
-            .await
-            .unwrap();
+        let page = pools::list_pools(
+            store,
+            &org(OTHER_ORG),
+            PoolListing::page(Some(&c), 1),
+            w.now(),
+        )
+        .await
+        .unwrap();
         seen.extend(page.items);
         next = page.next_cursor;
     }
@@ -322,10 +362,10 @@ async fn a_rare_pool_status_answers_in_bounded_steps_and_still_finds_everything(
             pools::list_pools(
                 w.dyn_store(),
                 &org(ORG),
-                None,
-                Some("expired"),
-                cursor.as_deref(),
-                10,
+                PoolListing {
+                    status: Some("expired"),
+                    ..PoolListing::page(cursor.as_deref(), 10)
+                },
                 at,
             )
             .await

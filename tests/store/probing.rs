@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use keypool::Error;
 use keypool::domain::Pool;
-use keypool::ops::add_keys::{self, AddReport};
+use keypool::ops::add_keys::AddReport;
 use keypool::settings::Settings;
 use keypool_tests::World;
 
@@ -24,15 +24,11 @@ async fn paste(
     lines: &[&str],
     partial: bool,
 ) -> keypool::Result<AddReport> {
-    add_keys::add_custom_keys(
-        w.dyn_store(),
-        &Settings::default(),
-        &w.jobs,
-        &pool.org,
+    w.add_custom_keys(
+        pool.org.as_str(),
         &pool.pool_id.to_string(),
         &numbered(lines),
         partial,
-        w.now(),
     )
     .await
 }

@@ -14,7 +14,9 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(keypool::setup::client_from_env().await, Tables::from_env()?);
     let store = &store;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Event>| async move {
-        Ok::<DynamoDbEventResponse, Error>(keypool::ops::bill::bill(store, &event.payload).await?)
+        Ok::<DynamoDbEventResponse, Error>(
+            keypool::events::billing::bill(store, &event.payload).await?,
+        )
     }))
     .await
 }

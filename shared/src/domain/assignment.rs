@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Pool;
 use super::ids::{AssignmentId, CourseId, PoolId};
+use super::pool::Pool;
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;

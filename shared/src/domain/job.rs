@@ -102,6 +102,30 @@ pub struct KeyJob {
     pub updated_at: Timestamp,
 }
 
+impl KeyJob {
+    /// A new job of `kind` writing `total` keys into a pool: pending, nothing done, no input,
+    /// no phase.
+    pub fn new(org: &OrgId, pool_id: PoolId, kind: JobKind, total: u64, now: Timestamp) -> Self {
+        Self {
+            job_id: JobId::new(),
+            org: org.clone(),
+            pool_id,
+            kind,
+            status: JobStatus::Pending,
+            total,
+            done: 0,
+            error: None,
+            inputs: 0,
+            position: 0,
+            phase: None,
+            rejected: Vec::new(),
+            rejected_count: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// How long a start refused for too many open jobs is told to wait (`Retry-After`): about
 /// the time a job of the local runner or a turn of a queued one takes to move on.
 pub const TOO_MANY_JOBS_RETRY_AFTER_SECS: u64 = 30;

@@ -53,6 +53,24 @@ pub struct NewKey {
     pub source: KeySource,
 }
 
+impl NewKey {
+    /// A key an admin chose.
+    pub fn custom(key: KeyCode) -> Self {
+        Self {
+            key,
+            source: KeySource::Custom,
+        }
+    }
+
+    /// A key KeyPool generated.
+    pub fn generated(key: KeyCode) -> Self {
+        Self {
+            key,
+            source: KeySource::Generated,
+        }
+    }
+}
+
 /// A stored key and what became of it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyRecord {

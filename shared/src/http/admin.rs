@@ -20,8 +20,35 @@ use crate::domain::{KeyStatus, PoolStatus};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
-use crate::ops::pools::{self, CourseInput, CoursePatch, PoolInput, PoolPatch};
-use crate::ops::{generate, inventory};
+use crate::ops::inventory::{self, KeyListing};
+use crate::ops::key_jobs::{self, generate, import};
+use crate::ops::open_jobs::JobContext;
+use crate::ops::pools::{self, CourseInput, CoursePatch, PoolInput, PoolListing, PoolPatch};
+use crate::store::{KeyGenerationStore, PoolAdminStore};
+
+impl PoolAdminState {
+    /// What the pool-admin function starts jobs with (imports, pastes' recoveries).
+    fn job_context(&self) -> JobContext<'_, dyn PoolAdminStore> {
+        JobContext {
+            store: self.store.as_ref(),
+            jobs: self.jobs.as_ref(),
+            clock: self.clock.as_ref(),
+            max_open: self.max_open_jobs,
+        }
+    }
+}
+
+impl KeyGenerationState {
+    /// What the key-generation function starts jobs with.
+    fn job_context(&self) -> JobContext<'_, dyn KeyGenerationStore> {
+        JobContext {
+            store: self.store.as_ref(),
+            jobs: self.jobs.as_ref(),
+            clock: self.clock.as_ref(),
+            max_open: self.max_open_jobs,
+        }
+    }
+}
 
 pub(super) fn pool_admin_routes() -> OpenApiRouter<PoolAdminState> {
     OpenApiRouter::new()
@@ -219,16 +246,13 @@ async fn list_pools(
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
     let now = state.clock.now();
-    let page = pools::list_pools(
-        state.store.as_ref(),
-        org,
-        q.search.as_deref(),
-        q.status.as_deref(),
-        q.page.cursor(),
-        q.page.size()?,
-        now,
-    )
-    .await?;
+    let listing = PoolListing {
+        search: q.search.as_deref(),
+        status: q.status.as_deref(),
+        cursor: q.page.cursor(),
+        limit: q.page.size()?,
+    };
+    let page = pools::list_pools(state.store.as_ref(), org, listing, now).await?;
     Ok(Json(PageView::of(page, |p| PoolView::new(p, now))))
 }
 
@@ -328,43 +352,19 @@ async fn add_keys(
     drop(body);
     // A long list is checked now and written by a job.
     if paste.len() > MAX_SYNC_KEYS {
-        let (job, rejections) = generate::start_import(
-            state.store.as_ref(),
-            &state.settings,
-            state.jobs.as_ref(),
-            org,
-            &pool_id,
-            paste,
-            partial,
-            state.max_open_jobs,
-            state.clock.now(),
-        )
-        .await?;
+        let cx = state.job_context();
+        let (job, rejections) =
+            import::start(&cx, &state.settings, org, &pool_id, paste, partial).await?;
         let mut body = serde_json::to_value(JobView::from(job)).map_err(anyhow::Error::from)?;
         body["rejected"] = serde_json::to_value(rejections.shown()).map_err(anyhow::Error::from)?;
         body["rejected_count"] = rejections.count().into();
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     // Its own task: a client that goes away does not stop a paste half-way.
-    let (store, settings, jobs, org, now) = (
-        state.store.clone(),
-        state.settings.clone(),
-        state.jobs.clone(),
-        org.clone(),
-        state.clock.now(),
-    );
+    let org = org.clone();
     let report = tokio::spawn(async move {
-        add_keys::add_custom_keys(
-            store.as_ref(),
-            &settings,
-            jobs.as_ref(),
-            &org,
-            &pool_id,
-            &paste,
-            partial,
-            now,
-        )
-        .await
+        let cx = state.job_context();
+        add_keys::add_custom_keys(&cx, &state.settings, &org, &pool_id, &paste, partial).await
     })
     .await
     .map_err(anyhow::Error::from)??;
@@ -403,16 +403,8 @@ async fn generate_keys(
     let org = principal.admin_org()?;
     let count = generate::check_count(body.count)?;
     if generate::needs_job(count) {
-        let job = generate::start(
-            state.store.as_ref(),
-            state.jobs.as_ref(),
-            org,
-            &pool_id,
-            count,
-            state.max_open_jobs,
-            state.clock.now(),
-        )
-        .await?;
+        let cx = state.job_context();
+        let job = generate::start(&cx, org, &pool_id, count).await?;
         return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
     }
     let keys = generate::generate_keys(
@@ -437,7 +429,7 @@ async fn read_job(
     ApiPath(job_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
-    let job = generate::get(state.store.as_ref(), org, &job_id).await?;
+    let job = key_jobs::get(state.store.as_ref(), org, &job_id).await?;
     Ok(Json(JobView::from(job)))
 }
 
@@ -467,16 +459,13 @@ async fn list_keys(
     ApiQuery(q): ApiQuery<KeysQuery>,
 ) -> Result<impl IntoResponse> {
     let org = principal.admin_org()?;
-    let page = inventory::list_keys(
-        state.store.as_ref(),
-        org,
-        &pool_id,
-        q.status.as_deref(),
-        q.undistributed.as_deref(),
-        q.page.cursor(),
-        q.page.size()?,
-    )
-    .await?;
+    let listing = KeyListing {
+        status: q.status.as_deref(),
+        undistributed: q.undistributed.as_deref(),
+        cursor: q.page.cursor(),
+        limit: q.page.size()?,
+    };
+    let page = inventory::list_keys(state.store.as_ref(), org, &pool_id, listing).await?;
     Ok(Json(PageView::of(page, KeyView::from)))
 }
 

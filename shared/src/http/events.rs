@@ -1,5 +1,6 @@
 //! Events that are not HTTP requests (queue batches, the schedule), which lambda_http's
-//! pass-through hands to a function's router as `POST /events`. Refused for real HTTP requests.
+//! pass-through hands to a function's router as `POST /events`: their JSON goes to the events
+//! edge (`crate::events`), which reads it. Refused for real HTTP requests.
 
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
@@ -8,7 +9,7 @@ use axum::{Json, Router};
 
 use super::{ExportState, KeyGenerationState, MAX_BODY_BYTES};
 use crate::error::{Error, Missing, Result};
-use crate::ops::{generate, schedule};
+use crate::events;
 
 /// The export function's events: its job queue's batches and the daily schedule.
 pub fn export_event_routes() -> Router<ExportState> {
@@ -22,7 +23,7 @@ pub fn key_generation_event_routes() -> Router<KeyGenerationState> {
 
 async fn export_event(State(state): State<ExportState>, request: Request) -> Result<Response> {
     let event = pass_through(request).await?;
-    let answer = schedule::on_event(
+    let answer = events::export(
         state.store.as_ref(),
         state.objects.as_ref(),
         state.jobs.as_ref(),
@@ -38,7 +39,7 @@ async fn key_generation_event(
     request: Request,
 ) -> Result<Response> {
     let event = pass_through(request).await?;
-    let answer = generate::on_event(
+    let answer = events::key_generation(
         state.store.as_ref(),
         state.jobs.as_ref(),
         state.clock.as_ref(),

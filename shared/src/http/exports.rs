@@ -22,6 +22,7 @@ use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
 use crate::ops::export::{self, ExportInput};
+use crate::ops::open_jobs::JobContext;
 
 pub(super) fn routes() -> OpenApiRouter<ExportState> {
     OpenApiRouter::new()
@@ -71,16 +72,13 @@ async fn start(
             Error::refused(ErrorCode::InvalidBody, super::error::plain(&e.to_string()))
         })?
     };
-    let started = export::start(
-        state.store.as_ref(),
-        state.jobs.as_ref(),
-        org,
-        &pool_id,
-        input,
-        state.max_open_jobs,
-        state.clock.now(),
-    )
-    .await?;
+    let cx = JobContext {
+        store: state.store.as_ref(),
+        jobs: state.jobs.as_ref(),
+        clock: state.clock.as_ref(),
+        max_open: state.max_open_jobs,
+    };
+    let started = export::start(&cx, org, &pool_id, input).await?;
     Ok((StatusCode::ACCEPTED, Json(ExportView::new(started, None))))
 }
 

@@ -1,4 +1,5 @@
-//! What a learner does with assignments: list them, launch them while they are valid.
+//! What a learner does with assignments: list them, launch them while they are valid; and
+//! reading an assignment that another record refers to (redemption, cancellation).
 
 use crate::domain::{Assignment, AssignmentId, Page};
 use crate::error::{Error, Missing, Result};
@@ -53,4 +54,17 @@ fn check_launchable(a: &Assignment, now: Timestamp) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Reads an assignment that a key, a guard or an admin's pointer refers to: its absence is the
+/// store's fault, not the caller's.
+pub(super) async fn load<S: Assignments + ?Sized>(
+    store: &S,
+    learner: &UserId,
+    id: &AssignmentId,
+) -> Result<Assignment> {
+    store
+        .get_assignment(learner, id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("assignment {id} is referenced but missing").into())
 }

@@ -1,75 +1,71 @@
 //! Billing: one invoice line per redemption and one credit per cancellation, each exactly once,
-//! read from the assignments table's stream.
+//! from the changes to assignments that the assignments table's stream carries (the events
+//! edge, `events::billing`, reads them off the stream).
 //!
 //! The stream delivers at least once, in order per item. A line is keyed by its assignment and
 //! kind and written only if absent, in the same transaction as the totals it adds to, so a
 //! second delivery finds the line and changes nothing. A batch's lines are written together
 //! (the ledger writes them in chunks, one transaction each, with one totals update per month
-//! and chunk), in the order of their records.
-
-use aws_lambda_events::event::dynamodb::{Event, EventRecord};
-use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
-use serde_dynamo::AttributeValue;
+//! and chunk), in the order of their changes.
 
 use crate::domain::{Assignment, InvoiceLine};
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::store::{Ledger, RecordedLines};
 
-/// Whether a record came from the assignments table's stream as an assignment's image.
-fn is_assignment(image: &serde_dynamo::Item) -> bool {
-    matches!(image.get(crate::schema::ENTITY), Some(AttributeValue::S(e)) if e == "assignment")
+/// What happened to an item of the assignments table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AssignmentChange {
+    /// An assignment was made: a redemption.
+    Created(Assignment),
+    /// An assignment changed; `before` is what it was, when that was an assignment.
+    Changed {
+        before: Option<Assignment>,
+        after: Assignment,
+    },
+    /// Anything else: a removal (an expiry), an item that is not an assignment.
+    Other,
 }
 
-fn assignment_of(image: &serde_dynamo::Item) -> Result<Assignment> {
-    serde_dynamo::from_item(image.clone()).map_err(|e| {
-        Error::Internal(anyhow::anyhow!(
-            "an assignment image in the stream does not parse: {e}"
-        ))
-    })
-}
-
-/// What a stream record bills: a line for a new assignment, a credit for one that was just
-/// cancelled, nothing for launches, expiries (TTL removals) or anything else.
-pub fn line_of(record: &EventRecord) -> Result<Option<InvoiceLine>> {
-    let change = &record.change;
-    match record.event_name.as_str() {
-        "INSERT" if is_assignment(&change.new_image) => Ok(Some(InvoiceLine::redemption(
-            &assignment_of(&change.new_image)?,
-        ))),
-        "MODIFY" if is_assignment(&change.new_image) => {
-            let new = assignment_of(&change.new_image)?;
-            let was_cancelled = is_assignment(&change.old_image)
-                && assignment_of(&change.old_image)?.cancelled_at.is_some();
-            match new.cancelled_at {
-                Some(at) if !was_cancelled => Ok(Some(InvoiceLine::credit(&new, at))),
-                _ => Ok(None),
+impl AssignmentChange {
+    /// What the change bills: a line for a new assignment, a credit for one that was just
+    /// cancelled, nothing for launches, expiries or anything else.
+    pub fn line(&self) -> Option<InvoiceLine> {
+        match self {
+            Self::Created(assignment) => Some(InvoiceLine::redemption(assignment)),
+            Self::Changed { before, after } => {
+                let was_cancelled = before.as_ref().is_some_and(|b| b.cancelled_at.is_some());
+                match after.cancelled_at {
+                    Some(at) if !was_cancelled => Some(InvoiceLine::credit(after, at)),
+                    _ => None,
+                }
             }
+            Self::Other => None,
         }
-        _ => Ok(None),
     }
 }
 
-/// Bills a batch of stream records in order: the lines of the records up to the first that does
-/// not parse, written by the ledger in chunks. Reports the first record not billed (the first of
-/// the chunk that failed, or the record that does not parse), so the event source mapping
-/// retries from there: records before it are billed, and it and those after are not, or are
-/// billed already, which a retry finds and does not count again.
-pub async fn bill(ledger: &dyn Ledger, event: &Event) -> Result<DynamoDbEventResponse> {
+/// What billing a batch of changes did.
+#[derive(Debug)]
+pub struct Billed {
+    /// Lines this call wrote (those written before, by an earlier delivery, not counted).
+    pub written: usize,
+    /// The first change not billed, by its index in the batch, and why: it and the changes
+    /// after it are to be delivered again.
+    pub failed: Option<(usize, Error)>,
+}
+
+/// Bills a batch of changes in order: their lines written by the ledger in chunks. Reports the
+/// first change not billed (the first of the chunk that failed), so the batch is retried from
+/// there: changes before it are billed, and it and those after are not, or are billed already,
+/// which a retry finds and does not count again.
+pub async fn bill(ledger: &dyn Ledger, changes: &[AssignmentChange]) -> Billed {
     let mut lines = Vec::new();
-    // The record each line comes from, by its index in the batch.
+    // The change each line comes from, by its index in the batch.
     let mut sources = Vec::new();
-    let mut unparsed = None;
-    for (i, record) in event.records.iter().enumerate() {
-        match line_of(record) {
-            Ok(Some(line)) => {
-                lines.push(line);
-                sources.push(i);
-            }
-            Ok(None) => {}
-            Err(e) => {
-                unparsed = Some((i, e));
-                break;
-            }
+    for (i, change) in changes.iter().enumerate() {
+        if let Some(line) = change.line() {
+            lines.push(line);
+            sources.push(i);
         }
     }
     let recorded = if lines.is_empty() {
@@ -77,35 +73,12 @@ pub async fn bill(ledger: &dyn Ledger, event: &Event) -> Result<DynamoDbEventRes
     } else {
         ledger.record_invoice_lines(&lines).await
     };
-    let billed = recorded.settled.iter().filter(|&&new| new).count();
-    let failed = match recorded.failure {
-        // A ledger that says it failed after settling every line is not believed: the first
-        // record is retried, which is safe as billing is idempotent.
-        Some(error) => Some((
-            sources.get(recorded.settled.len()).copied().unwrap_or(0),
-            error,
-        )),
-        None => unparsed,
-    };
-    let mut response = DynamoDbEventResponse::default();
-    if let Some((index, error)) = failed {
-        let sequence = event
-            .records
-            .get(index)
-            .and_then(|r| r.change.sequence_number.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!("a stream record without a sequence number failed: {error}")
-            })?;
-        tracing::error!(error = %error, sequence = %sequence, "billing a stream record failed");
-        let mut failure = DynamoDbBatchItemFailure::default();
-        failure.item_identifier = Some(sequence);
-        response.batch_item_failures.push(failure);
-    }
-    tracing::info!(
-        records = event.records.len(),
-        billed,
-        failed = response.batch_item_failures.len(),
-        "stream batch billed"
-    );
-    Ok(response)
+    let written = recorded.settled.iter().filter(|&&new| new).count();
+    // A ledger that says it failed after settling every line is not believed: the first
+    // change is retried, which is safe as billing is idempotent.
+    let failed = recorded.failure.map(|error| {
+        let index = sources.get(recorded.settled.len()).copied().unwrap_or(0);
+        (index, error)
+    });
+    Billed { written, failed }
 }

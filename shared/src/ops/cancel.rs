@@ -1,12 +1,16 @@
 //! Cancelling a redemption: within 24 hours and before any launch, an admin takes the
 //! assignment back, its key becomes available again, and billing credits it.
 
-use super::redeem::{MAX_ROUNDS, load};
+use super::assignments::load;
 use crate::domain::{Assignment, AssignmentId};
 use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::OrgId;
 use crate::store::{Assignments, Pools};
 use crate::time::Timestamp;
+
+/// How often a cancellation re-reads and retries after a launch or another cancellation
+/// changed the assignment under it.
+const MAX_ROUNDS: usize = 5;
 
 /// Cancels an assignment of the admin's organization: the learner loses it, its key becomes
 /// available again, and billing credits it. Only within 24 hours and before any launch.

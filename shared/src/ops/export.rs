@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::open_jobs::JobContext;
 use super::pools;
 use crate::domain::{
     Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, MaxOpenJobs,
@@ -89,16 +90,14 @@ pub(super) fn stamp(at: Timestamp) -> String {
 }
 
 /// Starts an export of one of the organization's pools: 202 with the export, which a worker
-/// writes in the background; refused while the organization has `max_open` open jobs.
+/// writes in the background; refused while the organization has its most open jobs.
 pub async fn start<S: Pools + Exports + ?Sized>(
-    store: &S,
-    jobs: &dyn Jobs,
+    cx: &JobContext<'_, S>,
     org: &OrgId,
     pool_id: &str,
     input: ExportInput,
-    max_open: MaxOpenJobs,
-    now: Timestamp,
 ) -> Result<Export> {
+    let (store, now) = (cx.store, cx.clock.now());
     let key_status = match input.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -135,7 +134,7 @@ pub async fn start<S: Pools + Exports + ?Sized>(
         created_at: now,
         finished_at: None,
     };
-    submit(store, jobs, export, max_open).await
+    submit(store, cx.jobs, export, cx.max_open).await
 }
 
 /// Stores a pending export (capped by `max_open` if it counts among its organization's open

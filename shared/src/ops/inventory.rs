@@ -50,16 +50,45 @@ pub async fn find_key<S: Pools + Keys + ?Sized>(
     Err(Error::NotFound(Missing::Key))
 }
 
+/// Which page of a pool's keys to list, as a request names it: each field is checked by
+/// `list_keys`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyListing<'a> {
+    /// `available` or `redeemed`; every key when absent or empty.
+    pub status: Option<&'a str>,
+    /// `true` for only keys never handed out by an export.
+    pub undistributed: Option<&'a str>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<&'a str>,
+    /// Page size.
+    pub limit: usize,
+}
+
+impl<'a> KeyListing<'a> {
+    /// A page of `limit` keys of any status, from `cursor`.
+    pub fn page(cursor: Option<&'a str>, limit: usize) -> Self {
+        Self {
+            status: None,
+            undistributed: None,
+            cursor,
+            limit,
+        }
+    }
+}
+
 /// One page of a pool's keys.
 pub async fn list_keys<S: Pools + Keys + ?Sized>(
     store: &S,
     org: &OrgId,
     pool_id: &str,
-    status: Option<&str>,
-    undistributed: Option<&str>,
-    cursor: Option<&str>,
-    limit: usize,
+    listing: KeyListing<'_>,
 ) -> Result<Page<KeyRecord>> {
+    let KeyListing {
+        status,
+        undistributed,
+        cursor,
+        limit,
+    } = listing;
     let mut v = crate::error::Validator::default();
     let status = match status {
         None | Some("") => None,

@@ -435,16 +435,45 @@ pub async fn update_pool<S: Pools + ?Sized>(
     })
 }
 
+/// Which page of the organization's pools to list, as a request names it: each field is
+/// checked by `list_pools`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolListing<'a> {
+    /// Words that the pool's name or its course's title contains.
+    pub search: Option<&'a str>,
+    /// Only pools in this status at the time of the listing.
+    pub status: Option<&'a str>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<&'a str>,
+    /// Page size.
+    pub limit: usize,
+}
+
+impl<'a> PoolListing<'a> {
+    /// A page of `limit` pools, any name and status, from `cursor`.
+    pub fn page(cursor: Option<&'a str>, limit: usize) -> Self {
+        Self {
+            search: None,
+            status: None,
+            cursor,
+            limit,
+        }
+    }
+}
+
 /// One page of the organization's pools, optionally filtered by name and by status at `now`.
 pub async fn list_pools<S: Pools + ?Sized>(
     store: &S,
     org: &OrgId,
-    search: Option<&str>,
-    status: Option<&str>,
-    cursor: Option<&str>,
-    limit: usize,
+    listing: PoolListing<'_>,
     now: Timestamp,
 ) -> Result<Page<Pool>> {
+    let PoolListing {
+        search,
+        status,
+        cursor,
+        limit,
+    } = listing;
     let search = parse_search(search)?;
     let status = match status {
         None | Some("") => None,

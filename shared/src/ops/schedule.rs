@@ -1,13 +1,12 @@
 //! The scheduled export: every pool that changed since its last scheduled export is written
-//! again; and the export function's events (its queue's job batches, the schedule).
+//! again (the schedule's tick reaches it through `events::export`).
 
-use super::export::{self, file_name, stamp, submit};
+use super::export::{file_name, stamp, submit};
 use crate::domain::{Export, ExportId, ExportKind, ExportStatus, Job, MaxOpenJobs};
 use crate::error::Result;
 use crate::jobs::Jobs;
-use crate::objects::ObjectStore;
-use crate::store::{Courses, Exports, Keys, OpenJobs, Pools};
-use crate::time::{Clock, Timestamp};
+use crate::store::{Exports, OpenJobs, Pools};
+use crate::time::Timestamp;
 
 /// The scheduled export: every pool that changed since its last scheduled export gets a new
 /// file at `exports/{org}/{pool}/{timestamp}.csv`. Returns how many exports it started.
@@ -69,41 +68,6 @@ pub async fn schedule<S: Pools + Exports + OpenJobs + ?Sized>(
     }
     tracing::info!(started, "scheduled exports started");
     Ok(started)
-}
-
-/// What the export function does with an event that is not an HTTP request: a batch of job
-/// messages from its queue (answered with the messages to retry), or the schedule.
-pub async fn on_event<S: Courses + Pools + Keys + Exports + OpenJobs + ?Sized>(
-    store: &S,
-    objects: &dyn ObjectStore,
-    jobs: &dyn Jobs,
-    clock: &dyn Clock,
-    event: serde_json::Value,
-) -> Result<serde_json::Value> {
-    use aws_lambda_events::event::eventbridge::EventBridgeEvent;
-    use aws_lambda_events::event::sqs::SqsEvent;
-    if event.get("Records").is_some() {
-        let batch: SqsEvent = serde_json::from_value(event).map_err(|e| {
-            anyhow::anyhow!("an export event that is not an SQS batch or a schedule: {e}")
-        })?;
-        let response = crate::jobs::on_queue_batch(batch, |job| async move {
-            export::run_job(store, objects, clock, &job).await
-        })
-        .await;
-        return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);
-    }
-    let scheduled: EventBridgeEvent = serde_json::from_value(event).map_err(|e| {
-        anyhow::anyhow!("an export event that is not an SQS batch or a schedule: {e}")
-    })?;
-    if scheduled.detail_type != "Scheduled Event" {
-        return Err(anyhow::anyhow!(
-            "the export function does not handle {:?} events",
-            scheduled.detail_type
-        )
-        .into());
-    }
-    let started = schedule(store, jobs, clock.now()).await?;
-    Ok(serde_json::json!({ "started": started }))
 }
 
 /// Jobs that were never picked up, or whose runner died, are queued again: a queue message

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 pub use pool_cache::PoolCache;
 
-use crate::domain::{Assignment, AssignmentId, KeyRecord, KeyStatus};
+use super::assignments::load;
+use crate::domain::{Assignment, KeyRecord, KeyStatus};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::UserId;
 use crate::keys::{self, KeyCode, KeyLookup};
@@ -17,7 +18,7 @@ use crate::time::Timestamp;
 use throttle::{Limits, Throttle};
 
 /// How often a redemption re-reads and retries after losing a race it can settle.
-pub(super) const MAX_ROUNDS: usize = 5;
+const MAX_ROUNDS: usize = 5;
 
 /// The result of a redemption.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,7 +75,7 @@ pub async fn redeem<S: Pools + Keys + Assignments + Counters + ?Sized>(
     };
     // A generated key with a valid check symbol cannot be guessed: the address is left alone.
     let guessable = !matches!(candidates.as_slice(), [key] if key.is_valid_generated());
-    let limits = Limits::of(who, settings, guessable);
+    let limits = Limits::of(who.learner, who.address, settings, guessable);
     if !guessable
         && let [key] = candidates.as_slice()
         && let Some(assignment) = redeem_unread(store, pools, who, &limits, key, now).await?
@@ -94,7 +95,7 @@ async fn refuse_unread<S: Counters + ?Sized>(
     error: Error,
     now: Timestamp,
 ) -> Error {
-    let limits = Limits::of(who, settings, false);
+    let limits = Limits::of(who.learner, who.address, settings, false);
     match Throttle::read_learner(store, pools, limits, now).await {
         Ok(mut throttle) => throttle.fail(store, error).await,
         Err(e) => e,
@@ -271,15 +272,4 @@ async fn existing_for<S: Assignments + ?Sized>(
         }
         _ => Err(Error::KeyAlreadyRedeemed),
     }
-}
-
-pub(super) async fn load<S: Assignments + ?Sized>(
-    store: &S,
-    learner: &UserId,
-    id: &AssignmentId,
-) -> Result<Assignment> {
-    store
-        .get_assignment(learner, id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("assignment {id} is referenced but missing").into())
 }

@@ -13,16 +13,17 @@
 //! - An address that has spent its misses is refused (429) every guessable key, hit or miss,
 //!   so a refusal tells nothing about the key; its learners still redeem generated keys.
 
+use std::net::IpAddr;
 use std::time::Duration;
 
+use super::pool_cache::PoolCache;
 use crate::domain::{Condition, Counter, CounterId, Limit};
 use crate::error::{Error, Result};
+use crate::identity::UserId;
 use crate::ops::limits::Guard;
 use crate::settings::Settings;
 use crate::store::Counters;
 use crate::time::Timestamp;
-
-use super::{PoolCache, Redeemer};
 
 /// The counters one redemption answers to, with the states it read.
 pub(super) struct Throttle<'a> {
@@ -41,14 +42,19 @@ pub(super) struct Limits {
 }
 
 impl Limits {
-    pub(super) fn of(who: &Redeemer<'_>, settings: &Settings, guessable: bool) -> Self {
+    /// A learner's redemption from `address`, of a key that is `guessable` or not.
+    pub(super) fn of(
+        learner: &UserId,
+        address: Option<IpAddr>,
+        settings: &Settings,
+        guessable: bool,
+    ) -> Self {
         Self {
             learner: (
-                CounterId::Learner(who.learner.clone()),
+                CounterId::Learner(learner.clone()),
                 settings.learner_failures,
             ),
-            address: who
-                .address
+            address: address
                 .filter(|_| guessable)
                 .map(|ip| (CounterId::address(ip), settings.address_failures)),
         }

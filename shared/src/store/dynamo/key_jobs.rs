@@ -31,6 +31,35 @@ impl DynamoStore {
         to_item(&record, schema::key_pk(key), schema::KEY_SK.into(), "key")
     }
 
+    /// Counts `keys` written in a key job's `done`, inside the transaction that writes them;
+    /// with a `total`, only while the job stays within it.
+    pub(super) fn job_done(
+        &self,
+        org: &OrgId,
+        job_id: &JobId,
+        keys: u64,
+        total: Option<u64>,
+        now: Timestamp,
+    ) -> Result<TransactWriteItem> {
+        let update = Update::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(
+                schema::org_pk(org),
+                schema::key_job_sk(job_id),
+            )))
+            .update_expression("SET updated_at = :now ADD done :n")
+            .expression_attribute_values(":now", ts(&now))
+            .expression_attribute_values(":n", n(keys));
+        let update = match total {
+            Some(total) => update
+                .condition_expression("attribute_exists(PK) AND done <= :limit")
+                .expression_attribute_values(":limit", n(total.saturating_sub(keys))),
+            None => update.condition_expression("attribute_exists(PK)"),
+        };
+        let update = update.build().context("building the job progress update")?;
+        Ok(TransactWriteItem::builder().update(update).build())
+    }
+
     /// The check, inside a transaction, that a paste is still in `phase`.
     fn phase_check(
         &self,
@@ -261,19 +290,7 @@ impl KeyJobs for DynamoStore {
                 }
                 let count = pending.len();
                 items.push(self.count(pool, count as i64, 0, None)?);
-                let progress = Update::builder()
-                    .table_name(&self.tables.main)
-                    .set_key(Some(key_of(
-                        schema::org_pk(org),
-                        schema::key_job_sk(job_id),
-                    )))
-                    .update_expression("SET updated_at = :now ADD done :n")
-                    .condition_expression("attribute_exists(PK)")
-                    .expression_attribute_values(":now", ts(&now))
-                    .expression_attribute_values(":n", n(count))
-                    .build()
-                    .context("building the job progress update")?;
-                items.push(TransactWriteItem::builder().update(progress).build());
+                items.push(self.job_done(org, job_id, count as u64, None, now)?);
                 let Some(codes) = self.transact(items, "committing keys").await? else {
                     committed += count as u64;
                     break;

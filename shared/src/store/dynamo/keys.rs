@@ -88,20 +88,7 @@ impl DynamoStore {
                 items.push(self.count(pool, pending.len() as i64, 0, None)?);
                 if let Some((job_id, total)) = job {
                     let count = pending.len() as u64;
-                    let update = Update::builder()
-                        .table_name(&self.tables.main)
-                        .set_key(Some(key_of(
-                            schema::org_pk(&pool.org),
-                            schema::key_job_sk(job_id),
-                        )))
-                        .update_expression("SET updated_at = :now ADD done :n")
-                        .condition_expression("attribute_exists(PK) AND done <= :limit")
-                        .expression_attribute_values(":now", ts(&now))
-                        .expression_attribute_values(":n", n(count))
-                        .expression_attribute_values(":limit", n(total.saturating_sub(count)))
-                        .build()
-                        .context("building the job progress update")?;
-                    items.push(TransactWriteItem::builder().update(update).build());
+                    items.push(self.job_done(&pool.org, job_id, count, Some(total), now)?);
                 }
                 let following = chunks.get(index + 1);
                 let prepare_next = async {
