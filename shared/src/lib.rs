@@ -15,8 +15,6 @@ pub mod domain;
 pub mod embedded;
 pub mod error;
 #[cfg(feature = "embedded")]
-pub mod faults;
-#[cfg(feature = "embedded")]
 pub mod follower;
 pub mod http;
 pub mod identity;

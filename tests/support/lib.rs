@@ -21,8 +21,8 @@ use keypool::time::{Clock, ManualClock, Timestamp};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-pub use keypool::faults;
-pub use keypool::faults::{Faults, Injector};
+pub use keypool_faults as faults;
+pub use keypool_faults::{Faults, Injector};
 
 /// The fraction of transactions cancelled for conflicts in the races run with injected faults.
 pub const RACE_CONFLICTS: f64 = 0.2;
