@@ -7,21 +7,20 @@
 //!   the table layout in `schema`;
 //! - `ops`: one module per use case, over the store's traits;
 //! - the edges: `http` (one router per function), `jobs` (background work), `objects` (export
-//!   files), `launch` (signed launch tokens: local keys or KMS), `follower` (the local stream
-//!   reader), `setup` (clients and state at start-up).
+//!   files), `launch` (signed launch tokens: local keys or KMS), `setup` (clients and state at
+//!   start-up);
+//! - `local` (feature `local`, never in Lambda builds): what only the local server runs in
+//!   place of AWS: the embedded engine, the job runner, the stream follower.
 
 pub mod domain;
-#[cfg(feature = "embedded")]
-pub mod embedded;
 pub mod error;
-#[cfg(feature = "embedded")]
-pub mod follower;
 pub mod http;
 pub mod identity;
 pub mod jobs;
 pub mod keys;
 pub mod launch;
-pub mod local_jobs;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod objects;
 pub mod ops;
 pub mod schema;

@@ -194,7 +194,7 @@ fn required(name: &str) -> anyhow::Result<String> {
 }
 
 /// A DynamoDB Streams client for a local engine, as `local_client` builds the table client.
-#[cfg(feature = "embedded")]
+#[cfg(feature = "local")]
 pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
     use aws_sdk_dynamodbstreams::config::{
         BehaviorVersion, Credentials as StreamCredentials, Region as StreamRegion,

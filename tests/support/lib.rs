@@ -8,11 +8,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use keypool::domain::MaxOpenJobs;
-use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::jobs::Jobs;
-use keypool::local_jobs::{LocalJobs, Settings};
+use keypool::local::engine::EmbeddedEngine;
+use keypool::local::jobs::{LocalJobs, Settings};
 use keypool::objects::{LocalObjects, ObjectStore};
 use keypool::schema::{self, Tables};
 use keypool::store::DynamoStore;
@@ -258,9 +258,9 @@ impl World {
     }
 
     /// A billing follower of this world's assignments stream, as the local server runs it.
-    pub fn follower(&self) -> keypool::follower::StreamFollower {
+    pub fn follower(&self) -> keypool::local::follower::StreamFollower {
         let store: Arc<dyn Store> = self.store.clone();
-        keypool::follower::StreamFollower::new(
+        keypool::local::follower::StreamFollower::new(
             self.store.client().clone(),
             keypool::setup::local_streams_client(self.endpoint()),
             store,

@@ -17,11 +17,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use keypool::embedded::EmbeddedEngine;
-use keypool::follower::StreamFollower;
 use keypool::http::{AppState, Authenticator, app, local_files};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
-use keypool::local_jobs::LocalJobs;
+use keypool::local::engine::EmbeddedEngine;
+use keypool::local::follower::StreamFollower;
+use keypool::local::jobs::LocalJobs;
 use keypool::objects::LocalObjects;
 use keypool::ops::schedule;
 use keypool::schema::{self, Tables};
@@ -236,10 +236,12 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
     let follower = StreamFollower::new(client, streams, store.clone(), tables.assignments);
-    let billing = tokio::spawn(follower.run(keypool::follower::DEFAULT_POLL, async move {
-        let mut stopped = billing_stopped;
-        let _ = stopped.changed().await;
-    }));
+    let billing = tokio::spawn(
+        follower.run(keypool::local::follower::DEFAULT_POLL, async move {
+            let mut stopped = billing_stopped;
+            let _ = stopped.changed().await;
+        }),
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-use keypool::embedded::EmbeddedEngine;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 use serde_json::{Value, json};
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use keypool::embedded::EmbeddedEngine;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 
 use super::api::make_pool;

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 use keypool::store::DynamoStore;
 use keypool::time::SystemClock;
