@@ -175,7 +175,7 @@ impl World {
         let (client, tables) = match std::env::var("KEYPOOL_TEST_ENGINE").as_deref() {
             Ok("moto") => (moto::client(), moto::fresh_tables()),
             Ok("dynoxide") | Err(_) => (
-                keypool::setup::local_client(engine.endpoint()),
+                keypool::local::dynamo_client(engine.endpoint()),
                 Tables::default(),
             ),
             Ok(other) => panic!("unknown KEYPOOL_TEST_ENGINE {other:?}: use dynoxide or moto"),
@@ -262,7 +262,7 @@ impl World {
         let store: Arc<dyn Store> = self.store.clone();
         keypool::local::follower::StreamFollower::new(
             self.store.client().clone(),
-            keypool::setup::local_streams_client(self.endpoint()),
+            keypool::local::streams_client(self.endpoint()),
             store,
             self.tables.assignments.clone(),
         )
@@ -750,7 +750,7 @@ pub mod moto {
     /// test's burst queues for longer than the SDK's default timeouts allow.
     pub fn client() -> aws_sdk_dynamodb::Client {
         use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-        let base = keypool::setup::local_client(endpoint());
+        let base = keypool::local::dynamo_client(endpoint());
         let config = base
             .config()
             .to_builder()

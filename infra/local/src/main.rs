@@ -214,8 +214,8 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
         None => {
             let path = data_dir.join("keypool.db");
             let engine = EmbeddedEngine::open(&path)?;
-            let client = keypool::setup::local_client(engine.endpoint());
-            let streams = keypool::setup::local_streams_client(engine.endpoint());
+            let client = keypool::local::dynamo_client(engine.endpoint());
+            let streams = keypool::local::streams_client(engine.endpoint());
             (
                 client,
                 streams,

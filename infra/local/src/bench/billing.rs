@@ -101,7 +101,7 @@ pub(super) async fn billing_figures(
     // at a steady pace; a watcher reads the invoice every 5 ms.
     let follower = follower::StreamFollower::new(
         client.clone(),
-        keypool::setup::local_streams_client(engine.endpoint()),
+        keypool::local::streams_client(engine.endpoint()),
         store.clone() as Arc<dyn Store>,
         store.tables().assignments.clone(),
     );

@@ -90,7 +90,7 @@ pub(super) async fn export_figures(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let engine = EmbeddedEngine::memory()?;
-    let client = keypool::setup::local_client(engine.endpoint());
+    let client = keypool::local::dynamo_client(engine.endpoint());
     schema::ensure_tables(&client, &Tables::default()).await?;
     let data_dir = std::env::temp_dir().join(format!("keypool-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);

@@ -122,7 +122,7 @@ pub(super) async fn memory_figures() -> anyhow::Result<()> {
     for (what, content_type, body, want) in bodies() {
         // An engine of its own too: no job an earlier row left open is resumed here.
         let engine = EmbeddedEngine::memory()?;
-        let client = keypool::setup::local_client(engine.endpoint());
+        let client = keypool::local::dynamo_client(engine.endpoint());
         schema::ensure_tables(&client, &Tables::default()).await?;
         let (server, admin, pool_id) = idle_server(&engine, &data_dir, &http).await?;
         let base = server.base.clone();

@@ -111,7 +111,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
     // 2. Keys stored: our insert path vs bare TransactWriteItems of the same shape.
     let engine = EmbeddedEngine::memory()?;
-    let client = keypool::setup::local_client(engine.endpoint());
+    let client = keypool::local::dynamo_client(engine.endpoint());
     let tables = Tables::default();
     schema::ensure_tables(&client, &tables).await?;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
