@@ -2,9 +2,8 @@
 //!
 //! `serve` runs every function's router on one port over the embedded DynamoDB engine (or any
 //! DynamoDB endpoint named by `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL`); `token` prints
-//! a token the server accepts; `bench` measures the service on this machine.
+//! a token the server accepts. (`keypool-bench`, a binary of its own, measures it.)
 
-mod bench;
 mod connections;
 mod console;
 mod data_dir;
@@ -78,8 +77,6 @@ enum Command {
               value_parser = clap::value_parser!(i64).range(1..=keypool::identity::MAX_TOKEN_HOURS))]
         hours: i64,
     },
-    /// Measure key generation, key storage and redemption on this machine.
-    Bench(bench::Args),
     /// Print the API's OpenAPI document (what `GET /v1/openapi.json` answers).
     Openapi,
     /// Start a rotation of the key that signs launch tokens: a new key signs from the
@@ -99,15 +96,10 @@ enum RoleArg {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The bench's own figures go to stdout; per-request logs would only slow it down.
-    let default_filter = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info,tower_http=warn,aws=warn",
-    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
+                .unwrap_or_else(|_| "info,tower_http=warn,aws=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -156,7 +148,6 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench(args) => bench::run(args).await,
         Command::Openapi => {
             print!("{}", keypool::http::openapi::document_json());
             Ok(())

@@ -22,12 +22,14 @@ pub(super) struct Child {
 }
 
 impl Child {
+    /// Starts `server` (a `keypool-local` binary) serving from `data_dir` over `engine`.
     pub(super) async fn start(
+        server: &std::path::Path,
         engine: &EmbeddedEngine,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt as _;
-        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+        let mut process = tokio::process::Command::new(server)
             .args(["serve", "--port", "0", "--export-every", "0", "--data-dir"])
             .arg(data_dir)
             .env("AWS_ENDPOINT_URL_DYNAMODB", engine.endpoint())
@@ -95,7 +97,7 @@ pub(super) async fn export_figures(args: &Args) -> anyhow::Result<()> {
     let data_dir = std::env::temp_dir().join(format!("keypool-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir)?;
-    let server = Child::start(&engine, &data_dir).await?;
+    let server = Child::start(&args.server()?, &engine, &data_dir).await?;
     let secret = std::fs::read_to_string(data_dir.join("token-secret"))?;
     let authority = TokenAuthority::new(secret.trim().as_bytes());
     let admin = authority.mint(
