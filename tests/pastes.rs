@@ -252,7 +252,7 @@ async fn a_restarted_server_settles_an_interrupted_paste_before_it_answers() {
     );
 
     // The server's start: its job runner, then the jobs a previous run left.
-    let (jobs, _worker) = keypool::local_jobs::LocalJobs::start(
+    let (jobs, _worker) = keypool::local::jobs::LocalJobs::start(
         w.store.clone(),
         w.objects.clone(),
         Arc::new(w.clock.clone()),

@@ -1,6 +1,6 @@
 //! Background jobs: work too long for a request (exports, large generations and imports). In
 //! AWS a queue (SQS) delivers them to the function that runs them, with retries; locally a task
-//! of the server runs them (`local_jobs`), and picks up unfinished ones after a restart.
+//! of the server runs them (`local::jobs`), and picks up unfinished ones after a restart.
 
 use anyhow::Context as _;
 use async_trait::async_trait;

@@ -9,23 +9,20 @@
 //! - the edges: `http` (one router per function), `events` (queue batches, the schedule and
 //!   stream records, read into domain values), `jobs` (background work), `objects` (export
 //!   files), `launch` (signed launch tokens: local keys or KMS), `webhooks` (sending them),
-//!   `follower` (the local stream reader), `setup` (clients and state at start-up).
+//!   `setup` (clients and state at start-up);
+//! - `local` (feature `local`, never in Lambda builds): what only the local server runs in
+//!   place of AWS: the embedded engine, the job runner, the stream follower.
 
 pub mod domain;
-#[cfg(feature = "embedded")]
-pub mod embedded;
 pub mod error;
 pub mod events;
-#[cfg(feature = "embedded")]
-pub mod faults;
-#[cfg(feature = "embedded")]
-pub mod follower;
 pub mod http;
 pub mod identity;
 pub mod jobs;
 pub mod keys;
 pub mod launch;
-pub mod local_jobs;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod objects;
 pub mod ops;
 pub mod schema;

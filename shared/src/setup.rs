@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::config::BehaviorVersion;
 use aws_sdk_dynamodb::config::retry::RetryConfig;
-use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 
 use crate::domain::MaxOpenJobs;
 use crate::http::{
@@ -31,24 +31,6 @@ pub fn dynamo_retries() -> RetryConfig {
 pub fn dynamo_client(config: &aws_config::SdkConfig) -> Client {
     let config = aws_sdk_dynamodb::config::Builder::from(config)
         .retry_config(dynamo_retries())
-        .build();
-    Client::from_conf(config)
-}
-
-/// A DynamoDB client for a local engine: fixed region, placeholder credentials.
-pub fn local_client(endpoint: &str) -> Client {
-    let config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .retry_config(dynamo_retries())
-        .endpoint_url(endpoint)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "keypool-local",
-        ))
         .build();
     Client::from_conf(config)
 }
@@ -191,25 +173,4 @@ pub fn max_open_jobs() -> anyhow::Result<MaxOpenJobs> {
 /// An environment variable, or an error that names it.
 fn required(name: &str) -> anyhow::Result<String> {
     std::env::var(name).map_err(|_| anyhow::anyhow!("environment variable {name} is not set"))
-}
-
-/// A DynamoDB Streams client for a local engine, as `local_client` builds the table client.
-#[cfg(feature = "embedded")]
-pub fn local_streams_client(endpoint: &str) -> aws_sdk_dynamodbstreams::Client {
-    use aws_sdk_dynamodbstreams::config::{
-        BehaviorVersion, Credentials as StreamCredentials, Region as StreamRegion,
-    };
-    let config = aws_sdk_dynamodbstreams::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(StreamRegion::new("us-east-1"))
-        .credentials_provider(StreamCredentials::new(
-            "local",
-            "local",
-            None,
-            None,
-            "keypool-local",
-        ))
-        .build();
-    aws_sdk_dynamodbstreams::Client::from_conf(config)
 }

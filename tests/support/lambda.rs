@@ -77,6 +77,11 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     env.push(("JOBS_QUEUE_URL".into(), moto_queue().await));
     env.push(("AWS_ENDPOINT_URL_SQS".into(), moto::endpoint().to_string()));
     env.push(("EXPORT_BUCKET".into(), "keypool-test".into()));
+    // Launch tokens are signed by a real key (moto's KMS).
+    let (_, launch_key) = super::kms_signing_key().await;
+    env.push(("LAUNCH_KEY_IDS".into(), launch_key));
+    env.push(("LAUNCH_ISSUER".into(), "https://api.keypool.test".into()));
+    env.push(("AWS_ENDPOINT_URL_KMS".into(), moto::endpoint().to_string()));
     let function = Function::spawn(std::path::Path::new(binary), &env).unwrap();
     let mut answers = Vec::new();
     for event in events {

@@ -8,11 +8,11 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use keypool::domain::MaxOpenJobs;
-use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::jobs::Jobs;
-use keypool::local_jobs::{LocalJobs, Settings};
+use keypool::local::engine::EmbeddedEngine;
+use keypool::local::jobs::{LocalJobs, Settings};
 use keypool::objects::{LocalObjects, ObjectStore};
 use keypool::schema::{self, Tables};
 use keypool::store::DynamoStore;
@@ -26,8 +26,8 @@ mod lambda;
 pub mod moto;
 
 pub use key_jobs::Queued;
-pub use keypool::faults;
-pub use keypool::faults::{Faults, Injector};
+pub use keypool_faults as faults;
+pub use keypool_faults::{Faults, Injector};
 pub use lambda::{apigw_event, run_as_lambda, seed_acme_pool};
 pub use moto::{kms_signing_key, moto_queue, s3_bucket};
 
@@ -182,7 +182,7 @@ impl World {
         let (client, tables) = match std::env::var("KEYPOOL_TEST_ENGINE").as_deref() {
             Ok("moto") => (moto::client(), moto::fresh_tables()),
             Ok("dynoxide") | Err(_) => (
-                keypool::setup::local_client(engine.endpoint()),
+                keypool::local::dynamo_client(engine.endpoint()),
                 Tables::default(),
             ),
             Ok(other) => panic!("unknown KEYPOOL_TEST_ENGINE {other:?}: use dynoxide or moto"),
@@ -265,11 +265,11 @@ impl World {
     }
 
     /// A billing follower of this world's assignments stream, as the local server runs it.
-    pub fn follower(&self) -> keypool::follower::StreamFollower {
+    pub fn follower(&self) -> keypool::local::follower::StreamFollower {
         let store: Arc<dyn Store> = self.store.clone();
-        keypool::follower::StreamFollower::new(
+        keypool::local::follower::StreamFollower::new(
             self.store.client().clone(),
-            keypool::setup::local_streams_client(self.endpoint()),
+            keypool::local::streams_client(self.endpoint()),
             store,
             self.tables.assignments.clone(),
         )

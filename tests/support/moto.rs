@@ -60,7 +60,7 @@ pub fn endpoint() -> &'static str {
 /// test's burst queues for longer than the SDK's default timeouts allow.
 pub fn client() -> aws_sdk_dynamodb::Client {
     use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
-    let base = keypool::setup::local_client(endpoint());
+    let base = keypool::local::dynamo_client(endpoint());
     let config = base
         .config()
         .to_builder()

@@ -2,9 +2,8 @@
 //!
 //! `serve` runs every function's router on one port over the embedded DynamoDB engine (or any
 //! DynamoDB endpoint named by `AWS_ENDPOINT_URL_DYNAMODB` / `AWS_ENDPOINT_URL`); `token` prints
-//! a token the server accepts; `bench` measures the service on this machine.
+//! a token the server accepts. (`keypool-bench`, a binary of its own, measures it.)
 
-mod bench;
 mod connections;
 mod console;
 mod data_dir;
@@ -17,11 +16,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
-use keypool::embedded::EmbeddedEngine;
-use keypool::follower::StreamFollower;
 use keypool::http::{AppState, Authenticator, app, local_files};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
-use keypool::local_jobs::LocalJobs;
+use keypool::local::engine::EmbeddedEngine;
+use keypool::local::follower::StreamFollower;
+use keypool::local::jobs::LocalJobs;
 use keypool::objects::LocalObjects;
 use keypool::ops::schedule;
 use keypool::schema::{self, Tables};
@@ -78,8 +77,6 @@ enum Command {
               value_parser = clap::value_parser!(i64).range(1..=keypool::identity::MAX_TOKEN_HOURS))]
         hours: i64,
     },
-    /// Measure key generation, key storage and redemption on this machine.
-    Bench(bench::Args),
     /// Print the API's OpenAPI document (what `GET /v1/openapi.json` answers).
     Openapi,
     /// Start a rotation of the key that signs launch tokens: a new key signs from the
@@ -99,15 +96,10 @@ enum RoleArg {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    // The bench's own figures go to stdout; per-request logs would only slow it down.
-    let default_filter = match cli.command {
-        Command::Bench(_) => "warn",
-        _ => "info,tower_http=warn,aws=warn",
-    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
+                .unwrap_or_else(|_| "info,tower_http=warn,aws=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -156,7 +148,6 @@ async fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Bench(args) => bench::run(args).await,
         Command::Openapi => {
             print!("{}", keypool::http::openapi::document_json());
             Ok(())
@@ -214,8 +205,8 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
         None => {
             let path = data_dir.join("keypool.db");
             let engine = EmbeddedEngine::open(&path)?;
-            let client = keypool::setup::local_client(engine.endpoint());
-            let streams = keypool::setup::local_streams_client(engine.endpoint());
+            let client = keypool::local::dynamo_client(engine.endpoint());
+            let streams = keypool::local::streams_client(engine.endpoint());
             (
                 client,
                 streams,
@@ -236,10 +227,12 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
     let follower = StreamFollower::new(client, streams, store.clone(), tables.assignments);
-    let billing = tokio::spawn(follower.run(keypool::follower::DEFAULT_POLL, async move {
-        let mut stopped = billing_stopped;
-        let _ = stopped.changed().await;
-    }));
+    let billing = tokio::spawn(
+        follower.run(keypool::local::follower::DEFAULT_POLL, async move {
+            let mut stopped = billing_stopped;
+            let _ = stopped.changed().await;
+        }),
+    );
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

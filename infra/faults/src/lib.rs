@@ -1,4 +1,5 @@
-//! Test and bench only (feature `embedded`, never in Lambda builds).
+//! `keypool-faults`: for the tests and the bench only, in a crate of its own so that neither the
+//! library nor any binary of the product links it.
 //!
 //! DynamoDB's conflicts and throttling, injected: an HTTP client for the SDK that answers a
 //! chosen fraction of requests itself, in DynamoDB's own words, before they reach the engine,

@@ -6,10 +6,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use aws_sdk_dynamodb::types::AttributeValue;
 use keypool::domain::{InvoiceLine, Month};
-use keypool::embedded::EmbeddedEngine;
 use keypool::events::billing as bill;
-use keypool::follower;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
+use keypool::local::follower;
 use keypool::store::DynamoStore;
 use keypool::store::prelude::*;
 use serde_json::json;
@@ -101,7 +101,7 @@ pub(super) async fn billing_figures(
     // at a steady pace; a watcher reads the invoice every 5 ms.
     let follower = follower::StreamFollower::new(
         client.clone(),
-        keypool::setup::local_streams_client(engine.endpoint()),
+        keypool::local::streams_client(engine.endpoint()),
         store.clone() as Arc<dyn Store>,
         store.tables().assignments.clone(),
     );

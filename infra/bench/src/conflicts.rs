@@ -1,16 +1,16 @@
 //! Redemption races with a fifth of all transactions cancelled by injected
-//! `TransactionConflict`s (`keypool::faults`, the tests' injector): what matters is that no key
+//! `TransactionConflict`s (`keypool_faults`, the tests' injector): what matters is that no key
 //! is redeemed twice and that the counts stay exact, whatever the retries did.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use keypool::faults::{Faults, Injector, faulty_client};
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::schema::Tables;
 use keypool::store::DynamoStore;
 use keypool::time::SystemClock;
+use keypool_faults::{Faults, Injector, faulty_client};
 use serde_json::{Value, json};
 
 use super::api::make_pool;

@@ -1,16 +1,17 @@
-//! `keypool-local bench`: figures for this machine, each next to the bare store operation
-//! it is built on, so that our own overhead shows as a ratio.
+//! `keypool-bench`: figures for this machine, each next to the bare store operation it is
+//! built on, so that our own overhead shows as a ratio.
 //!
 //! One module per figure; this one holds the arguments, the order of the figures, and the
-//! report they all write to.
+//! report they all write to. Some figures measure `keypool-local serve` processes and the
+//! functions' release binaries, which it finds built beside it (`--server`, `--functions`).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use keypool::embedded::EmbeddedEngine;
 use keypool::http::{AppState, Authenticator, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 use keypool::store::DynamoStore;
 use keypool::time::SystemClock;
@@ -23,7 +24,7 @@ macro_rules! out {
     ($($arg:tt)*) => {{
         let line = format!($($arg)*);
         println!("{line}");
-        if let Ok(mut report) = $crate::bench::REPORT.lock() {
+        if let Ok(mut report) = $crate::REPORT.lock() {
             report.push_str(&line);
             report.push('\n');
         }
@@ -47,8 +48,13 @@ use functions::lambda_figures;
 use large_pools::export_figures;
 
 /// What to measure, and how much.
-#[derive(clap::Args)]
-pub struct Args {
+#[derive(clap::Parser)]
+#[command(
+    name = "keypool-bench",
+    version,
+    about = "Measure key generation, key storage and redemption on this machine"
+)]
+struct Args {
     /// Keys to generate in the domain (no store).
     #[arg(long, default_value_t = 2_000_000)]
     generate: usize,
@@ -73,6 +79,10 @@ pub struct Args {
     /// Where the functions' release binaries are (`cargo build --release -p …`).
     #[arg(long, default_value = "target/release")]
     functions: std::path::PathBuf,
+    /// The `keypool-local` binary whose `serve` processes are measured; by default the one
+    /// beside this binary (`cargo build -p keypool-local`, with `--release` for the figures).
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
     /// Cold starts per function.
     #[arg(long, default_value_t = 10)]
     starts: usize,
@@ -89,7 +99,37 @@ pub struct Args {
     only: Option<String>,
 }
 
-pub async fn run(args: Args) -> anyhow::Result<()> {
+impl Args {
+    /// The `keypool-local` binary to start `serve` processes of.
+    fn server(&self) -> anyhow::Result<std::path::PathBuf> {
+        let path = match &self.server {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?.with_file_name("keypool-local"),
+        };
+        anyhow::ensure!(
+            path.is_file(),
+            "no keypool-local at {}: build it beside this binary (`cargo build -p keypool-local`, \
+             with --release for the figures) or name it with --server",
+            path.display()
+        );
+        Ok(path)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = <Args as clap::Parser>::parse();
+    // The figures go to stdout; per-request logs would only slow the bench down.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    run(args).await
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let run_started = Instant::now();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     out!(
@@ -98,7 +138,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
 
     if args.only.as_deref() == Some("memory") {
-        memory::memory_figures().await?;
+        memory::memory_figures(&args.server()?).await?;
         return write_report(&args);
     }
     if args.only.as_deref() == Some("scale") {
@@ -106,12 +146,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         return write_report(&args);
     }
 
+    // The full run starts `serve` processes only after minutes: find the binary first.
+    if args.only.is_none() {
+        args.server()?;
+    }
+
     // 1. Generation in the domain, one core.
     generation::generated_keys(&args)?;
 
     // 2. Keys stored: our insert path vs bare TransactWriteItems of the same shape.
     let engine = EmbeddedEngine::memory()?;
-    let client = keypool::setup::local_client(engine.endpoint());
+    let client = keypool::local::dynamo_client(engine.endpoint());
     let tables = Tables::default();
     schema::ensure_tables(&client, &tables).await?;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
@@ -184,10 +229,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     lambda?;
     drop(engine);
     export_figures(&args).await?;
-    memory::memory_figures().await?;
+    memory::memory_figures(&args.server()?).await?;
     scale::scale_figures(args.scale_hold_ms, args.scale_seed);
     out!(
-        "\nThe whole run took {:.0} s. Reproduce: `cargo build --release -p pool-admin -p key-generation -p redemption -p billing -p export -p keypool-local && target/release/keypool-local bench --out docs/performance.md`.",
+        "\nThe whole run took {:.0} s. Reproduce: `cargo build --release -p pool-admin -p key-generation -p redemption -p billing -p export -p keypool-local -p keypool-bench && target/release/keypool-bench --out docs/performance.md`.",
         run_started.elapsed().as_secs_f64()
     );
     write_report(&args)

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{Put, TransactWriteItem};
-use keypool::embedded::EmbeddedEngine;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 use serde_json::{Value, json};
 
@@ -22,12 +22,14 @@ pub(super) struct Child {
 }
 
 impl Child {
+    /// Starts `server` (a `keypool-local` binary) serving from `data_dir` over `engine`.
     pub(super) async fn start(
+        server: &std::path::Path,
         engine: &EmbeddedEngine,
         data_dir: &std::path::Path,
     ) -> anyhow::Result<Self> {
         use tokio::io::AsyncBufReadExt as _;
-        let mut process = tokio::process::Command::new(std::env::current_exe()?)
+        let mut process = tokio::process::Command::new(server)
             .args(["serve", "--port", "0", "--export-every", "0", "--data-dir"])
             .arg(data_dir)
             .env("AWS_ENDPOINT_URL_DYNAMODB", engine.endpoint())
@@ -90,12 +92,12 @@ pub(super) async fn export_figures(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let engine = EmbeddedEngine::memory()?;
-    let client = keypool::setup::local_client(engine.endpoint());
+    let client = keypool::local::dynamo_client(engine.endpoint());
     schema::ensure_tables(&client, &Tables::default()).await?;
     let data_dir = std::env::temp_dir().join(format!("keypool-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data_dir);
     std::fs::create_dir_all(&data_dir)?;
-    let server = Child::start(&engine, &data_dir).await?;
+    let server = Child::start(&args.server()?, &engine, &data_dir).await?;
     let secret = std::fs::read_to_string(data_dir.join("token-secret"))?;
     let authority = TokenAuthority::new(secret.trim().as_bytes());
     let admin = authority.mint(

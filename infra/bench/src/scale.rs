@@ -457,7 +457,7 @@ pub(super) fn scale_figures(hold_ms: f64, seed: u64) {
         );
     }
     out!(
-        "\nAn item admits one transaction at a time: a transaction holds its items for the hold, and one that reaches a held item is cancelled (TransactionConflict) and retried as the store does (full jitter from 5 ms doubling to 500 ms, 10 attempts, then 409). The model ceiling is min(shards / hold, learners / (2 round trips + hold), arrival rate). Virtual time: the table took {:.2} s of wall time; `bench --only scale --scale-hold-ms H` reruns it.",
+        "\nAn item admits one transaction at a time: a transaction holds its items for the hold, and one that reaches a held item is cancelled (TransactionConflict) and retried as the store does (full jitter from 5 ms doubling to 500 ms, 10 attempts, then 409). The model ceiling is min(shards / hold, learners / (2 round trips + hold), arrival rate). Virtual time: the table took {:.2} s of wall time; `keypool-bench --only scale --scale-hold-ms H` reruns it.",
         started.elapsed().as_secs_f64()
     );
 }

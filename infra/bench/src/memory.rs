@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use keypool::embedded::EmbeddedEngine;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 
 use super::api::make_pool;
@@ -90,13 +90,14 @@ fn bodies() -> Vec<(&'static str, &'static str, Vec<u8>, u16)> {
 
 /// A fresh `serve` process over `engine`, a pool and an admin token, settled and idle.
 async fn idle_server(
+    binary: &std::path::Path,
     engine: &EmbeddedEngine,
     data_dir: &std::path::Path,
     http: &reqwest::Client,
 ) -> anyhow::Result<(Child, String, String)> {
     let _ = std::fs::remove_dir_all(data_dir);
     std::fs::create_dir_all(data_dir)?;
-    let server = Child::start(engine, data_dir).await?;
+    let server = Child::start(binary, engine, data_dir).await?;
     let secret = std::fs::read_to_string(data_dir.join("token-secret"))?;
     let authority = TokenAuthority::new(secret.trim().as_bytes());
     let admin = authority.mint(
@@ -111,8 +112,9 @@ async fn idle_server(
 }
 
 /// Sends each worst-case body to a fresh server process (so that nothing an earlier request
-/// left in its heap hides this one's) and reports its peak over its idle memory.
-pub(super) async fn memory_figures() -> anyhow::Result<()> {
+/// left in its heap hides this one's) and reports its peak over its idle memory; `binary` is
+/// the `keypool-local` to run.
+pub(super) async fn memory_figures(binary: &std::path::Path) -> anyhow::Result<()> {
     let data_dir = std::env::temp_dir().join(format!("keypool-bench-mem-{}", std::process::id()));
     let http = reqwest::Client::new();
     out!(
@@ -122,9 +124,9 @@ pub(super) async fn memory_figures() -> anyhow::Result<()> {
     for (what, content_type, body, want) in bodies() {
         // An engine of its own too: no job an earlier row left open is resumed here.
         let engine = EmbeddedEngine::memory()?;
-        let client = keypool::setup::local_client(engine.endpoint());
+        let client = keypool::local::dynamo_client(engine.endpoint());
         schema::ensure_tables(&client, &Tables::default()).await?;
-        let (server, admin, pool_id) = idle_server(&engine, &data_dir, &http).await?;
+        let (server, admin, pool_id) = idle_server(binary, &engine, &data_dir, &http).await?;
         let base = server.base.clone();
         let idle = server.rss_mib()?;
         server.reset_peak()?;

@@ -22,17 +22,17 @@ fn cold_start_event(function: &str, pool_id: &str) -> String {
     let fixture = |text: &str| text.replace("{{pool_id}}", pool_id);
     match function {
         "pool-admin" => fixture(include_str!(
-            "../../../../tests/fixtures/apigw/get-pool-admin.json"
+            "../../../tests/fixtures/apigw/get-pool-admin.json"
         )),
         "key-generation" => fixture(include_str!(
-            "../../../../tests/fixtures/apigw/generate-keys-admin.json"
+            "../../../tests/fixtures/apigw/generate-keys-admin.json"
         )),
         "redemption" => fixture(include_str!(
-            "../../../../tests/fixtures/apigw/my-assignments-learner.json"
+            "../../../tests/fixtures/apigw/my-assignments-learner.json"
         )),
-        "export" => include_str!("../../../../tests/fixtures/apigw/my-assignments-learner.json")
+        "export" => include_str!("../../../tests/fixtures/apigw/my-assignments-learner.json")
             .replace("/v1/me/assignments", "/healthz"),
-        _ => include_str!("../../../../tests/fixtures/dynamodb-stream/insert-assignment.json")
+        _ => include_str!("../../../tests/fixtures/dynamodb-stream/insert-assignment.json")
             .to_string(),
     }
 }
