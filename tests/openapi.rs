@@ -1,7 +1,7 @@
 //! The OpenAPI document: committed as generated, covering every route and every error code the
-//! code can answer, and the README's API section generated from it.
+//! code can answer, and docs/api.md's tables generated from it.
 //!
-//! After changing a route, regenerate `docs/openapi.json` and the README's sections with
+//! After changing a route, regenerate `docs/openapi.json` and docs/api.md's tables with
 //! `KEYPOOL_WRITE_OPENAPI=1 cargo test -p keypool-tests --test openapi`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -163,7 +163,7 @@ fn every_route_is_registered_through_the_document() {
     }
 }
 
-/// The README's generated sections: the route table and the error list.
+/// docs/api.md's generated sections: the route table and the error list.
 fn readme_sections(doc: &Value) -> (String, String) {
     let common: BTreeSet<&str> = [
         "unauthenticated",
@@ -276,7 +276,7 @@ fn readme_sections(doc: &Value) -> (String, String) {
     (routes, errors)
 }
 
-/// The README with its generated sections replaced; `None` if a marker is missing.
+/// A page with its generated sections replaced; `None` if a marker is missing.
 fn readme_with(readme: &str, name: &str, content: &str) -> Option<String> {
     let start = format!("<!-- openapi:{name} -->\n");
     let end = format!("<!-- /openapi:{name} -->");
@@ -286,29 +286,27 @@ fn readme_with(readme: &str, name: &str, content: &str) -> Option<String> {
 }
 
 #[test]
-fn the_readme_api_section_and_error_list_are_those_of_the_document() {
-    let path = root().join("README.md");
-    let readme = std::fs::read_to_string(&path).expect("README.md");
+fn the_api_page_tables_and_error_list_are_those_of_the_document() {
+    let path = root().join("docs/api.md");
+    let page = std::fs::read_to_string(&path).expect("docs/api.md");
     let (routes, errors) = readme_sections(&document());
-    let expected = readme_with(&readme, "routes", &routes)
+    let expected = readme_with(&page, "routes", &routes)
         .and_then(|r| readme_with(&r, "errors", &errors))
-        .expect("README.md has the <!-- openapi:routes --> and <!-- openapi:errors --> sections");
+        .expect("docs/api.md has the <!-- openapi:routes --> and <!-- openapi:errors --> sections");
     if writing() {
-        std::fs::write(&path, &expected).expect("writing README.md");
+        std::fs::write(&path, &expected).expect("writing docs/api.md");
     }
     assert!(
-        readme == expected,
-        "README.md's API tables differ from the OpenAPI document; {REGENERATE}"
+        page == expected,
+        "docs/api.md's tables differ from the OpenAPI document; {REGENERATE}"
     );
-    // And every code the README names anywhere in its API section is one the document has.
+    // And every code of the catalogue is one the document has, and the page names it.
     let documented: BTreeMap<String, u16> = documented_codes(&document()).into_iter().collect();
-    let section = &readme[readme.find("## The API").expect("API section")..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
     for code in ErrorCode::ALL.iter().map(|c| c.as_str()) {
         assert!(
             documented.contains_key(code),
-            "{code} is in the README's error list but not in the document"
+            "{code} is in the error list but not in the document"
         );
-        assert!(section.contains(&format!("`{code}`")));
+        assert!(page.contains(&format!("`{code}`")));
     }
 }
