@@ -30,7 +30,7 @@ async fn pool_admin_reads_identity_from_the_authorizer() {
 
     let (status, body) = invoke(&app, &apigw_event("create-course-learner.json", &[])).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert_eq!(body["error"]["code"], "forbidden");
+    assert_eq!(body["error"]["code"], "forbidden_role");
 
     let (pool_id, _) = seed_acme_pool(&w, 0).await;
     let subs = [("pool_id", pool_id.as_str())];

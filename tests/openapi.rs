@@ -167,7 +167,7 @@ fn every_route_is_registered_through_the_document() {
 fn readme_sections(doc: &Value) -> (String, String) {
     let common: BTreeSet<&str> = [
         "unauthenticated",
-        "forbidden",
+        "forbidden_role",
         "internal_error",
         "invalid_json",
         "invalid_query",
@@ -236,10 +236,16 @@ fn readme_sections(doc: &Value) -> (String, String) {
             cell.push(' ');
             cell.push_str(&bodies.join(" or "));
         }
-        let who = match op["tags"][0].as_str().unwrap_or("") {
-            "service" => "anyone",
-            "local" => "link holder (local server)",
-            other => other,
+        let roles: Vec<&str> = op["x-roles"]
+            .as_array()
+            .expect("every operation says its roles")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        let who = match (roles.is_empty(), op["tags"][0].as_str().unwrap_or("")) {
+            (true, "local") => "link holder (local server)".to_string(),
+            (true, _) => "anyone".to_string(),
+            (false, _) => roles.join(", "),
         };
         let mut answers = Vec::new();
         let mut errors = Vec::new();

@@ -106,19 +106,39 @@ impl fmt::Display for UserId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
-    /// Manages one organization's courses, pools and keys.
+    /// Manages one organization's courses, pools, keys and everything else of it.
     Admin,
+    /// Reads one organization's pools, keys, exports' status, invoices and activity; changes
+    /// nothing, and exports or downloads no keys.
+    Viewer,
+    /// Reads one organization's invoices and activity.
+    Finance,
     /// Redeems keys and uses assignments.
     Learner,
 }
 
 impl Role {
+    /// Every role, as tokens name them.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Viewer, Role::Finance, Role::Learner];
+
     /// The role's name in tokens.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Admin => "admin",
+            Role::Viewer => "viewer",
+            Role::Finance => "finance",
             Role::Learner => "learner",
         }
+    }
+
+    /// The role a token names, if KeyPool knows it.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether the role belongs to an organization's staff (every role but the learner's).
+    pub fn is_staff(self) -> bool {
+        self != Role::Learner
     }
 }
 
@@ -134,14 +154,16 @@ pub struct Principal {
 }
 
 impl Principal {
-    /// The admin's organization, or 403 for any other role.
-    pub fn admin_org(&self) -> Result<&OrgId> {
-        match (self.role, &self.org) {
-            (Role::Admin, Some(org)) => Ok(org),
-            (Role::Admin, None) => Err(Error::Unauthenticated(
+    /// The organization of a member of its staff (admin, viewer, finance). Which staff role
+    /// may use a route is decided before its handler runs (`http::access`); this refuses
+    /// learners all the same.
+    pub fn org(&self) -> Result<&OrgId> {
+        match (self.role.is_staff(), &self.org) {
+            (true, Some(org)) => Ok(org),
+            (true, None) => Err(Error::Unauthenticated(
                 "the token names no organization".into(),
             )),
-            _ => Err(Error::WrongRole("admin")),
+            (false, _) => Err(self.wrong_role(&[Role::Admin, Role::Viewer, Role::Finance])),
         }
     }
 
@@ -149,7 +171,15 @@ impl Principal {
     pub fn learner(&self) -> Result<&UserId> {
         match self.role {
             Role::Learner => Ok(&self.sub),
-            Role::Admin => Err(Error::WrongRole("learner")),
+            _ => Err(self.wrong_role(&[Role::Learner])),
+        }
+    }
+
+    /// The 403 of a route that admits only `allowed`.
+    pub fn wrong_role(&self, allowed: &[Role]) -> Error {
+        Error::WrongRole {
+            allowed: allowed.iter().map(|r| r.as_str()).collect(),
+            role: self.role.as_str(),
         }
     }
 }
@@ -318,11 +348,7 @@ pub fn principal_from_claims(sub: &str, org: Option<&str>, role: &str) -> Result
         |what: String| Error::Unauthenticated(format!("the token's claims are not valid: {what}"));
     let sub = UserId::parse(sub).map_err(bad)?;
     let org = org.map(OrgId::parse).transpose().map_err(bad)?;
-    let role = match role {
-        "admin" => Role::Admin,
-        "learner" => Role::Learner,
-        other => return Err(bad(format!("unknown role {other:?}"))),
-    };
+    let role = Role::parse(role).ok_or_else(|| bad(format!("unknown role {role:?}")))?;
     Ok(Principal { sub, org, role })
 }
 

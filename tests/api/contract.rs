@@ -121,7 +121,7 @@ async fn roles_are_enforced_per_route() {
         let body = (!body.is_null()).then_some(body);
         let r = w.call(method.clone(), &path, Some(&learner), body).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{method} {path}");
-        assert_eq!(r.code(), "forbidden");
+        assert_eq!(r.code(), "forbidden_role");
     }
     for (method, path) in [
         (POST, "/v1/redemptions"),

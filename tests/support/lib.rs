@@ -331,11 +331,11 @@ impl World {
 
     /// A function's routes as Lambda serves them, with that function's own state (`part`
     /// picks it, for example `AppState::pool_admin`): identity from API Gateway's JWT claims.
-    pub fn lambda_app<S: Clone + Send + Sync + 'static>(
-        &self,
-        routes: Router<S>,
-        part: fn(&AppState) -> S,
-    ) -> Router {
+    pub fn lambda_app<S>(&self, routes: Router<S>, part: fn(&AppState) -> S) -> Router
+    where
+        S: Clone + Send + Sync + 'static,
+        Arc<Authenticator>: axum::extract::FromRef<S>,
+    {
         let state = AppState::new(
             self.store.clone(),
             Authenticator::ApiGateway(Default::default()),
@@ -395,6 +395,18 @@ impl World {
                 &UserId::parse(sub).unwrap(),
                 Some(&OrgId::parse("learners").unwrap()),
                 Role::Learner,
+                chrono::Duration::hours(1),
+            )
+            .unwrap()
+    }
+
+    /// A token for a member of `org`'s staff in `role` (admin, viewer, finance).
+    pub fn staff(&self, org: &str, role: Role) -> String {
+        self.authority
+            .mint(
+                &UserId::parse(&format!("{}-of-{org}", role.as_str())).unwrap(),
+                Some(&OrgId::parse(org).unwrap()),
+                role,
                 chrono::Duration::hours(1),
             )
             .unwrap()

@@ -16,6 +16,20 @@ export function claims() {
   } catch { return null; }
 }
 
+/** The roles of an organization's staff, who use the console. */
+export const STAFF = ['admin', 'viewer', 'finance'];
+
+/**
+ * What the signed-in role may do, so that the console shows nothing it would be refused (the
+ * API decides; this follows its table in shared/src/http/access.rs): admins everything,
+ * viewers read pools, keys and exports' status, finance only invoices.
+ */
+export const can = {
+  change: () => claims()?.role === 'admin',
+  readPools: () => ['admin', 'viewer'].includes(claims()?.role),
+  download: () => claims()?.role === 'admin',
+};
+
 export class ApiError extends Error {
   constructor(status, code, message, details, retryAfter) {
     super(message);
@@ -30,7 +44,7 @@ export class ApiError extends Error {
 
 const PLAIN = {
   unauthenticated: 'You are not signed in, or your sign-in has expired. Sign in again.',
-  forbidden: 'Your account is not allowed to do this.',
+  forbidden_role: 'Your role does not allow this.',
   pool_not_found: 'This pool does not exist (or belongs to another organization).',
   course_not_found: 'This course does not exist.',
   key_not_found: 'This key is not in the pool.',

@@ -1,5 +1,5 @@
 // The admin console: a hash router over the screens, and sign-in.
-import { token, setToken, claims, config } from './api.js';
+import { token, setToken, claims, config, can, STAFF } from './api.js';
 import { $ } from './dom.js';
 import { signInView, oidcFinish, SignInFailed } from './signin.js';
 import { poolsView, poolFormView } from './pools.js';
@@ -12,7 +12,7 @@ let cfg = { mode: 'local' };
 // Why the hosted login that brought us here failed, shown once on the sign-in screen.
 let failure = '';
 
-function signedIn() { const c = claims(); return token() && c && c.role === 'admin' && (!c.exp || c.exp * 1000 > Date.now()); }
+function signedIn() { const c = claims(); return token() && c && STAFF.includes(c.role) && (!c.exp || c.exp * 1000 > Date.now()); }
 
 async function route() {
   const nav = $('#nav');
@@ -24,7 +24,11 @@ async function route() {
     return;
   }
   nav.hidden = false;
-  const path = location.hash.replace(/^#/, '') || '/';
+  // Finance reads invoices only: the pools and courses are not theirs to see.
+  $('#nav-pools').parentElement.hidden = !can.readPools();
+  $('#nav-courses').parentElement.hidden = !can.readPools();
+  let path = location.hash.replace(/^#/, '') || '/';
+  if (!can.readPools()) path = '/billing';
   for (const a of nav.querySelectorAll('a')) a.removeAttribute('aria-current');
   let m;
   if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }

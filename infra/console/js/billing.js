@@ -1,5 +1,5 @@
 // Assignments and billing: the month's invoice (totals, lines, CSV) and cancelling a redemption.
-import { api, download } from './api.js';
+import { api, can, download } from './api.js';
 import { h, when, fieldError, confirmDialog, announce, fill } from './dom.js';
 
 const REFUSED = {
@@ -58,7 +58,7 @@ export async function billingView(main) {
           h('td', { 'data-label': 'Key', class: 'key' }, l.key),
           h('td', { 'data-label': 'Pool' }, h('a', { href: `#/pools/${encodeURIComponent(l.pool_id)}/keys` }, l.pool_id)),
           h('td', { 'data-label': 'Kind' }, l.cancelled_at ? `${l.kind} (cancelled)` : l.kind),
-          h('td', { 'data-label': 'Action' }, l.kind === 'redemption' && !l.cancelled_at
+          h('td', { 'data-label': 'Action' }, l.kind === 'redemption' && !l.cancelled_at && can.change()
             ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Cancel redemption of key ${l.key}`, onclick: async () => { if (await cancel(l.assignment_id)) load(); } }, 'Cancel') : '—')))))) : h('p', {}, 'No billable redemptions this month yet.'),
       inv.lines.length ? h('nav', { class: 'actions', 'aria-label': 'Invoice pages' },
         h('p', { class: 'hint', id: 'invoice-range' }, `Lines ${first.toLocaleString()} to ${(first + inv.lines.length - 1).toLocaleString()} of ${(inv.redemptions + inv.credits).toLocaleString()}; the CSV has them all.`),
@@ -73,7 +73,7 @@ export async function billingView(main) {
       h('div', {}, h('label', { for: 'month' }, 'Month'), h('p', { class: 'hint', id: 'month-hint' }, 'Months are counted in UTC.'), month),
       h('div', {}, h('button', { type: 'submit' }, 'Show invoice'))),
     live, invoice,
-    h('section', { class: 'card', 'aria-labelledby': 'h-cancel' }, h('h2', { id: 'h-cancel' }, 'Cancel a redemption'),
+    !can.change() ? null : h('section', { class: 'card', 'aria-labelledby': 'h-cancel' }, h('h2', { id: 'h-cancel' }, 'Cancel a redemption'),
       h('p', { class: 'hint' }, 'Allowed within 24 hours of the redemption and before the learner launches the course.'),
       h('form', { class: 'row', onsubmit: async (ev) => { ev.preventDefault(); if (!cancelId.value.trim()) { fieldError(cancelId, 'Enter an assignment id.'); return; } fieldError(cancelId, ''); if (await cancel(cancelId.value.trim())) load(); } },
         h('div', {}, h('label', { for: 'cancel-id' }, 'Assignment id'), cancelId),

@@ -1,6 +1,6 @@
 // Courses: their titles, and where each runs (the launch URL learners are sent to, with a
 // signed token).
-import { api, forgetCourses } from './api.js';
+import { api, can, forgetCourses } from './api.js';
 import { h, fieldError, announce, fill } from './dom.js';
 
 export async function coursesView(main) {
@@ -45,11 +45,11 @@ export async function coursesView(main) {
     const row = h('li', { class: 'card', 'data-course': course.course_id },
       h('p', {}, h('strong', {}, course.title)),
       h('p', { class: 'hint' }, course.launch_url ? `Launches at ${course.launch_url}` : 'No launch URL: a launch is only counted.'),
-      h('button', { type: 'button', class: 'secondary', 'aria-label': `Edit ${course.title}`, onclick: () => {
+      can.change() ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Edit ${course.title}`, onclick: () => {
         const form = editor(course, row);
         row.replaceChildren(form);
         form.querySelector('input').focus();
-      } }, 'Edit'));
+      } }, 'Edit') : null);
     return row;
   }
 

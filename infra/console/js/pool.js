@@ -1,5 +1,5 @@
 // One pool: its counts, and tabs for keys, export and settings.
-import { api, courseTitles } from './api.js';
+import { api, can, courseTitles } from './api.js';
 import { h, when, fieldError, showApiError, confirmDialog, announce, sleep, fill } from './dom.js';
 import { poolFormView } from './pools.js';
 
@@ -37,7 +37,8 @@ export async function poolView(main, poolId, tab, params = new URLSearchParams()
       h('div', {}, 'Available', h('strong', { id: 'count-available' }, pool.available_keys.toLocaleString())));
   }
   await refreshCounts();
-  const tabs = [['keys', 'Keys'], ['export', 'Export'], ['settings', 'Settings']];
+  // A viewer reads keys and exports' status; settings are an admin's.
+  const tabs = can.change() ? [['keys', 'Keys'], ['export', 'Export'], ['settings', 'Settings']] : [['keys', 'Keys'], ['export', 'Exports']];
   const panel = h('div', { role: 'tabpanel', id: 'panel', 'aria-labelledby': `tab-${tab}`, tabindex: 0 });
   const tablist = h('div', { role: 'tablist', 'aria-label': 'Pool' }, tabs.map(([id, label]) => h('button', {
     type: 'button', role: 'tab', id: `tab-${id}`, 'aria-selected': String(id === tab), 'aria-controls': 'panel', tabindex: id === tab ? 0 : -1,
@@ -56,7 +57,7 @@ export async function poolView(main, poolId, tab, params = new URLSearchParams()
     h('p', {}, `Course: ${title} · open ${when(pool.starts_at)} to ${when(pool.expires_at)} · ${pool.content_availability_days} days of access`),
     counts, tablist, panel);
   if (tab === 'export') exportTab(panel, pool);
-  else if (tab === 'settings') await settingsTab(panel, pool);
+  else if (tab === 'settings' && can.change()) await settingsTab(panel, pool);
   else keysTab(panel, pool, refreshCounts, params.get('key'));
 }
 
@@ -187,7 +188,7 @@ function keysTab(panel, pool, refreshCounts, found) {
       h('td', { 'data-label': 'Redeemed at' }, k.redeemed_at ? when(k.redeemed_at) : '—'),
       h('td', { 'data-label': 'Distributed' }, k.distributed_at ? when(k.distributed_at) : 'No'),
       h('td', { 'data-label': 'Action' }, k.status === 'available'
-        ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove key ${k.key}`, onclick: () => removeKey(k) }, 'Remove') : '—')));
+        && can.change() ? h('button', { type: 'button', class: 'secondary', 'aria-label': `Remove key ${k.key}`, onclick: () => removeKey(k) }, 'Remove') : '—')));
     fill(table, 
       page.items.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'responsive', id: 'key-table' },
         h('caption', { class: 'visually-hidden' }, 'Keys of this pool'),
@@ -206,9 +207,11 @@ function keysTab(panel, pool, refreshCounts, found) {
 
   fill(panel,
     found ? foundKey(found) : null,
-    h('section', { class: 'card', 'aria-labelledby': 'h-one' }, h('h2', { id: 'h-one' }, 'Add one key'), oneForm, oneStatus),
-    h('section', { class: 'card', 'aria-labelledby': 'h-paste' }, h('h2', { id: 'h-paste' }, 'Add many keys'), pasteForm),
-    h('section', { class: 'card', 'aria-labelledby': 'h-gen' }, h('h2', { id: 'h-gen' }, 'Generate keys'), genForm, jobBox),
+    ...(can.change() ? [
+      h('section', { class: 'card', 'aria-labelledby': 'h-one' }, h('h2', { id: 'h-one' }, 'Add one key'), oneForm, oneStatus),
+      h('section', { class: 'card', 'aria-labelledby': 'h-paste' }, h('h2', { id: 'h-paste' }, 'Add many keys'), pasteForm),
+      h('section', { class: 'card', 'aria-labelledby': 'h-gen' }, h('h2', { id: 'h-gen' }, 'Generate keys'), genForm, jobBox),
+    ] : []),
     h('section', { 'aria-labelledby': 'h-keys' }, h('h2', { id: 'h-keys' }, 'Keys'),
       h('div', { class: 'row' }, h('div', {}, h('label', { for: 'key-status' }, 'Show'), filter),
         h('div', {}, h('label', { for: 'key-undistributed' }, undistributed, ' Only never distributed'))),
@@ -287,13 +290,13 @@ function exportTab(panel, pool) {
           h('td', { 'data-label': 'Keys', class: 'num' }, e.rows.toLocaleString()),
           h('td', { 'data-label': 'Filters' }, [e.key_status || 'all keys', e.undistributed ? 'never distributed' : null,
             e.mark_distributed ? 'marked distributed' : null, e.kind === 'scheduled' ? 'scheduled' : null].filter(Boolean).join(', ')),
-          h('td', { 'data-label': 'File' }, e.status === 'done'
+          h('td', { 'data-label': 'File' }, e.status === 'done' && can.download()
             ? h('button', { type: 'button', class: 'link', 'aria-label': `Download ${e.file_name}, started ${when(e.created_at)}`, onclick: () => saveExport(e) }, e.file_name) : '—')))))) : h('p', {}, 'No exports of this pool yet.'),
       h('nav', { class: 'actions', 'aria-label': 'Export pages' },
         pages.length ? h('button', { type: 'button', class: 'secondary', onclick: () => showList(pages.pop()) }, 'Newer exports') : null,
         page.next_cursor ? h('button', { type: 'button', class: 'secondary', id: 'older-exports', onclick: () => { pages.push(listCursor); showList(page.next_cursor); } }, 'Older exports') : null));
   }
-  fill(panel, h('section', { class: 'card', 'aria-labelledby': 'h-exp' }, h('h2', { id: 'h-exp' }, 'Export keys to CSV'), form, progress),
+  fill(panel, can.change() ? h('section', { class: 'card', 'aria-labelledby': 'h-exp' }, h('h2', { id: 'h-exp' }, 'Export keys to CSV'), form, progress) : null,
     h('section', { 'aria-labelledby': 'h-recent' }, h('h2', { id: 'h-recent' }, 'Recent exports'), list));
   showList();
 }

@@ -1,6 +1,6 @@
 // Pools list (search, status filter and cursor pages, all on the server; find a key's pool)
 // and the create/edit pool form.
-import { api, courseTitles, forgetCourses } from './api.js';
+import { api, can, courseTitles, forgetCourses } from './api.js';
 import { h, when, zone, localInput, fieldError, clearErrors, showApiError, announce, fill } from './dom.js';
 
 const cursors = [];
@@ -56,7 +56,7 @@ export async function poolsView(main, params) {
   const body = h('div', {}, h('p', {}, 'Loading pools…'));
   main.replaceChildren(
     h('h1', {}, 'Pools'),
-    h('div', { class: 'actions' }, h('a', { href: '#/pools/new', class: 'button-link', id: 'new-pool' }, 'Create a pool')),
+    can.change() ? h('div', { class: 'actions' }, h('a', { href: '#/pools/new', class: 'button-link', id: 'new-pool' }, 'Create a pool')) : null,
     form, findKeyForm(), alert, body);
   let page;
   try { page = await api('GET', `/v1/pools?${q}`); } catch (e) { alert.textContent = e.message; fill(body); return; }

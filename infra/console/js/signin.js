@@ -2,7 +2,7 @@
 // (config.json {mode: "local", demo: true}, `keypool-local serve --demo`); in AWS the OIDC
 // provider's hosted login (authorization code with PKCE), configured by config.json
 // {mode: "oidc", issuer, client_id, authorize_url, token_url}.
-import { api, setToken, claims } from './api.js';
+import { api, setToken, claims, STAFF } from './api.js';
 import { h, fieldError, fill } from './dom.js';
 
 const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes))).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
@@ -57,7 +57,7 @@ export function signInView(main, cfg, done, failure = '') {
     ev.preventDefault();
     setToken(area.value.trim());
     const c = claims();
-    if (!c || c.role !== 'admin') { setToken(null); fieldError(area, 'This is not an admin token. Print one with: keypool-local token --org ORG --role admin --sub YOU'); area.focus(); return; }
+    if (!c || !STAFF.includes(c.role)) { setToken(null); fieldError(area, 'This is not a token of an organization’s staff (admin, viewer or finance). Print one with: keypool-local token --org ORG --role admin --sub YOU'); area.focus(); return; }
     done();
   } },
   h('label', { for: 'token' }, 'Admin token'),
@@ -68,10 +68,11 @@ export function signInView(main, cfg, done, failure = '') {
   if (cfg.mode !== 'local') {
     other = h('div', { class: 'card' }, h('button', { type: 'button', onclick: () => oidcStart(cfg) }, 'Sign in with your organization'));
   } else if (demoOffered(cfg)) {
-    other = h('div', { class: 'card' }, h('p', {}, 'This is a demo server: you can sign in as the demo organization’s administrator.'),
-      h('button', { type: 'button', id: 'demo-admin', onclick: async () => {
-        try { const s = await api('POST', '/local/session', { role: 'admin' }); setToken(s.token); done(); } catch (e) { alert.textContent = e.message; }
-      } }, 'Sign in as demo admin'));
+    const demo = (role, label) => h('button', { type: 'button', id: `demo-${role}`, class: role === 'admin' ? '' : 'secondary', onclick: async () => {
+      try { const s = await api('POST', '/local/session', { role }); setToken(s.token); done(); } catch (e) { alert.textContent = e.message; }
+    } }, label);
+    other = h('div', { class: 'card' }, h('p', {}, 'This is a demo server: you can sign in as one of the demo organization’s staff.'),
+      h('div', { class: 'actions' }, demo('admin', 'Sign in as demo admin'), demo('viewer', 'Sign in as demo viewer'), demo('finance', 'Sign in as demo finance')));
   }
   fill(main, h('h1', {}, 'Sign in to the KeyPool console'), alert, other, form,
     h('p', {}, 'Learners: ', h('a', { href: '/redeem' }, 'redeem a key here'), '.'));

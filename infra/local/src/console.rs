@@ -25,12 +25,14 @@ use serde_json::json;
 pub const DEMO_ORG: &str = "demo-org";
 
 /// The roles the demo sign-in hands out; the default user of each is its first in `DEMO_USERS`.
-const DEMO_ROLES: &[Role] = &[Role::Admin, Role::Learner];
+const DEMO_ROLES: &[Role] = &[Role::Admin, Role::Viewer, Role::Finance, Role::Learner];
 
-/// The demo organization's users, the only ones the demo sign-in signs in: an admin, and a few
-/// learners so that a demo can show one learner meeting another's key.
+/// The demo organization's users, the only ones the demo sign-in signs in: one of each staff
+/// role, and a few learners so that a demo can show one learner meeting another's key.
 const DEMO_USERS: &[(&str, Role)] = &[
     ("demo-admin", Role::Admin),
+    ("demo-viewer", Role::Viewer),
+    ("demo-finance", Role::Finance),
     ("demo-learner", Role::Learner),
     ("demo-learner-2", Role::Learner),
     ("demo-learner-3", Role::Learner),

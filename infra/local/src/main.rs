@@ -90,6 +90,8 @@ enum Command {
 #[derive(Clone, Copy, ValueEnum)]
 enum RoleArg {
     Admin,
+    Viewer,
+    Finance,
     Learner,
 }
 
@@ -129,6 +131,8 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let role = match role {
                 RoleArg::Admin => Role::Admin,
+                RoleArg::Viewer => Role::Viewer,
+                RoleArg::Finance => Role::Finance,
                 RoleArg::Learner => Role::Learner,
             };
             let org = org
@@ -137,8 +141,9 @@ async fn main() -> anyhow::Result<()> {
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
             anyhow::ensure!(
-                role != Role::Admin || org.is_some(),
-                "an admin token needs --org"
+                !role.is_staff() || org.is_some(),
+                "a {} token needs --org",
+                role.as_str()
             );
             let sub = UserId::parse(&sub).map_err(anyhow::Error::msg)?;
             let authority = TokenAuthority::new(&data_dir::load_or_create_secret(&data_dir)?);

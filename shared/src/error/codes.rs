@@ -48,7 +48,7 @@ catalogue! {
     /// A request the local server's HTTP parser refuses.
     MalformedRequest = (400, "malformed_request", "the request line or a header is not valid HTTP (local server)"),
     Unauthenticated = (401, "unauthenticated", "no token, or one that does not verify; also an expired download link"),
-    Forbidden = (403, "forbidden", "the token's role may not use this route"),
+    ForbiddenRole = (403, "forbidden_role", "the token's role may not use this route; `details.roles` lists the roles that may"),
     PoolNotActive = (403, "pool_not_active", "the pool is outside its redemption window or deactivated; `details` has the dates"),
     AssignmentExpired = (403, "assignment_expired", "the assignment's content availability is over"),
     AssignmentCancelled = (403, "assignment_cancelled", "an admin cancelled the assignment"),

@@ -78,9 +78,12 @@ pub enum Error {
     /// No token, or one that does not verify.
     #[error("{0}")]
     Unauthenticated(String),
-    /// The caller's role may not use this route.
-    #[error("this route needs the {0} role")]
-    WrongRole(&'static str),
+    /// The caller's role may not use this route; `allowed` names the roles that may.
+    #[error("this route is for {}; this token's role is {role}", allowed.join(", "))]
+    WrongRole {
+        allowed: Vec<&'static str>,
+        role: &'static str,
+    },
     /// Nothing of that kind exists for the caller (another organization's things included).
     #[error("{0} not found")]
     NotFound(Missing),
@@ -154,7 +157,7 @@ impl Error {
             | Self::Conflict { code, .. }
             | Self::RateLimited { code, .. } => *code,
             Self::Unauthenticated(_) => ErrorCode::Unauthenticated,
-            Self::WrongRole(_) => ErrorCode::Forbidden,
+            Self::WrongRole { .. } => ErrorCode::ForbiddenRole,
             Self::NotFound(missing) => missing.code(),
             Self::InvalidKey => ErrorCode::InvalidKey,
             Self::KeyAlreadyRedeemed => ErrorCode::KeyAlreadyRedeemed,
@@ -175,6 +178,7 @@ impl Error {
         let retry = |secs: &u64| json!({ "retry_after_seconds": secs });
         match self {
             Self::InvalidFields(fields) => Some(json!({ "fields": fields })),
+            Self::WrongRole { allowed, role } => Some(json!({ "roles": allowed, "role": role })),
             Self::Refused { details, .. } => details.clone(),
             Self::PoolNotActive {
                 starts_at,

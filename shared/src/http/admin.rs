@@ -160,7 +160,7 @@ async fn create_course(
     principal: Principal,
     ApiJson(input): ApiJson<CourseInput>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let course = pools::create_course(state.store.as_ref(), org, input, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(CourseView::from(course))))
 }
@@ -176,7 +176,7 @@ async fn update_course(
     ApiPath(course_id): ApiPath<String>,
     ApiJson(patch): ApiJson<CoursePatch>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let course = pools::update_course(state.store.as_ref(), org, &course_id, patch).await?;
     Ok(Json(CourseView::from(course)))
 }
@@ -190,7 +190,7 @@ async fn list_courses(
     principal: Principal,
     ApiQuery(q): ApiQuery<CoursesQuery>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let page = pools::list_courses(
         state.store.as_ref(),
         org,
@@ -211,7 +211,7 @@ async fn create_pool(
     principal: Principal,
     ApiJson(input): ApiJson<PoolInput>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let now = state.clock.now();
     let pool = pools::create_pool(state.store.as_ref(), org, input, now).await?;
     Ok((StatusCode::CREATED, Json(PoolView::new(pool, now))))
@@ -244,7 +244,7 @@ async fn list_pools(
     principal: Principal,
     ApiQuery(q): ApiQuery<PoolsQuery>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let now = state.clock.now();
     let listing = PoolListing {
         search: q.search.as_deref(),
@@ -265,7 +265,7 @@ async fn get_pool(
     principal: Principal,
     ApiPath(pool_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let pool = pools::get_pool(state.store.as_ref(), org, &pool_id).await?;
     Ok(Json(PoolView::new(pool, state.clock.now())))
 }
@@ -281,7 +281,7 @@ async fn update_pool(
     ApiPath(pool_id): ApiPath<String>,
     ApiJson(patch): ApiJson<PoolPatch>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let now = state.clock.now();
     let pool = pools::update_pool(state.store.as_ref(), org, &pool_id, patch, now).await?;
     Ok(Json(PoolView::new(pool, now)))
@@ -324,7 +324,7 @@ async fn add_keys(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let partial = match q.partial.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -400,7 +400,7 @@ async fn generate_keys(
     ApiPath(pool_id): ApiPath<String>,
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let count = generate::check_count(body.count)?;
     if generate::needs_job(count) {
         let cx = state.job_context();
@@ -428,7 +428,7 @@ async fn read_job(
     principal: Principal,
     ApiPath(job_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let job = key_jobs::get(state.store.as_ref(), org, &job_id).await?;
     Ok(Json(JobView::from(job)))
 }
@@ -458,7 +458,7 @@ async fn list_keys(
     ApiPath(pool_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<KeysQuery>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let listing = KeyListing {
         status: q.status.as_deref(),
         undistributed: q.undistributed.as_deref(),
@@ -478,7 +478,7 @@ async fn remove_key(
     principal: Principal,
     ApiPath((pool_id, key)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     inventory::remove_key(state.store.as_ref(), org, &pool_id, &key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -493,7 +493,7 @@ async fn find_key(
     principal: Principal,
     ApiPath(key): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let (key, pool) = inventory::find_key(state.store.as_ref(), org, &key).await?;
     Ok(Json(FoundKeyView::new(key, &pool, state.clock.now())))
 }

@@ -64,7 +64,7 @@ async fn start(
     ApiPath(pool_id): ApiPath<String>,
     ApiBytes(body): ApiBytes,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         ExportInput::default()
     } else {
@@ -94,7 +94,7 @@ async fn list(
     ApiPath(pool_id): ApiPath<String>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let page = export::list(
         state.store.as_ref(),
         state.objects.as_ref(),
@@ -117,7 +117,7 @@ async fn read(
     principal: Principal,
     ApiPath(export_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let (found, url) = export::get(
         state.store.as_ref(),
         state.objects.as_ref(),
@@ -125,6 +125,8 @@ async fn read(
         &export_id,
     )
     .await?;
+    // A viewer sees how an export went, never a way to download its keys.
+    let url = url.filter(|_| super::access::may_download(&principal));
     Ok(Json(ExportView::new(found, url)))
 }
 

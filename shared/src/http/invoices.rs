@@ -71,7 +71,7 @@ async fn invoice(
     ApiPath(month): ApiPath<String>,
     ApiQuery(q): ApiQuery<InvoiceQuery>,
 ) -> Result<Response> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     if let Some(month) = month.strip_suffix(".csv") {
         let month = invoices::parse_month(month)?;
         return invoice_csv(state.store.clone(), org.clone(), month).await;
@@ -184,7 +184,7 @@ async fn cancel(
     principal: Principal,
     ApiPath(assignment_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.admin_org()?;
+    let org = principal.org()?;
     let cancelled =
         cancel::cancel(state.store.as_ref(), org, &assignment_id, state.clock.now()).await?;
     Ok(Json(CancelledView::from(cancelled)))

@@ -1,5 +1,6 @@
 //! The HTTP API: one router per function, merged by the local server, over shared state.
 
+pub mod access;
 mod admin;
 pub mod error;
 mod events;
@@ -261,6 +262,10 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        // Verified already by the route's access guard.
+        if let Some(principal) = parts.extensions.get::<Principal>() {
+            return Ok(principal.clone());
+        }
         let auth = Arc::<Authenticator>::from_ref(state);
         let authority = match auth.as_ref() {
             Authenticator::ApiGateway(names) => return principal_from_context(parts, names),
@@ -365,17 +370,39 @@ fn local_files_api() -> utoipa::openapi::OpenApi {
     exports::local_files_router().into_openapi()
 }
 
-/// Wraps a function's routes into a service: health check, the OpenAPI document, JSON
-/// 404/405, body limit, no caching, request tracing.
-pub fn service<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: S) -> Router {
+/// Wraps a function's routes into a service: who may use each route (`access`), health
+/// check, the OpenAPI document, JSON 404/405, body limit, no caching, request tracing.
+pub fn service<S>(routes: Router<S>, state: S) -> Router
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Authenticator>: FromRef<S>,
+{
+    finish(guarded(routes, state))
+}
+
+/// A function's routes over its state, each refused to the roles `access` does not admit.
+fn guarded<S>(routes: Router<S>, state: S) -> Router
+where
+    S: Clone + Send + Sync + 'static,
+    Arc<Authenticator>: FromRef<S>,
+{
     routes
-        .merge(service_routes::<S>().split_for_parts().0)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard::<S>,
+        ))
+        .with_state(state)
+}
+
+/// What every service adds around its routes.
+fn finish(routes: Router) -> Router {
+    routes
+        .merge(service_routes::<()>().split_for_parts().0)
         .fallback(|| async { Error::NotFound(Missing::Route) })
         .method_not_allowed_fallback(|| async { error::method_not_allowed() })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(no_store())
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
 }
 
 /// `Cache-Control: no-store` on every answer that does not say otherwise: the API's answers
@@ -391,11 +418,11 @@ pub fn no_store() -> tower_http::set_header::SetResponseHeaderLayer<axum::http::
 /// serves them.
 pub fn app(state: AppState) -> Router {
     let routes = Router::new()
-        .merge(pool_admin_routes().with_state(state.pool_admin()))
-        .merge(key_generation_routes().with_state(state.key_generation()))
-        .merge(redemption_routes().with_state(state.redemption()))
-        .merge(export_routes().with_state(state.export()));
-    service(routes, ())
+        .merge(guarded(pool_admin_routes(), state.pool_admin()))
+        .merge(guarded(key_generation_routes(), state.key_generation()))
+        .merge(guarded(redemption_routes(), state.redemption()))
+        .merge(guarded(export_routes(), state.export()));
+    finish(routes)
 }
 
 /// Which page of a listing to answer: every listing's `cursor` and `limit`. A listing with

@@ -38,7 +38,7 @@ impl Errors {
     pub fn authenticated(self) -> Self {
         self.with(&[
             ErrorCode::Unauthenticated,
-            ErrorCode::Forbidden,
+            ErrorCode::ForbiddenRole,
             ErrorCode::InternalError,
             ErrorCode::StoreBusy,
         ])
@@ -311,6 +311,44 @@ fn add_links(doc: &mut serde_json::Value) {
     }
 }
 
+/// Writes each operation's roles (`x-roles`, from `access::ROUTES`) into the document's JSON,
+/// and says them in its description; an operation the table does not declare is a bug.
+fn add_roles(doc: &mut serde_json::Value) {
+    use super::access::{Access, ROUTES};
+    let Some(paths) = doc
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let Some((_, _, access)) = ROUTES
+                .iter()
+                .find(|(m, p, _)| m.eq_ignore_ascii_case(method) && p == path)
+            else {
+                panic!("{method} {path} has no access declared in http::access::ROUTES");
+            };
+            let roles: Vec<&str> = match access {
+                Access::Anyone => vec![],
+                Access::Roles(roles) => roles.iter().map(|r| r.as_str()).collect(),
+            };
+            op["x-roles"] = serde_json::json!(roles);
+            if !roles.is_empty() {
+                let said = format!("Roles: {}.", roles.join(", "));
+                let text = match op.get("description").and_then(serde_json::Value::as_str) {
+                    Some(text) => format!("{text}\n\n{said}"),
+                    None => said,
+                };
+                op["description"] = text.into();
+            }
+        }
+    }
+}
+
 /// The whole API's document (without its links, which `document_json` adds): every function's routes, the service routes, and the local
 /// server's download route.
 pub fn document() -> OpenApi {
@@ -373,6 +411,7 @@ pub fn document_json() -> String {
     let mut json = serde_json::to_value(document())
         .unwrap_or_else(|e| panic!("the OpenAPI document does not serialize: {e}"));
     add_links(&mut json);
+    add_roles(&mut json);
     let mut text = serde_json::to_string_pretty(&json)
         .unwrap_or_else(|e| panic!("the OpenAPI document does not serialize: {e}"));
     text.push('\n');
