@@ -5,200 +5,24 @@
 // screenshots at 1280 and 375 px to tests/browser/screenshots/.
 //
 //   node tests/browser/run.mjs            (KEYPOOL_BIN overrides the server binary)
+//
+// Every step is named here; tests/browser/harness.mjs holds what runs them, oidc-provider.mjs
+// the fake OIDC provider, and oidc-sign-in.mjs the OIDC step.
 
-import { spawn, execFile } from 'node:child_process';
-import { createServer } from 'node:http';
-import { createHash, createPublicKey, randomBytes, verify as cryptoVerify } from 'node:crypto';
-import { promisify } from 'node:util';
-import { createInterface } from 'node:readline';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { createRequire } from 'node:module';
+import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const root = join(here, '..', '..');
-const require = createRequire(import.meta.url);
-const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-const SHOTS = join(here, 'screenshots');
-const BUDGET_MS = Number(process.env.KEYPOOL_BROWSER_BUDGET_MS || 10 * 60 * 1000);
+import { axe, check, mintToken, opened, run, startServer, step, tabTo, temp, text } from './harness.mjs';
+import { signInThroughOidc } from './oidc-sign-in.mjs';
+
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const BIN = process.env.KEYPOOL_BIN
-  || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'keypool-local');
-const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
 
-const started = Date.now();
-const results = [];
-let server;
-let provider;
-let context;
-const temp = mkdtempSync(join(tmpdir(), 'keypool-browser-'));
-
-const budget = setTimeout(() => {
-  console.error(`FAIL: the browser suite ran past its budget of ${BUDGET_MS / 1000} s`);
-  cleanup();
-  process.exit(1);
-}, BUDGET_MS);
-
-function cleanup() {
-  if (server && server.exitCode === null) server.kill('SIGTERM');
-  if (provider) provider.close();
-  rmSync(temp, { recursive: true, force: true });
-}
-
-async function step(name, fn) {
-  const t = Date.now();
-  try {
-    await fn();
-    results.push([name, 'ok', Date.now() - t]);
-    console.log(`ok   ${name} (${Date.now() - t} ms)`);
-  } catch (e) {
-    results.push([name, 'FAIL', Date.now() - t]);
-    console.log(`FAIL ${name}\n${e.stack || e}`);
-    for (const [i, p] of (context ? context.pages() : []).entries()) {
-      await p.screenshot({ path: join(SHOTS, `failure-${i}.png`), fullPage: true }).catch(() => {});
-      console.log(`     page ${i} ${p.url()}: ${(await p.locator('main').innerText().catch(() => '')).slice(0, 1500)}`);
-    }
-    throw e;
-  }
-}
-
-/** Starts the server on a free port, with the demo sign-in; resolves to its base URL. */
-function startServer() {
-  if (!existsSync(BIN)) throw new Error(`${BIN} is missing: cargo build -p keypool-local first`);
-  server = spawn(BIN, ['serve', '--demo', '--port', '0', '--data-dir', join(temp, 'data'), '--export-every', '0'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: 'warn' },
-  });
-  return new Promise((resolve, reject) => {
-    const lines = createInterface({ input: server.stdout });
-    lines.once('line', (line) => {
-      const url = line.split(/\s+/).find((w) => w.startsWith('http://'));
-      url ? resolve(url) : reject(new Error(`no address in ${line}`));
-    });
-    server.once('exit', (code) => reject(new Error(`the server exited with ${code}`)));
-  });
-}
-
-/** A token the server accepts, printed by `keypool-local token` from the server's data folder. */
-async function mintToken(org, role, sub) {
-  const { stdout } = await promisify(execFile)(BIN, ['token', '--org', org, '--role', role, '--sub', sub, '--data-dir', join(temp, 'data')]);
-  return stdout.trim();
-}
-
-const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
-
-/**
- * A fake OIDC provider on a free loopback port: authorization code with PKCE (S256), for one
- * public client whose redirect URI is `redirectUri`. /authorize remembers the challenge and
- * sends the browser back with a code and the same state (or, with `forgeState`, another one);
- * /token hands out `idToken` for a code once, if base64url(sha256(code_verifier)) is the
- * challenge. What it saw is in `authorizations` and `exchanges`, what it refused in `problems`.
- */
-function startProvider({ clientId, redirectUri, idToken }) {
-  const codes = new Map();
-  const p = { authorizations: [], exchanges: [], problems: [], forgeState: false };
-  const refuse = (res, status, why, headers = {}) => {
-    p.problems.push(why);
-    res.writeHead(status, { 'Content-Type': 'application/json', ...headers });
-    res.end(JSON.stringify({ error: 'invalid_request', error_description: why }));
-  };
-  const http = createServer((req, res) => {
-    const url = new URL(req.url, 'http://provider');
-    if (req.method === 'GET' && url.pathname === '/authorize') {
-      const q = Object.fromEntries(url.searchParams);
-      p.authorizations.push(q);
-      if (q.response_type !== 'code') return refuse(res, 400, `response_type ${q.response_type}`);
-      if (q.client_id !== clientId) return refuse(res, 400, `client_id ${q.client_id}`);
-      if (q.redirect_uri !== redirectUri) return refuse(res, 400, `redirect_uri ${q.redirect_uri}`);
-      if (q.code_challenge_method !== 'S256') return refuse(res, 400, `code_challenge_method ${q.code_challenge_method}`);
-      if (!/^[A-Za-z0-9_-]{43}$/.test(q.code_challenge || '')) return refuse(res, 400, `code_challenge ${q.code_challenge}`);
-      if (!q.state) return refuse(res, 400, 'no state');
-      const code = b64url(randomBytes(18));
-      codes.set(code, { challenge: q.code_challenge, redirectUri: q.redirect_uri });
-      const back = new URL(q.redirect_uri);
-      back.searchParams.set('code', code);
-      back.searchParams.set('state', p.forgeState ? `forged-${q.state}` : q.state);
-      res.writeHead(302, { Location: back.href });
-      return res.end();
-    }
-    if (req.method === 'POST' && url.pathname === '/token') {
-      // A form POST without custom headers is a simple request: no preflight, but the answer
-      // must name the console's origin or the console cannot read it.
-      const cors = { 'Access-Control-Allow-Origin': new URL(redirectUri).origin, Vary: 'Origin' };
-      let body = '';
-      req.setEncoding('utf8');
-      req.on('data', (d) => { body += d; });
-      req.on('end', () => {
-        const f = Object.fromEntries(new URLSearchParams(body));
-        p.exchanges.push({ ...f, origin: req.headers.origin, contentType: req.headers['content-type'] });
-        const issued = codes.get(f.code);
-        codes.delete(f.code);
-        if (!/^application\/x-www-form-urlencoded/.test(req.headers['content-type'] || '')) return refuse(res, 400, `content-type ${req.headers['content-type']}`, cors);
-        if (f.grant_type !== 'authorization_code') return refuse(res, 400, `grant_type ${f.grant_type}`, cors);
-        if (!issued) return refuse(res, 400, `unknown or used code ${f.code}`, cors);
-        if (f.client_id !== clientId) return refuse(res, 400, `client_id ${f.client_id}`, cors);
-        if (f.redirect_uri !== issued.redirectUri) return refuse(res, 400, `redirect_uri ${f.redirect_uri}`, cors);
-        if (!/^[A-Za-z0-9._~-]{43,128}$/.test(f.code_verifier || '')) return refuse(res, 400, `code_verifier ${f.code_verifier}`, cors);
-        if (b64url(createHash('sha256').update(f.code_verifier).digest()) !== issued.challenge) return refuse(res, 400, 'the verifier does not match the challenge', cors);
-        res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store', ...cors });
-        res.end(JSON.stringify({ id_token: idToken, access_token: idToken, token_type: 'Bearer', expires_in: 3600 }));
-      });
-      return undefined;
-    }
-    return refuse(res, 404, `${req.method} ${url.pathname}`);
-  });
-  return new Promise((resolve) => http.listen(0, '127.0.0.1', () => {
-    p.origin = `http://127.0.0.1:${http.address().port}`;
-    p.close = () => { http.closeAllConnections(); http.close(); };
-    resolve(p);
-  }));
-}
-
-/** axe-core with the WCAG 2.2 AA tags: zero violations, or a failure naming them. */
-async function axe(page, label) {
-  // evaluate() runs outside the page's CSP, so the strict policy stays on while axe runs.
-  await page.evaluate(AXE);
-  const r = await page.evaluate((tags) => window.axe.run(document, { runOnly: { type: 'tag', values: tags } }), TAGS);
-  const v = r.violations.map((x) => `${x.id}: ${x.help} (${x.nodes.map((n) => n.target.join(' ')).join(', ')})`);
-  assert.deepEqual(v, [], `axe violations on ${label}`);
-}
-
-/** Screenshots at 1280 and 375 px, and no horizontal scrolling at 320 px (WCAG 1.4.10). */
-async function shoot(page, name) {
-  for (const width of [1280, 375]) {
-    await page.setViewportSize({ width, height: 900 });
-    await page.screenshot({ path: join(SHOTS, `${name}-${width}.png`), fullPage: true });
-  }
-  await page.setViewportSize({ width: 320, height: 800 });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
-  assert.ok(overflow <= 0, `${name} scrolls sideways at 320 px by ${overflow} px`);
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
-
-async function check(page, name) {
-  await axe(page, name);
-  await shoot(page, name);
-}
-
-/** Presses Tab until the element matching `selector` has focus (at most `max` times). */
-async function tabTo(page, selector, max = 40) {
-  for (let i = 0; i < max; i++) {
-    await page.keyboard.press('Tab');
-    if (await page.evaluate((s) => document.activeElement && document.activeElement.matches(s), selector)) return;
-  }
-  throw new Error(`Tab never reached ${selector}`);
-}
-
-const text = (page, sel) => page.locator(sel).innerText();
-
-async function main() {
-  mkdirSync(SHOTS, { recursive: true });
+async function walk() {
   const base = await startServer();
-  context = await chromium.launchPersistentContext(join(temp, 'profile'), {
+  const context = await chromium.launchPersistentContext(join(temp, 'profile'), {
     executablePath: CHROMIUM,
     headless: true,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -208,6 +32,7 @@ async function main() {
     timezoneId: 'Europe/Paris',
     locale: 'en-GB',
   });
+  opened.context = context;
   const cspErrors = [];
   context.on('console', (m) => { if (/Content Security Policy|Refused to/.test(m.text())) cspErrors.push(m.text()); });
   // Nothing may come from anywhere but the server.
@@ -232,7 +57,7 @@ async function main() {
   });
 
   await step('a server without --demo offers no demo sign-in', async () => {
-    // The server says so in config.json (infra/local/tests/serve.rs checks that it does).
+    // The server says so in config.json (infra/local/tests/serve/console.rs checks that it does).
     const page = await context.newPage();
     await page.route(`${base}/console/config.json`, (route) => route.fulfill({ contentType: 'application/json', body: JSON.stringify({ mode: 'local', api: '', demo: false }) }));
     await page.goto(`${base}/`);
@@ -695,143 +520,11 @@ async function main() {
     assert.equal(csv.length, 103, 'a header and every line of the month');
   });
 
-  await step('admin signs in through an OIDC provider (PKCE)', async () => {
-    // Another organization than the demo one, with a pool of its own, so the pools page shows
-    // whose token the console holds.
-    const minted = await mintToken('oidc-org', 'admin', 'oidc-admin');
-    const asOidc = async (method, path, body) => {
-      const res = await admin.request.fetch(`${base}${path}`, { method, headers: { Authorization: `Bearer ${minted}` }, data: body });
-      assert.ok(res.ok(), `${method} ${path}: ${res.status()} ${await res.text()}`);
-      return res.json();
-    };
-    const crane = await asOidc('POST', '/v1/courses', { title: 'Crane signals' });
-    await asOidc('POST', '/v1/pools', { name: 'Harbour cranes', course_id: crane.course_id, starts_at: '2021-01-01T08:00:00Z', expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
-
-    const clientId = 'keypool-console-test';
-    provider = await startProvider({ clientId, redirectUri: `${base}/`, idToken: minted });
-    const tokenUrl = `${provider.origin}/token`;
-    const oidcConfig = { mode: 'oidc', issuer: provider.origin, client_id: clientId, authorize_url: `${provider.origin}/authorize`, token_url: tokenUrl };
-    // The local server's CSP allows connect-src 'self' only; in AWS, CloudFront sends the same
-    // policy with the token endpoint added (template.yaml). The console runs here under that one.
-    const localCsp = (await admin.request.get(`${base}/`)).headers()['content-security-policy'];
-    const templateCsp = readFileSync(join(root, 'template.yaml'), 'utf8').match(/ContentSecurityPolicy: !Sub "([^"]+)"/)[1];
-    assert.equal(templateCsp.replace(' ${OidcTokenUrl}', ''), localCsp, 'the AWS CSP is the local one plus the token endpoint');
-    const awsCsp = templateCsp.replace('${OidcTokenUrl}', tokenUrl);
-
-    /** A tab (fresh sessionStorage) whose console is configured as in AWS, recording what it sends. */
-    // A document a route answers has no address, so Chromium's local network access checks
-    // treat the console as public and refuse its fetch to the loopback provider without this.
-    await context.grantPermissions(['local-network-access'], { origin: base });
-    const oidcPage = async () => {
-      const page = await context.newPage();
-      const seen = { navigations: [], api: [] };
-      page.on('request', (r) => {
-        if (r.isNavigationRequest() && r.frame() === page.mainFrame()) seen.navigations.push(r.url());
-        if (new URL(r.url()).pathname.startsWith('/v1/')) seen.api.push(r);
-      });
-      await page.route(`${provider.origin}/**`, (route) => route.continue());
-      // Playwright does not route the request a redirect leads to, so the callback document
-      // would miss the AWS CSP: the provider's 302 becomes a meta refresh, a new navigation.
-      await page.route((url) => url.origin === provider.origin && url.pathname === '/authorize', async (route) => {
-        const res = await route.fetch({ maxRedirects: 0 });
-        if (res.status() !== 302) return route.fulfill({ response: res });
-        const to = res.headers().location.replace(/&/g, '&amp;').replace(/"/g, '&quot;');
-        return route.fulfill({ contentType: 'text/html', body: `<!doctype html><meta http-equiv="refresh" content="0;url=${to}">` });
-      });
-      await page.route(`${base}/console/config.json`, (route) => route.fulfill({ contentType: 'application/json', body: JSON.stringify(oidcConfig) }));
-      await page.route((url) => url.origin === base && url.pathname === '/', async (route) => {
-        const res = await route.fetch();
-        await route.fulfill({ response: res, headers: { ...res.headers(), 'content-security-policy': awsCsp } });
-      });
-      return { page, seen };
-    };
-    const stored = (page) => page.evaluate(() => [sessionStorage.getItem('keypool.token'), sessionStorage.getItem('keypool.pkce')]);
-
-    const { page, seen } = await oidcPage();
-    await page.goto(`${base}/`);
-    const signInButton = page.getByRole('button', { name: 'Sign in with your organization' });
-    await signInButton.waitFor();
-    assert.equal(await page.locator('#demo-admin').count(), 0, 'no local demo sign-in in OIDC mode');
-    await check(page, 'signin-oidc');
-    await signInButton.click();
-    await page.locator('h1', { hasText: 'Pools' }).waitFor();
-    await page.locator('#pools tbody tr', { hasText: 'Harbour cranes' }).waitFor();
-
-    // Through the provider's /authorize, and back to the console with its code and state.
-    assert.deepEqual(provider.problems, []);
-    assert.equal(provider.authorizations.length, 1);
-    const [auth] = provider.authorizations;
-    assert.equal(auth.scope, 'openid');
-    const authorizeUrl = seen.navigations.find((u) => u.startsWith(`${provider.origin}/authorize?`));
-    assert.ok(authorizeUrl, `the browser went to /authorize: ${seen.navigations.join(' ')}`);
-    const callback = seen.navigations.map((u) => new URL(u)).find((u) => u.origin === base && u.searchParams.has('code'));
-    assert.ok(callback, `the browser came back with a code: ${seen.navigations.join(' ')}`);
-    assert.equal(callback.searchParams.get('state'), auth.state);
-    // One exchange of that code, from the console's page, with the verifier of the challenge;
-    // the verifier itself never went through the browser's address bar.
-    assert.equal(provider.exchanges.length, 1);
-    const [exchange] = provider.exchanges;
-    assert.equal(exchange.code, callback.searchParams.get('code'));
-    assert.equal(exchange.origin, base);
-    assert.equal(b64url(createHash('sha256').update(exchange.code_verifier).digest()), auth.code_challenge);
-    assert.ok(!seen.navigations.some((u) => u.includes(exchange.code_verifier)), 'the verifier stays in the tab');
-    // Signed in with the provider's token: stored, the code gone from the address, and the
-    // console's API calls carry it.
-    assert.deepEqual(await stored(page), [minted, null]);
-    assert.doesNotMatch(page.url(), /code=|state=/);
-    const poolsCall = seen.api.find((r) => new URL(r.url()).pathname === '/v1/pools');
-    assert.ok(poolsCall, 'the console listed pools');
-    assert.equal((await poolsCall.allHeaders()).authorization, `Bearer ${minted}`);
-    assert.equal(await page.locator('#pools tbody tr', { hasText: 'Warehouse intake' }).count(), 0, 'the demo organization\u2019s pools are not shown');
-    await check(page, 'pools-oidc');
-    await page.close();
-
-    // A callback whose state is not the one this tab sent (someone else's login) signs no one in,
-    // and its code is never exchanged.
-    const forged = await oidcPage();
-    provider.forgeState = true;
-    await forged.page.goto(`${base}/`);
-    await forged.page.getByRole('button', { name: 'Sign in with your organization' }).click();
-    await forged.page.locator('main .alert', { hasText: 'This sign-in did not start here' }).waitFor();
-    provider.forgeState = false;
-    assert.ok(forged.seen.navigations.some((u) => /[?&]state=forged-/.test(u)), 'the forged callback came back');
-    assert.equal(provider.exchanges.length, 1, 'no token exchange for a forged state');
-    assert.deepEqual(await stored(forged.page), [null, null]);
-    assert.doesNotMatch(forged.page.url(), /code=/);
-    assert.equal(await forged.page.locator('#nav').isHidden(), true);
-    assert.equal(forged.seen.api.length, 0, 'no API call without a sign-in');
-    await axe(forged.page, 'OIDC sign-in refused');
-    // A link with a code but no sign-in started in this tab at all: refused alike.
-    await forged.page.goto(`${base}/?code=stolen&state=guessed`);
-    await forged.page.locator('main .alert', { hasText: 'This sign-in did not start here' }).waitFor();
-    assert.equal(provider.exchanges.length, 1);
-    assert.deepEqual(await stored(forged.page), [null, null]);
-    // A token endpoint that cannot be reached says so instead of leaving "Loading…".
-    await forged.page.route(tokenUrl, (route) => route.abort());
-    await forged.page.getByRole('button', { name: 'Sign in with your organization' }).click();
-    await forged.page.locator('main .alert', { hasText: 'The sign-in could not be completed' }).waitFor();
-    assert.deepEqual(await stored(forged.page), [null, null]);
-    assert.equal(forged.seen.api.length, 0);
-    await forged.page.close();
-    assert.deepEqual(provider.problems, []);
-  });
+  await step('admin signs in through an OIDC provider (PKCE)', () => signInThroughOidc({ base, context, admin }));
 
   await step('no Content-Security-Policy violations in any page', async () => {
     assert.deepEqual(cspErrors, []);
   });
 }
 
-let failed = false;
-try {
-  await main();
-} catch (e) {
-  failed = true;
-  if (!results.length || results[results.length - 1][1] !== 'FAIL') console.log(`FAIL before or between steps: ${e.stack || e}`);
-} finally {
-  clearTimeout(budget);
-  if (context) await context.close().catch(() => {});
-  cleanup();
-}
-const seconds = ((Date.now() - started) / 1000).toFixed(1);
-console.log(`${results.filter((r) => r[1] === 'ok').length}/${results.length} steps passed in ${seconds} s; screenshots in ${SHOTS}`);
-process.exit(failed ? 1 : 0);
+await run(walk);

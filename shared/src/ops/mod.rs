@@ -23,3 +23,4 @@ pub mod paste;
 pub mod pools;
 pub mod redeem;
 pub mod schedule;
+pub mod text;
