@@ -12,3 +12,4 @@ mod keys;
 mod launch;
 mod races;
 mod redemption;
+mod roles;
