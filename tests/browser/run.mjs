@@ -520,6 +520,42 @@ async function walk() {
     assert.equal(csv.length, 103, 'a header and every line of the month');
   });
 
+  await step('a viewer sees the pools, keys and exports, and nothing that would change them', async () => {
+    const viewer = await context.newPage();
+    await viewer.goto(`${base}/`);
+    await viewer.locator('#demo-viewer').click();
+    await viewer.locator('h1', { hasText: 'Pools' }).waitFor();
+    await viewer.locator('#pools tbody tr').first().waitFor();
+    assert.equal(await viewer.locator('#new-pool').count(), 0, 'no Create a pool');
+    await viewer.goto(`${base}/#/pools/${encodeURIComponent(poolId)}/keys`);
+    await viewer.locator('#key-table tbody tr').first().waitFor();
+    for (const sel of ['#add-one', '#paste', '#generate', '#tab-settings']) assert.equal(await viewer.locator(sel).count(), 0, `no ${sel}`);
+    assert.equal(await viewer.getByRole('button', { name: /^Remove key/ }).count(), 0, 'no Remove');
+    await check(viewer, 'viewer-keys');
+    await viewer.goto(`${base}/#/pools/${encodeURIComponent(poolId)}/export`);
+    await viewer.locator('#export-list').waitFor();
+    assert.equal(await viewer.locator('#start-export').count(), 0, 'no Start export');
+    await viewer.locator('#export-table tbody tr').first().waitFor();
+    assert.equal(await viewer.getByRole('button', { name: /^Download/ }).count(), 0, 'no download');
+    await viewer.goto(`${base}/#/courses`);
+    await viewer.locator('#course-list').waitFor();
+    assert.equal(await viewer.getByRole('button', { name: /^Edit/ }).count(), 0, 'no Edit');
+    await viewer.close();
+  });
+
+  await step('finance sees the invoices only, and cannot cancel', async () => {
+    const finance = await context.newPage();
+    await finance.goto(`${base}/`);
+    await finance.locator('#demo-finance').click();
+    await finance.locator('h1', { hasText: 'Assignments and billing' }).waitFor();
+    await finance.locator('#invoice-count').waitFor();
+    assert.equal(await finance.locator('#nav-pools').isVisible(), false, 'no Pools in the menu');
+    assert.equal(await finance.locator('#cancel-id').count(), 0, 'no cancelling');
+    assert.equal(await finance.getByRole('button', { name: /^Cancel redemption/ }).count(), 0);
+    await check(finance, 'finance-billing');
+    await finance.close();
+  });
+
   await step('admin signs in through an OIDC provider (PKCE)', () => signInThroughOidc({ base, context, admin }));
 
   await step('no Content-Security-Policy violations in any page', async () => {
