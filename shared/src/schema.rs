@@ -7,10 +7,12 @@ use aws_sdk_dynamodb::types::{
 };
 
 use crate::domain::{
-    AssignmentId, CounterId, CourseId, ExportId, Job, JobId, KeyStatus, LineKind, Month, PoolId,
+    AssignmentId, CounterId, CourseId, DeliveryId, ExportId, Job, JobId, KeyStatus, LineKind,
+    Month, PoolId, WebhookId,
 };
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
+use crate::time::{self, Timestamp};
 
 /// Partition key attribute of both tables.
 pub const PK: &str = "PK";
@@ -189,6 +191,34 @@ pub fn key_job_sk(id: &JobId) -> String {
 /// Sort key of one chunk of an import job's validated keys.
 pub fn job_input_sk(id: &JobId, index: u32) -> String {
     format!("JOB#{id}#INPUT#{index:06}")
+}
+
+/// Sort key of a webhook endpoint, in its organization's partition.
+pub fn webhook_sk(id: &WebhookId) -> String {
+    format!("WEBHOOK#{id}")
+}
+/// Sort key prefix of webhook endpoints.
+pub const WEBHOOK_SK_PREFIX: &str = "WEBHOOK#";
+/// Partition of an endpoint's deliveries, newest last (their ids are time-ordered).
+pub fn deliveries_pk(webhook: &WebhookId) -> String {
+    format!("WEBHOOK#{webhook}")
+}
+/// Sort key of a delivery.
+pub fn delivery_sk(id: &DeliveryId) -> String {
+    format!("DELIVERY#{id}")
+}
+/// Sort key prefix of deliveries.
+pub const DELIVERY_SK_PREFIX: &str = "DELIVERY#";
+/// Partitions of the deliveries waiting for an attempt, spread by delivery so that no one
+/// partition takes every delivery's writes.
+pub const DUE_SHARDS: u8 = 16;
+/// A partition of waiting deliveries.
+pub fn due_pk(shard: u8) -> String {
+    format!("WEBHOOKDUE#{shard:02}")
+}
+/// Sort key of a waiting delivery: when it is due, then which.
+pub fn due_sk(at: &Timestamp, webhook: &WebhookId, delivery: &DeliveryId) -> String {
+    format!("{}#{webhook}#{delivery}", time::format(at))
 }
 
 /// Partition of a stream consumer's checkpoints.

@@ -20,6 +20,9 @@ pub struct Settings {
     /// Keys an organization may try to add that another organization holds, in any 24 hours
     /// (`KEYPOOL_FOREIGN_COLLISIONS`, 20); after that its custom key additions get 429.
     pub foreign_collisions: Limit,
+    /// The wait after a webhook delivery's first failed attempt, doubled after each next one
+    /// (`KEYPOOL_WEBHOOK_FIRST_RETRY_MS`, 30,000).
+    pub webhook_first_retry: chrono::Duration,
 }
 
 impl Default for Settings {
@@ -37,6 +40,7 @@ impl Default for Settings {
                 max: 20,
                 window_secs: COLLISION_WINDOW_SECS,
             },
+            webhook_first_retry: chrono::Duration::seconds(30),
         }
     }
 }
@@ -69,6 +73,17 @@ impl Settings {
                 }
                 limit.max = max;
             }
+        }
+        const FIRST_RETRY: &str = "KEYPOOL_WEBHOOK_FIRST_RETRY_MS";
+        if let Some(text) = lookup(FIRST_RETRY) {
+            let ms: i64 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{FIRST_RETRY} is a whole number, not {text:?}"))?;
+            if !(1..=3_600_000).contains(&ms) {
+                bail!("{FIRST_RETRY} is 1 to 3600000 milliseconds, not {ms}");
+            }
+            settings.webhook_first_retry = chrono::Duration::milliseconds(ms);
         }
         Ok(settings)
     }

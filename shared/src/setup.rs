@@ -89,6 +89,9 @@ pub async fn pool_admin_state() -> anyhow::Result<PoolAdminState> {
         auth: l.auth,
         clock: l.clock,
         settings: l.settings,
+        // Deliveries a test or a redelivery makes are found by the sender's sweep of the due
+        // markers (the webhooks function); the URL check is the strict one.
+        webhooks: crate::http::WebhookParts::strict()?,
     })
 }
 

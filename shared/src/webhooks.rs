@@ -21,7 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 
-use crate::domain::{AttemptOutcome, Delivery, Webhook};
+use crate::domain::{AttemptOutcome, Delivery, DeliveryId, Webhook, WebhookId};
 use crate::time::Timestamp;
 
 /// Longest endpoint URL, in characters.
@@ -33,6 +33,25 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Time to connect, and to get the whole answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where deliveries go to be sent once stored (new, or asked to be sent again): the local
+/// server's sender, or in AWS the delivery queue. Whatever it does not take is found by the
+/// deliveries' due markers.
+#[async_trait]
+pub trait DeliveryQueue: Send + Sync {
+    async fn submit(&self, deliveries: &[(WebhookId, DeliveryId)]) -> crate::error::Result<()>;
+}
+
+/// A queue that sends nothing by itself: what a function that only stores deliveries hands
+/// them to, when something else sends (tests drive attempts themselves).
+pub struct Stored;
+
+#[async_trait]
+impl DeliveryQueue for Stored {
+    async fn submit(&self, _: &[(WebhookId, DeliveryId)]) -> crate::error::Result<()> {
+        Ok(())
+    }
+}
 
 /// Whether targets on this machine's own network are allowed (the local server's
 /// `--allow-private-webhooks`; never in AWS).

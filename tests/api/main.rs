@@ -13,3 +13,4 @@ mod launch;
 mod races;
 mod redemption;
 mod roles;
+mod webhooks;

@@ -22,6 +22,7 @@ mod http;
 mod key_jobs;
 mod lambda;
 pub mod moto;
+pub mod webhooks;
 
 pub use http::{Reply, send};
 pub use key_jobs::Queued;
@@ -78,6 +79,11 @@ pub struct World {
     pub pools: Arc<keypool::ops::redeem::PoolCache>,
     /// Signs the world's launch tokens (issuer `http://keypool.test`), with a key of its own.
     pub launch: Arc<keypool::launch::LocalSigner>,
+    /// The world's webhook sender (private targets allowed, for the tests' receivers) and its
+    /// local delivery queue: the first retry comes 30 s (of the world's clock) after a failure.
+    pub webhooks: keypool::http::WebhookParts,
+    /// What the world's webhook sender resolves names to.
+    pub names: Arc<webhooks::Names>,
     files: std::path::PathBuf,
     /// The faults injected into this world's requests to DynamoDB, when it was made with some.
     injector: Option<Arc<Injector>>,
@@ -206,6 +212,29 @@ impl World {
             )
             .expect("a launch signer"),
         );
+        // Webhooks go where the tests' names say; the receivers run on 127.0.0.1, so this
+        // world's sender allows private targets (`strict_sender` does not).
+        let names = Arc::new(webhooks::Names::standard());
+        let sender = keypool::webhooks::Sender::new(
+            names.clone(),
+            keypool::webhooks::Reach {
+                allow_private: true,
+            },
+        )
+        .expect("a webhook sender");
+        let (deliveries, _) = keypool::local::webhooks::start(
+            store.clone(),
+            sender.clone(),
+            Arc::new(clock.clone()),
+            keypool::local::webhooks::Settings {
+                first_retry: chrono::Duration::seconds(30),
+                tick: std::time::Duration::from_millis(50),
+            },
+        );
+        let webhook_parts = keypool::http::WebhookParts {
+            sender: Arc::new(sender),
+            deliveries: Arc::new(deliveries),
+        };
         let state = AppState {
             store: store.clone(),
             auth: Arc::new(Authenticator::Local(Box::new(authority.clone()))),
@@ -215,6 +244,7 @@ impl World {
             settings: Default::default(),
             max_open_jobs,
             launch: launch.clone(),
+            webhooks: webhook_parts.clone(),
         };
         Self {
             store,
@@ -227,6 +257,8 @@ impl World {
             max_open_jobs,
             pools: Arc::default(),
             launch,
+            webhooks: webhook_parts,
+            names,
             files,
             injector,
             engine,
@@ -257,6 +289,7 @@ impl World {
             store,
             self.tables.assignments.clone(),
         )
+        .with_webhooks(self.webhooks.deliveries.clone())
     }
 
     /// The API with exports written to `objects` by a job runner of their own.
@@ -282,7 +315,15 @@ impl World {
             settings: Default::default(),
             max_open_jobs: self.max_open_jobs,
             launch: self.launch.clone(),
+            webhooks: self.webhooks.clone(),
         })
+    }
+
+    /// A webhook sender with the production policy (public targets only) over the world's
+    /// names.
+    pub fn strict_sender(&self) -> keypool::webhooks::Sender {
+        keypool::webhooks::Sender::new(self.names.clone(), keypool::webhooks::Reach::default())
+            .expect("a webhook sender")
     }
 
     /// An export once it is done or failed (its job runs in the background); panics after 120 s.

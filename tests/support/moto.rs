@@ -18,7 +18,7 @@ static SERVER: OnceLock<Server> = OnceLock::new();
 static TABLES: AtomicUsize = AtomicUsize::new(0);
 
 /// The Python that has moto: `KEYPOOL_MOTO_PYTHON`, else the workspace's `.venv`.
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("KEYPOOL_MOTO_PYTHON")
         .unwrap_or_else(|_| format!("{}/../.venv/bin/python", env!("CARGO_MANIFEST_DIR")))
 }

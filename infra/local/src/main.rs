@@ -59,6 +59,10 @@ enum Command {
         /// start with it.
         #[arg(long, value_parser = parse_public_url)]
         public_url: Option<reqwest::Url>,
+        /// Let webhooks go to http URLs and to private, loopback and link-local addresses
+        /// (a receiver on this machine or its network). Never where untrusted admins sign in.
+        #[arg(long)]
+        allow_private_webhooks: bool,
     },
     /// Print a token that the server with the same DATA_DIR accepts.
     Token {
@@ -113,12 +117,14 @@ async fn main() -> anyhow::Result<()> {
             export_every,
             demo,
             public_url,
+            allow_private_webhooks,
         } => {
             let options = ServeOptions {
                 addr: SocketAddr::new(host, port),
                 export_every,
                 demo,
                 public_url,
+                allow_private_webhooks,
             };
             serve(&data_dir, options).await
         }
@@ -173,6 +179,7 @@ struct ServeOptions {
     export_every: std::time::Duration,
     demo: bool,
     public_url: Option<reqwest::Url>,
+    allow_private_webhooks: bool,
 }
 
 async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
@@ -181,6 +188,7 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
         export_every,
         demo,
         public_url,
+        allow_private_webhooks,
     } = options;
     let secret = data_dir::load_or_create_secret(data_dir)?;
     // Malformed limits stop the server before it opens anything.
@@ -231,7 +239,29 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
-    let follower = StreamFollower::new(client, streams, store.clone(), tables.assignments);
+    // Webhooks: events of the stream fanned out to endpoints, and sent by a sender of this
+    // process that finds every waiting delivery again after a restart.
+    let sender = keypool::webhooks::Sender::new(
+        Arc::new(keypool::webhooks::SystemResolver),
+        keypool::webhooks::Reach {
+            allow_private: allow_private_webhooks,
+        },
+    )?;
+    let (deliveries, _sender_task) = keypool::local::webhooks::start(
+        store.clone(),
+        sender.clone(),
+        clock.clone(),
+        keypool::local::webhooks::Settings {
+            first_retry: settings.webhook_first_retry,
+            tick: keypool::local::webhooks::DEFAULT_TICK,
+        },
+    );
+    let webhooks = keypool::http::WebhookParts {
+        sender: Arc::new(sender),
+        deliveries: Arc::new(deliveries),
+    };
+    let follower = StreamFollower::new(client, streams, store.clone(), tables.assignments)
+        .with_webhooks(webhooks.deliveries.clone());
     let billing = tokio::spawn(
         follower.run(keypool::local::follower::DEFAULT_POLL, async move {
             let mut stopped = billing_stopped;
@@ -298,6 +328,7 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
                 .map(Vec::as_slice)
                 .collect::<Vec<_>>(),
         )?),
+        webhooks,
     };
     let origins = origins::Origins::new(bound, public_url.as_ref());
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.

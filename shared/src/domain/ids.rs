@@ -34,6 +34,18 @@ macro_rules! uuid_id {
     };
 }
 
+/// A time-ordered id (UUIDv7) for something that happened at `at`, whose other bits are the
+/// hash of `what`: the same thing gets the same id however often it is derived again (a
+/// stream record redelivered, an event fanned out twice), and ids still sort by time.
+pub fn derived_uuid(at: chrono::DateTime<chrono::Utc>, what: &str) -> uuid::Uuid {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(what.as_bytes());
+    let mut random = [0u8; 10];
+    random.copy_from_slice(&hash[..10]);
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
+}
+
 uuid_id!(
     /// A course's id.
     CourseId

@@ -13,7 +13,9 @@ mod webhook;
 
 pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
 pub use export::{Export, ExportKind, ExportStatus};
-pub use ids::{AssignmentId, CourseId, DeliveryId, EventId, ExportId, JobId, PoolId, WebhookId};
+pub use ids::{
+    AssignmentId, CourseId, DeliveryId, EventId, ExportId, JobId, PoolId, WebhookId, derived_uuid,
+};
 pub use invoice::{InvoiceLine, InvoiceTotals, LineKind, Month};
 pub use job::{
     Job, JobKind, JobStatus, KeyJob, MaxOpenJobs, PastePhase, TOO_MANY_JOBS_RETRY_AFTER_SECS,
@@ -22,7 +24,7 @@ pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 pub use limit::{Condition, Counter, CounterId, Limit, Limited, Step};
 pub use pool::{Course, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Pool, PoolFilter, PoolStatus};
 pub use webhook::{
-    AttemptOutcome, DISABLE_AFTER_HOURS, Delivery, DeliveryStatus, Event, EventType,
+    AttemptOutcome, DISABLE_AFTER_HOURS, Delivery, DeliveryStatus, Event, EventType, MAX_WEBHOOKS,
     RETRY_FOR_HOURS, SigningSecret, Webhook, retry_delay,
 };
 

@@ -8,6 +8,8 @@ use super::ids::{DeliveryId, EventId, WebhookId};
 use crate::identity::OrgId;
 use crate::time::{self, Timestamp};
 
+/// The most endpoints an organization may have.
+pub const MAX_WEBHOOKS: usize = 20;
 /// How long deliveries of one event are retried before they are `failed`.
 pub const RETRY_FOR_HOURS: i64 = 72;
 /// An endpoint whose every delivery failed for this long is disabled.

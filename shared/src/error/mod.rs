@@ -23,6 +23,8 @@ pub enum Missing {
     Export,
     Job,
     File,
+    Webhook,
+    Delivery,
 }
 
 impl Missing {
@@ -37,6 +39,8 @@ impl Missing {
             Self::Export => ErrorCode::ExportNotFound,
             Self::Job => ErrorCode::JobNotFound,
             Self::File => ErrorCode::FileNotFound,
+            Self::Webhook => ErrorCode::WebhookNotFound,
+            Self::Delivery => ErrorCode::DeliveryNotFound,
         }
     }
 
@@ -51,6 +55,8 @@ impl Missing {
             Self::Export => "export",
             Self::Job => "job",
             Self::File => "file",
+            Self::Webhook => "webhook",
+            Self::Delivery => "delivery",
         }
     }
 }

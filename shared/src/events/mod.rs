@@ -15,6 +15,7 @@
 
 pub mod billing;
 mod queue;
+pub mod webhooks;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;
 use aws_lambda_events::event::sqs::SqsEvent;

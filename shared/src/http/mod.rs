@@ -10,7 +10,8 @@ pub use exports::local_files;
 mod invoices;
 mod learner;
 pub mod openapi;
-mod views;
+pub(crate) mod views;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -110,8 +111,29 @@ macro_rules! state_parts {
     };
 }
 
+/// What webhooks' routes work with: the sender that checks an endpoint's URL as it would send
+/// to it, and where new deliveries (a test, a redelivery) go to be sent.
+#[derive(Clone)]
+pub struct WebhookParts {
+    pub sender: Arc<crate::webhooks::Sender>,
+    pub deliveries: Arc<dyn crate::webhooks::DeliveryQueue>,
+}
+
+impl WebhookParts {
+    /// Public targets only, and deliveries stored for a sender elsewhere.
+    pub fn strict() -> anyhow::Result<Self> {
+        Ok(Self {
+            sender: Arc::new(crate::webhooks::Sender::new(
+                Arc::new(crate::webhooks::SystemResolver),
+                crate::webhooks::Reach::default(),
+            )?),
+            deliveries: Arc::new(crate::webhooks::Stored),
+        })
+    }
+}
+
 /// The pool-admin function's state: courses, pools, custom keys, listings, invoices and
-/// cancellations; long key lists go to the key-generation queue as import jobs.
+/// cancellations, webhooks; long key lists go to the key-generation queue as import jobs.
 #[derive(Clone)]
 pub struct PoolAdminState {
     pub store: Arc<dyn PoolAdminStore>,
@@ -121,6 +143,7 @@ pub struct PoolAdminState {
     pub settings: Arc<Settings>,
     /// The most open jobs one organization may have (`KEYPOOL_MAX_OPEN_JOBS`).
     pub max_open_jobs: MaxOpenJobs,
+    pub webhooks: WebhookParts,
 }
 state_parts!(PoolAdminState { auth: Arc<Authenticator> });
 
@@ -180,6 +203,8 @@ pub struct AppState {
     pub max_open_jobs: MaxOpenJobs,
     /// Signs launch tokens and publishes their keys.
     pub launch: Arc<dyn LaunchSigner>,
+    /// Checks webhook targets, and takes deliveries to send.
+    pub webhooks: WebhookParts,
 }
 
 impl AppState {
@@ -203,6 +228,7 @@ impl AppState {
                 "http://localhost",
                 &[&key],
             )?),
+            webhooks: WebhookParts::strict()?,
         })
     }
 
@@ -215,6 +241,7 @@ impl AppState {
             jobs: self.jobs.clone(),
             settings: self.settings.clone(),
             max_open_jobs: self.max_open_jobs,
+            webhooks: self.webhooks.clone(),
         }
     }
 
@@ -316,7 +343,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
 
 /// The pool-admin function's routes with their document.
 fn pool_admin_router() -> OpenApiRouter<PoolAdminState> {
-    admin::pool_admin_routes().merge(invoices::routes())
+    admin::pool_admin_routes()
+        .merge(invoices::routes())
+        .merge(webhooks::routes())
 }
 
 /// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal,

@@ -30,6 +30,8 @@ pub struct StreamFollower {
     store: Arc<dyn FollowerStore>,
     table: String,
     batch_size: i32,
+    /// Where webhooks' deliveries go; none, and the stream feeds billing only.
+    deliveries: Option<Arc<dyn crate::webhooks::DeliveryQueue>>,
 }
 
 impl StreamFollower {
@@ -46,7 +48,14 @@ impl StreamFollower {
             store,
             table: table.into(),
             batch_size: BATCH_SIZE,
+            deliveries: None,
         }
+    }
+
+    /// Also fans each batch out to webhooks, handing the deliveries to `deliveries`.
+    pub fn with_webhooks(mut self, deliveries: Arc<dyn crate::webhooks::DeliveryQueue>) -> Self {
+        self.deliveries = Some(deliveries);
+        self
     }
 
     /// Asks for at most `records` per batch instead of `BATCH_SIZE`.
@@ -198,7 +207,7 @@ impl StreamFollower {
                 .batch_item_failures
                 .first()
                 .and_then(|f| f.item_identifier.clone());
-            let done = match &failed {
+            let mut done = match &failed {
                 None => event.records.len(),
                 Some(sequence) => event
                     .records
@@ -206,6 +215,27 @@ impl StreamFollower {
                     .position(|r| r.change.sequence_number.as_ref() == Some(sequence))
                     .context("billing reported a record that is not in the batch")?,
             };
+            // Webhooks' events of what was billed; a failure leaves the batch to come again
+            // (billing and fan-out both take a record twice as once).
+            let mut failed = failed;
+            if let Some(deliveries) = &self.deliveries {
+                let mut billed = Event::default();
+                billed.records = event.records[..done].to_vec();
+                let fanned = crate::events::webhooks::fan_out(
+                    self.store.as_ref(),
+                    deliveries.as_ref(),
+                    &billed,
+                )
+                .await?;
+                if let Some(first) = fanned.batch_item_failures.first() {
+                    done = billed
+                        .records
+                        .iter()
+                        .position(|r| r.change.sequence_number == first.item_identifier)
+                        .unwrap_or(0);
+                    failed = failed.or(first.item_identifier.clone());
+                }
+            }
             if let Some(last) = done
                 .checked_sub(1)
                 .and_then(|i| event.records[i].change.sequence_number.as_deref())

@@ -2,13 +2,16 @@
 //! `local`, never in Lambda builds); the tests and the bench run it too:
 //! - `engine`: the embedded DynamoDB engine (dynoxide over SQLite), in place of DynamoDB;
 //! - `jobs`: the job runner, in place of the SQS queues and their functions;
-//! - `follower`: the assignments stream's reader, in place of Lambda's event source mapping;
+//! - `follower`: the assignments stream's reader, in place of Lambda's event source mappings
+//!   (billing, and webhooks' events);
+//! - `webhooks`: the webhook sender, in place of the delivery queue and its function;
 //! - `sdk_config`, the one configuration of every client of a local endpoint (the engine, or
 //!   moto in the tests), and the clients built from it.
 
 pub mod engine;
 pub mod follower;
 pub mod jobs;
+pub mod webhooks;
 
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_dynamodb::config::{Credentials, SharedCredentialsProvider};

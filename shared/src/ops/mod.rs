@@ -24,3 +24,4 @@ pub mod pools;
 pub mod redeem;
 pub mod schedule;
 pub mod text;
+pub mod webhooks;

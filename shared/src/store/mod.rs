@@ -7,9 +7,10 @@ pub mod dynamo;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Export, ExportId,
-    InvoiceLine, InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month,
-    NewKey, Page, PastePhase, Pool, PoolFilter, PoolId, Step,
+    Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Delivery,
+    DeliveryId, DeliveryStatus, Export, ExportId, InvoiceLine, InvoiceTotals, Job, JobId,
+    KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month, NewKey, Page, PastePhase, Pool, PoolFilter,
+    PoolId, Step, Webhook, WebhookId,
 };
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
@@ -402,6 +403,45 @@ pub trait Counters: Send + Sync {
     ) -> Result<bool>;
 }
 
+/// An organization's webhook endpoints and their deliveries.
+#[async_trait]
+pub trait Webhooks: Send + Sync {
+    /// Stores a new endpoint.
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    /// Reads one of the organization's endpoints.
+    async fn get_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<Option<Webhook>>;
+    /// The organization's endpoints, oldest first.
+    async fn list_webhooks(&self, org: &OrgId) -> Result<Vec<Webhook>>;
+    /// Writes a changed endpoint over the version `read` it was read at; `false` when it
+    /// changed meanwhile (or is gone).
+    async fn replace_webhook(&self, webhook: &Webhook, read: u64) -> Result<bool>;
+    /// Removes an endpoint; `false` when there was none. Its deliveries stay, and are
+    /// abandoned when their turn comes.
+    async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<bool>;
+    /// Stores deliveries that are not stored yet (an event fanned out again makes none), each
+    /// waiting for its first attempt; the ones it stored.
+    async fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>>;
+    /// Reads one delivery of an endpoint.
+    async fn get_delivery(&self, webhook: &WebhookId, id: &DeliveryId) -> Result<Option<Delivery>>;
+    /// Writes a delivery after an attempt (or a retry asked for), moving its place among the
+    /// waiting ones from `was_due` to its `next_attempt_at`.
+    async fn save_delivery(&self, delivery: &Delivery, was_due: Option<Timestamp>) -> Result<()>;
+    /// A page of an endpoint's deliveries, newest first, of one status if given.
+    async fn list_deliveries(
+        &self,
+        webhook: &WebhookId,
+        status: Option<DeliveryStatus>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Delivery>>;
+    /// Deliveries whose next attempt is due at `now`, at most `limit` of them.
+    async fn due_deliveries(
+        &self,
+        now: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<(WebhookId, DeliveryId)>>;
+}
+
 // What each function may touch: the traits its state holds, which its IAM policy in
 // template.yaml mirrors. Each is implemented for everything that implements its parts.
 
@@ -416,11 +456,11 @@ macro_rules! function_store {
 function_store!(
     /// The pool-admin function: courses, pools, custom keys (long lists as import jobs),
     /// listings, cancellations and invoices.
-    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters
+    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters + Webhooks
 );
 function_store!(
     /// The key-generation function: generations at once and as jobs, and the import jobs.
-    KeyGenerationStore: Pools + Keys + KeyJobs
+    KeyGenerationStore: Pools + Keys + KeyJobs + Webhooks
 );
 function_store!(
     /// The redemption function: redeem, a learner's assignments, launches.
@@ -428,11 +468,16 @@ function_store!(
 );
 function_store!(
     /// The export function: exports on demand, their jobs, and the schedule.
-    ExportStore: Courses + Pools + Keys + Exports + OpenJobs
+    ExportStore: Courses + Pools + Keys + Exports + OpenJobs + Webhooks
 );
 function_store!(
-    /// The local server's stream follower: billing plus its per-shard checkpoints.
-    FollowerStore: Ledger + StreamCheckpoints
+    /// The local server's stream follower: billing, webhooks' events, and its per-shard
+    /// checkpoints.
+    FollowerStore: Ledger + StreamCheckpoints + Webhooks
+);
+function_store!(
+    /// The webhooks function: events fanned out to endpoints, and their deliveries sent.
+    WebhooksStore: Webhooks
 );
 
 /// Everything KeyPool keeps, for the local server and the tests, which run every function in
@@ -454,6 +499,7 @@ pub trait Store:
     + Invoices
     + StreamCheckpoints
     + Counters
+    + Webhooks
     + 'static
 {
 }
@@ -470,6 +516,7 @@ impl<T> Store for T where
         + Invoices
         + StreamCheckpoints
         + Counters
+        + Webhooks
         + 'static
 {
 }
@@ -479,6 +526,6 @@ impl<T> Store for T where
 pub mod prelude {
     pub use super::{
         Assignments, Counters, Courses, Exports, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools,
-        Store, StreamCheckpoints,
+        Store, StreamCheckpoints, Webhooks,
     };
 }

@@ -15,6 +15,7 @@ mod open_jobs;
 mod paging;
 mod pools;
 mod transact;
+mod webhooks;
 
 use paging::{Listing, OrgListing, decode_cursor, page_of};
 use pools::pool_id_value;
@@ -40,7 +41,7 @@ use serde::de::DeserializeOwned;
 
 use super::{
     Assignments, Counters, Courses, Exports, InsertOutcome, Invoices, JobFull, KeyJobs, Keys,
-    Ledger, OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints,
+    Ledger, OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints, Webhooks,
 };
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
