@@ -89,9 +89,14 @@ pub async fn pool_admin_state() -> anyhow::Result<PoolAdminState> {
         auth: l.auth,
         clock: l.clock,
         settings: l.settings,
-        // Deliveries a test or a redelivery makes are found by the sender's sweep of the due
-        // markers (the webhooks function); the URL check is the strict one.
-        webhooks: crate::http::WebhookParts::strict()?,
+        // A test event or a redelivery goes to the webhooks function's queue at once.
+        webhooks: crate::http::WebhookParts {
+            deliveries: Arc::new(crate::webhooks::SqsDeliveries::new(
+                aws_sdk_sqs::Client::new(&l.config),
+                required("WEBHOOK_QUEUE_URL")?,
+            )),
+            ..crate::http::WebhookParts::strict()?
+        },
     })
 }
 
@@ -152,6 +157,34 @@ pub async fn export_state() -> anyhow::Result<ExportState> {
         store: l.store,
         auth: l.auth,
         clock: l.clock,
+    })
+}
+
+/// What the webhooks function works with.
+pub struct WebhooksFunction {
+    pub store: Arc<DynamoStore>,
+    pub sender: crate::webhooks::Sender,
+    pub queue: crate::webhooks::SqsDeliveries,
+    pub clock: SystemClock,
+    pub first_retry: chrono::Duration,
+}
+
+/// The webhooks function's parts: its store, a sender to public addresses only, and its
+/// queue (`WEBHOOK_QUEUE_URL`).
+pub async fn webhooks_function() -> anyhow::Result<WebhooksFunction> {
+    let l = Lambda::from_env().await?;
+    Ok(WebhooksFunction {
+        store: l.store,
+        sender: crate::webhooks::Sender::new(
+            Arc::new(crate::webhooks::SystemResolver),
+            crate::webhooks::Reach::default(),
+        )?,
+        queue: crate::webhooks::SqsDeliveries::new(
+            aws_sdk_sqs::Client::new(&l.config),
+            required("WEBHOOK_QUEUE_URL")?,
+        ),
+        clock: SystemClock,
+        first_retry: l.settings.webhook_first_retry,
     })
 }
 

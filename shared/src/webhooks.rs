@@ -53,6 +53,62 @@ impl DeliveryQueue for Stored {
     }
 }
 
+/// A delivery's place on the queue, as a message says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeliveryRef {
+    pub webhook_id: WebhookId,
+    pub delivery_id: DeliveryId,
+}
+
+/// Deliveries sent to the webhooks function through SQS (AWS): a message per delivery, delayed
+/// until it is due by up to SQS's 15 minutes; a later one is found by the function's sweep of
+/// the due markers.
+pub struct SqsDeliveries {
+    client: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsDeliveries {
+    pub fn new(client: aws_sdk_sqs::Client, queue_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            queue_url: queue_url.into(),
+        }
+    }
+
+    /// Queues one delivery to be attempted in `after` (at most 15 minutes).
+    pub async fn submit_after(
+        &self,
+        delivery: DeliveryRef,
+        after: Duration,
+    ) -> crate::error::Result<()> {
+        let body = serde_json::to_string(&delivery).map_err(anyhow::Error::from)?;
+        self.client
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body)
+            .delay_seconds(after.as_secs().min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("queueing a webhook delivery: {e}"))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsDeliveries {
+    async fn submit(&self, deliveries: &[(WebhookId, DeliveryId)]) -> crate::error::Result<()> {
+        for (webhook_id, delivery_id) in deliveries {
+            let delivery = DeliveryRef {
+                webhook_id: *webhook_id,
+                delivery_id: *delivery_id,
+            };
+            self.submit_after(delivery, Duration::ZERO).await?;
+        }
+        Ok(())
+    }
+}
+
 /// Whether targets on this machine's own network are allowed (the local server's
 /// `--allow-private-webhooks`; never in AWS).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -76,6 +76,7 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     // A real queue (moto's SQS): an all-or-nothing paste queues its own recovery.
     env.push(("JOBS_QUEUE_URL".into(), moto_queue().await));
     env.push(("AWS_ENDPOINT_URL_SQS".into(), moto::endpoint().to_string()));
+    env.push(("WEBHOOK_QUEUE_URL".into(), moto_queue().await));
     env.push(("EXPORT_BUCKET".into(), "keypool-test".into()));
     // Launch tokens are signed by a real key (moto's KMS).
     let (_, launch_key) = super::kms_signing_key().await;

@@ -106,3 +106,86 @@ pub async fn fan_out(
     }
     Ok(response)
 }
+
+/// The webhooks function's events, told apart by their shape: the assignments stream's
+/// batches (fanned out), the delivery queue's batches (each delivery attempted, and queued
+/// again for its next attempt), and the sweep's schedule (deliveries due whose message is
+/// later than SQS's 15 minutes, or lost, queued again). Answers what Lambda expects of each.
+pub async fn function(
+    store: &dyn Webhooks,
+    sender: &crate::webhooks::Sender,
+    queue: &crate::webhooks::SqsDeliveries,
+    clock: &dyn crate::time::Clock,
+    first_retry: chrono::Duration,
+    event: serde_json::Value,
+) -> Result<serde_json::Value> {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
+    let source = event["Records"][0]["eventSource"]
+        .as_str()
+        .unwrap_or_default();
+    if source == "aws:dynamodb" {
+        let batch: StreamEvent = serde_json::from_value(event)
+            .map_err(|e| anyhow::anyhow!("a stream batch that does not parse: {e}"))?;
+        let answer = fan_out(store, queue, &batch).await?;
+        return Ok(serde_json::to_value(answer).map_err(anyhow::Error::from)?);
+    }
+    if source == "aws:sqs" {
+        let batch: SqsEvent = serde_json::from_value(event)
+            .map_err(|e| anyhow::anyhow!("an SQS batch that does not parse: {e}"))?;
+        // Each delivery on its own: one slow endpoint holds up no other message of the batch
+        // beyond its own 10 seconds.
+        let attempts = batch.records.iter().map(|message| async move {
+            let parsed: Option<crate::webhooks::DeliveryRef> = message
+                .body
+                .as_deref()
+                .and_then(|b| serde_json::from_str(b).ok());
+            let Some(delivery) = parsed else {
+                tracing::error!(message = ?message.message_id, "a delivery message that does not parse is dropped");
+                return None;
+            };
+            let now = clock.now();
+            let turn = webhooks::attempt(
+                store,
+                sender,
+                &delivery.webhook_id,
+                &delivery.delivery_id,
+                now,
+                first_retry,
+            )
+            .await;
+            let next = match turn {
+                Ok(webhooks::Turn::Attempted(d)) => d.next_attempt_at,
+                Ok(webhooks::Turn::NotDue(at)) => Some(at),
+                Ok(webhooks::Turn::Done) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "a webhook delivery failed to run; SQS retries it");
+                    return message.message_id.clone();
+                }
+            };
+            if let Some(at) = next {
+                let wait = (at - now).to_std().unwrap_or_default();
+                if let Err(e) = queue.submit_after(delivery, wait).await {
+                    tracing::error!(error = %e, "queueing a delivery's next attempt failed; the sweep finds it");
+                }
+            }
+            None
+        });
+        let failed = futures_util::future::join_all(attempts).await;
+        let mut answer = SqsBatchResponse::default();
+        for id in failed.into_iter().flatten() {
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = id;
+            answer.batch_item_failures.push(item);
+        }
+        return Ok(serde_json::to_value(answer).map_err(anyhow::Error::from)?);
+    }
+    if event["detail-type"] == "Scheduled Event" {
+        // Due for two minutes and still waiting: its message was lost, or its next attempt
+        // was further off than SQS delays a message.
+        let overdue = clock.now() - chrono::Duration::minutes(2);
+        let due = store.due_deliveries(overdue, 1000).await?;
+        crate::webhooks::DeliveryQueue::submit(queue, &due).await?;
+        return Ok(serde_json::json!({ "queued": due.len() }));
+    }
+    Err(anyhow::anyhow!("the webhooks function does not handle this event").into())
+}
