@@ -220,6 +220,11 @@ pub fn due_pk(shard: u8) -> String {
 pub fn due_sk(at: &Timestamp, webhook: &WebhookId, delivery: &DeliveryId) -> String {
     format!("{}#{webhook}#{delivery}", time::format(at))
 }
+/// The bound below which every waiting delivery due by `now` (its millisecond included)
+/// sorts: `~` sorts after every character of an id.
+pub fn due_until(now: &Timestamp) -> String {
+    format!("{}#~", time::format(now))
+}
 
 /// Partition of a stream consumer's checkpoints.
 pub fn checkpoint_pk(stream_arn: &str) -> String {

@@ -123,6 +123,76 @@ async fn a_redemption_reaches_the_endpoint_signed_once_whatever_the_stream_repla
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_export_and_a_finished_import_are_told_once_each() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    w.generate("acme", &pool_id, 3).await;
+    let receiver = Receiver::start(Answer::Ok).await;
+    let (webhook, secret) =
+        endpoint(&w, &receiver.url(), &["export.finished", "job.finished"]).await;
+
+    let export = w
+        .call(
+            POST,
+            &format!("/v1/pools/{pool_id}/exports"),
+            Some(&w.admin("acme")),
+            None,
+        )
+        .await;
+    assert_eq!(export.status, StatusCode::ACCEPTED, "{:?}", export.body);
+    let export_id = id(&export, "export_id");
+    let done = w.finished_export("acme", &export_id).await;
+    let got = receiver.wait_for(1, WAIT).await;
+    assert!(got[0].verified_by_python(&secret));
+    let event = got[0].json();
+    assert_eq!(event["type"], "export.finished");
+    assert_eq!(event["data"]["export_id"], export_id.as_str());
+    assert_eq!(event["data"]["pool_id"], pool_id.as_str());
+    assert_eq!(event["data"]["status"], "done");
+    assert_eq!(event["data"]["rows"], done.rows);
+    assert_eq!(done.rows, 3);
+    // The file's link is not in the event: it is fetched, signed, through the API.
+    assert!(!got[0].json().to_string().contains("http://keypool.test"));
+
+    // Told again (a job message delivered twice): the same event, no second delivery.
+    let job = keypool::domain::Job::Export {
+        org: OrgId::parse("acme").unwrap(),
+        export_id: keypool::domain::ExportId::parse(&export_id).unwrap(),
+    };
+    keypool::ops::webhooks::job_finished(w.dyn_store(), w.webhooks.deliveries.as_ref(), &job)
+        .await
+        .unwrap();
+
+    // A paste long enough for an import job ends with its counts.
+    if !w.skip_volume_on_moto() {
+        let lines: Vec<String> = (0..10_001).map(|i| format!("FIN{i:09}")).collect();
+        let import = keypool_tests::send(
+            &w.app,
+            POST,
+            &format!("/v1/pools/{pool_id}/keys"),
+            Some(&w.admin("acme")),
+            Some("text/plain"),
+            lines.join("\n").into_bytes(),
+        )
+        .await;
+        assert_eq!(import.status, StatusCode::ACCEPTED, "{:?}", import.body);
+        let got = receiver.wait_for(2, Duration::from_secs(120)).await;
+        let event = got[1].json();
+        assert_eq!(event["type"], "job.finished");
+        assert_eq!(event["data"]["job_id"], id(&import, "job_id").as_str());
+        assert_eq!(event["data"]["kind"], "import");
+        assert_eq!(event["data"]["status"], "done", "{event}");
+        assert_eq!(event["data"]["done"], 10_001);
+        assert_eq!(event["data"]["total"], 10_001);
+        assert_eq!(event["data"]["rejected_count"], 0);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let expected = if w.is_moto() { 1 } else { 2 };
+    assert_eq!(receiver.received().len(), expected);
+    assert_eq!(deliveries(&w, &webhook).await.len(), expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_are_retried_on_their_schedule_with_one_id_and_redelivered_on_request() {
     let w = World::new().await;
     let (_, pool_id) = w.pool("acme", 30).await;

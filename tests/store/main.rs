@@ -15,3 +15,4 @@ mod probing;
 mod redemption;
 mod shards;
 mod throttle;
+mod webhooks;

@@ -30,7 +30,7 @@ use crate::time::Clock;
 /// The key-generation function's events: batches of job messages from its queue, each job
 /// worked for at most `key_jobs::JOB_BUDGET` and queued again if unfinished, answered with the
 /// messages to retry.
-pub async fn key_generation<S: Pools + KeyJobs + ?Sized>(
+pub async fn key_generation<S: Pools + KeyJobs + crate::store::Webhooks + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
     clock: &dyn Clock,
@@ -39,7 +39,9 @@ pub async fn key_generation<S: Pools + KeyJobs + ?Sized>(
     let batch: SqsEvent = serde_json::from_value(event)
         .map_err(|e| anyhow::anyhow!("a key-generation event that is not an SQS batch: {e}"))?;
     let response = queue::run_batch(batch, |job| async move {
-        key_jobs::run_job(store, jobs, clock, &job, Some(key_jobs::JOB_BUDGET)).await
+        key_jobs::run_job(store, jobs, clock, &job, Some(key_jobs::JOB_BUDGET)).await?;
+        // A finished job's end goes to webhooks; the webhooks function's sweep sends it.
+        crate::ops::webhooks::key_job_finished(store, &crate::webhooks::Stored, &job).await
     })
     .await;
     Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?)
@@ -47,7 +49,9 @@ pub async fn key_generation<S: Pools + KeyJobs + ?Sized>(
 
 /// The export function's events: batches of job messages from its queue (answered with the
 /// messages to retry), or the schedule's tick (answered with how many exports it started).
-pub async fn export<S: Courses + Pools + Keys + Exports + OpenJobs + ?Sized>(
+pub async fn export<
+    S: Courses + Pools + Keys + Exports + OpenJobs + crate::store::Webhooks + ?Sized,
+>(
     store: &S,
     objects: &dyn ObjectStore,
     jobs: &dyn Jobs,
@@ -59,7 +63,8 @@ pub async fn export<S: Courses + Pools + Keys + Exports + OpenJobs + ?Sized>(
         let batch: SqsEvent =
             serde_json::from_value(event).map_err(|e| anyhow::anyhow!("an {WHAT}: {e}"))?;
         let response = queue::run_batch(batch, |job| async move {
-            export::run_job(store, objects, clock, &job).await
+            export::run_job(store, objects, clock, &job).await?;
+            crate::ops::webhooks::export_finished(store, &crate::webhooks::Stored, &job).await
         })
         .await;
         return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);

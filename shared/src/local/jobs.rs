@@ -186,7 +186,21 @@ impl Worker {
     async fn work(self: Arc<Self>, lane: Arc<Lane>) {
         while let Some(job) = lane.next().await {
             let unfinished = match self.turn(&job).await {
-                Ok(finished) => !finished,
+                Ok(finished) => {
+                    // Its end goes to webhooks; the local sender finds the deliveries by
+                    // their markers on its next tick.
+                    if finished
+                        && let Err(e) = crate::ops::webhooks::job_finished(
+                            self.store.as_ref(),
+                            &crate::webhooks::Stored,
+                            &job,
+                        )
+                        .await
+                    {
+                        tracing::warn!(error = %e, job = ?job, "a finished job's webhook event was not stored");
+                    }
+                    !finished
+                }
                 Err(e) => {
                     // Left open in the store: the next start of the server resumes it.
                     tracing::error!(error = %e, job = ?job, "a job failed");

@@ -270,8 +270,7 @@ impl Webhooks for DynamoStore {
         now: Timestamp,
         limit: usize,
     ) -> Result<Vec<(WebhookId, DeliveryId)>> {
-        // Everything due sorts before the next millisecond's key.
-        let until = format!("{}#", time::format(&now));
+        let until = schema::due_until(&now);
         let mut due = Vec::new();
         for shard in 0..schema::DUE_SHARDS {
             let out = self
