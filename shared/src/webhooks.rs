@@ -33,6 +33,9 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Time to connect, and to get the whole answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a host's name may take to resolve, at a save as at a send: a resolver that never
+/// answers cannot hold a request (or a sender's slot) open.
+pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Where deliveries go to be sent once stored (new, or asked to be sent again): the local
 /// server's sender, or in AWS the delivery queue. Whatever it does not take is found by the
@@ -211,10 +214,19 @@ pub async fn allowed_addresses(
     let addresses = match url.host() {
         Some(url::Host::Ipv4(ip)) => vec![SocketAddr::new(ip.into(), port)],
         Some(url::Host::Ipv6(ip)) => vec![SocketAddr::new(ip.into(), port)],
-        Some(url::Host::Domain(name)) => resolver
-            .resolve(name, port)
-            .await
-            .map_err(|e| format!("the host {name} does not resolve: {e}"))?,
+        Some(url::Host::Domain(name)) => {
+            match tokio::time::timeout(RESOLVE_TIMEOUT, resolver.resolve(name, port)).await {
+                Ok(resolved) => {
+                    resolved.map_err(|e| format!("the host {name} does not resolve: {e}"))?
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "the host {name} did not resolve within {} seconds",
+                        RESOLVE_TIMEOUT.as_secs()
+                    ));
+                }
+            }
+        }
         None => return Err("url needs a host".into()),
     };
     if addresses.is_empty() {

@@ -20,7 +20,7 @@ pub struct Names(Mutex<HashMap<String, Vec<IpAddr>>>);
 impl Names {
     /// The test names: `receiver.test` and `loopback.test` (127.0.0.1), `metadata.test`
     /// (169.254.169.254), `private.test` (10.0.0.7), `mixed.test` (a public address and a
-    /// private one).
+    /// private one); `silent.test` never answers.
     pub fn standard() -> Self {
         let names = Self::default();
         names.point("receiver.test", &["127.0.0.1"]);
@@ -55,6 +55,7 @@ impl Resolver for Names {
                 .into_iter()
                 .map(|ip| SocketAddr::new(ip, port))
                 .collect()),
+            None if host == "silent.test" => std::future::pending().await,
             None => SystemResolver.resolve(host, port).await,
         }
     }
