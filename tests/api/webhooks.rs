@@ -150,6 +150,9 @@ async fn a_finished_export_and_a_finished_import_are_told_once_each() {
     assert_eq!(event["data"]["pool_id"], pool_id.as_str());
     assert_eq!(event["data"]["status"], "done");
     assert_eq!(event["data"]["rows"], done.rows);
+    // The export as the API shows it, but never a link to its file.
+    assert_eq!(event["data"]["file_name"], done.file_name, "{event}");
+    assert!(event["data"].get("url").is_none(), "{event}");
     assert_eq!(done.rows, 3);
     // The file's link is not in the event: it is fetched, signed, through the API.
     assert!(!got[0].json().to_string().contains("http://keypool.test"));
@@ -159,7 +162,7 @@ async fn a_finished_export_and_a_finished_import_are_told_once_each() {
         org: OrgId::parse("acme").unwrap(),
         export_id: keypool::domain::ExportId::parse(&export_id).unwrap(),
     };
-    keypool::ops::webhooks::job_finished(w.dyn_store(), w.webhooks.deliveries.as_ref(), &job)
+    keypool::events::webhooks::job_finished(w.dyn_store(), w.webhooks.deliveries.as_ref(), &job)
         .await
         .unwrap();
 
@@ -380,7 +383,10 @@ async fn private_and_special_targets_are_refused_at_save_and_at_send() {
             Err(keypool::Error::InvalidFields(fields)) => {
                 assert!(fields.contains_key("url"), "{url}");
                 if url.contains("silent") {
-                    assert!(fields["url"].contains("did not resolve within"), "{fields:?}");
+                    assert!(
+                        fields["url"].contains("did not resolve within"),
+                        "{fields:?}"
+                    );
                 }
             }
             other => panic!("{url}: {other:?}"),

@@ -41,7 +41,7 @@ pub async fn key_generation<S: Pools + KeyJobs + crate::store::Webhooks + ?Sized
     let response = queue::run_batch(batch, |job| async move {
         key_jobs::run_job(store, jobs, clock, &job, Some(key_jobs::JOB_BUDGET)).await?;
         // A finished job's end goes to webhooks; the webhooks function's sweep sends it.
-        crate::ops::webhooks::key_job_finished(store, &crate::webhooks::Stored, &job).await
+        webhooks::key_job_finished(store, &crate::webhooks::Stored, &job).await
     })
     .await;
     Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?)
@@ -64,7 +64,7 @@ pub async fn export<
             serde_json::from_value(event).map_err(|e| anyhow::anyhow!("an {WHAT}: {e}"))?;
         let response = queue::run_batch(batch, |job| async move {
             export::run_job(store, objects, clock, &job).await?;
-            crate::ops::webhooks::export_finished(store, &crate::webhooks::Stored, &job).await
+            webhooks::export_finished(store, &crate::webhooks::Stored, &job).await
         })
         .await;
         return Ok(serde_json::to_value(response).map_err(anyhow::Error::from)?);

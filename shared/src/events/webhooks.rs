@@ -7,12 +7,16 @@
 use aws_lambda_events::event::dynamodb::{Event as StreamEvent, EventRecord};
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 
-use crate::domain::{Assignment, Event, EventId, EventType, derived_uuid};
+use crate::domain::{
+    Assignment, Event, EventId, EventType, ExportStatus, Job, JobStatus, derived_uuid,
+};
 use crate::error::Result;
-use crate::http::views::AssignmentView;
+use crate::http::views::{AssignmentView, ExportView, JobView};
+use crate::identity::OrgId;
 use crate::ops::bill::AssignmentChange;
 use crate::ops::webhooks;
-use crate::store::Webhooks;
+use crate::store::{Exports, KeyJobs, Webhooks};
+use crate::time::Timestamp;
 use crate::webhooks::DeliveryQueue;
 
 /// The event's data: the assignment as the API shows it, with its learner.
@@ -68,6 +72,90 @@ pub fn events_of(record: &EventRecord) -> Result<Vec<Event>> {
         }
         AssignmentChange::Other => Vec::new(),
     })
+}
+
+/// A background job's end as an event, once it is done or failed: `job.finished` for a
+/// generation or an import, `export.finished` for an export. Nothing for a job still running;
+/// the same event however often it is told.
+pub async fn job_finished<S: Webhooks + KeyJobs + Exports + ?Sized>(
+    store: &S,
+    queue: &dyn DeliveryQueue,
+    job: &Job,
+) -> Result<()> {
+    match job {
+        Job::Generate { .. } => key_job_finished(store, queue, job).await,
+        Job::Export { .. } => export_finished(store, queue, job).await,
+    }
+}
+
+/// `job.finished` for a generation or an import that has ended: the job as the API shows it,
+/// with its counts. Nothing for any other job.
+pub async fn key_job_finished<S: Webhooks + KeyJobs + ?Sized>(
+    store: &S,
+    queue: &dyn DeliveryQueue,
+    job: &Job,
+) -> Result<()> {
+    let Job::Generate { org, job_id } = job else {
+        return Ok(());
+    };
+    let Some(j) = store.get_key_job(org, job_id).await? else {
+        return Ok(());
+    };
+    if !matches!(j.status, JobStatus::Done | JobStatus::Failed) {
+        return Ok(());
+    }
+    let at = j.updated_at;
+    let data = serde_json::to_value(JobView::from(j))
+        .map_err(|e| anyhow::anyhow!("a job as an event: {e}"))?;
+    let event = finished_event(EventType::JobFinished, org, &job_id.to_string(), at, data);
+    webhooks::emit(store, queue, &[event]).await.map(|_| ())
+}
+
+/// `export.finished` for an export that has ended: the export as the API shows it, with its
+/// rows and without a link to its file. Nothing for any other job.
+pub async fn export_finished<S: Webhooks + Exports + ?Sized>(
+    store: &S,
+    queue: &dyn DeliveryQueue,
+    job: &Job,
+) -> Result<()> {
+    let Job::Export { org, export_id } = job else {
+        return Ok(());
+    };
+    let Some(e) = store.get_export(org, export_id).await? else {
+        return Ok(());
+    };
+    let (ExportStatus::Done | ExportStatus::Failed, Some(at)) = (e.status, e.finished_at) else {
+        return Ok(());
+    };
+    let mut data = serde_json::to_value(ExportView::new(e, None))
+        .map_err(|e| anyhow::anyhow!("an export as an event: {e}"))?;
+    if let Some(view) = data.as_object_mut() {
+        view.remove("url");
+    }
+    let event = finished_event(
+        EventType::ExportFinished,
+        org,
+        &export_id.to_string(),
+        at,
+        data,
+    );
+    webhooks::emit(store, queue, &[event]).await.map(|_| ())
+}
+
+fn finished_event(
+    kind: EventType,
+    org: &OrgId,
+    id: &str,
+    at: Timestamp,
+    data: serde_json::Value,
+) -> Event {
+    Event {
+        id: EventId(derived_uuid(at, &format!("{}/{id}", kind.as_str()))),
+        kind,
+        created_at: at,
+        organization: org.clone(),
+        data,
+    }
 }
 
 /// Fans a batch of stream records out to the endpoints that take their events; on failure,

@@ -190,7 +190,7 @@ impl Worker {
                     // Its end goes to webhooks; the local sender finds the deliveries by
                     // their markers on its next tick.
                     if finished
-                        && let Err(e) = crate::ops::webhooks::job_finished(
+                        && let Err(e) = crate::events::webhooks::job_finished(
                             self.store.as_ref(),
                             &crate::webhooks::Stored,
                             &job,

@@ -5,12 +5,12 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryStatus, Event, EventType, ExportStatus, Job,
-    JobStatus, MAX_WEBHOOKS, Page, SigningSecret, Webhook, WebhookId, derived_uuid,
+    AttemptOutcome, Delivery, DeliveryId, DeliveryStatus, Event, EventType, MAX_WEBHOOKS, Page,
+    SigningSecret, Webhook, WebhookId, derived_uuid,
 };
 use crate::error::{Error, ErrorCode, Missing, Result, Validator};
 use crate::identity::OrgId;
-use crate::store::{Exports, KeyJobs, Webhooks};
+use crate::store::Webhooks;
 use crate::time::Timestamp;
 use crate::webhooks::{DeliveryQueue, Sender, new_secret};
 
@@ -420,97 +420,4 @@ pub async fn attempt<S: Webhooks + ?Sized>(
         }
     }
     Ok(Turn::Attempted(delivery))
-}
-
-/// A background job's end as an event, once it is done or failed: `job.finished` for a
-/// generation or an import (with its counts), `export.finished` for an export (with its rows,
-/// not its file). Nothing for a job still running; the same event however often it is told.
-pub async fn job_finished<S: Webhooks + KeyJobs + Exports + ?Sized>(
-    store: &S,
-    queue: &dyn DeliveryQueue,
-    job: &Job,
-) -> Result<()> {
-    match job {
-        Job::Generate { .. } => key_job_finished(store, queue, job).await,
-        Job::Export { .. } => export_finished(store, queue, job).await,
-    }
-}
-
-/// `job.finished` for a generation or an import that has ended; nothing for any other job.
-pub async fn key_job_finished<S: Webhooks + KeyJobs + ?Sized>(
-    store: &S,
-    queue: &dyn DeliveryQueue,
-    job: &Job,
-) -> Result<()> {
-    let Job::Generate { org, job_id } = job else {
-        return Ok(());
-    };
-    let Some(j) = store.get_key_job(org, job_id).await? else {
-        return Ok(());
-    };
-    if !matches!(j.status, JobStatus::Done | JobStatus::Failed) {
-        return Ok(());
-    }
-    let data = serde_json::json!({
-        "job_id": j.job_id, "pool_id": j.pool_id, "kind": j.kind, "status": j.status,
-        "total": j.total, "done": j.done, "rejected_count": j.rejected_count,
-        "error": j.error, "created_at": crate::time::format(&j.created_at),
-        "finished_at": crate::time::format(&j.updated_at),
-    });
-    let event = finished_event(
-        EventType::JobFinished,
-        org,
-        &job_id.to_string(),
-        j.updated_at,
-        data,
-    );
-    emit(store, queue, &[event]).await.map(|_| ())
-}
-
-/// `export.finished` for an export that has ended (its rows, not its file); nothing for any
-/// other job.
-pub async fn export_finished<S: Webhooks + Exports + ?Sized>(
-    store: &S,
-    queue: &dyn DeliveryQueue,
-    job: &Job,
-) -> Result<()> {
-    let Job::Export { org, export_id } = job else {
-        return Ok(());
-    };
-    let Some(e) = store.get_export(org, export_id).await? else {
-        return Ok(());
-    };
-    let (ExportStatus::Done | ExportStatus::Failed, Some(at)) = (e.status, e.finished_at) else {
-        return Ok(());
-    };
-    let data = serde_json::json!({
-        "export_id": e.export_id, "pool_id": e.pool_id, "kind": e.kind,
-        "status": e.status, "rows": e.rows, "error": e.error,
-        "created_at": crate::time::format(&e.created_at),
-        "finished_at": crate::time::format(&at),
-    });
-    let event = finished_event(
-        EventType::ExportFinished,
-        org,
-        &export_id.to_string(),
-        at,
-        data,
-    );
-    emit(store, queue, &[event]).await.map(|_| ())
-}
-
-fn finished_event(
-    kind: EventType,
-    org: &OrgId,
-    id: &str,
-    at: Timestamp,
-    data: serde_json::Value,
-) -> Event {
-    Event {
-        id: crate::domain::EventId(derived_uuid(at, &format!("{}/{id}", kind.as_str()))),
-        kind,
-        created_at: at,
-        organization: org.clone(),
-        data,
-    }
 }
