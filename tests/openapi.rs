@@ -148,9 +148,20 @@ fn the_documented_line_codes_are_the_answered_ones() {
 fn every_route_is_registered_through_the_document() {
     // Routes added with `.route(...)` would be served but not documented; only the
     // pass-through `/events` route (not reachable over HTTP) may be.
-    let dir = root().join("shared/src/http");
-    for entry in std::fs::read_dir(&dir).expect("http folder") {
-        let path = entry.expect("entry").path();
+    let mut sources = Vec::new();
+    let mut folders = vec![root().join("shared/src/http")];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).expect("http folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                sources.push(path);
+            }
+        }
+    }
+    assert!(sources.len() > 5, "{sources:?}");
+    for path in sources {
         let text = std::fs::read_to_string(&path).expect("source");
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name == "events.rs" {

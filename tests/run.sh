@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VENV="${KEYPOOL_VENV:-.venv}"
-if ! "$VENV/bin/python" -c "import moto.server, werkzeug, standardwebhooks" 2>/dev/null; then
+if ! "$VENV/bin/python" -c "import moto.server, werkzeug, standardwebhooks, jsonschema" 2>/dev/null; then
   echo "installing moto into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/moto/requirements.txt

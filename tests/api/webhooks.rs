@@ -100,6 +100,9 @@ async fn a_redemption_reaches_the_endpoint_signed_once_whatever_the_stream_repla
     );
     assert_eq!(request.header("content-type"), "application/json");
     let event = request.json();
+    request
+        .conforms_to_document()
+        .expect("the payload the document describes");
     assert_eq!(event["type"], "assignment.created");
     assert_eq!(event["organization"], "acme");
     assert_eq!(event["id"], request.header("webhook-id"));
@@ -120,6 +123,87 @@ async fn a_redemption_reaches_the_endpoint_signed_once_whatever_the_stream_repla
     assert_eq!(deliveries(&w, &webhook).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launch_and_a_cancellation_are_told_as_the_document_describes() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool("acme", 30).await;
+    let receiver = Receiver::start(Answer::Ok).await;
+    let (_, secret) = endpoint(
+        &w,
+        &receiver.url(),
+        &[
+            "assignment.created",
+            "assignment.launched",
+            "assignment.cancelled",
+        ],
+    )
+    .await;
+    // Lea launches her assignment twice; Max's is cancelled (a launched one cannot be).
+    let lea = redeem_and_follow(&w, &pool_id, "lea").await;
+    let lea = lea["assignment_id"].as_str().unwrap().to_string();
+    receiver.wait_for(1, WAIT).await;
+    for told in 2..=3 {
+        let launched = w
+            .call(
+                POST,
+                &format!("/v1/me/assignments/{lea}/launch"),
+                Some(&w.learner("lea")),
+                None,
+            )
+            .await;
+        assert_eq!(launched.status, StatusCode::OK, "{:?}", launched.body);
+        w.follower().drain().await.expect("the stream followed");
+        // Awaited one by one, so the receiver hears them in order.
+        receiver.wait_for(told, WAIT).await;
+    }
+    let max = redeem_and_follow(&w, &pool_id, "max").await;
+    let max = max["assignment_id"].as_str().unwrap().to_string();
+    receiver.wait_for(4, WAIT).await;
+    let cancelled = w
+        .call(
+            POST,
+            &format!("/v1/assignments/{max}/cancel"),
+            Some(&w.admin("acme")),
+            None,
+        )
+        .await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{:?}", cancelled.body);
+    w.follower().drain().await.expect("the stream followed");
+    let got = receiver.wait_for(5, WAIT).await;
+
+    let told: Vec<(String, String, u64)> = got
+        .iter()
+        .map(|r| {
+            assert!(r.verified_by_python(&secret));
+            r.conforms_to_document()
+                .expect("the payload the document describes");
+            let event = r.json();
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+            (
+                text(&event["type"]),
+                text(&event["data"]["assignment_id"]),
+                event["data"]["launch_count"].as_u64().unwrap_or(99),
+            )
+        })
+        .collect();
+    // One event per launch, each with its count; the cancellation as the assignment is now.
+    let expected = [
+        ("assignment.created", &lea, 0),
+        ("assignment.launched", &lea, 1),
+        ("assignment.launched", &lea, 2),
+        ("assignment.created", &max, 0),
+        ("assignment.cancelled", &max, 0),
+    ]
+    .map(|(kind, id, n)| (kind.to_string(), id.clone(), n));
+    assert_eq!(told, expected);
+    let last = got[4].json();
+    assert_eq!(last["data"]["learner"], "max");
+    assert_eq!(last["data"]["valid"], false);
+    assert!(last["data"]["cancelled_at"].is_string(), "{last}");
+    let ids: std::collections::HashSet<&str> = got.iter().map(|r| r.header("webhook-id")).collect();
+    assert_eq!(ids.len(), 5, "each event its own id");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,6 +229,9 @@ async fn a_finished_export_and_a_finished_import_are_told_once_each() {
     let got = receiver.wait_for(1, WAIT).await;
     assert!(got[0].verified_by_python(&secret));
     let event = got[0].json();
+    got[0]
+        .conforms_to_document()
+        .expect("the payload the document describes");
     assert_eq!(event["type"], "export.finished");
     assert_eq!(event["data"]["export_id"], export_id.as_str());
     assert_eq!(event["data"]["pool_id"], pool_id.as_str());
@@ -181,6 +268,9 @@ async fn a_finished_export_and_a_finished_import_are_told_once_each() {
         assert_eq!(import.status, StatusCode::ACCEPTED, "{:?}", import.body);
         let got = receiver.wait_for(2, Duration::from_secs(120)).await;
         let event = got[1].json();
+        got[1]
+            .conforms_to_document()
+            .expect("the payload the document describes");
         assert_eq!(event["type"], "job.finished");
         assert_eq!(event["data"]["job_id"], id(&import, "job_id").as_str());
         assert_eq!(event["data"]["kind"], "import");
@@ -273,6 +363,9 @@ async fn a_rotated_secret_signs_beside_the_new_one_for_a_day() {
     assert_eq!(sent.status, StatusCode::ACCEPTED, "{:?}", sent.body);
     let got = receiver.wait_for(1, WAIT).await;
     assert_eq!(got[0].json()["type"], "webhook.test");
+    got[0]
+        .conforms_to_document()
+        .expect("the payload the document describes");
     assert_eq!(got[0].header("webhook-signature").split(' ').count(), 2);
     assert!(got[0].verified_by_python(&new) && got[0].verified_by_python(&old));
     // A day later the old one has stopped.

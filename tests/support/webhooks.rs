@@ -193,6 +193,55 @@ impl Received {
         serde_json::from_slice(&self.body).expect("a JSON body")
     }
 
+    /// Checks the body against the schema the API's OpenAPI document gives this event's type
+    /// (its `webhooks` section), with a JSON Schema validator that is not ours (Python's
+    /// `jsonschema`); the error names what does not conform.
+    pub fn conforms_to_document(&self) -> Result<(), String> {
+        const SCRIPT: &str = r##"
+import json, sys
+from jsonschema import Draft202012Validator
+doc = json.load(open(sys.argv[1]))
+body = json.loads(sys.stdin.buffer.read())
+kind = body["type"]
+if kind not in doc["webhooks"]:
+    sys.exit("the document has no webhook " + kind)
+root = dict(doc)
+root["$ref"] = "#/webhooks/" + kind + "/post/requestBody/content/application~1json/schema"
+errors = [e.message for e in Draft202012Validator(root).iter_errors(body)]
+if errors:
+    sys.exit("; ".join(errors))
+"##;
+        use std::io::Write as _;
+        static DOCUMENT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+        let document = DOCUMENT.get_or_init(|| {
+            let path =
+                std::env::temp_dir().join(format!("keypool-openapi-{}.json", std::process::id()));
+            std::fs::write(&path, keypool::http::openapi::document_json())
+                .expect("the document written");
+            path
+        });
+        let mut child = std::process::Command::new(crate::moto::python())
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(document)
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("python with jsonschema (tests/run.sh installs it)");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(&self.body)
+            .expect("the body to python");
+        let out = child.wait_with_output().expect("python ran");
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// Whether the Standard Webhooks Python package (an implementation that is not ours)
     /// verifies this request with `secret`: its signature of the request's id, timestamp and
     /// body is among the request's signatures, and, for a request signed within its tolerance

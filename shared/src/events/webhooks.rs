@@ -11,7 +11,7 @@ use crate::domain::{
     Assignment, Event, EventId, EventType, ExportStatus, Job, JobStatus, derived_uuid,
 };
 use crate::error::Result;
-use crate::http::views::{AssignmentView, ExportView, JobView};
+use crate::http::views::{AssignmentEventView, ExportView, JobView};
 use crate::identity::OrgId;
 use crate::ops::bill::AssignmentChange;
 use crate::ops::webhooks;
@@ -21,11 +21,8 @@ use crate::webhooks::DeliveryQueue;
 
 /// The event's data: the assignment as the API shows it, with its learner.
 fn data_of(assignment: &Assignment, at: crate::time::Timestamp) -> serde_json::Value {
-    let mut data = serde_json::to_value(AssignmentView::new(assignment.clone(), at))
-        .unwrap_or_else(|_| serde_json::json!({}));
-    data["learner"] = serde_json::json!(assignment.learner);
-    data["organization"] = serde_json::json!(assignment.org);
-    data
+    serde_json::to_value(AssignmentEventView::new(assignment.clone(), at))
+        .unwrap_or_else(|_| serde_json::json!({}))
 }
 
 fn event(kind: EventType, at: crate::time::Timestamp, what: &str, a: &Assignment) -> Event {

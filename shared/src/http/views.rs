@@ -258,6 +258,29 @@ impl AssignmentView {
     }
 }
 
+/// An assignment in a webhook event (`assignment.*`): as its learner sees it, with who the
+/// learner is and the organization.
+#[derive(Serialize, ToSchema)]
+pub struct AssignmentEventView {
+    #[serde(flatten)]
+    pub assignment: AssignmentView,
+    #[schema(value_type = String)]
+    pub learner: UserId,
+    #[schema(value_type = String)]
+    pub organization: crate::identity::OrgId,
+}
+
+impl AssignmentEventView {
+    /// The assignment as seen at `at`.
+    pub fn new(a: Assignment, at: Timestamp) -> Self {
+        Self {
+            learner: a.learner.clone(),
+            organization: a.org.clone(),
+            assignment: AssignmentView::new(a, at),
+        }
+    }
+}
+
 /// An assignment an admin just cancelled.
 #[derive(Serialize, ToSchema)]
 pub struct CancelledView {

@@ -17,6 +17,8 @@ use utoipa::openapi::{Components, ContentBuilder, HeaderBuilder, InfoBuilder, Op
 
 use crate::error::ErrorCode;
 
+mod webhooks;
+
 /// The error responses of one route, as its `errors!` declaration builds them: codes of the
 /// catalogue ([`ErrorCode`]), grouped by the status each carries.
 #[derive(Default)]
@@ -377,6 +379,7 @@ pub fn document() -> OpenApi {
         doc.merge(part);
     }
     let components = doc.components.get_or_insert_with(Components::new);
+    webhooks::add_schemas(components);
     components.add_security_scheme(
         "bearer",
         SecurityScheme::Http(
@@ -384,7 +387,8 @@ pub fn document() -> OpenApi {
                 .scheme(HttpAuthScheme::Bearer)
                 .bearer_format("JWT")
                 .description(Some(
-                    "claims `sub`, `org` (admins) and `role` (`admin` or `learner`)",
+                    "claims `sub`, `org` (everyone but learners) and `role` (`admin`, \
+                     `viewer`, `finance` or `learner`)",
                 ))
                 .build(),
         ),
@@ -412,6 +416,7 @@ pub fn document_json() -> String {
         .unwrap_or_else(|e| panic!("the OpenAPI document does not serialize: {e}"));
     add_links(&mut json);
     add_roles(&mut json);
+    webhooks::add_webhooks(&mut json);
     let mut text = serde_json::to_string_pretty(&json)
         .unwrap_or_else(|e| panic!("the OpenAPI document does not serialize: {e}"));
     text.push('\n');
