@@ -42,6 +42,7 @@ mod measure;
 mod memory;
 mod redemption;
 mod scale;
+mod webhooks;
 
 use billing::billing_figures;
 use functions::lambda_figures;
@@ -70,6 +71,12 @@ struct Args {
     /// Redemptions timed from the API's answer to their invoice line.
     #[arg(long, default_value_t = 200)]
     billing_delays: usize,
+    /// Redemptions timed to their webhook, alone and beside a dead endpoint.
+    #[arg(long, default_value_t = 200)]
+    webhook_delays: usize,
+    /// Deliveries sent to one endpoint, by us and by a bare HTTP client.
+    #[arg(long, default_value_t = 2_000)]
+    webhook_deliveries: usize,
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -94,8 +101,9 @@ struct Args {
     scale_seed: u64,
     /// Measure only this figure (`memory`: peak memory per request; `scale`: the sharding
     /// simulation, in virtual time; `redemption`: its figures, where its time goes, and a race
-    /// under injected conflicts), quickly.
-    #[arg(long, value_parser = ["memory", "scale", "redemption"])]
+    /// under injected conflicts; `webhooks`: from a redemption to its webhook, and deliveries
+    /// per second), quickly.
+    #[arg(long, value_parser = ["memory", "scale", "redemption", "webhooks"])]
     only: Option<String>,
 }
 
@@ -139,6 +147,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     if args.only.as_deref() == Some("memory") {
         memory::memory_figures(&args.server()?).await?;
+        return write_report(&args);
+    }
+    if args.only.as_deref() == Some("webhooks") {
+        webhooks::webhook_figures(args.webhook_delays, args.webhook_deliveries).await?;
         return write_report(&args);
     }
     if args.only.as_deref() == Some("scale") {
@@ -211,6 +223,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
         .await?;
     billing_figures(&args, &store, &engine, &base, &http, &authority).await?;
+    webhooks::webhook_figures(args.webhook_delays, args.webhook_deliveries).await?;
     breakdown::redemption_breakdown(
         args.redemptions,
         engine.endpoint(),

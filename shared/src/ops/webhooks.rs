@@ -326,14 +326,15 @@ fn delivery_of(webhook: &Webhook, event: &Event) -> Result<Delivery> {
 }
 
 /// Fans events out: one delivery per enabled endpoint of the event's organization that takes
-/// its type, each stored once however often the event comes, and handed to `queue`. Answers
-/// how many deliveries it made.
+/// its type, each stored once however often the event comes, and handed to `queue` as soon as
+/// it is stored (so the first are sent while the rest are stored). Answers how many
+/// deliveries it made.
 pub async fn emit<S: Webhooks + ?Sized>(
     store: &S,
     queue: &dyn DeliveryQueue,
     events: &[Event],
 ) -> Result<usize> {
-    let mut made = Vec::new();
+    let mut made = 0;
     let mut endpoints: std::collections::HashMap<OrgId, Vec<Webhook>> = Default::default();
     for event in events {
         if !endpoints.contains_key(&event.organization) {
@@ -346,16 +347,20 @@ pub async fn emit<S: Webhooks + ?Sized>(
         let deliveries = wanting
             .map(|w| delivery_of(w, event))
             .collect::<Result<Vec<_>>>()?;
-        if !deliveries.is_empty() {
-            made.extend(store.put_deliveries(&deliveries).await?);
+        if deliveries.is_empty() {
+            continue;
         }
+        let stored = store.put_deliveries(&deliveries).await?;
+        let refs: Vec<(WebhookId, DeliveryId)> = stored
+            .iter()
+            .map(|d| (d.webhook_id, d.delivery_id))
+            .collect();
+        if !refs.is_empty() {
+            queue.submit(&refs).await?;
+        }
+        made += stored.len();
     }
-    let refs: Vec<(WebhookId, DeliveryId)> =
-        made.iter().map(|d| (d.webhook_id, d.delivery_id)).collect();
-    if !refs.is_empty() {
-        queue.submit(&refs).await?;
-    }
-    Ok(made.len())
+    Ok(made)
 }
 
 /// How one turn of a delivery went.
