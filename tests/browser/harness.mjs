@@ -28,13 +28,14 @@ const TAGS = ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'wcag22aa'];
 const results = [];
 let server;
 /** What the walk opens, for the harness to show when a step fails and to close at the end. */
-export const opened = { context: undefined, provider: undefined };
+export const opened = { context: undefined, provider: undefined, receiver: undefined };
 /** The run's own folder: the server's data and the browser's profile. */
 export const temp = mkdtempSync(join(tmpdir(), 'keypool-browser-'));
 
 function cleanup() {
   if (server && server.exitCode === null) server.kill('SIGTERM');
   if (opened.provider) opened.provider.close();
+  if (opened.receiver) opened.receiver.close();
   rmSync(temp, { recursive: true, force: true });
 }
 
@@ -56,12 +57,16 @@ export async function step(name, fn) {
   }
 }
 
-/** Starts the server on a free port, with the demo sign-in; resolves to its base URL. */
+/**
+ * Starts the server on a free port, with the demo sign-in and webhooks allowed to a receiver
+ * on this machine; resolves to its base URL. A failed delivery is retried by itself no sooner
+ * than five minutes later, so what the walk sees after a failure is the console's retry.
+ */
 export function startServer() {
   if (!existsSync(BIN)) throw new Error(`${BIN} is missing: cargo build -p keypool-local first`);
-  server = spawn(BIN, ['serve', '--demo', '--port', '0', '--data-dir', join(temp, 'data'), '--export-every', '0'], {
+  server = spawn(BIN, ['serve', '--demo', '--allow-private-webhooks', '--port', '0', '--data-dir', join(temp, 'data'), '--export-every', '0'], {
     stdio: ['ignore', 'pipe', 'inherit'],
-    env: { ...process.env, RUST_LOG: 'warn' },
+    env: { ...process.env, RUST_LOG: 'warn', KEYPOOL_WEBHOOK_FIRST_RETRY_MS: '600000' },
   });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: server.stdout });

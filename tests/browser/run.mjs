@@ -1,13 +1,15 @@
 // The console's end-to-end suite: starts keypool-local on a free port with a fresh data folder,
-// drives Debian's headless Chromium through the admin walk, the learner walk and an admin's
-// sign-in through a fake OIDC provider (PKCE, as in AWS), runs axe-core (WCAG 2.2 AA tags) on
-// every page, checks keyboard use, focus, live regions and reflow at 320 px, and writes
-// screenshots at 1280 and 375 px to tests/browser/screenshots/.
+// drives Debian's headless Chromium through the admin walk (webhooks included, sent to a
+// receiver of its own), the learner walk and an admin's sign-in through a fake OIDC provider
+// (PKCE, as in AWS), runs axe-core (WCAG 2.2 AA tags) on every page, checks keyboard use,
+// focus, live regions and reflow at 320 px, and writes screenshots at 1280 and 375 px to
+// tests/browser/screenshots/.
 //
 //   node tests/browser/run.mjs            (KEYPOOL_BIN overrides the server binary)
 //
 // Every step is named here; tests/browser/harness.mjs holds what runs them, oidc-provider.mjs
-// the fake OIDC provider, and oidc-sign-in.mjs the OIDC step.
+// the fake OIDC provider, oidc-sign-in.mjs the OIDC step, and webhook-receiver.mjs the
+// receiver the webhook steps register.
 
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { chromium } from 'playwright-core';
 
 import { axe, check, mintToken, opened, run, startServer, step, tabTo, temp, text } from './harness.mjs';
 import { signInThroughOidc } from './oidc-sign-in.mjs';
+import { signedBy, startReceiver } from './webhook-receiver.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 
@@ -520,6 +523,164 @@ async function walk() {
     assert.equal(csv.length, 103, 'a header and every line of the month');
   });
 
+  // Webhooks: an endpoint on a receiver of this walk, which answers 200 or 500 on cue.
+  const receiver = await startReceiver();
+  opened.receiver = receiver;
+  let webhookId;
+  let secret;
+  const row = (n = 0) => admin.locator('#delivery-table tbody tr').nth(n);
+
+  await step('admin: add a webhook endpoint, errors per field, and see its secret once', async () => {
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    await admin.goto(`${base}/#/`);
+    await admin.locator('#nav-webhooks').click();
+    await admin.locator('h1', { hasText: 'Webhooks' }).waitFor();
+    await admin.locator('#webhooks', { hasText: 'No endpoints yet' }).waitFor();
+    assert.equal(await admin.getAttribute('#nav-webhooks', 'aria-current'), 'page');
+    // No event chosen: said on the page, nothing sent.
+    await admin.fill('#new-url', 'hooks.example.com');
+    await admin.click('#new-save');
+    await admin.locator('#new-events-error', { hasText: 'Choose at least one event' }).waitFor();
+    assert.equal(await admin.getAttribute('#new-events', 'aria-describedby'), 'new-events-error');
+    // A URL the API refuses: its message next to the field, and focus on it.
+    await admin.check('#new-event-assignment-created');
+    await admin.click('#new-save');
+    await admin.locator('#new-url-error', { hasText: 'absolute URL' }).waitFor();
+    assert.equal(await admin.getAttribute('#new-url', 'aria-invalid'), 'true');
+    assert.equal(await admin.evaluate(() => document.activeElement.id), 'new-url');
+    assert.equal(await admin.locator('#new-events-error').isHidden(), true);
+    await check(admin, 'webhooks-add-error');
+    // By keyboard: the URL, a second event with the space bar, Enter to add.
+    await admin.fill('#new-url', receiver.url);
+    await admin.fill('#new-description', 'Course platform');
+    await admin.focus('#new-event-export-finished');
+    await admin.keyboard.press('Space');
+    assert.equal(await admin.isChecked('#new-event-export-finished'), true);
+    await admin.focus('#new-url');
+    await admin.keyboard.press('Enter');
+    await admin.locator('#secret-box').waitFor();
+    webhookId = decodeURIComponent(admin.url().split('/webhooks/')[1]);
+    await admin.waitForFunction(() => document.activeElement.id === 'h-secret');
+    secret = await admin.inputValue('#webhook-secret');
+    assert.match(secret, /^whsec_[A-Za-z0-9+/=]{32,}$/);
+    assert.match(await text(admin, '#secret-box'), /only this once/);
+    await admin.click('#copy-secret');
+    await admin.locator('#secret-copy-status', { hasText: 'Secret copied' }).waitFor();
+    assert.equal(await admin.evaluate(() => navigator.clipboard.readText()), secret);
+    assert.match(await text(admin, '#webhook-events'), /assignment\.created, export\.finished/);
+    await check(admin, 'webhook-secret');
+    await admin.click('#secret-done');
+    await admin.locator('#secret-box').waitFor({ state: 'detached' });
+    assert.equal(await admin.evaluate(() => document.activeElement.tagName), 'H1');
+    // Shown once: the page read again has no secret, and neither has the API.
+    await admin.reload();
+    await admin.locator('#webhook-facts dl').waitFor();
+    assert.equal(await admin.locator('#secret-box').count(), 0);
+    assert.equal((await call('GET', `/v1/webhooks/${webhookId}`)).secret, undefined);
+  });
+
+  await step('admin: a test event is delivered, signed with that secret, and logged', async () => {
+    const before = receiver.received.length;
+    await admin.click('#send-test');
+    const got = await receiver.next(before);
+    assert.equal(got.event.type, 'webhook.test');
+    assert.ok(signedBy(got, secret), 'signed with the secret shown');
+    await admin.locator('#webhook-status', { hasText: 'Test event delivered (HTTP 200)' }).waitFor({ timeout: 30000 });
+    assert.match(await row(0).innerText(), /webhook\.test[\s\S]*delivered[\s\S]*1[\s\S]*HTTP 200/);
+  });
+
+  await step('admin: a failing receiver leaves a pending attempt; Retry now delivers it once it recovers', async () => {
+    receiver.status = 500;
+    const before = receiver.received.length;
+    await admin.click('#send-test');
+    const failed = await receiver.next(before);
+    await admin.locator('#webhook-status', { hasText: 'not delivered (HTTP 500); next attempt' }).waitFor({ timeout: 30000 });
+    assert.match(await row(0).innerText(), /webhook\.test[\s\S]*pending[\s\S]*1[\s\S]*HTTP 500/);
+    await check(admin, 'webhook-failed');
+    receiver.status = 200;
+    // By keyboard, and the same event again (one webhook-id for every attempt).
+    await row(0).getByRole('button', { name: /^Retry now: webhook\.test/ }).focus();
+    await admin.keyboard.press('Enter');
+    const again = await receiver.next(before + 1);
+    assert.equal(again.headers['webhook-id'], failed.headers['webhook-id']);
+    await admin.locator('#webhook-status', { hasText: 'Retry of webhook.test delivered (HTTP 200)' }).waitFor({ timeout: 30000 });
+    assert.match(await row(0).innerText(), /delivered[\s\S]*2[\s\S]*HTTP 200/);
+    assert.equal(await admin.evaluate(() => document.activeElement.closest('tr')?.dataset.delivery), await row(0).getAttribute('data-delivery'));
+    await admin.selectOption('#delivery-status', 'delivered');
+    await admin.locator('#delivery-table tbody tr:nth-child(2)').waitFor();
+    assert.equal(await admin.locator('#delivery-table tbody tr').count(), 2);
+    await admin.selectOption('#delivery-status', 'pending');
+    await admin.locator('#deliveries', { hasText: 'No deliveries with this status' }).waitFor();
+    await admin.selectOption('#delivery-status', '');
+    await row(1).waitFor();
+  });
+
+  await step('admin: disable (through a confirmation) and enable the endpoint; a reason KeyPool gives is shown', async () => {
+    await admin.click('#toggle-enabled');
+    await admin.locator('dialog[open]').waitFor();
+    await axe(admin, 'disable dialog');
+    await admin.locator('dialog[open] button.danger').click();
+    await admin.locator('#webhook-state .badge', { hasText: 'disabled' }).waitFor();
+    await admin.locator('#webhook-status', { hasText: 'Endpoint disabled' }).waitFor();
+    assert.equal(await admin.locator('#send-test').count(), 0, 'no test event to a disabled endpoint');
+    await admin.waitForFunction(() => !document.querySelector('#delivery-table button'));
+    assert.equal(await admin.evaluate(() => document.activeElement.id), 'toggle-enabled');
+    assert.equal((await call('GET', `/v1/webhooks/${webhookId}`)).enabled, false);
+    await admin.keyboard.press('Enter');
+    await admin.locator('#webhook-state .badge', { hasText: 'enabled' }).waitFor();
+    await admin.locator('#send-test').waitFor();
+    // KeyPool disables an endpoint after five days of failures, with its reason (the page
+    // shows what the API answers; shared/src/domain/webhook.rs makes it).
+    const reason = 'disabled by KeyPool: every delivery failed since 2026-01-05T10:00:00Z';
+    const one = (url) => url.pathname === `/v1/webhooks/${webhookId}`;
+    await admin.route(one, async (route) => {
+      const real = await (await route.fetch()).json();
+      await route.fulfill({ json: { ...real, enabled: false, disabled_reason: reason, failing_since: '2026-01-05T10:00:00Z' } });
+    });
+    await admin.reload();
+    await admin.locator('#webhook-state', { hasText: 'Disabled by KeyPool: every delivery failed since 2026-01-05' }).waitFor();
+    await admin.locator('#webhook-facts', { hasText: 'Failing since' }).waitFor();
+    await check(admin, 'webhook-disabled-by-keypool');
+    await admin.unroute(one);
+    await admin.reload();
+    await admin.locator('#webhook-state .badge', { hasText: 'enabled' }).waitFor();
+  });
+
+  await step('admin: rotate the secret; it is shown once, and the next delivery is signed by both', async () => {
+    await admin.click('#rotate-secret');
+    await admin.locator('dialog[open]').waitFor();
+    await admin.locator('dialog[open] button.danger').click();
+    await admin.locator('#secret-box', { hasText: 'new signing secret' }).waitFor();
+    await admin.waitForFunction(() => document.activeElement.id === 'h-secret');
+    const rotated = await admin.inputValue('#webhook-secret');
+    assert.match(rotated, /^whsec_/);
+    assert.notEqual(rotated, secret);
+    assert.match(await text(admin, '#secret-box'), /previous secret keeps signing beside it for 24 hours/);
+    const before = receiver.received.length;
+    await admin.click('#send-test');
+    const got = await receiver.next(before);
+    assert.ok(signedBy(got, rotated) && signedBy(got, secret), 'signed by the new secret and the old one');
+    await admin.locator('#webhook-status', { hasText: 'Test event delivered' }).waitFor({ timeout: 30000 });
+    await check(admin, 'webhook-rotated');
+  });
+
+  await step('admin: change an endpoint\'s events, see the list, and remove it through a confirmation', async () => {
+    await admin.uncheck('#edit-event-export-finished');
+    await admin.check('#edit-event-assignment-launched');
+    await admin.click('#edit-save');
+    await admin.locator('#webhook-status', { hasText: 'Endpoint saved' }).waitFor();
+    assert.match(await text(admin, '#webhook-events'), /^assignment\.created, assignment\.launched$/);
+    await admin.goto(`${base}/#/webhooks`);
+    await admin.locator('#webhook-list li').first().waitFor();
+    assert.match(await text(admin, '#webhook-list'), /Course platform[\s\S]*assignment\.created, assignment\.launched/);
+    await check(admin, 'webhooks');
+    await admin.locator('#webhook-list a').first().click();
+    await admin.locator('#delete-webhook').click();
+    await admin.locator('dialog[open] button.danger').click();
+    await admin.locator('#webhooks', { hasText: 'No endpoints yet' }).waitFor();
+    assert.equal((await call('GET', '/v1/webhooks')).items.length, 0);
+  });
+
   await step('a viewer sees the pools, keys and exports, and nothing that would change them', async () => {
     const viewer = await context.newPage();
     await viewer.goto(`${base}/`);
@@ -540,6 +701,11 @@ async function walk() {
     await viewer.goto(`${base}/#/courses`);
     await viewer.locator('#course-list').waitFor();
     assert.equal(await viewer.getByRole('button', { name: /^Edit/ }).count(), 0, 'no Edit');
+    // Webhooks are an admin's alone (shared/src/http/access.rs): no link, and no page.
+    assert.equal(await viewer.locator('#nav-webhooks').isVisible(), false, 'no Webhooks in the menu');
+    await viewer.goto(`${base}/#/webhooks`);
+    await viewer.locator('h1', { hasText: 'Pools' }).waitFor();
+    assert.equal(await viewer.locator('#new-url').count(), 0, 'no endpoint form');
     await viewer.close();
   });
 
@@ -550,6 +716,7 @@ async function walk() {
     await finance.locator('h1', { hasText: 'Assignments and billing' }).waitFor();
     await finance.locator('#invoice-count').waitFor();
     assert.equal(await finance.locator('#nav-pools').isVisible(), false, 'no Pools in the menu');
+    assert.equal(await finance.locator('#nav-webhooks').isVisible(), false, 'no Webhooks in the menu');
     assert.equal(await finance.locator('#cancel-id').count(), 0, 'no cancelling');
     assert.equal(await finance.getByRole('button', { name: /^Cancel redemption/ }).count(), 0);
     await check(finance, 'finance-billing');

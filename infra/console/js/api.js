@@ -22,10 +22,11 @@ export const STAFF = ['admin', 'viewer', 'finance'];
 /**
  * What the signed-in role may do, so that the console shows nothing it would be refused (the
  * API decides; this follows its table in shared/src/http/access.rs): admins everything,
- * viewers read pools, keys and exports' status, finance only invoices.
+ * viewers read pools, keys and exports' status, finance only invoices; webhooks are admins'.
  */
 export const can = {
   change: () => claims()?.role === 'admin',
+  webhooks: () => claims()?.role === 'admin',
   readPools: () => ['admin', 'viewer'].includes(claims()?.role),
   download: () => claims()?.role === 'admin',
 };

@@ -6,6 +6,7 @@ import { poolsView, poolFormView } from './pools.js';
 import { poolView } from './pool.js';
 import { billingView } from './billing.js';
 import { coursesView } from './courses.js';
+import { webhooksView, webhookView } from './webhooks.js';
 
 const main = $('#main');
 let cfg = { mode: 'local' };
@@ -27,20 +28,29 @@ async function route() {
   // Finance reads invoices only: the pools and courses are not theirs to see.
   $('#nav-pools').parentElement.hidden = !can.readPools();
   $('#nav-courses').parentElement.hidden = !can.readPools();
+  $('#nav-webhooks').parentElement.hidden = !can.webhooks();
   let path = location.hash.replace(/^#/, '') || '/';
   if (!can.readPools()) path = '/billing';
+  // Webhooks are an admin's alone; anyone else lands on their first page.
+  else if (path.startsWith('/webhooks') && !can.webhooks()) path = '/';
   for (const a of nav.querySelectorAll('a')) a.removeAttribute('aria-current');
   let m;
   if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }
   else if (path === '/courses') { $('#nav-courses').setAttribute('aria-current', 'page'); await coursesView(main); }
+  else if (path === '/webhooks') { $('#nav-webhooks').setAttribute('aria-current', 'page'); await webhooksView(main); }
+  else if ((m = path.match(/^\/webhooks\/([^/?]+)$/))) { $('#nav-webhooks').setAttribute('aria-current', 'page'); await webhookView(main, decodeURIComponent(m[1])); }
   else if (path === '/pools/new') { await poolFormView(main, null); }
   else if ((m = path.match(/^\/pools\/([^/?]+)(?:\/(\w+))?(?:\?(.*))?$/))) {
     await poolView(main, decodeURIComponent(m[1]), m[2] || 'keys', new URLSearchParams(m[3] || ''));
   }
   else { $('#nav-pools').setAttribute('aria-current', 'page'); await poolsView(main, new URLSearchParams(path.split('?')[1] || '')); }
-  // Move focus to the new screen's heading so keyboard and screen-reader users land on it.
+  // Move focus to the new screen's heading so keyboard and screen-reader users land on it (or
+  // to what the screen asks for first, such as a secret shown once).
   const h1 = main.querySelector('h1');
-  if (h1) { h1.tabIndex = -1; h1.focus({ preventScroll: false }); }
+  if (h1) h1.tabIndex = -1;
+  const first = (main.dataset.focus && main.querySelector(main.dataset.focus)) || h1;
+  delete main.dataset.focus;
+  if (first) first.focus({ preventScroll: false });
 }
 
 window.addEventListener('hashchange', route);

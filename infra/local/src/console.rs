@@ -62,6 +62,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/pool.js",
     "js/billing.js",
     "js/courses.js",
+    "js/webhooks.js",
     "js/redeem.js",
     "js/signin.js",
     "favicon.svg",
@@ -234,8 +235,30 @@ async fn session(
 
 #[cfg(test)]
 mod tests {
-    use super::{DEMO_ROLES, DEMO_USERS};
+    use super::{DEMO_ROLES, DEMO_USERS, FILES};
     use keypool::identity::UserId;
+
+    /// A file added to `infra/console/` but not named in `FILES` is a 404 that only the
+    /// browser would notice (a module that fails to load stops the whole console).
+    #[test]
+    fn every_file_of_the_console_folder_is_served() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../console");
+        let mut folders = vec![root.clone()];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    folders.push(path);
+                    continue;
+                }
+                let name = path.strip_prefix(&root).unwrap().to_str().unwrap();
+                assert!(
+                    FILES.iter().any(|(n, _)| *n == name),
+                    "infra/console/{name} is not in console::FILES"
+                );
+            }
+        }
+    }
 
     #[test]
     fn every_demo_role_has_a_default_user_and_every_demo_user_a_valid_id() {
