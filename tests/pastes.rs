@@ -83,7 +83,15 @@ async fn paste_through<S: Store + ?Sized>(
     keys: &CheckedPaste,
 ) -> keypool::Result<AddReport> {
     let cx = w.job_context_over(store, &Queued);
-    add_keys::add_custom_keys(&cx, &Settings::default(), &acme(), pool_id, keys, false).await
+    add_keys::add_custom_keys(
+        &cx,
+        &Settings::default(),
+        &keypool_tests::admin_of(&acme()),
+        pool_id,
+        keys,
+        false,
+    )
+    .await
 }
 
 fn lines(prefix: &str, count: usize) -> Vec<String> {

@@ -38,6 +38,8 @@ pub struct Tables {
     pub main: String,
     /// Assignments; its stream feeds billing.
     pub assignments: String,
+    /// The audit log: append-only (IAM grants PutItem and Query only), expired by TTL.
+    pub audit: String,
 }
 
 impl Default for Tables {
@@ -45,12 +47,13 @@ impl Default for Tables {
         Self {
             main: "keypool-main".into(),
             assignments: "keypool-assignments".into(),
+            audit: "keypool-audit".into(),
         }
     }
 }
 
 impl Tables {
-    /// Reads `MAIN_TABLE` and `ASSIGNMENTS_TABLE`, naming the missing one.
+    /// Reads `MAIN_TABLE`, `ASSIGNMENTS_TABLE` and `AUDIT_TABLE`, naming the missing one.
     pub fn from_env() -> anyhow::Result<Self> {
         let var = |name: &str| {
             std::env::var(name)
@@ -59,6 +62,7 @@ impl Tables {
         Ok(Self {
             main: var("MAIN_TABLE")?,
             assignments: var("ASSIGNMENTS_TABLE")?,
+            audit: var("AUDIT_TABLE")?,
         })
     }
 }
@@ -235,6 +239,49 @@ pub fn checkpoint_sk(shard_id: &str) -> String {
     format!("SHARD#{shard_id}")
 }
 
+/// The audit table's index of an actor's records.
+pub const AUDIT_BY_ACTOR: &str = "ByActor";
+/// The audit table's index of a resource's records.
+pub const AUDIT_BY_RESOURCE: &str = "ByResource";
+/// The audit table's index of an action's records.
+pub const AUDIT_BY_ACTION: &str = "ByAction";
+/// Partition and sort key attributes of the audit indexes, in the order of the indexes.
+pub const AUDIT_INDEX_KEYS: [(&str, &str, &str); 3] = [
+    (AUDIT_BY_ACTOR, "ActorPK", "ActorSK"),
+    (AUDIT_BY_RESOURCE, "ResourcePK", "ResourceSK"),
+    (AUDIT_BY_ACTION, "ActionPK", "ActionSK"),
+];
+/// Partition of an organization's audit records (audit table).
+pub fn audit_pk(org: &OrgId) -> String {
+    format!("ORG#{org}")
+}
+/// Sort key of an audit record, and of it in each index: newest last, by time then id.
+pub fn audit_sk(at: &Timestamp, event: &crate::domain::EventId) -> String {
+    format!("AT#{}#{event}", time::format(at))
+}
+/// Sort key prefix of audit records.
+pub const AUDIT_SK_PREFIX: &str = "AT#";
+/// The lowest sort key of records at or after `at`.
+pub fn audit_from(at: &Timestamp) -> String {
+    format!("AT#{}", time::format(at))
+}
+/// The highest sort key of records at or before `at` (`~` sorts after every id).
+pub fn audit_to(at: &Timestamp) -> String {
+    format!("AT#{}#~", time::format(at))
+}
+/// Index partition of an actor's records.
+pub fn audit_actor_pk(org: &OrgId, sub: &str) -> String {
+    format!("ORG#{org}#ACTOR#{sub}")
+}
+/// Index partition of a resource's records.
+pub fn audit_resource_pk(org: &OrgId, id: &str) -> String {
+    format!("ORG#{org}#RESOURCE#{id}")
+}
+/// Index partition of an action's records.
+pub fn audit_action_pk(org: &OrgId, action: &str) -> String {
+    format!("ORG#{org}#ACTION#{action}")
+}
+
 fn attr(name: &str) -> anyhow::Result<AttributeDefinition> {
     Ok(AttributeDefinition::builder()
         .attribute_name(name)
@@ -249,7 +296,20 @@ fn key(name: &str, kind: KeyType) -> anyhow::Result<KeySchemaElement> {
         .build()?)
 }
 
-/// Creates both tables where they do not exist yet (local server and tests; SAM in AWS).
+fn index(name: &str, pk: &str, sk: &str) -> anyhow::Result<GlobalSecondaryIndex> {
+    Ok(GlobalSecondaryIndex::builder()
+        .index_name(name)
+        .key_schema(key(pk, KeyType::Hash)?)
+        .key_schema(key(sk, KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()?)
+}
+
+/// Creates the tables where they do not exist yet (local server and tests; SAM in AWS).
 pub async fn ensure_tables(client: &Client, tables: &Tables) -> anyhow::Result<()> {
     let existing = client.list_tables().send().await?;
     let have = |name: &str| existing.table_names().iter().any(|t| t == name);
@@ -296,6 +356,37 @@ pub async fn ensure_tables(client: &Client, tables: &Tables) -> anyhow::Result<(
             )
             .send()
             .await?;
+    }
+    if !have(&tables.audit) {
+        let mut create = client
+            .create_table()
+            .table_name(&tables.audit)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(PK)?)
+            .attribute_definitions(attr(SK)?)
+            .key_schema(key(PK, KeyType::Hash)?)
+            .key_schema(key(SK, KeyType::Range)?);
+        for (name, pk, sk) in AUDIT_INDEX_KEYS {
+            create = create
+                .attribute_definitions(attr(pk)?)
+                .attribute_definitions(attr(sk)?)
+                .global_secondary_indexes(index(name, pk, sk)?);
+        }
+        create.send().await?;
+        // Records expire after the retention; an engine without TTL keeps them (no harm).
+        let ttl = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+            .attribute_name(TTL)
+            .enabled(true)
+            .build()?;
+        if let Err(e) = client
+            .update_time_to_live()
+            .table_name(&tables.audit)
+            .time_to_live_specification(ttl)
+            .send()
+            .await
+        {
+            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "the audit table's TTL is not on");
+        }
     }
     Ok(())
 }

@@ -9,6 +9,9 @@ pub const FAILURE_WINDOW_SECS: i64 = 15 * 60;
 /// Seconds in the window of the key-collision budget.
 pub const COLLISION_WINDOW_SECS: i64 = 24 * 60 * 60;
 
+/// Days an audit record is kept when `KEYPOOL_AUDIT_RETENTION_DAYS` does not say.
+pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
+
 /// Limits that keep guessing and probing useless.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
@@ -23,6 +26,9 @@ pub struct Settings {
     /// The wait after a webhook delivery's first failed attempt, doubled after each next one
     /// (`KEYPOOL_WEBHOOK_FIRST_RETRY_MS`, 30,000).
     pub webhook_first_retry: chrono::Duration,
+    /// Days an audit record is kept before DynamoDB's TTL removes it
+    /// (`KEYPOOL_AUDIT_RETENTION_DAYS`, 400).
+    pub audit_retention_days: u32,
 }
 
 impl Default for Settings {
@@ -41,6 +47,7 @@ impl Default for Settings {
                 window_secs: COLLISION_WINDOW_SECS,
             },
             webhook_first_retry: chrono::Duration::seconds(30),
+            audit_retention_days: DEFAULT_AUDIT_RETENTION_DAYS,
         }
     }
 }
@@ -84,6 +91,17 @@ impl Settings {
                 bail!("{FIRST_RETRY} is 1 to 3600000 milliseconds, not {ms}");
             }
             settings.webhook_first_retry = chrono::Duration::milliseconds(ms);
+        }
+        const RETENTION: &str = "KEYPOOL_AUDIT_RETENTION_DAYS";
+        if let Some(text) = lookup(RETENTION) {
+            let days: u32 = text
+                .trim()
+                .parse()
+                .with_context(|| format!("{RETENTION} is a whole number, not {text:?}"))?;
+            if !(1..=3650).contains(&days) {
+                bail!("{RETENTION} is 1 to 3650 days, not {days}");
+            }
+            settings.audit_retention_days = days;
         }
         Ok(settings)
     }

@@ -55,13 +55,15 @@ struct Lambda {
 impl Lambda {
     async fn from_env() -> anyhow::Result<Self> {
         let config = aws_config::load_defaults(BehaviorVersion::latest()).await;
-        let store = DynamoStore::new(dynamo_client(&config), Tables::from_env()?);
+        let settings = Settings::from_env()?;
+        let store = DynamoStore::new(dynamo_client(&config), Tables::from_env()?)
+            .with_audit_retention(settings.audit_retention_days);
         Ok(Self {
             config,
             store: Arc::new(store),
             auth: Arc::new(Authenticator::ApiGateway(ClaimNames::from_env())),
             clock: Arc::new(SystemClock),
-            settings: Arc::new(Settings::from_env()?),
+            settings: Arc::new(settings),
         })
     }
 

@@ -2,6 +2,7 @@
 //!
 //! One module per area of the API; `fixtures` holds the helpers they share.
 
+mod audit;
 mod classroom;
 mod contract;
 mod courses_pools;

@@ -471,7 +471,14 @@ async fn private_and_special_targets_are_refused_at_save_and_at_send() {
             events: vec!["assignment.created".into()],
             description: None,
         };
-        let r = keypool::ops::webhooks::create(w.dyn_store(), &strict, &acme, input, w.now()).await;
+        let r = keypool::ops::webhooks::create(
+            w.dyn_store(),
+            &strict,
+            &keypool_tests::admin_of(&acme),
+            input,
+            w.now(),
+        )
+        .await;
         match r {
             Err(keypool::Error::InvalidFields(fields)) => {
                 assert!(fields.contains_key("url"), "{url}");
@@ -501,10 +508,15 @@ async fn private_and_special_targets_are_refused_at_save_and_at_send() {
         events: vec!["assignment.created".into()],
         description: None,
     };
-    let (webhook, _) =
-        keypool::ops::webhooks::create(w.dyn_store(), &strict, &acme, input, w.now())
-            .await
-            .unwrap();
+    let (webhook, _) = keypool::ops::webhooks::create(
+        w.dyn_store(),
+        &strict,
+        &keypool_tests::admin_of(&acme),
+        input,
+        w.now(),
+    )
+    .await
+    .unwrap();
     w.names.point("rebound.test", &["127.0.0.1"]);
     let delivery = keypool::ops::webhooks::send_test(
         w.dyn_store(),

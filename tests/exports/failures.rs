@@ -74,11 +74,19 @@ struct MarksStuck(Arc<keypool::store::DynamoStore>);
 
 #[async_trait]
 impl Courses for MarksStuck {
-    async fn put_course(&self, c: &Course) -> keypool::Result<()> {
-        self.0.put_course(c).await
+    async fn put_course(
+        &self,
+        c: &Course,
+        r: &keypool::domain::AuditRecord,
+    ) -> keypool::Result<()> {
+        self.0.put_course(c, r).await
     }
-    async fn replace_course(&self, c: &Course) -> keypool::Result<bool> {
-        self.0.replace_course(c).await
+    async fn replace_course(
+        &self,
+        c: &Course,
+        r: &keypool::domain::AuditRecord,
+    ) -> keypool::Result<bool> {
+        self.0.replace_course(c, r).await
     }
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> keypool::Result<Option<Course>> {
         self.0.get_course(org, id).await
@@ -96,8 +104,8 @@ impl Courses for MarksStuck {
 
 #[async_trait]
 impl Pools for MarksStuck {
-    async fn put_pool(&self, p: &Pool) -> keypool::Result<()> {
-        self.0.put_pool(p).await
+    async fn put_pool(&self, p: &Pool, r: &keypool::domain::AuditRecord) -> keypool::Result<()> {
+        self.0.put_pool(p, r).await
     }
     async fn get_pool(&self, org: &OrgId, id: &PoolId) -> keypool::Result<Option<Pool>> {
         self.0.get_pool(org, id).await
@@ -111,8 +119,13 @@ impl Pools for MarksStuck {
     ) -> keypool::Result<Page<Pool>> {
         self.0.list_pools(org, filter, cursor, limit).await
     }
-    async fn update_pool_settings(&self, p: &Pool, version: u64) -> keypool::Result<bool> {
-        self.0.update_pool_settings(p, version).await
+    async fn update_pool_settings(
+        &self,
+        p: &Pool,
+        version: u64,
+        r: &keypool::domain::AuditRecord,
+    ) -> keypool::Result<bool> {
+        self.0.update_pool_settings(p, version, r).await
     }
     async fn list_all_pools(
         &self,
@@ -130,8 +143,9 @@ impl Keys for MarksStuck {
         pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
+        r: Option<&keypool::domain::AuditRecord>,
     ) -> keypool::Result<InsertOutcome> {
-        self.0.insert_keys(pool, keys, now).await
+        self.0.insert_keys(pool, keys, now, r).await
     }
     async fn existing_keys(
         &self,
@@ -143,8 +157,9 @@ impl Keys for MarksStuck {
         &self,
         pool: &Pool,
         key: &KeyCode,
+        r: &keypool::domain::AuditRecord,
     ) -> keypool::Result<Result<(), RemoveConflict>> {
-        self.0.remove_key(pool, key).await
+        self.0.remove_key(pool, key, r).await
     }
     async fn remove_available_keys(&self, pool: &Pool, keys: &[KeyCode]) -> keypool::Result<()> {
         self.0.remove_available_keys(pool, keys).await

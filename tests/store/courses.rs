@@ -15,7 +15,7 @@ async fn create_course_trims_and_reads_back_in_its_org_only() {
     let w = World::new().await;
     let course = pools::create_course(
         w.dyn_store(),
-        &org(ORG),
+        &keypool_tests::admin_of(&org(ORG)),
         CourseInput {
             launch_url: None,
             title: "  Intro to Rust  ".into(),
@@ -43,7 +43,7 @@ async fn create_course_trims_and_reads_back_in_its_org_only() {
     // The longest title and description, counted in characters, not bytes.
     let long = pools::create_course(
         w.dyn_store(),
-        &org(ORG),
+        &keypool_tests::admin_of(&org(ORG)),
         CourseInput {
             launch_url: None,
             title: "é".repeat(pools::MAX_NAME_CHARS),
@@ -117,7 +117,13 @@ async fn create_course_rejects_every_bad_field_and_writes_nothing() {
         ),
     ];
     for (what, input, fields) in cases {
-        let result = pools::create_course(w.dyn_store(), &org(ORG), input, w.now()).await;
+        let result = pools::create_course(
+            w.dyn_store(),
+            &keypool_tests::admin_of(&org(ORG)),
+            input,
+            w.now(),
+        )
+        .await;
         assert_eq!(field_errors(result), fields, "{what}");
     }
     assert!(all_courses(&w, ORG, None, 10).await.is_empty());
@@ -129,7 +135,12 @@ async fn put_course_refuses_to_overwrite_an_existing_course() {
     let course = new_course(&w, ORG, "Original").await;
     let mut copy = course.clone();
     copy.title = "Overwritten".into();
-    assert!(w.store.put_course(&copy).await.is_err());
+    assert!(
+        w.store
+            .put_course(&copy, &keypool_tests::test_record())
+            .await
+            .is_err()
+    );
     let stored = w.store.get_course(&org(ORG), &course.course_id).await;
     assert_eq!(stored.unwrap(), Some(course));
 }

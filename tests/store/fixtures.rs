@@ -111,7 +111,7 @@ pub(crate) fn assert_invalid_cursor<T: Debug>(result: keypool::Result<T>) {
 pub(crate) async fn new_course(w: &World, org_name: &str, title: &str) -> Course {
     pools::create_course(
         w.dyn_store(),
-        &org(org_name),
+        &keypool_tests::admin_of(&org(org_name)),
         CourseInput {
             launch_url: None,
             title: title.into(),
@@ -149,9 +149,14 @@ pub(crate) async fn new_pool_between(
     days: i64,
 ) -> Pool {
     let input = pool_input(&course.course_id.to_string(), name, starts, expires, days);
-    pools::create_pool(w.dyn_store(), &course.org, input, w.now())
-        .await
-        .expect("pool is created")
+    pools::create_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&course.org),
+        input,
+        w.now(),
+    )
+    .await
+    .expect("pool is created")
 }
 
 /// A course and a pool for it that started an hour ago and runs for 30 more days.
@@ -186,7 +191,7 @@ pub(crate) async fn add_keys(w: &World, pool: &Pool, keys: &[&str]) {
 pub(crate) async fn generate(w: &World, pool: &Pool, count: i64) -> Vec<KeyCode> {
     generate::generate_keys(
         w.dyn_store(),
-        &pool.org,
+        &keypool_tests::admin_of(&pool.org),
         &pool.pool_id.to_string(),
         count,
         w.now(),

@@ -22,41 +22,96 @@ async fn remove_key_takes_only_available_keys_of_the_pool() {
     let id = pool.pool_id.to_string();
     let store = w.dyn_store();
 
-    inventory::remove_key(store, &org(ORG), &id, "remove-me")
-        .await
-        .unwrap();
+    inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        "remove-me",
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert!(w.store.get_key(&code("REMOVEME")).await.unwrap().is_none());
     assert_eq!(reload(&w, &pool).await.total_keys, 2);
     assert!(!key_set(&all_keys(&w, &pool, None, 10).await).contains(&code("REMOVEME")));
 
-    let again = inventory::remove_key(store, &org(ORG), &id, "REMOVEME").await;
+    let again = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        "REMOVEME",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(
         matches!(again, Err(Error::NotFound(Missing::Key))),
         "{again:?}"
     );
-    let redeemed = inventory::remove_key(store, &org(ORG), &id, "REDEEM-ME").await;
+    let redeemed = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        "REDEEM-ME",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(matches!(redeemed, Err(Error::KeyRedeemed)), "{redeemed:?}");
-    let unknown = inventory::remove_key(store, &org(ORG), &id, "NEVER-SEEN").await;
+    let unknown = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        "NEVER-SEEN",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(
         matches!(unknown, Err(Error::NotFound(Missing::Key))),
         "{unknown:?}"
     );
-    let malformed = inventory::remove_key(store, &org(ORG), &id, "a!").await;
+    let malformed = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        "a!",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(
         matches!(malformed, Err(Error::NotFound(Missing::Key))),
         "{malformed:?}"
     );
-    let foreign_key = inventory::remove_key(store, &org(ORG), &id, "NOT-YOURS").await;
+    let foreign_key = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        "NOT-YOURS",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(
         matches!(foreign_key, Err(Error::NotFound(Missing::Key))),
         "{foreign_key:?}"
     );
-    let foreign_org = inventory::remove_key(store, &org(OTHER_ORG), &id, "KEEP-ME").await;
+    let foreign_org = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(OTHER_ORG)),
+        &id,
+        "KEEP-ME",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(
         matches!(foreign_org, Err(Error::NotFound(Missing::Pool))),
         "{foreign_org:?}"
     );
-    let no_pool = inventory::remove_key(store, &org(ORG), "nope", "KEEP-ME").await;
+    let no_pool = inventory::remove_key(
+        store,
+        &keypool_tests::admin_of(&org(ORG)),
+        "nope",
+        "KEEP-ME",
+        chrono::Utc::now(),
+    )
+    .await;
     assert!(
         matches!(no_pool, Err(Error::NotFound(Missing::Pool))),
         "{no_pool:?}"
@@ -91,13 +146,21 @@ async fn store_remove_key_names_each_conflict() {
         org: org(OTHER_ORG),
         ..pool.clone()
     };
-    let foreign_org = s.remove_key(&posing, &code("AVAILABLE1")).await;
+    let foreign_org = s
+        .remove_key(&posing, &code("AVAILABLE1"), &keypool_tests::test_record())
+        .await;
     assert_eq!(foreign_org.unwrap(), Err(RemoveConflict::NotFound));
-    let other = s.remove_key(&pool, &code("ELSEWHERE1")).await;
+    let other = s
+        .remove_key(&pool, &code("ELSEWHERE1"), &keypool_tests::test_record())
+        .await;
     assert_eq!(other.unwrap(), Err(RemoveConflict::NotFound));
-    let unknown = s.remove_key(&pool, &code("UNKNOWN1")).await;
+    let unknown = s
+        .remove_key(&pool, &code("UNKNOWN1"), &keypool_tests::test_record())
+        .await;
     assert_eq!(unknown.unwrap(), Err(RemoveConflict::NotFound));
-    let redeemed = s.remove_key(&pool, &code("REDEEMED1")).await;
+    let redeemed = s
+        .remove_key(&pool, &code("REDEEMED1"), &keypool_tests::test_record())
+        .await;
     assert_eq!(redeemed.unwrap(), Err(RemoveConflict::Redeemed));
     assert_eq!(
         reload(&w, &pool).await.total_keys,
@@ -105,7 +168,9 @@ async fn store_remove_key_names_each_conflict() {
         "no conflict uncounts a key"
     );
 
-    let ok = s.remove_key(&pool, &code("AVAILABLE1")).await;
+    let ok = s
+        .remove_key(&pool, &code("AVAILABLE1"), &keypool_tests::test_record())
+        .await;
     assert_eq!(ok.unwrap(), Ok(()));
     assert_eq!(reload(&w, &pool).await.total_keys, 1);
     assert_counts_match(&w, &pool).await;

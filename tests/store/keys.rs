@@ -24,7 +24,12 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
 
     let first = w
         .store
-        .insert_keys(&a, &[custom("AAAA1111"), custom("BBBB2222")], now)
+        .insert_keys(
+            &a,
+            &[custom("AAAA1111"), custom("BBBB2222")],
+            now,
+            Some(&keypool_tests::test_record()),
+        )
         .await
         .unwrap();
     assert_eq!(first.inserted, vec![code("AAAA1111"), code("BBBB2222")]);
@@ -37,6 +42,7 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
             &b,
             &[custom("BBBB2222"), custom("CCCC3333"), custom("AAAA1111")],
             now,
+            Some(&keypool_tests::test_record()),
         )
         .await
         .unwrap();
@@ -62,9 +68,17 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
     // Across the store's transaction size, with taken keys in both batches.
     let batch: Vec<NewKey> = (0..150).map(|i| custom(&format!("BULK{i:04}"))).collect();
     let half: Vec<NewKey> = batch.iter().step_by(2).cloned().collect();
-    let outcome = w.store.insert_keys(&a, &half, now).await.unwrap();
+    let outcome = w
+        .store
+        .insert_keys(&a, &half, now, Some(&keypool_tests::test_record()))
+        .await
+        .unwrap();
     assert_eq!(outcome.inserted.len(), 75);
-    let outcome = w.store.insert_keys(&b, &batch, now).await.unwrap();
+    let outcome = w
+        .store
+        .insert_keys(&b, &batch, now, Some(&keypool_tests::test_record()))
+        .await
+        .unwrap();
     assert_eq!(outcome.inserted.len(), 75);
     assert_eq!(outcome.taken.len(), 75);
     let taken: HashSet<_> = outcome.taken.into_iter().collect();
@@ -76,7 +90,11 @@ async fn insert_keys_reports_taken_keys_and_counts_only_inserted_ones() {
     assert_eq!(reload(&w, &b).await.total_keys, 76);
 
     // An empty insert is a no-op.
-    let none = w.store.insert_keys(&a, &[], now).await.unwrap();
+    let none = w
+        .store
+        .insert_keys(&a, &[], now, Some(&keypool_tests::test_record()))
+        .await
+        .unwrap();
     assert_eq!(none, InsertOutcome::default());
 }
 
@@ -338,16 +356,37 @@ async fn generate_keys_rejects_bad_counts_and_writes_nothing() {
         add_keys::MAX_SYNC_KEYS as i64 + 1,
         i64::MAX,
     ] {
-        let result = generate::generate_keys(w.dyn_store(), &org(ORG), &id, count, w.now()).await;
+        let result = generate::generate_keys(
+            w.dyn_store(),
+            &keypool_tests::admin_of(&org(ORG)),
+            &id,
+            count,
+            w.now(),
+        )
+        .await;
         assert_eq!(field_errors(result), ["count"], "count {count}");
     }
-    let result = generate::generate_keys(w.dyn_store(), &org(OTHER_ORG), &id, 5, w.now()).await;
+    let result = generate::generate_keys(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(OTHER_ORG)),
+        &id,
+        5,
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
     );
     let unknown = PoolId::new().to_string();
-    let result = generate::generate_keys(w.dyn_store(), &org(ORG), &unknown, 5, w.now()).await;
+    let result = generate::generate_keys(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        &unknown,
+        5,
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"

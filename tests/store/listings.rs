@@ -268,7 +268,10 @@ async fn filtered_listings_page_across_many_stored_items() {
         } else {
             format!("Hay {i}")
         };
-        w.store.put_pool(&pool).await.unwrap();
+        w.store
+            .put_pool(&pool, &keypool_tests::test_record())
+            .await
+            .unwrap();
     }
     assert_eq!(needles.len(), 5);
     for limit in [1, 2, 5, 6, 1000] {
@@ -296,14 +299,17 @@ async fn a_rare_search_answers_in_bounded_steps_and_still_finds_everything() {
     let needle = new_course(&w, ORG, "Needle in a haystack").await;
     for i in 0..1_050 {
         w.store
-            .put_course(&Course {
-                course_id: keypool::domain::CourseId::new(),
-                org: org(ORG),
-                title: format!("Hay {i}"),
-                description: None,
-                launch_url: None,
-                created_at: w.now(),
-            })
+            .put_course(
+                &Course {
+                    course_id: keypool::domain::CourseId::new(),
+                    org: org(ORG),
+                    title: format!("Hay {i}"),
+                    description: None,
+                    launch_url: None,
+                    created_at: w.now(),
+                },
+                &keypool_tests::test_record(),
+            )
             .await
             .unwrap();
     }
@@ -354,7 +360,10 @@ async fn a_rare_pool_status_answers_in_bounded_steps_and_still_finds_everything(
         active.pool_id = PoolId::new();
         active.name = format!("Open {i}");
         active.expires_at = now + Duration::days(30);
-        w.store.put_pool(&active).await.unwrap();
+        w.store
+            .put_pool(&active, &keypool_tests::test_record())
+            .await
+            .unwrap();
     }
     let list = |cursor: Option<String>, at| {
         let w = &w;

@@ -24,9 +24,14 @@ async fn create_pool_stores_what_was_asked() {
         content_availability_days: 180,
         counter_shards: None,
     };
-    let pool = pools::create_pool(w.dyn_store(), &org(ORG), input, w.now())
-        .await
-        .unwrap();
+    let pool = pools::create_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        input,
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(pool.name, "Spring");
     assert_eq!(pool.course_id, course.course_id);
     assert_eq!(pool.starts_at, time::parse("2026-01-01T00:00:00Z").unwrap());
@@ -199,12 +204,24 @@ async fn create_pool_rejects_every_bad_field_and_writes_nothing() {
         ),
     ];
     for (what, input, fields) in cases {
-        let result = pools::create_pool(w.dyn_store(), &org(ORG), input, w.now()).await;
+        let result = pools::create_pool(
+            w.dyn_store(),
+            &keypool_tests::admin_of(&org(ORG)),
+            input,
+            w.now(),
+        )
+        .await;
         assert_eq!(field_errors(result), fields, "{what}");
     }
 
     let unknown = pool_input(&CourseId::new().to_string(), "Spring", start, end, 30);
-    let result = pools::create_pool(w.dyn_store(), &org(ORG), unknown, w.now()).await;
+    let result = pools::create_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        unknown,
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Course))),
         "{result:?}"
@@ -212,7 +229,13 @@ async fn create_pool_rejects_every_bad_field_and_writes_nothing() {
 
     let theirs = new_course(&w, OTHER_ORG, "Their course").await;
     let input = pool_input(&theirs.course_id.to_string(), "Spring", start, end, 30);
-    let result = pools::create_pool(w.dyn_store(), &org(ORG), input, w.now()).await;
+    let result = pools::create_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        input,
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Course))),
         "{result:?}"
@@ -229,7 +252,12 @@ async fn put_pool_refuses_to_overwrite_an_existing_pool() {
     let mut copy = pool.clone();
     copy.name = "Overwritten".into();
     copy.total_keys = 99;
-    assert!(w.store.put_pool(&copy).await.is_err());
+    assert!(
+        w.store
+            .put_pool(&copy, &keypool_tests::test_record())
+            .await
+            .is_err()
+    );
     assert_eq!(reload(&w, &pool).await, pool);
     let elsewhere = w.store.get_pool(&org(OTHER_ORG), &pool.pool_id).await;
     assert_eq!(elsewhere.unwrap(), None);
@@ -255,9 +283,15 @@ async fn update_pool_patches_fields_bumps_version_and_keeps_counts() {
         content_availability_days: Some(180),
         deactivated: None,
     };
-    let updated = pools::update_pool(w.dyn_store(), &org(ORG), &id, patch, w.now())
-        .await
-        .unwrap();
+    let updated = pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        patch,
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(updated.name, "Autumn cohort");
     assert_eq!(updated.starts_at, new_start);
     assert_eq!(updated.expires_at, new_end);
@@ -274,9 +308,15 @@ async fn update_pool_patches_fields_bumps_version_and_keeps_counts() {
         deactivated: Some(true),
         ..PoolPatch::default()
     };
-    let deactivated = pools::update_pool(w.dyn_store(), &org(ORG), &id, patch, w.now())
-        .await
-        .unwrap();
+    let deactivated = pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        patch,
+        w.now(),
+    )
+    .await
+    .unwrap();
     assert!(deactivated.deactivated);
     assert_eq!(deactivated.version, 3);
     assert_eq!(deactivated.name, "Autumn cohort");
@@ -368,7 +408,14 @@ async fn update_pool_rejections_leave_the_pool_unchanged() {
         ),
     ];
     for (what, patch, fields) in cases {
-        let result = pools::update_pool(w.dyn_store(), &org(ORG), &id, patch, w.now()).await;
+        let result = pools::update_pool(
+            w.dyn_store(),
+            &keypool_tests::admin_of(&org(ORG)),
+            &id,
+            patch,
+            w.now(),
+        )
+        .await;
         assert_eq!(field_errors(result), fields, "{what}");
         assert_eq!(reload(&w, &pool).await, pool, "{what}");
     }
@@ -377,18 +424,39 @@ async fn update_pool_rejections_leave_the_pool_unchanged() {
         name: Some("Stolen".into()),
         ..PoolPatch::default()
     };
-    let result = pools::update_pool(w.dyn_store(), &org(OTHER_ORG), &id, rename(), w.now()).await;
+    let result = pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(OTHER_ORG)),
+        &id,
+        rename(),
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
     );
     let unknown = PoolId::new().to_string();
-    let result = pools::update_pool(w.dyn_store(), &org(ORG), &unknown, rename(), w.now()).await;
+    let result = pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        &unknown,
+        rename(),
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
     );
-    let result = pools::update_pool(w.dyn_store(), &org(ORG), "nope", rename(), w.now()).await;
+    let result = pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        "nope",
+        rename(),
+        w.now(),
+    )
+    .await;
     assert!(
         matches!(result, Err(Error::NotFound(Missing::Pool))),
         "{result:?}"
@@ -415,14 +483,22 @@ async fn update_pool_settings_checks_the_version_and_never_touches_counts() {
     next.total_keys = 1000;
     next.redeemed_count = 500;
     assert!(
-        !w.store.update_pool_settings(&next, 7).await.unwrap(),
+        !w.store
+            .update_pool_settings(&next, 7, &keypool_tests::test_record())
+            .await
+            .unwrap(),
         "a stale version loses"
     );
     let stored = reload(&w, &pool).await;
     assert_eq!(stored.name, pool.name);
     assert_eq!(stored.version, 1);
 
-    assert!(w.store.update_pool_settings(&next, 1).await.unwrap());
+    assert!(
+        w.store
+            .update_pool_settings(&next, 1, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
     let stored = reload(&w, &pool).await;
     assert_eq!(stored.name, "Renamed");
     assert_eq!(stored.version, 2);
@@ -431,13 +507,23 @@ async fn update_pool_settings_checks_the_version_and_never_touches_counts() {
     // The same expected version a second time is now stale.
     next.name = "Again".into();
     next.version = 2;
-    assert!(!w.store.update_pool_settings(&next, 1).await.unwrap());
+    assert!(
+        !w.store
+            .update_pool_settings(&next, 1, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
     assert_eq!(reload(&w, &pool).await.name, "Renamed");
 
     // A pool that does not exist (or not in that org) is not created by an update.
     let mut ghost = next.clone();
     ghost.pool_id = PoolId::new();
-    assert!(!w.store.update_pool_settings(&ghost, 1).await.unwrap());
+    assert!(
+        !w.store
+            .update_pool_settings(&ghost, 1, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
     assert!(
         w.store
             .get_pool(&org(ORG), &ghost.pool_id)
@@ -447,7 +533,12 @@ async fn update_pool_settings_checks_the_version_and_never_touches_counts() {
     );
     let mut foreign = next.clone();
     foreign.org = org(OTHER_ORG);
-    assert!(!w.store.update_pool_settings(&foreign, 2).await.unwrap());
+    assert!(
+        !w.store
+            .update_pool_settings(&foreign, 2, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
     assert!(
         w.store
             .get_pool(&org(OTHER_ORG), &pool.pool_id)

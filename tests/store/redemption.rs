@@ -149,9 +149,15 @@ async fn a_deactivated_pool_refuses_until_reactivated() {
         deactivated: Some(deactivated),
         ..PoolPatch::default()
     };
-    pools::update_pool(w.dyn_store(), &org(ORG), &id, set(true), w.now())
-        .await
-        .unwrap();
+    pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        set(true),
+        w.now(),
+    )
+    .await
+    .unwrap();
     let result = redeem(&w, "lea", "PAUSED-KEY").await;
     assert!(
         matches!(
@@ -165,9 +171,15 @@ async fn a_deactivated_pool_refuses_until_reactivated() {
     );
     assert_eq!(reload(&w, &pool).await.redeemed_count, 0);
 
-    pools::update_pool(w.dyn_store(), &org(ORG), &id, set(false), w.now())
-        .await
-        .unwrap();
+    pools::update_pool(
+        w.dyn_store(),
+        &keypool_tests::admin_of(&org(ORG)),
+        &id,
+        set(false),
+        w.now(),
+    )
+    .await
+    .unwrap();
     created(redeem(&w, "lea", "PAUSED-KEY").await);
     assert_counts_match(&w, &pool).await;
 }
@@ -180,9 +192,10 @@ async fn unknown_and_removed_keys_are_invalid_and_typos_are_told_apart() {
     let generated = generate(&w, &pool, 1).await.remove(0);
     inventory::remove_key(
         w.dyn_store(),
-        &org(ORG),
+        &keypool_tests::admin_of(&org(ORG)),
         &pool.pool_id.to_string(),
         "GONE-SOON",
+        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -345,7 +358,11 @@ async fn store_redeem_names_each_conflict_and_writes_nothing_on_one() {
         content_availability_days: 7,
         ..pool.clone()
     };
-    assert!(s.update_pool_settings(&edited, pool.version).await.unwrap());
+    assert!(
+        s.update_pool_settings(&edited, pool.version, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
     let stale = assignment_for(&pool, "max", &code("KEYC"), now);
     assert_eq!(
         s.redeem(&stale, &pool, now, &[]).await.unwrap(),
@@ -384,7 +401,7 @@ async fn moving_a_pools_window_moves_redemption() {
     add_keys(&w, &pool, &["WINDOW-1", "WINDOW-2", "WINDOW-3"]).await;
     let id = pool.pool_id.to_string();
     let now = w.now();
-    let acme = org(ORG);
+    let acme = keypool_tests::admin_of(&org(ORG));
     let update = |patch: PoolPatch| pools::update_pool(w.dyn_store(), &acme, &id, patch, now);
 
     // Expired by an edit: refused with the new dates.

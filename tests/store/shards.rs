@@ -87,9 +87,10 @@ async fn counts_are_spread_over_shards_and_exact_when_summed() {
     let removed = code("SHARD2039");
     keypool::ops::inventory::remove_key(
         w.dyn_store(),
-        &pool.org,
+        &keypool_tests::admin_of(&pool.org),
         &pool.pool_id.to_string(),
         "SHARD-2-039",
+        chrono::Utc::now(),
     )
     .await
     .unwrap();
@@ -135,7 +136,7 @@ async fn a_cached_pool_never_lets_a_redemption_past_an_edit() {
     let patch = |json: serde_json::Value| serde_json::from_value::<PoolPatch>(json).unwrap();
     pools::update_pool(
         w.dyn_store(),
-        &pool.org,
+        &keypool_tests::admin_of(&pool.org),
         &id,
         patch(serde_json::json!({"content_availability_days": 7})),
         w.now(),
@@ -161,7 +162,7 @@ async fn a_cached_pool_never_lets_a_redemption_past_an_edit() {
     created(redeem(&w, "cat", "CACHE-3").await);
     pools::update_pool(
         w.dyn_store(),
-        &pool.org,
+        &keypool_tests::admin_of(&pool.org),
         &id,
         patch(serde_json::json!({"deactivated": true})),
         w.now(),
@@ -195,7 +196,7 @@ async fn an_edit_cut_short_is_finished_by_the_next_read() {
     edited.name = "Edited".into();
     assert!(
         w.store
-            .update_pool_settings(&edited, pool.version)
+            .update_pool_settings(&edited, pool.version, &keypool_tests::test_record())
             .await
             .unwrap()
     );
@@ -238,7 +239,10 @@ async fn a_pool_made_before_shards_keeps_counting_on_its_own_item() {
         shards: 0,
         ..made
     };
-    w.store.put_pool(&legacy).await.unwrap();
+    w.store
+        .put_pool(&legacy, &keypool_tests::test_record())
+        .await
+        .unwrap();
     add_keys(&w, &legacy, &["OLD-1", "OLD-2", "OLD-3"]).await;
     let a = created(redeem(&w, "eve", "OLD-1").await);
     let own = pool_item(&w, &legacy).await;
@@ -258,7 +262,7 @@ async fn a_pool_made_before_shards_keeps_counting_on_its_own_item() {
 
     cancel::cancel(
         w.dyn_store(),
-        &legacy.org,
+        &keypool_tests::admin_of(&legacy.org),
         &a.assignment_id.to_string(),
         w.now(),
     )
@@ -271,7 +275,7 @@ async fn a_pool_made_before_shards_keeps_counting_on_its_own_item() {
     edited.version += 1;
     assert!(
         w.store
-            .update_pool_settings(&edited, read.version)
+            .update_pool_settings(&edited, read.version, &keypool_tests::test_record())
             .await
             .unwrap()
     );

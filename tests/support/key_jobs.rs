@@ -62,7 +62,15 @@ impl World {
     ) -> keypool::Result<AddReport> {
         let cx = self.job_context(&self.jobs);
         let settings = Settings::default();
-        add_keys::add_custom_keys(&cx, &settings, &org(org_name), pool_id, paste, partial).await
+        add_keys::add_custom_keys(
+            &cx,
+            &settings,
+            &crate::admin_of(&org(org_name)),
+            pool_id,
+            paste,
+            partial,
+        )
+        .await
     }
 
     /// Starts a generation job of `count` keys into a pool of `org`, queued where nothing runs

@@ -25,7 +25,7 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     let now = w.now();
     let course = keypool::ops::pools::create_course(
         w.dyn_store(),
-        &org,
+        &crate::admin_of(&org),
         keypool::ops::pools::CourseInput {
             launch_url: None,
             title: "Seeded".into(),
@@ -37,7 +37,7 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     .unwrap();
     let pool = keypool::ops::pools::create_pool(
         w.dyn_store(),
-        &org,
+        &crate::admin_of(&org),
         keypool::ops::pools::PoolInput {
             name: "Seeded pool".into(),
             course_id: course.course_id.to_string(),
@@ -52,9 +52,15 @@ pub async fn seed_acme_pool(w: &World, keys: i64) -> (String, Vec<String>) {
     .unwrap();
     let pool_id = pool.pool_id.to_string();
     let generated = if keys > 0 {
-        keypool::ops::key_jobs::generate::generate_keys(w.dyn_store(), &org, &pool_id, keys, now)
-            .await
-            .unwrap()
+        keypool::ops::key_jobs::generate::generate_keys(
+            w.dyn_store(),
+            &crate::admin_of(&org),
+            &pool_id,
+            keys,
+            now,
+        )
+        .await
+        .unwrap()
     } else {
         Vec::new()
     };
@@ -73,6 +79,7 @@ pub async fn run_as_lambda(binary: &str, world: &World, events: &[String]) -> Ve
     let mut env = lambda_env(&runtime, "keypool-test", world.endpoint());
     env.push(("MAIN_TABLE".into(), world.tables.main.clone()));
     env.push(("ASSIGNMENTS_TABLE".into(), world.tables.assignments.clone()));
+    env.push(("AUDIT_TABLE".into(), world.tables.audit.clone()));
     // A real queue (moto's SQS): an all-or-nothing paste queues its own recovery.
     env.push(("JOBS_QUEUE_URL".into(), moto_queue().await));
     env.push(("AWS_ENDPOINT_URL_SQS".into(), moto::endpoint().to_string()));

@@ -517,3 +517,20 @@ impl World {
             .collect()
     }
 }
+
+/// An admin of `org` making changes outside a request (tests that call operations directly),
+/// as the audit records them.
+pub fn admin_of(org: &OrgId) -> keypool::domain::Caller {
+    keypool::domain::Caller::new(org.clone(), "admin-1", Role::Admin)
+}
+
+/// An audit record for tests that write to the store directly.
+pub fn test_record() -> keypool::domain::AuditRecord {
+    let org = OrgId::parse("audit-test").expect("a valid org id");
+    admin_of(&org).record(
+        keypool::domain::AuditAction::PoolUpdated,
+        keypool::domain::Resource::new("test", "test"),
+        keypool::domain::Summary::new(),
+        chrono::Utc::now(),
+    )
+}

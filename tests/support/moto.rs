@@ -81,6 +81,7 @@ pub fn fresh_tables() -> Tables {
     Tables {
         main: format!("{}-{n}", base.main),
         assignments: format!("{}-{n}", base.assignments),
+        audit: format!("{}-{n}", base.audit),
     }
 }
 

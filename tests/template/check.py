@@ -146,5 +146,46 @@ class Architecture(unittest.TestCase):
         self.assertEqual(set(built), crates)
 
 
+class AuditIsAppendOnly(unittest.TestCase):
+    """No function may change or remove an audit record: on the audit table (and its
+    indexes) a policy grants at most PutItem (every put is conditioned on
+    attribute_not_exists in the code) and the readers' Query."""
+
+    ALLOWED = {"dynamodb:PutItem", "dynamodb:Query"}
+
+    @staticmethod
+    def names_audit(resource):
+        return "AuditTable" in repr(resource) or resource == "*"
+
+    def test_no_policy_updates_or_deletes_audit_records(self):
+        resources = template()["Resources"]
+        self.assertIn("AuditTable", resources)
+        granted = set()
+        for name, resource in resources.items():
+            policies = resource.get("Properties", {}).get("Policies", [])
+            for policy in policies if isinstance(policies, list) else []:
+                if not isinstance(policy, dict):
+                    continue
+                for statement in policy.get("Statement", []):
+                    actions = statement.get("Action", [])
+                    actions = [actions] if isinstance(actions, str) else actions
+                    targets = statement.get("Resource", [])
+                    targets = targets if isinstance(targets, list) else [targets]
+                    if statement.get("Effect") != "Allow":
+                        continue
+                    if not any(self.names_audit(t) for t in targets):
+                        continue
+                    for action in actions:
+                        if action.startswith("dynamodb:") or action in ("*", "dynamodb:*"):
+                            self.assertIn(action, self.ALLOWED, f"{name} may {action} on the audit")
+                            granted.add(action)
+        self.assertEqual(granted, self.ALLOWED, "someone writes and someone reads the audit")
+
+    def test_records_expire_by_ttl(self):
+        table = template()["Resources"]["AuditTable"]["Properties"]
+        self.assertEqual(table["TimeToLiveSpecification"],
+                         {"AttributeName": "expires_at_epoch", "Enabled": True})
+
+
 if __name__ == "__main__":
     sys.exit(0 if unittest.main(exit=False).result.wasSuccessful() else 1)

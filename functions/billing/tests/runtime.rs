@@ -21,6 +21,7 @@ async fn bills_a_stream_batch_and_reports_the_record_it_could_not_bill() {
     let mut env = lambda_env(&runtime, "billing", w.endpoint());
     env.push(("MAIN_TABLE".into(), w.tables.main.clone()));
     env.push(("ASSIGNMENTS_TABLE".into(), w.tables.assignments.clone()));
+    env.push(("AUDIT_TABLE".into(), w.tables.audit.clone()));
     let binary = std::path::Path::new(env!("CARGO_BIN_EXE_billing"));
     let function = Function::spawn(binary, &env).unwrap();
     let invoke = |event: Value| {

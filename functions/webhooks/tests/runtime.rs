@@ -25,15 +25,21 @@ async fn fans_the_stream_out_and_sends_from_its_queue_to_public_addresses_only()
         events: vec!["assignment.created".into()],
         description: None,
     };
-    let (webhook, _) =
-        keypool::ops::webhooks::create(w.dyn_store(), &w.webhooks.sender, &acme, input, w.now())
-            .await
-            .unwrap();
+    let (webhook, _) = keypool::ops::webhooks::create(
+        w.dyn_store(),
+        &w.webhooks.sender,
+        &keypool_tests::admin_of(&acme),
+        input,
+        w.now(),
+    )
+    .await
+    .unwrap();
     let queue = keypool_tests::moto_queue().await;
     let runtime = RuntimeApi::start().await.unwrap();
     let mut env = lambda_env(&runtime, "webhooks", w.endpoint());
     env.push(("MAIN_TABLE".into(), w.tables.main.clone()));
     env.push(("ASSIGNMENTS_TABLE".into(), w.tables.assignments.clone()));
+    env.push(("AUDIT_TABLE".into(), w.tables.audit.clone()));
     env.push(("WEBHOOK_QUEUE_URL".into(), queue.clone()));
     env.push((
         "AWS_ENDPOINT_URL_SQS".into(),

@@ -80,6 +80,7 @@ pub(super) async fn lambda_figures(
             "ASSIGNMENTS_TABLE".into(),
             store.tables().assignments.clone(),
         ));
+        env.push(("AUDIT_TABLE".into(), store.tables().audit.clone()));
         // The export function's bucket and queue; its cold-start request touches neither.
         env.push(("EXPORT_BUCKET".into(), "keypool-bench".into()));
         env.push((

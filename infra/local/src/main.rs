@@ -235,7 +235,10 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     if engine.is_some() {
         data_dir::protect_database(&data_dir.join("keypool.db"))?;
     }
-    let store: Arc<dyn Store> = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
+    let store: Arc<dyn Store> = Arc::new(
+        DynamoStore::new(client.clone(), tables.clone())
+            .with_audit_retention(settings.audit_retention_days),
+    );
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());

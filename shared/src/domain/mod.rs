@@ -2,6 +2,7 @@
 //! Nothing here knows the store, the operations or HTTP; everything else builds on it.
 
 mod assignment;
+mod audit;
 mod export;
 mod ids;
 mod invoice;
@@ -12,6 +13,7 @@ mod pool;
 mod webhook;
 
 pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
+pub use audit::{Actor, AuditAction, AuditFilter, AuditRecord, Caller, Resource, Summary, key_id};
 pub use export::{Export, ExportKind, ExportStatus};
 pub use ids::{
     AssignmentId, CourseId, DeliveryId, EventId, ExportId, JobId, PoolId, WebhookId, derived_uuid,

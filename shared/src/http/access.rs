@@ -65,6 +65,9 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     // Readers see an export's status; only admins get its download link (`may_download`).
     ("GET", "/v1/exports/{export_id}", READERS),
     ("GET", "/v1/invoices/{month}", ACCOUNTS),
+    // The audit log is read only: no route writes, edits or removes a record.
+    ("GET", "/v1/audit", ACCOUNTS),
+    ("GET", "/v1/audit.csv", ACCOUNTS),
     ("POST", "/v1/assignments/{assignment_id}/cancel", ADMIN),
     ("POST", "/v1/webhooks", ADMIN),
     ("GET", "/v1/webhooks", ADMIN),

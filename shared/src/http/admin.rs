@@ -16,7 +16,7 @@ use super::views::{
     PoolView,
 };
 use super::{KeyGenerationState, PageQuery, PoolAdminState};
-use crate::domain::{KeyStatus, PoolStatus};
+use crate::domain::{Caller, KeyStatus, PoolStatus};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::Principal;
 use crate::ops::add_keys::{self, MAX_SYNC_KEYS};
@@ -157,11 +157,11 @@ errors!(FindKeyErrors, |e| e
 
 async fn create_course(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiJson(input): ApiJson<CourseInput>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
-    let course = pools::create_course(state.store.as_ref(), org, input, state.clock.now()).await?;
+    let course =
+        pools::create_course(state.store.as_ref(), &caller, input, state.clock.now()).await?;
     Ok((StatusCode::CREATED, Json(CourseView::from(course))))
 }
 
@@ -172,12 +172,13 @@ async fn create_course(
     responses((status = 200, description = "the course", body = CourseView), UpdateCourseErrors))]
 async fn update_course(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(course_id): ApiPath<String>,
     ApiJson(patch): ApiJson<CoursePatch>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
-    let course = pools::update_course(state.store.as_ref(), org, &course_id, patch).await?;
+    let now = state.clock.now();
+    let course =
+        pools::update_course(state.store.as_ref(), &caller, &course_id, patch, now).await?;
     Ok(Json(CourseView::from(course)))
 }
 
@@ -208,12 +209,11 @@ async fn list_courses(
     responses((status = 201, description = "the pool", body = PoolView), CreatePoolErrors))]
 async fn create_pool(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiJson(input): ApiJson<PoolInput>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
     let now = state.clock.now();
-    let pool = pools::create_pool(state.store.as_ref(), org, input, now).await?;
+    let pool = pools::create_pool(state.store.as_ref(), &caller, input, now).await?;
     Ok((StatusCode::CREATED, Json(PoolView::new(pool, now))))
 }
 
@@ -277,13 +277,12 @@ async fn get_pool(
     responses((status = 200, description = "the pool", body = PoolView), UpdatePoolErrors))]
 async fn update_pool(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(pool_id): ApiPath<String>,
     ApiJson(patch): ApiJson<PoolPatch>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
     let now = state.clock.now();
-    let pool = pools::update_pool(state.store.as_ref(), org, &pool_id, patch, now).await?;
+    let pool = pools::update_pool(state.store.as_ref(), &caller, &pool_id, patch, now).await?;
     Ok(Json(PoolView::new(pool, now)))
 }
 
@@ -318,13 +317,13 @@ struct AddQuery {
     ))]
 async fn add_keys(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(pool_id): ApiPath<String>,
     ApiQuery(q): ApiQuery<AddQuery>,
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response> {
-    let org = principal.org()?;
+    let org = &caller.org;
     let partial = match q.partial.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -361,10 +360,9 @@ async fn add_keys(
         return Ok((StatusCode::ACCEPTED, Json(body)).into_response());
     }
     // Its own task: a client that goes away does not stop a paste half-way.
-    let org = org.clone();
     let report = tokio::spawn(async move {
         let cx = state.job_context();
-        add_keys::add_custom_keys(&cx, &state.settings, &org, &pool_id, &paste, partial).await
+        add_keys::add_custom_keys(&cx, &state.settings, &caller, &pool_id, &paste, partial).await
     })
     .await
     .map_err(anyhow::Error::from)??;
@@ -396,11 +394,11 @@ struct GeneratedKeys {
     ))]
 async fn generate_keys(
     State(state): State<KeyGenerationState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(pool_id): ApiPath<String>,
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response> {
-    let org = principal.org()?;
+    let org = &caller.org;
     let count = generate::check_count(body.count)?;
     if generate::needs_job(count) {
         let cx = state.job_context();
@@ -409,7 +407,7 @@ async fn generate_keys(
     }
     let keys = generate::generate_keys(
         state.store.as_ref(),
-        org,
+        &caller,
         &pool_id,
         body.count,
         state.clock.now(),
@@ -475,11 +473,11 @@ async fn list_keys(
     responses((status = 204, description = "removed"), RemoveKeyErrors))]
 async fn remove_key(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath((pool_id, key)): ApiPath<(String, String)>,
 ) -> Result<StatusCode> {
-    let org = principal.org()?;
-    inventory::remove_key(state.store.as_ref(), org, &pool_id, &key).await?;
+    let now = state.clock.now();
+    inventory::remove_key(state.store.as_ref(), &caller, &pool_id, &key, now).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -181,11 +181,15 @@ fn csv_chunk(lines: &[InvoiceLine], header: bool) -> Result<Bytes> {
     responses((status = 200, description = "the cancelled assignment", body = CancelledView), CancelErrors))]
 async fn cancel(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: crate::domain::Caller,
     ApiPath(assignment_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
-    let cancelled =
-        cancel::cancel(state.store.as_ref(), org, &assignment_id, state.clock.now()).await?;
+    let cancelled = cancel::cancel(
+        state.store.as_ref(),
+        &caller,
+        &assignment_id,
+        state.clock.now(),
+    )
+    .await?;
     Ok(Json(CancelledView::from(cancelled)))
 }

@@ -2,6 +2,7 @@
 
 pub mod access;
 mod admin;
+mod audit;
 pub mod error;
 mod events;
 mod exports;
@@ -341,11 +342,41 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
     }
 }
 
+/// Who makes a change, for its audit record: the verified caller of a staff route with its
+/// organization, the request's id (API Gateway's, or one made here) and the client address.
+impl<S> FromRequestParts<S> for crate::domain::Caller
+where
+    S: Send + Sync,
+    Arc<Authenticator>: FromRef<S>,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        use lambda_http::request::RequestContext;
+        let principal = Principal::from_request_parts(parts, state).await?;
+        let org = principal.org()?.clone();
+        let ClientAddress(address) = match ClientAddress::from_request_parts(parts, state).await {
+            Ok(address) => address,
+            Err(never) => match never {},
+        };
+        let request_id = match parts.extensions.get::<RequestContext>() {
+            Some(RequestContext::ApiGatewayV2(ctx)) => ctx.request_id.clone(),
+            _ => None,
+        }
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let mut caller = crate::domain::Caller::of(&principal, &org);
+        caller.request_id = Some(request_id);
+        caller.client_address = address.map(|a| a.to_string());
+        Ok(caller)
+    }
+}
+
 /// The pool-admin function's routes with their document.
 fn pool_admin_router() -> OpenApiRouter<PoolAdminState> {
     admin::pool_admin_routes()
         .merge(invoices::routes())
         .merge(webhooks::routes())
+        .merge(audit::routes())
 }
 
 /// Routes of the pool-admin function: courses, pools, custom keys, key listing and removal,

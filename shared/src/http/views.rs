@@ -557,3 +557,41 @@ mod tests {
         }
     }
 }
+
+/// One change in the audit log.
+#[derive(Serialize, ToSchema)]
+pub struct AuditRecordView {
+    #[schema(value_type = String)]
+    pub event_id: crate::domain::EventId,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(with = "time::rfc3339")]
+    pub at: crate::time::Timestamp,
+    /// Who: the token's subject and the role they acted in.
+    #[schema(value_type = Object)]
+    pub actor: crate::domain::Actor,
+    /// A stable dotted name, such as `pool.updated`.
+    pub action: String,
+    /// What: `{type, id}`.
+    #[schema(value_type = Object)]
+    pub resource: crate::domain::Resource,
+    pub request_id: Option<String>,
+    pub client_address: Option<String>,
+    /// Counts; for edits, the fields `before` and `after`.
+    #[schema(value_type = Object)]
+    pub summary: serde_json::Map<String, serde_json::Value>,
+}
+
+impl From<crate::domain::AuditRecord> for AuditRecordView {
+    fn from(r: crate::domain::AuditRecord) -> Self {
+        Self {
+            event_id: r.event_id,
+            at: r.at,
+            actor: r.actor,
+            action: r.action,
+            resource: r.resource,
+            request_id: r.request_id,
+            client_address: r.client_address,
+            summary: r.summary,
+        }
+    }
+}

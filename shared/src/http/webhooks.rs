@@ -15,6 +15,7 @@ use super::error::{ApiJson, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::PageView;
 use super::{PageQuery, PoolAdminState};
+use crate::domain::Caller;
 use crate::domain::{Delivery, Webhook};
 use crate::error::{ErrorCode, Result};
 use crate::identity::Principal;
@@ -161,14 +162,13 @@ errors!(RetryErrors, |e| e.authenticated().path().with(&[
     responses((status = 201, description = "the endpoint, with its secret", body = WebhookSecretView), CreateErrors))]
 async fn create_webhook(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiJson(input): ApiJson<WebhookInput>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
     let (webhook, secret) = webhooks::create(
         state.store.as_ref(),
         &state.webhooks.sender,
-        org,
+        &caller,
         input,
         state.clock.now(),
     )
@@ -216,16 +216,17 @@ async fn get_webhook(
     responses((status = 200, description = "the endpoint", body = WebhookView), UpdateErrors))]
 async fn update_webhook(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
     ApiJson(patch): ApiJson<WebhookPatch>,
 ) -> Result<impl IntoResponse> {
     let webhook = webhooks::update(
         state.store.as_ref(),
         &state.webhooks.sender,
-        principal.org()?,
+        &caller,
         &id,
         patch,
+        state.clock.now(),
     )
     .await?;
     Ok(Json(WebhookView::from(webhook)))
@@ -237,10 +238,10 @@ async fn update_webhook(
     responses((status = 204, description = "removed"), OneErrors))]
 async fn delete_webhook(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    webhooks::delete(state.store.as_ref(), principal.org()?, &id).await?;
+    webhooks::delete(state.store.as_ref(), &caller, &id, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -251,16 +252,11 @@ async fn delete_webhook(
     responses((status = 200, description = "the endpoint, with its new secret", body = WebhookSecretView), RotateErrors))]
 async fn rotate_secret(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let (webhook, secret) = webhooks::rotate_secret(
-        state.store.as_ref(),
-        principal.org()?,
-        &id,
-        state.clock.now(),
-    )
-    .await?;
+    let (webhook, secret) =
+        webhooks::rotate_secret(state.store.as_ref(), &caller, &id, state.clock.now()).await?;
     Ok(Json(WebhookSecretView {
         webhook: webhook.into(),
         secret,

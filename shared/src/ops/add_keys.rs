@@ -9,9 +9,8 @@ pub use super::key_jobs::MAX_SYNC_KEYS;
 use super::key_jobs::{all_or_nothing, checks};
 use super::open_jobs::JobContext;
 pub use super::paste::{CheckedPaste, MAX_REJECTED_SHOWN, RejectedLine, Rejections};
-use crate::domain::NewKey;
+use crate::domain::{AuditAction, Caller, NewKey, Resource, Summary};
 use crate::error::{Error, ErrorCode, Result};
-use crate::identity::OrgId;
 use crate::keys::KeyCode;
 use crate::settings::Settings;
 use crate::store::{Counters, KeyJobs, Keys, Pools};
@@ -32,12 +31,12 @@ pub struct AddReport {
 pub async fn add_custom_keys<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     cx: &JobContext<'_, S>,
     settings: &Settings,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     paste: &CheckedPaste,
     partial: bool,
 ) -> Result<AddReport> {
-    let (store, now) = (cx.store, cx.clock.now());
+    let (store, now, org) = (cx.store, cx.clock.now(), &caller.org);
     let (pool, mut budget) = checks::pool_and_budget(store, settings, org, pool_id, now).await?;
     if paste.is_empty() {
         return Err(Error::refused(
@@ -59,9 +58,22 @@ pub async fn add_custom_keys<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     let taken: HashSet<usize> = taken.into_iter().collect();
     let mut valid = paste.valid();
     valid.retain(|(line, _)| !taken.contains(line));
+    let action = match paste.len() {
+        1 => AuditAction::KeyAdded,
+        _ => AuditAction::KeysPasted,
+    };
+    let record = caller.record(
+        action,
+        Resource::new("pool", pool.pool_id),
+        Summary::new()
+            .with("lines", paste.len())
+            .with("keys", valid.len())
+            .with("partial", partial),
+        now,
+    );
     if !partial {
         let keys: Vec<KeyCode> = valid.iter().map(|(_, k)| k.clone()).collect();
-        let pasted = all_or_nothing::paste(store, cx.jobs, &pool, &keys, now).await?;
+        let pasted = all_or_nothing::paste(store, cx.jobs, &pool, &keys, now, &record).await?;
         if let Err(taken) = pasted {
             reject_taken(&valid, &taken, &mut rejections);
             return Err(checks::rejected_error(&rejections));
@@ -76,7 +88,9 @@ pub async fn add_custom_keys<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
         .iter()
         .map(|(_, key)| NewKey::custom(key.clone()))
         .collect();
-    let outcome = store.insert_keys(&pool, &new_keys, now).await?;
+    let outcome = store
+        .insert_keys(&pool, &new_keys, now, Some(&record))
+        .await?;
     reject_taken(&valid, &outcome.taken, &mut rejections);
     Ok(AddReport {
         added: outcome.inserted.iter().map(KeyCode::display_form).collect(),

@@ -2,9 +2,8 @@
 //! assignment back, its key becomes available again, and billing credits it.
 
 use super::assignments::load;
-use crate::domain::{Assignment, AssignmentId};
+use crate::domain::{Assignment, AssignmentId, AuditAction, Caller, Resource, Summary};
 use crate::error::{Error, ErrorCode, Missing, Result};
-use crate::identity::OrgId;
 use crate::store::{Assignments, Pools};
 use crate::time::Timestamp;
 
@@ -14,13 +13,14 @@ const MAX_ROUNDS: usize = 5;
 
 /// Cancels an assignment of the admin's organization: the learner loses it, its key becomes
 /// available again, and billing credits it. Only within 24 hours and before any launch.
-#[tracing::instrument(skip(store), fields(org = %org))]
+#[tracing::instrument(skip(store, caller), fields(org = %caller.org))]
 pub async fn cancel<S: Assignments + Pools + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     assignment_id: &str,
     now: Timestamp,
 ) -> Result<Assignment> {
+    let org = &caller.org;
     let id = AssignmentId::parse(assignment_id).ok_or(Error::NotFound(Missing::Assignment))?;
     let learner = store
         .assignment_learner(org, &id)
@@ -34,7 +34,16 @@ pub async fn cancel<S: Assignments + Pools + ?Sized>(
             .get_pool_settings(&assignment.org, &assignment.pool_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the pool of assignment {id} is missing"))?;
-        if store.cancel_assignment(&assignment, &pool, now).await? {
+        let record = caller.record(
+            AuditAction::AssignmentCancelled,
+            Resource::new("assignment", id),
+            Summary::new().with("pool_id", assignment.pool_id.to_string()),
+            now,
+        );
+        if store
+            .cancel_assignment(&assignment, &pool, now, &record)
+            .await?
+        {
             tracing::info!(assignment = %id, pool = %assignment.pool_id, "assignment cancelled");
             return Ok(Assignment {
                 cancelled_at: Some(now),

@@ -1,22 +1,32 @@
 //! A pool's inventory: listing its keys and removing the ones never redeemed.
 
 use super::pools;
-use crate::domain::{KeyFilter, KeyRecord, KeyStatus, Page, Pool};
+use crate::domain::{
+    AuditAction, Caller, KeyFilter, KeyRecord, KeyStatus, Page, Pool, Resource, Summary, key_id,
+};
 use crate::error::{Error, Missing, Result};
 use crate::identity::OrgId;
 use crate::keys::{self, KeyCode, KeyLookup};
 use crate::store::{Keys, Pools, RemoveConflict};
+use crate::time::Timestamp;
 
 /// Removes a key that was never redeemed.
 pub async fn remove_key<S: Pools + Keys + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     key: &str,
+    now: Timestamp,
 ) -> Result<()> {
-    let pool = pools::get_pool(store, org, pool_id).await?;
+    let pool = pools::get_pool(store, &caller.org, pool_id).await?;
     let key = KeyCode::parse(key).map_err(|_| Error::NotFound(Missing::Key))?;
-    match store.remove_key(&pool, &key).await? {
+    let record = caller.record(
+        AuditAction::KeyRemoved,
+        Resource::new("key", key_id(&key)),
+        Summary::new().with("pool_id", pool.pool_id.to_string()),
+        now,
+    );
+    match store.remove_key(&pool, &key, &record).await? {
         Ok(()) => Ok(()),
         Err(RemoveConflict::NotFound) => Err(Error::NotFound(Missing::Key)),
         Err(RemoveConflict::Redeemed) => Err(Error::KeyRedeemed),

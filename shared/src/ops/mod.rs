@@ -10,6 +10,7 @@
 
 pub mod add_keys;
 pub mod assignments;
+pub mod audit;
 pub mod bill;
 pub mod cancel;
 pub mod export;

@@ -4,8 +4,8 @@ use serde::Deserialize;
 
 use super::text::{parse_launch_url, parse_prose, parse_text};
 use crate::domain::{
-    Course, CourseId, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Page, Pool, PoolFilter, PoolId,
-    PoolStatus,
+    AuditAction, Caller, Course, CourseId, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Page, Pool,
+    PoolFilter, PoolId, PoolStatus, Resource, Summary,
 };
 use crate::error::{Error, ErrorCode, Missing, Result, Validator};
 use crate::identity::OrgId;
@@ -148,7 +148,7 @@ pub fn parse_search(search: Option<&str>) -> Result<Option<String>> {
 /// Creates a course in the admin's organization.
 pub async fn create_course<S: Courses + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     input: CourseInput,
     now: Timestamp,
 ) -> Result<Course> {
@@ -168,23 +168,31 @@ pub async fn create_course<S: Courses + ?Sized>(
     v.finish()?;
     let course = Course {
         course_id: CourseId::new(),
-        org: org.clone(),
+        org: caller.org.clone(),
         title: title.unwrap_or_default(),
         description,
         launch_url,
         created_at: now,
     };
-    store.put_course(&course).await?;
+    let record = caller.record(
+        AuditAction::CourseCreated,
+        Resource::new("course", course.course_id),
+        Summary::new().with("title", course.title.clone()),
+        now,
+    );
+    store.put_course(&course, &record).await?;
     Ok(course)
 }
 
 /// Changes a course's description or launch URL.
 pub async fn update_course<S: Courses + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     course_id: &str,
     patch: CoursePatch,
+    now: Timestamp,
 ) -> Result<Course> {
+    let org = &caller.org;
     let id = CourseId::parse(course_id).ok_or(Error::NotFound(Missing::Course))?;
     let mut v = Validator::default();
     let description = patch
@@ -201,17 +209,24 @@ pub async fn update_course<S: Courses + ?Sized>(
         Some(u) => v.check("launch_url", parse_launch_url(u)),
     });
     v.finish()?;
-    let mut course = store
+    let before = store
         .get_course(org, &id)
         .await?
         .ok_or(Error::NotFound(Missing::Course))?;
+    let mut course = before.clone();
     if let Some(description) = description {
         course.description = description;
     }
     if let Some(launch_url) = launch_url {
         course.launch_url = launch_url;
     }
-    if !store.replace_course(&course).await? {
+    let record = caller.record(
+        AuditAction::CourseUpdated,
+        Resource::new("course", course.course_id),
+        Summary::changes(&before, &course, &["description", "launch_url"]),
+        now,
+    );
+    if !store.replace_course(&course, &record).await? {
         return Err(Error::NotFound(Missing::Course));
     }
     Ok(course)
@@ -220,10 +235,11 @@ pub async fn update_course<S: Courses + ?Sized>(
 /// Creates a pool for a course of the admin's organization.
 pub async fn create_pool<S: Courses + Pools + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     input: PoolInput,
     now: Timestamp,
 ) -> Result<Pool> {
+    let org = &caller.org;
     let mut v = Validator::default();
     let name = v.check("name", parse_text(&input.name, MAX_NAME_CHARS, "name"));
     let course_id = v.check(
@@ -273,7 +289,15 @@ pub async fn create_pool<S: Courses + Pools + ?Sized>(
         created_at: now,
         updated_at: now,
     };
-    store.put_pool(&pool).await?;
+    let record = caller.record(
+        AuditAction::PoolCreated,
+        Resource::new("pool", pool.pool_id),
+        Summary::new()
+            .with("name", pool.name.clone())
+            .with("course_id", pool.course_id.to_string()),
+        now,
+    );
+    store.put_pool(&pool, &record).await?;
     Ok(pool)
 }
 
@@ -289,11 +313,12 @@ pub async fn get_pool<S: Pools + ?Sized>(store: &S, org: &OrgId, pool_id: &str) 
 /// Applies a patch, validated against the pool as it is; retries when another edit raced it.
 pub async fn update_pool<S: Pools + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     patch: PoolPatch,
     now: Timestamp,
 ) -> Result<Pool> {
+    let org = &caller.org;
     let mut v = Validator::default();
     let name = patch
         .name
@@ -330,7 +355,28 @@ pub async fn update_pool<S: Pools + ?Sized>(
         }
         next.version = current.version + 1;
         next.updated_at = now;
-        if store.update_pool_settings(&next, current.version).await? {
+        let action = match (current.deactivated, next.deactivated) {
+            (false, true) => AuditAction::PoolDeactivated,
+            (true, false) => AuditAction::PoolReactivated,
+            _ => AuditAction::PoolUpdated,
+        };
+        let fields = [
+            "name",
+            "starts_at",
+            "expires_at",
+            "content_availability_days",
+            "deactivated",
+        ];
+        let record = caller.record(
+            action,
+            Resource::new("pool", next.pool_id),
+            Summary::changes(&current, &next, &fields),
+            now,
+        );
+        if store
+            .update_pool_settings(&next, current.version, &record)
+            .await?
+        {
             return Ok(next);
         }
     }

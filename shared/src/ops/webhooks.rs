@@ -5,8 +5,8 @@
 use serde::Deserialize;
 
 use crate::domain::{
-    AttemptOutcome, Delivery, DeliveryId, DeliveryStatus, Event, EventType, MAX_WEBHOOKS, Page,
-    SigningSecret, Webhook, WebhookId, derived_uuid,
+    AttemptOutcome, AuditAction, Caller, Delivery, DeliveryId, DeliveryStatus, Event, EventType,
+    MAX_WEBHOOKS, Page, Resource, SigningSecret, Summary, Webhook, WebhookId, derived_uuid,
 };
 use crate::error::{Error, ErrorCode, Missing, Result, Validator};
 use crate::identity::OrgId;
@@ -91,10 +91,11 @@ fn webhook_id(text: &str) -> Result<WebhookId> {
 pub async fn create<S: Webhooks + ?Sized>(
     store: &S,
     sender: &Sender,
-    org: &OrgId,
+    caller: &Caller,
     input: WebhookInput,
     now: Timestamp,
 ) -> Result<(Webhook, String)> {
+    let org = &caller.org;
     let mut v = Validator::default();
     let url = v.check("url", sender.check_target(&input.url).await);
     let events = v.check("events", parse_events(&input.events));
@@ -130,7 +131,16 @@ pub async fn create<S: Webhooks + ?Sized>(
         created_at: now,
         version: 1,
     };
-    store.put_webhook(&webhook).await?;
+    // The URL, never the secret.
+    let record = caller.record(
+        AuditAction::WebhookCreated,
+        Resource::new("webhook", webhook.webhook_id),
+        Summary::new()
+            .with("url", webhook.url.clone())
+            .with("events", webhook.events.len()),
+        now,
+    );
+    store.put_webhook(&webhook, &record).await?;
     Ok((webhook, secret))
 }
 
@@ -151,10 +161,12 @@ pub async fn get<S: Webhooks + ?Sized>(store: &S, org: &OrgId, id: &str) -> Resu
 pub async fn update<S: Webhooks + ?Sized>(
     store: &S,
     sender: &Sender,
-    org: &OrgId,
+    caller: &Caller,
     id: &str,
     patch: WebhookPatch,
+    now: Timestamp,
 ) -> Result<Webhook> {
+    let org = &caller.org;
     let mut v = Validator::default();
     let url = match patch.url.as_deref() {
         Some(url) => v.check("url", sender.check_target(url).await),
@@ -169,7 +181,8 @@ pub async fn update<S: Webhooks + ?Sized>(
         None => None,
     };
     v.finish()?;
-    let mut webhook = get(store, org, id).await?;
+    let before = get(store, org, id).await?;
+    let mut webhook = before.clone();
     let read = webhook.version;
     if let Some(url) = url {
         webhook.url = url.to_string();
@@ -188,7 +201,17 @@ pub async fn update<S: Webhooks + ?Sized>(
         webhook.enabled = enabled;
     }
     webhook.version += 1;
-    if !store.replace_webhook(&webhook, read).await? {
+    let record = caller.record(
+        AuditAction::WebhookUpdated,
+        Resource::new("webhook", webhook.webhook_id),
+        Summary::changes(
+            &before,
+            &webhook,
+            &["url", "events", "description", "enabled"],
+        ),
+        now,
+    );
+    if !store.replace_webhook(&webhook, read, Some(&record)).await? {
         return Err(Error::conflict(
             ErrorCode::ConcurrentUpdate,
             "the endpoint changed meanwhile; read it and try again",
@@ -198,8 +221,20 @@ pub async fn update<S: Webhooks + ?Sized>(
 }
 
 /// Removes an endpoint.
-pub async fn delete<S: Webhooks + ?Sized>(store: &S, org: &OrgId, id: &str) -> Result<()> {
-    if store.delete_webhook(org, &webhook_id(id)?).await? {
+pub async fn delete<S: Webhooks + ?Sized>(
+    store: &S,
+    caller: &Caller,
+    id: &str,
+    now: Timestamp,
+) -> Result<()> {
+    let id = webhook_id(id)?;
+    let record = caller.record(
+        AuditAction::WebhookDeleted,
+        Resource::new("webhook", id),
+        Summary::new(),
+        now,
+    );
+    if store.delete_webhook(&caller.org, &id, &record).await? {
         Ok(())
     } else {
         Err(Error::NotFound(Missing::Webhook))
@@ -210,16 +245,23 @@ pub async fn delete<S: Webhooks + ?Sized>(store: &S, org: &OrgId, id: &str) -> R
 /// the new secret is answered this once.
 pub async fn rotate_secret<S: Webhooks + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     id: &str,
     now: Timestamp,
 ) -> Result<(Webhook, String)> {
-    let mut webhook = get(store, org, id).await?;
+    let mut webhook = get(store, &caller.org, id).await?;
     let read = webhook.version;
     let secret = new_secret()?;
     webhook.rotate(secret.clone(), now);
     webhook.version += 1;
-    if !store.replace_webhook(&webhook, read).await? {
+    // That it was rotated, never what to.
+    let record = caller.record(
+        AuditAction::WebhookSecretRotated,
+        Resource::new("webhook", webhook.webhook_id),
+        Summary::new().with("secrets", webhook.secrets.len()),
+        now,
+    );
+    if !store.replace_webhook(&webhook, read, Some(&record)).await? {
         return Err(Error::conflict(
             ErrorCode::ConcurrentUpdate,
             "the endpoint changed meanwhile; read it and try again",
@@ -413,7 +455,7 @@ pub async fn attempt<S: Webhooks + ?Sized>(
             break;
         }
         webhook.version += 1;
-        if store.replace_webhook(&webhook, read).await? {
+        if store.replace_webhook(&webhook, read, None).await? {
             if !webhook.enabled {
                 tracing::warn!(webhook = %webhook.webhook_id, org = %webhook.org, "webhook endpoint disabled after days of failures");
             }

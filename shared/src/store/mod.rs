@@ -7,10 +7,10 @@ pub mod dynamo;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Assignment, AssignmentId, Condition, Counter, CounterId, Course, CourseId, Delivery,
-    DeliveryId, DeliveryStatus, Export, ExportId, InvoiceLine, InvoiceTotals, Job, JobId,
-    KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month, NewKey, Page, PastePhase, Pool, PoolFilter,
-    PoolId, Step, Webhook, WebhookId,
+    Assignment, AssignmentId, AuditFilter, AuditRecord, Condition, Counter, CounterId, Course,
+    CourseId, Delivery, DeliveryId, DeliveryStatus, Export, ExportId, InvoiceLine, InvoiceTotals,
+    Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month, NewKey, Page, PastePhase, Pool,
+    PoolFilter, PoolId, Step, Webhook, WebhookId,
 };
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
@@ -58,10 +58,11 @@ pub enum RemoveConflict {
 /// An organization's courses.
 #[async_trait]
 pub trait Courses: Send + Sync {
-    /// Stores a new course.
-    async fn put_course(&self, course: &Course) -> Result<()>;
-    /// Replaces a course that exists; `false` when there is none.
-    async fn replace_course(&self, course: &Course) -> Result<bool>;
+    /// Stores a new course, with its audit record.
+    async fn put_course(&self, course: &Course, record: &AuditRecord) -> Result<()>;
+    /// Replaces a course that exists, with its audit record; `false` when there is none
+    /// (nothing is written).
+    async fn replace_course(&self, course: &Course, record: &AuditRecord) -> Result<bool>;
     /// Reads a course of the organization.
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>>;
     /// A page of the organization's courses whose lower-cased title contains `search`.
@@ -77,8 +78,8 @@ pub trait Courses: Send + Sync {
 /// Pools and their settings; their counts change only with their keys.
 #[async_trait]
 pub trait Pools: Send + Sync {
-    /// Stores a new pool.
-    async fn put_pool(&self, pool: &Pool) -> Result<()>;
+    /// Stores a new pool, with its audit record.
+    async fn put_pool(&self, pool: &Pool, record: &AuditRecord) -> Result<()>;
     /// Reads a pool of the organization, with its counts (strongly consistent).
     async fn get_pool(&self, org: &OrgId, id: &PoolId) -> Result<Option<Pool>>;
     /// Reads a pool's settings only, for writers that need no counts (strongly consistent;
@@ -94,8 +95,14 @@ pub trait Pools: Send + Sync {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Pool>>;
-    /// Writes a pool's settings (not its counts) if its version is still `expected_version`.
-    async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool>;
+    /// Writes a pool's settings (not its counts) with its audit record, if its version is
+    /// still `expected_version` (else nothing, and false).
+    async fn update_pool_settings(
+        &self,
+        pool: &Pool,
+        expected_version: u64,
+        record: &AuditRecord,
+    ) -> Result<bool>;
     /// A page of every organization's pools (for the scheduled export).
     async fn list_all_pools(&self, cursor: Option<&str>, limit: usize) -> Result<Page<Pool>>;
 }
@@ -104,18 +111,26 @@ pub trait Pools: Send + Sync {
 #[async_trait]
 pub trait Keys: Send + Sync {
     /// Inserts keys into a pool, each only if it exists nowhere yet, counting them in the pool
-    /// in the same atomic writes. Fails with not-found when the pool is gone.
+    /// in the same atomic writes; the first atomic write that adds keys also writes the audit
+    /// record, if one is given (a change that wrote its record already gives none). Fails
+    /// with not-found when the pool is gone.
     async fn insert_keys(
         &self,
         pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
+        record: Option<&AuditRecord>,
     ) -> Result<InsertOutcome>;
     /// Which of these keys exist already, anywhere, each with the organization that holds it
     /// (`None` when that cannot be read).
     async fn existing_keys(&self, keys: &[KeyCode]) -> Result<Vec<(KeyCode, Option<OrgId>)>>;
-    /// Removes available keys of a pool and uncounts them, atomically per key batch.
-    async fn remove_key(&self, pool: &Pool, key: &KeyCode) -> Result<Result<(), RemoveConflict>>;
+    /// Removes an available key of a pool and uncounts it, with its audit record, atomically.
+    async fn remove_key(
+        &self,
+        pool: &Pool,
+        key: &KeyCode,
+        record: &AuditRecord,
+    ) -> Result<Result<(), RemoveConflict>>;
     /// Removes keys this pool just got (to undo a failed all-or-nothing paste).
     async fn remove_available_keys(&self, pool: &Pool, keys: &[KeyCode]) -> Result<()>;
     /// Reads one key wherever it is (strongly consistent).
@@ -192,6 +207,7 @@ pub trait Assignments: Send + Sync {
         assignment: &Assignment,
         pool: &Pool,
         now: Timestamp,
+        record: &AuditRecord,
     ) -> Result<bool>;
 }
 
@@ -258,13 +274,15 @@ pub trait KeyJobs: Send + Sync {
     /// Removes the job's pending keys among `keys` (a rollback); returns how many.
     async fn remove_pending_keys(&self, job_id: &JobId, keys: &[KeyCode]) -> Result<u64>;
     /// Moves an all-or-nothing job from phase `from` to `to` (resetting its `position` for the
-    /// next phase), only if it is still in `from`; false when it was not.
+    /// next phase), only if it is still in `from`; false when it was not. A `record` is
+    /// written in the same atomic write (the move to committing decides that a paste lands).
     async fn set_paste_phase(
         &self,
         org: &OrgId,
         job_id: &JobId,
         from: PastePhase,
         to: PastePhase,
+        record: Option<&AuditRecord>,
     ) -> Result<bool>;
     /// Stores a new key job, lists it among the open jobs and counts it in its organization's
     /// open jobs, in one atomic write; when the organization has `max_open` open jobs
@@ -406,18 +424,29 @@ pub trait Counters: Send + Sync {
 /// An organization's webhook endpoints and their deliveries.
 #[async_trait]
 pub trait Webhooks: Send + Sync {
-    /// Stores a new endpoint.
-    async fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    /// Stores a new endpoint, with its audit record.
+    async fn put_webhook(&self, webhook: &Webhook, record: &AuditRecord) -> Result<()>;
     /// Reads one of the organization's endpoints.
     async fn get_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<Option<Webhook>>;
     /// The organization's endpoints, oldest first.
     async fn list_webhooks(&self, org: &OrgId) -> Result<Vec<Webhook>>;
     /// Writes a changed endpoint over the version `read` it was read at; `false` when it
-    /// changed meanwhile (or is gone).
-    async fn replace_webhook(&self, webhook: &Webhook, read: u64) -> Result<bool>;
-    /// Removes an endpoint; `false` when there was none. Its deliveries stay, and are
-    /// abandoned when their turn comes.
-    async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<bool>;
+    /// changed meanwhile (or is gone). A person's change comes with its audit record, written
+    /// in the same atomic write; the sender's own changes (disabling) come with none.
+    async fn replace_webhook(
+        &self,
+        webhook: &Webhook,
+        read: u64,
+        record: Option<&AuditRecord>,
+    ) -> Result<bool>;
+    /// Removes an endpoint, with its audit record; `false` when there was none. Its
+    /// deliveries stay, and are abandoned when their turn comes.
+    async fn delete_webhook(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        record: &AuditRecord,
+    ) -> Result<bool>;
     /// Stores deliveries that are not stored yet (an event fanned out again makes none), each
     /// waiting for its first attempt; the ones it stored.
     async fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>>;
@@ -442,6 +471,23 @@ pub trait Webhooks: Send + Sync {
     ) -> Result<Vec<(WebhookId, DeliveryId)>>;
 }
 
+/// The audit log, append-only: records are written with the changes they record (each
+/// change's write takes its record) or, for a change with nothing else to write, alone; never
+/// changed or removed (DynamoDB's TTL expires them).
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Writes a record of a change that writes nothing else (a sign-in, a download).
+    async fn record_audit(&self, record: &AuditRecord) -> Result<()>;
+    /// A page of the organization's records that `filter` admits, newest first.
+    async fn list_audit(
+        &self,
+        org: &OrgId,
+        filter: &AuditFilter,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<AuditRecord>>;
+}
+
 // What each function may touch: the traits its state holds, which its IAM policy in
 // template.yaml mirrors. Each is implemented for everything that implements its parts.
 
@@ -456,11 +502,11 @@ macro_rules! function_store {
 function_store!(
     /// The pool-admin function: courses, pools, custom keys (long lists as import jobs),
     /// listings, cancellations and invoices.
-    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters + Webhooks
+    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters + Webhooks + AuditLog
 );
 function_store!(
     /// The key-generation function: generations at once and as jobs, and the import jobs.
-    KeyGenerationStore: Pools + Keys + KeyJobs + Webhooks
+    KeyGenerationStore: Pools + Keys + KeyJobs + Webhooks + AuditLog
 );
 function_store!(
     /// The redemption function: redeem, a learner's assignments, launches.
@@ -468,7 +514,7 @@ function_store!(
 );
 function_store!(
     /// The export function: exports on demand, their jobs, and the schedule.
-    ExportStore: Courses + Pools + Keys + Exports + OpenJobs + Webhooks
+    ExportStore: Courses + Pools + Keys + Exports + OpenJobs + Webhooks + AuditLog
 );
 function_store!(
     /// The local server's stream follower: billing, webhooks' events, and its per-shard
@@ -500,6 +546,7 @@ pub trait Store:
     + StreamCheckpoints
     + Counters
     + Webhooks
+    + AuditLog
     + 'static
 {
 }
@@ -517,6 +564,7 @@ impl<T> Store for T where
         + StreamCheckpoints
         + Counters
         + Webhooks
+        + AuditLog
         + 'static
 {
 }
@@ -525,7 +573,7 @@ impl<T> Store for T where
 /// `use keypool::store::prelude::*;` brings their methods into scope.
 pub mod prelude {
     pub use super::{
-        Assignments, Counters, Courses, Exports, Invoices, KeyJobs, Keys, Ledger, OpenJobs, Pools,
-        Store, StreamCheckpoints, Webhooks,
+        Assignments, AuditLog, Counters, Courses, Exports, Invoices, KeyJobs, Keys, Ledger,
+        OpenJobs, Pools, Store, StreamCheckpoints, Webhooks,
     };
 }

@@ -10,7 +10,7 @@
 //! whole paste back.
 
 use super::job::{self, INPUT_CHUNK, Turn};
-use crate::domain::{Job, JobKind, JobStatus, KeyJob, MaxOpenJobs, PastePhase, Pool};
+use crate::domain::{AuditRecord, Job, JobKind, JobStatus, KeyJob, MaxOpenJobs, PastePhase, Pool};
 use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::jobs::Jobs;
 use crate::keys::KeyCode;
@@ -29,6 +29,7 @@ pub async fn paste<S: KeyJobs + ?Sized>(
     pool: &Pool,
     keys: &[KeyCode],
     now: Timestamp,
+    record: &AuditRecord,
 ) -> Result<std::result::Result<(), Vec<KeyCode>>> {
     let (org, pool_id) = (&pool.org, &pool.pool_id);
     let mut job = KeyJob::new(org, *pool_id, JobKind::Paste, keys.len() as u64, now);
@@ -65,7 +66,13 @@ pub async fn paste<S: KeyJobs + ?Sized>(
         return Ok(Err(taken));
     }
     if !store
-        .set_paste_phase(org, &job_id, PastePhase::Writing, PastePhase::Committing)
+        .set_paste_phase(
+            org,
+            &job_id,
+            PastePhase::Writing,
+            PastePhase::Committing,
+            Some(record),
+        )
         .await?
     {
         return Err(Error::Conflict {
@@ -100,6 +107,7 @@ async fn roll_back<S: KeyJobs + ?Sized>(
                 &job.job_id,
                 PastePhase::Writing,
                 PastePhase::RollingBack,
+                None,
             )
             .await?
     {
@@ -206,6 +214,7 @@ async fn write<S: KeyJobs + ?Sized>(
             &job.job_id,
             PastePhase::Writing,
             PastePhase::Committing,
+            None,
         )
         .await?;
     Ok(true)

@@ -7,7 +7,7 @@
 //! `total - done` more.
 
 use super::job::{self, MAX_SYNC_KEYS, Turn};
-use crate::domain::{JobKind, KeyJob, NewKey, Pool};
+use crate::domain::{AuditAction, Caller, JobKind, KeyJob, NewKey, Pool, Resource, Summary};
 use crate::error::{Error, ErrorCode, Result};
 use crate::identity::OrgId;
 use crate::keys::{self, KeyCode, KeyTag};
@@ -62,11 +62,12 @@ fn new_keys(count: usize, tag: Option<KeyTag>) -> Result<Vec<NewKey>> {
 /// regenerated, never dropped.
 pub async fn generate_keys<S: Pools + Keys + ?Sized>(
     store: &S,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     count: i64,
     now: Timestamp,
 ) -> Result<Vec<KeyCode>> {
+    let org = &caller.org;
     if count < 1 || count > MAX_SYNC_KEYS as i64 {
         return Err(Error::field(
             "count",
@@ -76,9 +77,22 @@ pub async fn generate_keys<S: Pools + Keys + ?Sized>(
     let pool = pools::get_pool(store, org, pool_id).await?;
     let mut wanted = count as usize;
     let mut created = Vec::with_capacity(wanted);
+    // The first write that adds keys takes the record; regenerations of collided keys are
+    // the same change.
+    let mut record = Some(caller.record(
+        AuditAction::KeysGenerated,
+        Resource::new("pool", pool.pool_id),
+        Summary::new().with("count", count),
+        now,
+    ));
     for _ in 0..=MAX_REGENERATIONS {
         let batch = new_keys(wanted, pool.key_tag)?;
-        let outcome = store.insert_keys(&pool, &batch, now).await?;
+        let outcome = store
+            .insert_keys(&pool, &batch, now, record.as_ref())
+            .await?;
+        if !outcome.inserted.is_empty() {
+            record = None;
+        }
         created.extend(outcome.inserted);
         wanted = outcome.taken.len();
         if wanted == 0 {

@@ -135,7 +135,13 @@ impl Assignments for DynamoStore {
             .and_then(|l| UserId::parse(&l).ok()))
     }
 
-    async fn cancel_assignment(&self, a: &Assignment, pool: &Pool, now: Timestamp) -> Result<bool> {
+    async fn cancel_assignment(
+        &self,
+        a: &Assignment,
+        pool: &Pool,
+        now: Timestamp,
+        record: &crate::domain::AuditRecord,
+    ) -> Result<bool> {
         let cutoff = now - chrono::Duration::hours(crate::domain::CANCEL_WINDOW_HOURS);
         let assignment_update = Update::builder()
             .table_name(&self.tables.assignments)
@@ -204,6 +210,7 @@ impl Assignments for DynamoStore {
             pool_uncount,
             TransactWriteItem::builder().delete(guard_delete).build(),
             TransactWriteItem::builder().update(pointer_update).build(),
+            self.audit_put(record)?,
         ];
         match self.transact(items, "cancelling an assignment").await? {
             None => Ok(true),

@@ -1,23 +1,26 @@
 //! Courses.
 
 use super::*;
+use crate::domain::AuditRecord;
 
 #[async_trait]
 impl Courses for DynamoStore {
-    async fn put_course(&self, course: &Course) -> Result<()> {
-        self.put_new(&self.tables.main, course_item(course)?, "creating a course")
-            .await
+    async fn put_course(&self, course: &Course, record: &AuditRecord) -> Result<()> {
+        let put = self.course_put(course, "attribute_not_exists(PK)")?;
+        if self
+            .write_with_record(put, record, "creating a course")
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("a new course's id is taken").into())
+        }
     }
 
-    async fn replace_course(&self, course: &Course) -> Result<bool> {
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.tables.main)
-            .set_item(Some(course_item(course)?))
-            .condition_expression("attribute_exists(PK)")
-            .send();
-        Ok(conditional(put, "changing a course").await?.is_some())
+    async fn replace_course(&self, course: &Course, record: &AuditRecord) -> Result<bool> {
+        let put = self.course_put(course, "attribute_exists(PK)")?;
+        self.write_with_record(put, record, "changing a course")
+            .await
     }
 
     async fn get_course(&self, org: &OrgId, id: &CourseId) -> Result<Option<Course>> {
@@ -42,6 +45,18 @@ impl Courses for DynamoStore {
             what: "listing courses",
         };
         self.list_org(org, &kind, search, None, cursor, limit).await
+    }
+}
+
+impl DynamoStore {
+    fn course_put(&self, course: &Course, condition: &str) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(course_item(course)?))
+            .condition_expression(condition)
+            .build()
+            .context("building a course put")?;
+        Ok(TransactWriteItem::builder().put(put).build())
     }
 }
 

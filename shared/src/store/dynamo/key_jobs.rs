@@ -110,7 +110,7 @@ impl KeyJobs for DynamoStore {
     ) -> Result<Result<InsertOutcome, JobFull>> {
         let mut outcome = InsertOutcome::default();
         Ok(self
-            .insert_chunks(pool, keys, now, &mut outcome, Some((job_id, total)))
+            .insert_chunks(pool, keys, now, &mut outcome, Some((job_id, total)), None)
             .await?
             .map(|()| outcome))
     }
@@ -343,10 +343,9 @@ impl KeyJobs for DynamoStore {
         job_id: &JobId,
         from: PastePhase,
         to: PastePhase,
+        record: Option<&crate::domain::AuditRecord>,
     ) -> Result<bool> {
-        let update = self
-            .client
-            .update_item()
+        let update = Update::builder()
             .table_name(&self.tables.main)
             .set_key(Some(key_of(
                 schema::org_pk(org),
@@ -358,11 +357,30 @@ impl KeyJobs for DynamoStore {
             .expression_attribute_names("#position", "position")
             .expression_attribute_values(":from", s(phase_name(from)))
             .expression_attribute_values(":to", s(phase_name(to)))
-            .expression_attribute_values(":zero", n(0))
-            .send();
-        Ok(conditional(update, "moving a paste to its next phase")
-            .await?
-            .is_some())
+            .expression_attribute_values(":zero", n(0));
+        let what = "moving a paste to its next phase";
+        match record {
+            Some(record) => {
+                let update = update.build().context("building the phase update")?;
+                let update = TransactWriteItem::builder().update(update).build();
+                self.write_with_record(update, record, what).await
+            }
+            None => {
+                let sent = self
+                    .client
+                    .update_item()
+                    .set_table_name(update.get_table_name().clone())
+                    .set_key(update.get_key().clone())
+                    .set_update_expression(update.get_update_expression().clone())
+                    .set_condition_expression(update.get_condition_expression().clone())
+                    .set_expression_attribute_names(update.get_expression_attribute_names().clone())
+                    .set_expression_attribute_values(
+                        update.get_expression_attribute_values().clone(),
+                    )
+                    .send();
+                Ok(conditional(sent, what).await?.is_some())
+            }
+        }
     }
 
     async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()> {

@@ -2,6 +2,7 @@
 //! transaction; listings through GSI1; distribution marks.
 
 use super::*;
+use crate::domain::AuditRecord;
 
 impl DynamoStore {
     pub(super) fn key_item(
@@ -52,9 +53,13 @@ impl DynamoStore {
         now: Timestamp,
         outcome: &mut InsertOutcome,
         job: Option<(&JobId, u64)>,
+        record: Option<&AuditRecord>,
     ) -> Result<Result<(), JobFull>> {
-        // A job's progress rides along in each transaction, leaving room for one key fewer.
-        let per_transaction = KEYS_PER_TRANSACTION - usize::from(job.is_some());
+        // A job's progress rides along in each transaction, and the audit record in the first
+        // that commits, each leaving room for one key fewer.
+        let per_transaction =
+            KEYS_PER_TRANSACTION - usize::from(job.is_some()) - usize::from(record.is_some());
+        let mut record = record.map(|r| self.audit_put(r)).transpose()?;
         let chunks: Vec<&[NewKey]> = keys.chunks(per_transaction).collect();
         let puts = |keys: &[&NewKey]| -> Result<Vec<TransactWriteItem>> {
             let mut items = Vec::with_capacity(keys.len() + 2);
@@ -90,6 +95,8 @@ impl DynamoStore {
                     let count = pending.len() as u64;
                     items.push(self.job_done(&pool.org, job_id, count, Some(total), now)?);
                 }
+                // Last, so that the indexes of the reasons above stay as they are.
+                items.extend(record.clone());
                 let following = chunks.get(index + 1);
                 let prepare_next = async {
                     match following {
@@ -110,6 +117,7 @@ impl DynamoStore {
                             .inserted
                             .extend(pending.iter().map(|k| k.key.clone()));
                         pending.clear();
+                        record = None;
                     }
                     Some(codes) => {
                         let failed = |i: usize| condition_failed(&codes, i);
@@ -137,6 +145,55 @@ impl DynamoStore {
     }
 }
 
+impl DynamoStore {
+    /// Removes an available key and uncounts it, with an audit record when one is given.
+    async fn remove_one_key(
+        &self,
+        pool: &Pool,
+        key: &KeyCode,
+        record: Option<&AuditRecord>,
+    ) -> Result<Result<(), RemoveConflict>> {
+        let (org, pool_id) = (&pool.org, &pool.pool_id);
+
+        let delete = Delete::builder()
+            .table_name(&self.tables.main)
+            .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
+            .condition_expression(
+                "attribute_exists(PK) AND pool_id = :pool AND org = :org AND #status = :available",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pool", pool_id_value(pool_id)?)
+            .expression_attribute_values(":org", s(org.as_str()))
+            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
+            .build()
+            .context("building a key delete")?;
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.count(pool, -1, 0, None)?,
+        ];
+        let mut items = items;
+        items.extend(record.map(|r| self.audit_put(r)).transpose()?);
+        match self.transact(items, "removing a key").await? {
+            None => Ok(Ok(())),
+            Some(_) => match self.get_key(key).await? {
+                // A pending key (of a paste not committed) is not in the pool yet.
+                Some(record)
+                    if record.pool_id == *pool_id
+                        && record.org == *org
+                        && record.status != KeyStatus::Pending =>
+                {
+                    if record.status == KeyStatus::Redeemed {
+                        Ok(Err(RemoveConflict::Redeemed))
+                    } else {
+                        Err(anyhow::anyhow!("removing an available key was cancelled").into())
+                    }
+                }
+                _ => Ok(Err(RemoveConflict::NotFound)),
+            },
+        }
+    }
+}
+
 #[async_trait]
 impl Keys for DynamoStore {
     async fn insert_keys(
@@ -144,11 +201,12 @@ impl Keys for DynamoStore {
         pool: &Pool,
         keys: &[NewKey],
         now: Timestamp,
+        record: Option<&AuditRecord>,
     ) -> Result<InsertOutcome> {
         let mut outcome = InsertOutcome::default();
         // Without a job there is no job to be full.
         let result = self
-            .insert_chunks(pool, keys, now, &mut outcome, None)
+            .insert_chunks(pool, keys, now, &mut outcome, None, record)
             .await
             .map(|written| written.unwrap_or(()));
         if let Err(error) = result {
@@ -186,48 +244,20 @@ impl Keys for DynamoStore {
             .collect())
     }
 
-    async fn remove_key(&self, pool: &Pool, key: &KeyCode) -> Result<Result<(), RemoveConflict>> {
-        let (org, pool_id) = (&pool.org, &pool.pool_id);
-        let delete = Delete::builder()
-            .table_name(&self.tables.main)
-            .set_key(Some(key_of(schema::key_pk(key), schema::KEY_SK)))
-            .condition_expression(
-                "attribute_exists(PK) AND pool_id = :pool AND org = :org AND #status = :available",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":pool", pool_id_value(pool_id)?)
-            .expression_attribute_values(":org", s(org.as_str()))
-            .expression_attribute_values(":available", s(KeyStatus::Available.as_str()))
-            .build()
-            .context("building a key delete")?;
-        let items = vec![
-            TransactWriteItem::builder().delete(delete).build(),
-            self.count(pool, -1, 0, None)?,
-        ];
-        match self.transact(items, "removing a key").await? {
-            None => Ok(Ok(())),
-            Some(_) => match self.get_key(key).await? {
-                // A pending key (of a paste not committed) is not in the pool yet.
-                Some(record)
-                    if record.pool_id == *pool_id
-                        && record.org == *org
-                        && record.status != KeyStatus::Pending =>
-                {
-                    if record.status == KeyStatus::Redeemed {
-                        Ok(Err(RemoveConflict::Redeemed))
-                    } else {
-                        Err(anyhow::anyhow!("removing an available key was cancelled").into())
-                    }
-                }
-                _ => Ok(Err(RemoveConflict::NotFound)),
-            },
-        }
+    async fn remove_key(
+        &self,
+        pool: &Pool,
+        key: &KeyCode,
+        record: &AuditRecord,
+    ) -> Result<Result<(), RemoveConflict>> {
+        self.remove_one_key(pool, key, Some(record)).await
     }
 
     async fn remove_available_keys(&self, pool: &Pool, keys: &[KeyCode]) -> Result<()> {
         for key in keys {
-            // One by one: rare (an undo after a lost race), and each stays exact.
-            if let Err(conflict) = self.remove_key(pool, key).await? {
+            // One by one: rare (an undo after a lost race), and each stays exact. An undo is
+            // part of the change that failed, so it has no record of its own.
+            if let Err(conflict) = self.remove_one_key(pool, key, None).await? {
                 tracing::warn!(?conflict, "a key to undo was already changed");
             }
         }

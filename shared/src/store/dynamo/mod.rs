@@ -4,6 +4,7 @@
 //! cancellation reasons and retries, and BatchGetItem.
 
 mod assignments;
+mod audit;
 mod checkpoints;
 mod counters;
 mod courses;
@@ -40,8 +41,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{
-    Assignments, Counters, Courses, Exports, InsertOutcome, Invoices, JobFull, KeyJobs, Keys,
-    Ledger, OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints, Webhooks,
+    Assignments, AuditLog, Counters, Courses, Exports, InsertOutcome, Invoices, JobFull, KeyJobs,
+    Keys, Ledger, OpenJobs, Pools, RedeemConflict, RemoveConflict, StreamCheckpoints, Webhooks,
 };
 use crate::domain::{
     Assignment, AssignmentId, Course, CourseId, Export, ExportId, InvoiceLine, InvoiceTotals, Job,
@@ -71,17 +72,28 @@ const FILTERED_PAGE: i32 = 100;
 /// Requests a filtered listing makes before it answers with what it found so far.
 const MAX_FILTERED_PAGES: usize = 10;
 
-/// The DynamoDB store: one client and the two table names.
+/// The DynamoDB store: one client, the table names, and how long audit records are kept.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
+    audit_retention_days: u32,
 }
 
 impl DynamoStore {
-    /// A store over existing tables.
+    /// A store over existing tables, keeping audit records for the default retention.
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            audit_retention_days: crate::settings::DEFAULT_AUDIT_RETENTION_DAYS,
+        }
+    }
+
+    /// The same store, keeping audit records for `days` (`KEYPOOL_AUDIT_RETENTION_DAYS`).
+    pub fn with_audit_retention(mut self, days: u32) -> Self {
+        self.audit_retention_days = days;
+        self
     }
 
     /// The client, for setup code that creates tables.

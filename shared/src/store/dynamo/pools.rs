@@ -1,7 +1,7 @@
 //! Pools: settings, counts, and the listing the scheduled export walks.
 
 use super::*;
-use crate::domain::PoolFilter;
+use crate::domain::{AuditRecord, PoolFilter};
 
 impl DynamoStore {
     pub(super) fn pool_key(&self, org: &OrgId, pool_id: &PoolId) -> Item {
@@ -156,7 +156,7 @@ pub(super) fn pool_id_value(id: &PoolId) -> Result<AttributeValue> {
 
 #[async_trait]
 impl Pools for DynamoStore {
-    async fn put_pool(&self, pool: &Pool) -> Result<()> {
+    async fn put_pool(&self, pool: &Pool, record: &AuditRecord) -> Result<()> {
         let mut item = to_item(
             pool,
             schema::org_pk(&pool.org),
@@ -185,6 +185,7 @@ impl Pools for DynamoStore {
         let items = vec![
             put(item).context("building the pool put")?,
             put(entry).context("building the registry put")?,
+            self.audit_put(record)?,
         ];
         match self.transact(items, "creating a pool").await? {
             None => Ok(()),
@@ -240,10 +241,13 @@ impl Pools for DynamoStore {
         Ok(page)
     }
 
-    async fn update_pool_settings(&self, pool: &Pool, expected_version: u64) -> Result<bool> {
-        let update = self
-            .client
-            .update_item()
+    async fn update_pool_settings(
+        &self,
+        pool: &Pool,
+        expected_version: u64,
+        record: &AuditRecord,
+    ) -> Result<bool> {
+        let update = Update::builder()
             .table_name(&self.tables.main)
             .set_key(Some(self.pool_key(&pool.org, &pool.pool_id)))
             .update_expression(
@@ -262,8 +266,13 @@ impl Pools for DynamoStore {
             .expression_attribute_values(":version", n(pool.version))
             .expression_attribute_values(":updated", ts(&pool.updated_at))
             .expression_attribute_values(":expected", n(expected_version))
-            .send();
-        if conditional(update, "updating a pool").await?.is_none() {
+            .build()
+            .context("building the pool update")?;
+        let update = TransactWriteItem::builder().update(update).build();
+        if !self
+            .write_with_record(update, record, "updating a pool")
+            .await?
+        {
             return Ok(false);
         }
         // Every shard learns the new version before the edit is answered, so a redemption that

@@ -4,6 +4,7 @@
 //! survives a restart.
 
 use super::*;
+use crate::domain::AuditRecord;
 use crate::domain::{Delivery, DeliveryId, DeliveryStatus, Webhook, WebhookId};
 
 impl DynamoStore {
@@ -31,17 +32,49 @@ impl DynamoStore {
     }
 }
 
-#[async_trait]
-impl Webhooks for DynamoStore {
-    async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
-        let item = to_item(
+impl DynamoStore {
+    fn webhook_item(&self, webhook: &Webhook) -> Result<Item> {
+        to_item(
             webhook,
             schema::org_pk(&webhook.org),
             schema::webhook_sk(&webhook.webhook_id),
             "webhook",
-        )?;
-        self.put_new(&self.tables.main, item, "creating a webhook")
-            .await
+        )
+    }
+
+    /// A conditional put of an endpoint, for a transaction; `read` is the version it was read
+    /// at, when the condition names it.
+    fn webhook_put(
+        &self,
+        webhook: &Webhook,
+        condition: &str,
+        read: Option<u64>,
+    ) -> Result<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name(&self.tables.main)
+            .set_item(Some(self.webhook_item(webhook)?))
+            .condition_expression(condition)
+            .set_expression_attribute_values(
+                read.map(|r| HashMap::from([(":read".to_string(), n(r))])),
+            )
+            .build()
+            .context("building a webhook put")?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+#[async_trait]
+impl Webhooks for DynamoStore {
+    async fn put_webhook(&self, webhook: &Webhook, record: &AuditRecord) -> Result<()> {
+        let put = self.webhook_put(webhook, "attribute_not_exists(PK)", None)?;
+        if self
+            .write_with_record(put, record, "creating a webhook")
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!("a new webhook's id is taken").into())
+        }
     }
 
     async fn get_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<Option<Webhook>> {
@@ -80,33 +113,45 @@ impl Webhooks for DynamoStore {
             .collect()
     }
 
-    async fn replace_webhook(&self, webhook: &Webhook, read: u64) -> Result<bool> {
-        let item = to_item(
-            webhook,
-            schema::org_pk(&webhook.org),
-            schema::webhook_sk(&webhook.webhook_id),
-            "webhook",
-        )?;
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.tables.main)
-            .set_item(Some(item))
-            .condition_expression("attribute_exists(PK) AND version = :read")
-            .expression_attribute_values(":read", n(read))
-            .send();
-        Ok(conditional(put, "changing a webhook").await?.is_some())
+    async fn replace_webhook(
+        &self,
+        webhook: &Webhook,
+        read: u64,
+        record: Option<&AuditRecord>,
+    ) -> Result<bool> {
+        let condition = "attribute_exists(PK) AND version = :read";
+        let Some(record) = record else {
+            let item = self.webhook_item(webhook)?;
+            let put = self
+                .client
+                .put_item()
+                .table_name(&self.tables.main)
+                .set_item(Some(item))
+                .condition_expression(condition)
+                .expression_attribute_values(":read", n(read))
+                .send();
+            return Ok(conditional(put, "changing a webhook").await?.is_some());
+        };
+        let put = self.webhook_put(webhook, condition, Some(read))?;
+        self.write_with_record(put, record, "changing a webhook")
+            .await
     }
 
-    async fn delete_webhook(&self, org: &OrgId, id: &WebhookId) -> Result<bool> {
-        let delete = self
-            .client
-            .delete_item()
+    async fn delete_webhook(
+        &self,
+        org: &OrgId,
+        id: &WebhookId,
+        record: &AuditRecord,
+    ) -> Result<bool> {
+        let delete = Delete::builder()
             .table_name(&self.tables.main)
             .set_key(Some(Self::webhook_key(org, id)))
             .condition_expression("attribute_exists(PK)")
-            .send();
-        Ok(conditional(delete, "removing a webhook").await?.is_some())
+            .build()
+            .context("building a webhook delete")?;
+        let delete = TransactWriteItem::builder().delete(delete).build();
+        self.write_with_record(delete, record, "removing a webhook")
+            .await
     }
 
     async fn put_deliveries(&self, deliveries: &[Delivery]) -> Result<Vec<Delivery>> {

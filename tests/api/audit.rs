@@ -1,0 +1,383 @@
+//! The audit log: one record per change, none for a refused or failed change, filters and
+//! pages, CSV safe from formulas, and who may read it (nobody may write it).
+
+use std::collections::BTreeMap;
+
+use axum::http::{Method, StatusCode};
+use keypool::identity::Role;
+use keypool_tests::{Faults, World};
+use serde_json::{Value, json};
+
+use super::fixtures::*;
+
+const ORG: &str = "acme";
+
+/// Every record of the organization, newest first, as the admin reads them.
+async fn audit(w: &World, query: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut path = format!("/v1/audit?limit=3&{query}");
+        if let Some(c) = &cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let r = w.call(GET, &path, Some(&w.admin(ORG)), None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {:?}", r.body);
+        items.extend(r.body["items"].as_array().unwrap().iter().cloned());
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => return items,
+        }
+    }
+}
+
+fn counts(records: &[Value]) -> BTreeMap<String, usize> {
+    let mut by_action = BTreeMap::new();
+    for r in records {
+        *by_action
+            .entry(r["action"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    by_action
+}
+
+async fn patch_pool(w: &World, pool_id: &str, body: Value) -> StatusCode {
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&w.admin(ORG)),
+            Some(body),
+        )
+        .await;
+    r.status
+}
+
+async fn add_keys(w: &World, pool_id: &str, keys: &[&str], partial: bool) -> StatusCode {
+    let path = format!("/v1/pools/{pool_id}/keys?partial={partial}");
+    let r = w
+        .call(
+            POST,
+            &path,
+            Some(&w.admin(ORG)),
+            Some(json!({ "keys": keys })),
+        )
+        .await;
+    r.status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_writes_exactly_one_record_with_who_what_and_which() {
+    let w = World::new().await;
+    let (course_id, pool_id) = w.pool(ORG, 30).await;
+    let admin = w.admin(ORG);
+    let r = w
+        .call(
+            Method::PATCH,
+            &format!("/v1/courses/{course_id}"),
+            Some(&admin),
+            Some(json!({"description": "now with more borrowing"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"name": "Autumn"})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"deactivated": true})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"deactivated": false})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        add_keys(&w, &pool_id, &["ONE-KEY-1"], false).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        add_keys(
+            &w,
+            &pool_id,
+            &["PASTE-A-1", "PASTE-B-2", "PASTE-C-3"],
+            false
+        )
+        .await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        add_keys(&w, &pool_id, &["PART-A-1", "PART-B-2"], true).await,
+        StatusCode::CREATED
+    );
+    w.generate(ORG, &pool_id, 5).await;
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!("/v1/pools/{pool_id}/keys/PASTE-A-1"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+
+    let records = audit(&w, "").await;
+    let expected: BTreeMap<String, usize> = [
+        ("course.created", 1),
+        ("course.updated", 1),
+        ("pool.created", 1),
+        ("pool.updated", 1),
+        ("pool.deactivated", 1),
+        ("pool.reactivated", 1),
+        ("key.added", 1),
+        ("keys.pasted", 2),
+        ("keys.generated", 1),
+        ("key.removed", 1),
+    ]
+    .into_iter()
+    .map(|(a, n)| (a.to_string(), n))
+    .collect();
+    assert_eq!(counts(&records), expected);
+    // Newest first, each by the admin, each naming its resource and request.
+    assert_eq!(records[0]["action"], "key.removed");
+    // A key is named by its last four symbols only.
+    assert_eq!(
+        records[0]["resource"],
+        json!({"type": "key", "id": "…TEA1"})
+    );
+    let ats: Vec<&str> = records.iter().map(|r| r["at"].as_str().unwrap()).collect();
+    assert!(ats.windows(2).all(|p| p[0] >= p[1]), "{ats:?}");
+    for r in &records {
+        assert_eq!(
+            r["actor"],
+            json!({"sub": "admin-of-acme", "role": "admin"}),
+            "{r}"
+        );
+        assert!(
+            r["request_id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{r}"
+        );
+    }
+    let edit = records
+        .iter()
+        .find(|r| r["action"] == "pool.updated")
+        .unwrap();
+    assert_eq!(edit["resource"], json!({"type": "pool", "id": pool_id}));
+    assert_eq!(edit["summary"]["before"], json!({"name": "Spring cohort"}));
+    assert_eq!(edit["summary"]["after"], json!({"name": "Autumn"}));
+    let course = records
+        .iter()
+        .find(|r| r["action"] == "course.updated")
+        .unwrap();
+    assert_eq!(course["resource"]["id"], course_id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_change_leaves_no_record() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    let before = audit(&w, "").await.len();
+    // Bad input, a pool that does not exist, keys that are not keys, a key that is not there.
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"name": ""})).await,
+        StatusCode::BAD_REQUEST
+    );
+    let unknown = "01a2486d-7117-765a-8b2a-aad43d3db2e7";
+    assert_eq!(
+        patch_pool(&w, unknown, json!({"name": "x"})).await,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        add_keys(&w, &pool_id, &["a!"], false).await,
+        StatusCode::BAD_REQUEST
+    );
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!("/v1/pools/{pool_id}/keys/NOT-THERE-1"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let r = w
+        .call(
+            POST,
+            "/v1/pools",
+            Some(&w.admin(ORG)),
+            Some(json!({"name": "no course"})),
+        )
+        .await;
+    assert!(r.status.is_client_error());
+    assert_eq!(audit(&w, "").await.len(), before);
+}
+
+/// A change whose transaction DynamoDB cancels writes neither itself nor its record; once the
+/// faults stop, the same change writes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_change_without_its_record_and_no_record_without_its_change() {
+    let w = World::with_faults(Faults::NONE).await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    let before = audit(&w, "").await.len();
+    w.injector().set(Faults::conflicts(1.0));
+    let edit = patch_pool(&w, &pool_id, json!({"name": "Never"})).await;
+    let added = add_keys(&w, &pool_id, &["FAULT-KEY-1"], true).await;
+    w.injector().set(Faults::NONE);
+    assert_eq!(edit, StatusCode::CONFLICT);
+    assert_eq!(added, StatusCode::CONFLICT);
+    let pool = w
+        .call(
+            GET,
+            &format!("/v1/pools/{pool_id}"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(pool.body["name"], "Spring cohort");
+    assert_eq!(pool.body["total_keys"], 0);
+    assert_eq!(audit(&w, "").await.len(), before);
+
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"name": "Now"})).await,
+        StatusCode::OK
+    );
+    assert_eq!(audit(&w, "action=pool.updated").await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_each_read_their_own_partition_and_pages_join_up() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    let (_, other_pool) = w.pool(ORG, 30).await;
+    for name in ["a", "b", "c", "d"] {
+        assert_eq!(
+            patch_pool(&w, &pool_id, json!({"name": name})).await,
+            StatusCode::OK
+        );
+    }
+    assert_eq!(
+        patch_pool(&w, &other_pool, json!({"name": "z"})).await,
+        StatusCode::OK
+    );
+    // Another organization's records are not ours.
+    w.pool("globex", 30).await;
+
+    let all = audit(&w, "").await;
+    assert_eq!(all.len(), 2 + 2 + 4 + 1);
+    assert_eq!(audit(&w, "action=pool.updated").await.len(), 5);
+    assert_eq!(audit(&w, &format!("resource_id={pool_id}")).await.len(), 5);
+    assert_eq!(
+        audit(&w, &format!("resource_id={pool_id}&action=pool.updated"))
+            .await
+            .len(),
+        4
+    );
+    assert_eq!(audit(&w, "actor=admin-of-acme").await.len(), all.len());
+    assert_eq!(audit(&w, "actor=someone-else").await.len(), 0);
+    assert_eq!(
+        audit(&w, "actor=admin-of-acme&action=pool.created")
+            .await
+            .len(),
+        2
+    );
+    let newest = all[0]["at"].as_str().unwrap();
+    let since = format!("since={}", urlencode(newest));
+    assert!(!audit(&w, &since).await.is_empty());
+    let until = format!("until={}", urlencode("2001-01-01T00:00:00Z"));
+    assert!(audit(&w, &until).await.is_empty());
+
+    for bad in ["action=pool.exploded", "since=yesterday", "limit=0"] {
+        let r = w
+            .call(GET, &format!("/v1/audit?{bad}"), Some(&w.admin(ORG)), None)
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // A cursor of one filter does not open another partition.
+    let r = w
+        .call(GET, "/v1/audit?limit=1", Some(&w.admin(ORG)), None)
+        .await;
+    let cursor = r.body["next_cursor"].as_str().unwrap().to_string();
+    let r = w
+        .call(
+            GET,
+            &format!("/v1/audit?limit=1&actor=x&cursor={cursor}"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.code(), "invalid_cursor");
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace(':', "%3A").replace('+', "%2B")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_readers_may_read_learners_may_not_and_nobody_writes() {
+    let w = World::new().await;
+    w.pool(ORG, 30).await;
+    for role in [Role::Admin, Role::Viewer, Role::Finance] {
+        let token = w.staff(ORG, role);
+        for path in ["/v1/audit", "/v1/audit.csv"] {
+            let r = w.call(GET, path, Some(&token), None).await;
+            assert_eq!(r.status, StatusCode::OK, "{role:?} {path}");
+        }
+    }
+    let learner = w.learner("lea");
+    for path in ["/v1/audit", "/v1/audit.csv"] {
+        let r = w.call(GET, path, Some(&learner), None).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{path}");
+        assert_eq!(r.code(), "forbidden_role");
+    }
+    let admin = w.admin(ORG);
+    for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        let r = w
+            .call(method.clone(), "/v1/audit", Some(&admin), Some(json!({})))
+            .await;
+        assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_csv_holds_every_record_and_no_cell_a_spreadsheet_would_run() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"name": "=HYPERLINK(\"x\")"})).await,
+        StatusCode::OK
+    );
+    let (status, _, body) = w.get_streamed("/v1/audit.csv", Some(&w.admin(ORG))).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.unwrap()).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(&rows[0][2], "pool.updated");
+
+    // A record whose fields come from outside, written as CSV: every risky cell neutralised.
+    let acme = keypool::identity::OrgId::parse(ORG).unwrap();
+    let mut caller = keypool::domain::Caller::new(acme, "=cmd|' /C calc'!A0", Role::Admin);
+    caller.client_address = Some("+1".into());
+    let record = caller.record(
+        keypool::domain::AuditAction::PoolUpdated,
+        keypool::domain::Resource::new("pool", "@SUM(1)"),
+        keypool::domain::Summary::new(),
+        w.now(),
+    );
+    let mut out = csv::Writer::from_writer(Vec::new());
+    keypool::ops::audit::write_csv_rows(&mut out, &[record]).unwrap();
+    let written = String::from_utf8(out.into_inner().unwrap()).unwrap();
+    let row = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .from_reader(written.as_bytes())
+        .records()
+        .next()
+        .unwrap()
+        .unwrap();
+    for cell in row.iter() {
+        assert!(
+            !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+            "{cell:?}"
+        );
+    }
+}
