@@ -19,18 +19,28 @@ use super::api::make_pool;
 use super::measure::{ms, stats};
 use super::redemption::{Timed, bare_requests, generate, our_redemptions, run_bare, run_ours};
 
-#[allow(clippy::too_many_arguments)]
+/// The API server the figures talk to, and who they talk to it as.
+pub(super) struct Served<'a> {
+    pub(super) http: &'a reqwest::Client,
+    pub(super) base: &'a str,
+    pub(super) admin: &'a str,
+    pub(super) authority: &'a TokenAuthority,
+}
+
 pub(super) async fn redemption_breakdown(
     n: usize,
     engine: &str,
     client: &Client,
     tables: &Tables,
     store: &Arc<DynamoStore>,
-    http: &reqwest::Client,
-    base: &str,
-    admin: &str,
-    authority: &TokenAuthority,
+    served: Served<'_>,
 ) -> anyhow::Result<()> {
+    let Served {
+        http,
+        base,
+        admin,
+        authority,
+    } = served;
     let pool_id = make_pool(http, base, admin).await?;
     let mut keys = generate(http, base, admin, &pool_id, 2 * n).await?;
     let learner = |i: usize| UserId::parse(&format!("parts-{i}")).map_err(anyhow::Error::msg);

@@ -204,10 +204,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             &client,
             &tables,
             &store,
-            &http,
-            &base,
-            &admin,
-            &authority,
+            breakdown::Served {
+                http: &http,
+                base: &base,
+                admin: &admin,
+                authority: &authority,
+            },
         )
         .await?;
         redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
@@ -230,10 +232,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         &client,
         &tables,
         &store,
-        &http,
-        &base,
-        &admin,
-        &authority,
+        breakdown::Served {
+            http: &http,
+            base: &base,
+            admin: &admin,
+            authority: &authority,
+        },
     )
     .await?;
     conflicts::conflict_figures(&client, &tables, &authority).await?;
