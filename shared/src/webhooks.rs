@@ -33,6 +33,9 @@ pub const MAX_ANSWER_BYTES: usize = 64 * 1024;
 /// Time to connect, and to get the whole answer.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Requests to one endpoint in flight at once from one sender (a process, or a function
+/// instance): an endpoint is never sent more than this many deliveries side by side.
+pub const SENDS_PER_ENDPOINT: usize = 4;
 /// How long a host's name may take to resolve, at a save as at a send: a resolver that never
 /// answers cannot hold a request (or a sender's slot) open.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -266,12 +269,15 @@ impl reqwest::dns::Resolve for Checked {
 }
 
 /// Sends deliveries: one shared client, bounded in time and size, that reaches only allowed
-/// addresses.
+/// addresses, at most `SENDS_PER_ENDPOINT` requests to one endpoint at once.
 #[derive(Clone)]
 pub struct Sender {
     client: reqwest::Client,
     resolver: Arc<dyn Resolver>,
     reach: Reach,
+    /// Each endpoint's gate: held only while its request is sent and answered, so the store
+    /// work around an attempt does not count against the endpoint's concurrency.
+    gates: Arc<std::sync::Mutex<std::collections::HashMap<WebhookId, Arc<tokio::sync::Semaphore>>>>,
 }
 
 impl Sender {
@@ -293,6 +299,7 @@ impl Sender {
             client,
             resolver,
             reach,
+            gates: Arc::default(),
         })
     }
 
@@ -344,6 +351,15 @@ impl Sender {
         for (name, value) in headers {
             request = request.header(name, value);
         }
+        let gate = {
+            let mut gates = self.gates.lock().unwrap_or_else(|e| e.into_inner());
+            gates
+                .entry(webhook.webhook_id)
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(SENDS_PER_ENDPOINT)))
+                .clone()
+        };
+        // The gate is never closed; held until the answer has been read.
+        let _sending = gate.acquire_owned().await.ok();
         let mut answer = match request.send().await {
             Ok(answer) => answer,
             Err(e) => return failed(describe(&e)),

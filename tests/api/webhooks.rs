@@ -440,11 +440,11 @@ async fn a_dead_endpoint_does_not_hold_up_a_live_one() {
         );
     }
     w.follower().drain().await.unwrap();
-    // The live endpoint gets all twelve while the dead one holds its four attempts for 10 s.
-    let started = std::time::Instant::now();
+    // The live endpoint gets all twelve (well before any of the dead one's attempts ends at
+    // 10 s) while the dead one is sent no more than four at once.
     live.wait_for(12, Duration::from_secs(8)).await;
-    assert!(started.elapsed() < Duration::from_secs(8));
-    assert!(dead.received().len() <= keypool::local::webhooks::PER_ENDPOINT);
+    assert!(!dead.received().is_empty());
+    assert!(dead.received().len() <= keypool::webhooks::SENDS_PER_ENDPOINT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 //! - the same with a dead endpoint (it never answers) subscribed beside the live one;
 //! - deliveries per second to one endpoint, from events fanned out to received, against a bare
 //!   HTTP client posting the same bodies to the same receiver with the same concurrency
-//!   (`PER_ENDPOINT`), for a receiver that answers at once and one that takes 20 ms.
+//!   (`SENDS_PER_ENDPOINT`), for a receiver that answers at once and one that takes 20 ms.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,10 +20,11 @@ use keypool::http::{AppState, Authenticator, WebhookParts, app};
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::local::engine::EmbeddedEngine;
 use keypool::local::follower::{DEFAULT_POLL, StreamFollower};
-use keypool::local::webhooks::{PER_ENDPOINT, Settings};
+use keypool::local::webhooks::Settings;
 use keypool::schema::{self, Tables};
 use keypool::store::{DynamoStore, Store};
 use keypool::time::SystemClock;
+use keypool::webhooks::SENDS_PER_ENDPOINT as PER_ENDPOINT;
 use serde_json::json;
 use tokio::sync::{Mutex, Notify};
 

@@ -3,8 +3,10 @@
 //! Deliveries arrive from whoever stores them (the stream follower's fan-out, a test event, an
 //! admin's retry) and are found again by their due markers on every tick, so a restart loses
 //! none and retries come back when due. Each attempt runs as a task of its own, at most
-//! `PER_ENDPOINT` at once per endpoint and `IN_FLIGHT` in all: a slow or dead endpoint (each
-//! attempt bounded to 10 s) holds up only its own deliveries.
+//! `PER_ENDPOINT` under way at once per endpoint (of which the sender lets
+//! `SENDS_PER_ENDPOINT` send at a time, while the others do their store work) and `IN_FLIGHT`
+//! in all: a slow or dead endpoint (each attempt bounded to 10 s) holds up only its own
+//! deliveries, and at most `PER_ENDPOINT` of the shared slots.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -19,8 +21,9 @@ use crate::store::Webhooks;
 use crate::time::Clock;
 use crate::webhooks::{DeliveryQueue, Sender};
 
-/// Attempts of one endpoint in flight at once.
-pub const PER_ENDPOINT: usize = 4;
+/// Attempts of one endpoint under way at once: twice what may send at once, so that the
+/// store work of some overlaps the requests of the others.
+pub const PER_ENDPOINT: usize = 2 * crate::webhooks::SENDS_PER_ENDPOINT;
 /// Attempts in flight at once, over every endpoint.
 pub const IN_FLIGHT: usize = 64;
 /// How often waiting deliveries are looked for, besides those handed over.
