@@ -26,13 +26,7 @@ fn data_of(assignment: &Assignment, at: crate::time::Timestamp) -> serde_json::V
 }
 
 fn event(kind: EventType, at: crate::time::Timestamp, what: &str, a: &Assignment) -> Event {
-    Event {
-        id: EventId(derived_uuid(at, &format!("{}/{what}", kind.as_str()))),
-        kind,
-        created_at: at,
-        organization: a.org.clone(),
-        data: data_of(a, at),
-    }
+    derived_event(kind, &a.org, what, at, data_of(a, at))
 }
 
 /// The webhook events of one stream record (none for most changes).
@@ -104,7 +98,7 @@ pub async fn key_job_finished<S: Webhooks + KeyJobs + ?Sized>(
     let at = j.updated_at;
     let data = serde_json::to_value(JobView::from(j))
         .map_err(|e| anyhow::anyhow!("a job as an event: {e}"))?;
-    let event = finished_event(EventType::JobFinished, org, &job_id.to_string(), at, data);
+    let event = derived_event(EventType::JobFinished, org, &job_id.to_string(), at, data);
     webhooks::emit(store, queue, &[event]).await.map(|_| ())
 }
 
@@ -129,7 +123,7 @@ pub async fn export_finished<S: Webhooks + Exports + ?Sized>(
     if let Some(view) = data.as_object_mut() {
         view.remove("url");
     }
-    let event = finished_event(
+    let event = derived_event(
         EventType::ExportFinished,
         org,
         &export_id.to_string(),
@@ -139,7 +133,9 @@ pub async fn export_finished<S: Webhooks + Exports + ?Sized>(
     webhooks::emit(store, queue, &[event]).await.map(|_| ())
 }
 
-fn finished_event(
+/// An event whose id is derived from what happened (`what`, and when), so telling it again
+/// makes the same event.
+fn derived_event(
     kind: EventType,
     org: &OrgId,
     id: &str,
