@@ -211,7 +211,6 @@ errors = [e.message for e in Draft202012Validator(root).iter_errors(body)]
 if errors:
     sys.exit("; ".join(errors))
 "##;
-        use std::io::Write as _;
         static DOCUMENT: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
         let document = DOCUMENT.get_or_init(|| {
             let path =
@@ -220,21 +219,7 @@ if errors:
                 .expect("the document written");
             path
         });
-        let mut child = std::process::Command::new(crate::moto::python())
-            .arg("-c")
-            .arg(SCRIPT)
-            .arg(document)
-            .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("python with jsonschema (tests/run.sh installs it)");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(&self.body)
-            .expect("the body to python");
-        let out = child.wait_with_output().expect("python ran");
+        let out = self.python(SCRIPT, &[document.as_os_str()]);
         if out.status.success() {
             Ok(())
         } else {
@@ -260,24 +245,35 @@ now = datetime.datetime.now(tz=datetime.timezone.utc).timestamp()
 if abs(now - int(ts)) < 300:
     hook.verify(body, {"webhook-id": msg_id, "webhook-timestamp": ts, "webhook-signature": signatures})
 "#;
+        let args = [
+            secret,
+            self.header("webhook-id"),
+            self.header("webhook-timestamp"),
+            self.header("webhook-signature"),
+        ]
+        .map(std::ffi::OsStr::new);
+        self.python(SCRIPT, &args).status.success()
+    }
+
+    /// Runs `script` with the tests' Python (tests/run.sh installs its packages) and `args`,
+    /// the body on its standard input; its standard error is kept for the failure's message.
+    fn python(&self, script: &str, args: &[&std::ffi::OsStr]) -> std::process::Output {
         use std::io::Write as _;
         let mut child = std::process::Command::new(crate::moto::python())
             .arg("-c")
-            .arg(SCRIPT)
-            .arg(secret)
-            .arg(self.header("webhook-id"))
-            .arg(self.header("webhook-timestamp"))
-            .arg(self.header("webhook-signature"))
+            .arg(script)
+            .args(args)
             .stdin(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("python with standardwebhooks (tests/run.sh installs it)");
+            .expect("the tests' python (tests/run.sh installs it)");
         child
             .stdin
             .take()
             .expect("stdin")
             .write_all(&self.body)
             .expect("the body to python");
-        child.wait().expect("python ran").success()
+        child.wait_with_output().expect("python ran")
     }
 }

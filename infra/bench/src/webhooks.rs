@@ -30,6 +30,7 @@ use tokio::sync::{Mutex, Notify};
 
 use super::api::{make_pool, post};
 use super::measure::{ms, stats};
+use super::redemption::generate;
 
 /// What the receiver heard: each event's id or assignment, when it arrived.
 #[derive(Clone, Default)]
@@ -105,21 +106,7 @@ async fn redemption_to_webhook(
     n: usize,
 ) -> anyhow::Result<super::measure::Stats> {
     let pool_id = make_pool(http, base, admin).await?;
-    let reply = post(
-        http,
-        base,
-        admin,
-        &format!("/v1/pools/{pool_id}/keys/generate"),
-        json!({ "count": n }),
-        201,
-    )
-    .await?;
-    let keys: Vec<String> = reply["keys"]
-        .as_array()
-        .context("keys")?
-        .iter()
-        .filter_map(|k| k.as_str().map(str::to_string))
-        .collect();
+    let keys = generate(http, base, admin, &pool_id, n).await?;
     let already = heard.count.load(std::sync::atomic::Ordering::SeqCst);
     let mut sent = Vec::new();
     for (i, key) in keys.iter().enumerate() {
