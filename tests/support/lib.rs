@@ -118,7 +118,11 @@ impl Drop for World {
             injector.set(Faults::NONE);
         }
         let client = self.store.client().clone();
-        let tables = [self.tables.main.clone(), self.tables.assignments.clone()];
+        let tables = [
+            self.tables.main.clone(),
+            self.tables.assignments.clone(),
+            self.tables.audit.clone(),
+        ];
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
