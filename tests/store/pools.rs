@@ -547,3 +547,46 @@ async fn update_pool_settings_checks_the_version_and_never_touches_counts() {
             .is_none()
     );
 }
+
+/// The bench's control arm (what a change costs without its record) writes the same change
+/// and no record; the store as served writes both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bench_control_arm_writes_the_change_and_no_record() {
+    let w = World::new().await;
+    let pool = new_pool(&w, ORG, 30).await;
+    let records = |store: keypool::store::DynamoStore| async move {
+        let org = keypool_tests::test_record().org;
+        let filter = keypool::domain::AuditFilter::default();
+        store
+            .list_audit(&org, &filter, None, 100)
+            .await
+            .unwrap()
+            .items
+            .len()
+    };
+    let before = records((*w.store).clone()).await;
+
+    let mut next = reload(&w, &pool).await;
+    next.name = "Without a record".into();
+    next.version = 2;
+    let control = (*w.store).clone().without_audit_records();
+    assert!(
+        control
+            .update_pool_settings(&next, 1, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
+    assert_eq!(reload(&w, &pool).await.name, "Without a record");
+    assert_eq!(records((*w.store).clone()).await, before);
+
+    next.name = "With a record".into();
+    next.version = 3;
+    assert!(
+        w.store
+            .update_pool_settings(&next, 2, &keypool_tests::test_record())
+            .await
+            .unwrap()
+    );
+    assert_eq!(reload(&w, &pool).await.name, "With a record");
+    assert_eq!(records((*w.store).clone()).await, before + 1);
+}

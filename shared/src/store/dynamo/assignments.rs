@@ -202,7 +202,7 @@ impl Assignments for DynamoStore {
             .expression_attribute_values(":now", ts(&now))
             .build()
             .context("building the pointer update")?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder()
                 .update(assignment_update)
                 .build(),
@@ -210,8 +210,8 @@ impl Assignments for DynamoStore {
             pool_uncount,
             TransactWriteItem::builder().delete(guard_delete).build(),
             TransactWriteItem::builder().update(pointer_update).build(),
-            self.audit_put(record)?,
         ];
+        items.extend(self.audit_put(record)?);
         match self.transact(items, "cancelling an assignment").await? {
             None => Ok(true),
             Some(codes) if condition_failed(&codes, 0) => Ok(false),

@@ -57,9 +57,9 @@ impl DynamoStore {
     ) -> Result<Result<(), JobFull>> {
         // A job's progress rides along in each transaction, and the audit record in the first
         // that commits, each leaving room for one key fewer.
+        let mut record = record.map(|r| self.audit_put(r)).transpose()?.flatten();
         let per_transaction =
             KEYS_PER_TRANSACTION - usize::from(job.is_some()) - usize::from(record.is_some());
-        let mut record = record.map(|r| self.audit_put(r)).transpose()?;
         let chunks: Vec<&[NewKey]> = keys.chunks(per_transaction).collect();
         let puts = |keys: &[&NewKey]| -> Result<Vec<TransactWriteItem>> {
             let mut items = Vec::with_capacity(keys.len() + 2);
@@ -172,7 +172,7 @@ impl DynamoStore {
             self.count(pool, -1, 0, None)?,
         ];
         let mut items = items;
-        items.extend(record.map(|r| self.audit_put(r)).transpose()?);
+        items.extend(record.map(|r| self.audit_put(r)).transpose()?.flatten());
         match self.transact(items, "removing a key").await? {
             None => Ok(Ok(())),
             Some(_) => match self.get_key(key).await? {

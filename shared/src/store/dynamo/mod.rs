@@ -78,6 +78,8 @@ pub struct DynamoStore {
     client: Client,
     tables: Tables,
     audit_retention_days: u32,
+    /// False only in the bench's control arm (`without_audit_records`).
+    audit_records: bool,
 }
 
 impl DynamoStore {
@@ -87,12 +89,22 @@ impl DynamoStore {
             client,
             tables,
             audit_retention_days: crate::settings::DEFAULT_AUDIT_RETENTION_DAYS,
+            audit_records: true,
         }
     }
 
     /// The same store, keeping audit records for `days` (`KEYPOOL_AUDIT_RETENTION_DAYS`).
     pub fn with_audit_retention(mut self, days: u32) -> Self {
         self.audit_retention_days = days;
+        self
+    }
+
+    /// The same store writing every change without its audit record: the bench's control
+    /// arm, to measure what a record costs (docs/performance.md). It breaks the audit's
+    /// promise, so nothing that serves requests may use it.
+    #[doc(hidden)]
+    pub fn without_audit_records(mut self) -> Self {
+        self.audit_records = false;
         self
     }
 

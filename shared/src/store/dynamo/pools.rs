@@ -182,11 +182,11 @@ impl Pools for DynamoStore {
                 .build()
                 .map(|p| TransactWriteItem::builder().put(p).build())
         };
-        let items = vec![
+        let mut items = vec![
             put(item).context("building the pool put")?,
             put(entry).context("building the registry put")?,
-            self.audit_put(record)?,
         ];
+        items.extend(self.audit_put(record)?);
         match self.transact(items, "creating a pool").await? {
             None => Ok(()),
             Some(codes) => Err(anyhow::anyhow!("a new pool's id is taken: {codes:?}").into()),
