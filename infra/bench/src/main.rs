@@ -9,12 +9,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use keypool::http::{AppState, Authenticator, app};
-use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::identity::TokenAuthority;
 use keypool::local::engine::EmbeddedEngine;
 use keypool::schema::{self, Tables};
 use keypool::store::DynamoStore;
-use keypool::time::SystemClock;
 
 /// The report: printed as it is measured, and kept for `--out`.
 static REPORT: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
@@ -32,6 +30,7 @@ macro_rules! out {
 }
 
 mod api;
+mod audit;
 mod billing;
 mod breakdown;
 mod conflicts;
@@ -42,6 +41,7 @@ mod measure;
 mod memory;
 mod redemption;
 mod scale;
+mod served;
 mod webhooks;
 
 use billing::billing_figures;
@@ -77,6 +77,9 @@ struct Args {
     /// Deliveries sent to one endpoint, by us and by a bare HTTP client.
     #[arg(long, default_value_t = 2_000)]
     webhook_deliveries: usize,
+    /// Pool edits and 100-key pastes, each with its audit record and without.
+    #[arg(long, default_value_t = 300)]
+    audit_changes: usize,
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
@@ -102,8 +105,8 @@ struct Args {
     /// Measure only this figure (`memory`: peak memory per request; `scale`: the sharding
     /// simulation, in virtual time; `redemption`: its figures, where its time goes, and a race
     /// under injected conflicts; `webhooks`: from a redemption to its webhook, and deliveries
-    /// per second), quickly.
-    #[arg(long, value_parser = ["memory", "scale", "redemption", "webhooks"])]
+    /// per second; `audit`: what an audit record costs a change), quickly.
+    #[arg(long, value_parser = ["memory", "scale", "redemption", "webhooks", "audit"])]
     only: Option<String>,
 }
 
@@ -173,29 +176,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
     schema::ensure_tables(&client, &tables).await?;
     let store = Arc::new(DynamoStore::new(client.clone(), tables.clone()));
     let authority = TokenAuthority::new(&[42u8; 32]);
-    let state = AppState::new(
-        store.clone(),
-        Authenticator::Local(Box::new(authority.clone())),
-        Arc::new(SystemClock),
-    )?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    // With the peer's address, as `serve` has it: redemptions check the address's counter too.
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
+    let server = served::ApiServer::start(served::local_state(store.clone(), &authority)?).await?;
+    let base = server.base.clone();
     let http = reqwest::Client::new();
-    let org = OrgId::parse("bench").map_err(anyhow::Error::msg)?;
-    let admin = authority.mint(
-        &UserId::parse("bench-admin").map_err(anyhow::Error::msg)?,
-        Some(&org),
-        Role::Admin,
-        chrono::Duration::hours(4),
-    )?;
+    let admin = served::admin_of(&authority, "bench")?;
+
+    if args.only.as_deref() == Some("audit") {
+        audit::audit_figures(&client, &tables, &authority, args.audit_changes).await?;
+        return write_report(&args);
+    }
 
     if args.only.as_deref() == Some("redemption") {
         breakdown::redemption_breakdown(
@@ -215,7 +204,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
             .await?;
         conflicts::conflict_figures(&client, &tables, &authority).await?;
-        server.abort();
+        drop(server);
         return write_report(&args);
     }
 
@@ -225,6 +214,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     redemption::redemption_figures(&args, &client, &store, &http, &base, &admin, &authority)
         .await?;
     billing_figures(&args, &store, &engine, &base, &http, &authority).await?;
+    audit::audit_figures(&client, &tables, &authority, args.audit_changes).await?;
     webhooks::webhook_figures(args.webhook_delays, args.webhook_deliveries).await?;
     breakdown::redemption_breakdown(
         args.redemptions,
@@ -242,7 +232,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .await?;
     conflicts::conflict_figures(&client, &tables, &authority).await?;
     let lambda = lambda_figures(&args, &store, engine.endpoint(), &base, &http).await;
-    server.abort();
+    drop(server);
     lambda?;
     drop(engine);
     export_figures(&args).await?;

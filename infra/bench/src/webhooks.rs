@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use axum::extract::State;
 use axum::routing::post as route_post;
 use keypool::domain::{Event, EventId, EventType};
-use keypool::http::{AppState, Authenticator, WebhookParts, app};
+use keypool::http::WebhookParts;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
 use keypool::local::engine::EmbeddedEngine;
 use keypool::local::follower::{DEFAULT_POLL, StreamFollower};
@@ -31,6 +31,7 @@ use tokio::sync::{Mutex, Notify};
 use super::api::{make_pool, post};
 use super::measure::{ms, stats};
 use super::redemption::generate;
+use super::served::{ApiServer, admin_of, local_state};
 
 /// What the receiver heard: each event's id or assignment, when it arrived.
 #[derive(Clone, Default)]
@@ -250,21 +251,10 @@ pub(super) async fn webhook_figures(redemptions: usize, deliveries: usize) -> an
         deliveries: Arc::new(queue),
     };
     let authority = TokenAuthority::new(&[42u8; 32]);
-    let mut state = AppState::new(
-        store.clone(),
-        Authenticator::Local(Box::new(authority.clone())),
-        Arc::new(SystemClock),
-    )?;
+    let mut state = local_state(store.clone(), &authority)?;
     state.webhooks = parts.clone();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let server = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-    });
+    let server = ApiServer::start(state).await?;
+    let base = server.base.clone();
     let follower = StreamFollower::new(
         client.clone(),
         keypool::local::streams_client(engine.endpoint()),
@@ -278,13 +268,7 @@ pub(super) async fn webhook_figures(redemptions: usize, deliveries: usize) -> an
     }));
 
     let http = reqwest::Client::new();
-    let org = OrgId::parse("bench-hooks").map_err(anyhow::Error::msg)?;
-    let admin = authority.mint(
-        &UserId::parse("bench-admin").map_err(anyhow::Error::msg)?,
-        Some(&org),
-        Role::Admin,
-        chrono::Duration::hours(1),
-    )?;
+    let admin = admin_of(&authority, "bench-hooks")?;
     let live = format!("http://127.0.0.1:{port}/live");
     endpoint(&http, &base, &admin, live.clone(), &["assignment.created"]).await?;
     let alone =
@@ -318,12 +302,7 @@ pub(super) async fn webhook_figures(redemptions: usize, deliveries: usize) -> an
     // Throughput to one endpoint: an organization of its own, subscribed to job.finished.
     for (path, what) in [("live", "answers at once"), ("slow", "answers in 20 ms")] {
         let org = OrgId::parse(&format!("bench-{path}")).map_err(anyhow::Error::msg)?;
-        let admin = authority.mint(
-            &UserId::parse("bench-admin").map_err(anyhow::Error::msg)?,
-            Some(&org),
-            Role::Admin,
-            chrono::Duration::hours(1),
-        )?;
+        let admin = admin_of(&authority, org.as_str())?;
         let url = format!("http://127.0.0.1:{port}/{path}");
         endpoint(&http, &base, &admin, url.clone(), &["job.finished"]).await?;
         let ours = ours_per_second(&store, &parts, &heard, &org, deliveries).await?;
@@ -338,6 +317,6 @@ pub(super) async fn webhook_figures(redemptions: usize, deliveries: usize) -> an
     let _ = following.await;
     sending.abort();
     receiving.abort();
-    server.abort();
+    drop(server);
     Ok(())
 }
