@@ -22,6 +22,7 @@ pub mod limits;
 pub mod open_jobs;
 pub mod paste;
 pub mod pools;
+pub mod recipient_list;
 pub mod redeem;
 pub mod schedule;
 pub mod text;
