@@ -115,14 +115,7 @@ impl RejectedLine {
 }
 
 fn echo(line: &str) -> String {
-    let trimmed = line.trim();
-    if trimmed.chars().count() > MAX_ECHO_CHARS {
-        let mut s: String = trimmed.chars().take(MAX_ECHO_CHARS).collect();
-        s.push('…');
-        s
-    } else {
-        trimmed.to_string()
-    }
+    super::text::echo(line, MAX_ECHO_CHARS)
 }
 
 /// The rejected lines of a request: the first `MAX_REJECTED_SHOWN` by line number, whatever

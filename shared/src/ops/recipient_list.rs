@@ -315,14 +315,7 @@ pub fn parse_name(text: &str) -> Result<String, String> {
 }
 
 fn echo(line: &str) -> String {
-    let trimmed = line.trim();
-    if trimmed.chars().count() > MAX_ECHO_CHARS {
-        let mut s: String = trimmed.chars().take(MAX_ECHO_CHARS).collect();
-        s.push('…');
-        s
-    } else {
-        trimmed.to_string()
-    }
+    super::text::echo(line, MAX_ECHO_CHARS)
 }
 
 #[cfg(test)]

@@ -41,6 +41,18 @@ fn parse_text_allowing(
     }
 }
 
+/// A line as an answer echoes it: trimmed, and cut to `max` characters with an ellipsis.
+pub(super) fn echo(line: &str, max: usize) -> String {
+    let trimmed = line.trim();
+    if trimmed.chars().count() > max {
+        let mut s: String = trimmed.chars().take(max).collect();
+        s.push('…');
+        s
+    } else {
+        trimmed.to_string()
+    }
+}
+
 /// Longest launch URL, in characters.
 pub const MAX_URL_CHARS: usize = 2000;
 
