@@ -63,6 +63,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/billing.js",
     "js/courses.js",
     "js/webhooks.js",
+    "js/activity.js",
     "js/redeem.js",
     "js/signin.js",
     "favicon.svg",
