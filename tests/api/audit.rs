@@ -381,3 +381,127 @@ async fn the_csv_holds_every_record_and_no_cell_a_spreadsheet_would_run() {
         );
     }
 }
+
+/// A pool's activity: its own records and those of its keys and assignments, each naming
+/// the pool; never another pool's, and never a record of no pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_filter_returns_that_pools_records_and_no_other() {
+    let w = World::new().await;
+    let (course_id, pool_id) = w.pool(ORG, 30).await;
+    let (_, other_pool) = w.pool(ORG, 30).await;
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"name": "Mine"})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        add_keys(&w, &pool_id, &["MINE-A-1", "MINE-B-2"], false).await,
+        StatusCode::CREATED
+    );
+    w.generate(ORG, &pool_id, 3).await;
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!("/v1/pools/{pool_id}/keys/MINE-A-1"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(
+        add_keys(&w, &other_pool, &["THEIRS-A-1"], false).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        patch_pool(&w, &other_pool, json!({"name": "Theirs"})).await,
+        StatusCode::OK
+    );
+
+    let mine = audit(&w, &format!("pool_id={pool_id}")).await;
+    let expected: BTreeMap<String, usize> = [
+        ("pool.created", 1),
+        ("pool.updated", 1),
+        ("keys.pasted", 1),
+        ("keys.generated", 1),
+        ("key.removed", 1),
+    ]
+    .into_iter()
+    .map(|(a, n)| (a.to_string(), n))
+    .collect();
+    assert_eq!(counts(&mine), expected);
+    assert!(
+        mine.iter().all(|r| r["pool_id"] == pool_id.as_str()),
+        "{mine:?}"
+    );
+    // The key's record names the key as its resource and the pool as its pool.
+    let removed = mine.iter().find(|r| r["action"] == "key.removed").unwrap();
+    assert_eq!(removed["resource"]["type"], "key");
+    // A record of no pool says so.
+    let course = audit(&w, &format!("resource_id={course_id}")).await;
+    assert_eq!(course.len(), 1);
+    assert_eq!(course[0]["pool_id"], Value::Null);
+
+    // Combined with the other filters, as they combine with each other.
+    assert_eq!(
+        audit(&w, &format!("pool_id={pool_id}&action=pool.updated"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        audit(
+            &w,
+            &format!("pool_id={other_pool}&action=pool.updated&actor=admin-of-acme")
+        )
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        audit(&w, &format!("pool_id={pool_id}&actor=someone-else"))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        audit(&w, &format!("pool_id={other_pool}&resource_id={pool_id}"))
+            .await
+            .len(),
+        0
+    );
+    let until = format!("until={}", urlencode("2001-01-01T00:00:00Z"));
+    assert!(
+        audit(&w, &format!("pool_id={pool_id}&{until}"))
+            .await
+            .is_empty()
+    );
+    // Another organization's filter by our pool finds nothing.
+    let r = w
+        .call(
+            GET,
+            &format!("/v1/audit?pool_id={pool_id}"),
+            Some(&w.admin("globex")),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"], json!([]));
+
+    // The CSV filters alike and names the pool in its own column.
+    let (status, _, body) = w
+        .get_streamed(
+            &format!("/v1/audit.csv?pool_id={other_pool}"),
+            Some(&w.admin(ORG)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.unwrap()).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "pool_id")
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|row| &row[column] == other_pool.as_str()));
+}

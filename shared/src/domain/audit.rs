@@ -42,7 +42,8 @@ impl Caller {
         Self::new(org.clone(), principal.sub.as_str(), principal.role)
     }
 
-    /// The record of `action` on `resource` at `now`.
+    /// The record of `action` on `resource` at `now`. A record of a pool names it as its
+    /// pool; `AuditRecord::in_pool` names the pool of any other resource.
     pub fn record(
         &self,
         action: AuditAction,
@@ -56,6 +57,7 @@ impl Caller {
             at: now,
             actor: self.actor.clone(),
             action: action.as_str().to_owned(),
+            pool_id: (resource.kind == "pool").then(|| resource.id.clone()),
             resource,
             request_id: self.request_id.clone(),
             client_address: self.client_address.clone(),
@@ -156,9 +158,21 @@ pub struct AuditRecord {
     /// A stable dotted name, `AuditAction::as_str`.
     pub action: String,
     pub resource: Resource,
+    /// The pool the change concerns (the pool itself, its keys, jobs, exports, assignments),
+    /// so that a pool's activity is one Query.
+    #[serde(default)]
+    pub pool_id: Option<String>,
     pub request_id: Option<String>,
     pub client_address: Option<String>,
     pub summary: Map<String, Value>,
+}
+
+impl AuditRecord {
+    /// The record, naming `pool` as the pool its change concerns.
+    pub fn in_pool(mut self, pool: impl ToString) -> Self {
+        self.pool_id = Some(pool.to_string());
+        self
+    }
 }
 
 macro_rules! actions {
@@ -217,6 +231,7 @@ pub struct AuditFilter {
     pub action: Option<AuditAction>,
     pub actor: Option<String>,
     pub resource_id: Option<String>,
+    pub pool_id: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }
