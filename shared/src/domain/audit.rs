@@ -37,6 +37,26 @@ impl Caller {
         }
     }
 
+    /// Who this caller is and whence they came, to be kept with a long change they start.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            client_address: self.client_address.clone(),
+        }
+    }
+
+    /// The caller who started a long change of `org`, as its `origin` kept them: the write
+    /// that ends the change records its end in their name.
+    pub fn resumed(org: &OrgId, origin: &Origin) -> Self {
+        Self {
+            org: org.clone(),
+            actor: origin.actor.clone(),
+            request_id: origin.request_id.clone(),
+            client_address: origin.client_address.clone(),
+        }
+    }
+
     /// The caller a verified principal of `org` makes.
     pub fn of(principal: &Principal, org: &OrgId) -> Self {
         Self::new(org.clone(), principal.sub.as_str(), principal.role)
@@ -64,6 +84,16 @@ impl Caller {
             summary: summary.0,
         }
     }
+}
+
+/// Who started a long change (a job, an export) and from where, kept with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub actor: Actor,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub client_address: Option<String>,
 }
 
 /// The person behind a change.
@@ -212,8 +242,11 @@ actions! {
     KeysImportStarted = "keys.import_started",
     KeysGenerated = "keys.generated",
     KeysGenerationStarted = "keys.generation_started",
+    KeysGenerationFinished = "keys.generation_finished",
+    KeysImportFinished = "keys.import_finished",
     KeyRemoved = "key.removed",
     ExportStarted = "export.started",
+    ExportFinished = "export.finished",
     ExportDownloaded = "export.downloaded",
     AssignmentCancelled = "assignment.cancelled",
     WebhookCreated = "webhook.created",
