@@ -17,6 +17,15 @@ const ACTIONS = [
     ['keys.pasted', 'Keys pasted'],
     ['keys.generated', 'Keys generated'],
     ['key.removed', 'Key removed'],
+    ['keys.generation_started', 'Key generation started'],
+    ['keys.generation_finished', 'Key generation finished'],
+    ['keys.import_started', 'Key import started'],
+    ['keys.import_finished', 'Key import finished'],
+  ]],
+  ['Exports', [
+    ['export.started', 'Export started'],
+    ['export.finished', 'Export finished'],
+    ['export.downloaded', 'Export downloaded'],
   ]],
   ['Courses', [
     ['course.created', 'Course created'],
@@ -30,27 +39,25 @@ const ACTIONS = [
     ['webhook.updated', 'Webhook endpoint edited'],
     ['webhook.deleted', 'Webhook endpoint removed'],
     ['webhook.secret_rotated', 'Webhook secret rotated'],
+    ['webhook.tested', 'Webhook test sent'],
+    ['webhook.delivery_retried', 'Webhook delivery retried'],
+  ]],
+  ['Console', [
+    ['console.signed_in', 'Signed in to the console'],
   ]],
 ];
 
-/** Words for every action the API names, those the filter offers and those not yet recorded. */
-const LABELS = new Map([
-  ...ACTIONS.flatMap(([, list]) => list),
-  ['keys.import_started', 'Key import started'],
-  ['keys.generation_started', 'Key generation started'],
-  ['export.started', 'Export started'],
-  ['export.downloaded', 'Export downloaded'],
-  ['webhook.tested', 'Webhook test sent'],
-  ['webhook.delivery_retried', 'Webhook delivery retried'],
-  ['console.signed_in', 'Signed in to the console'],
-]);
+/** Words for every action the API names (shared/src/domain/audit.rs). */
+const LABELS = new Map(ACTIONS.flatMap(([, list]) => list));
 
 /** Names of the fields that summaries carry. */
 const FIELDS = {
   name: 'Name', title: 'Title', course_id: 'Course', pool_id: 'Pool', starts_at: 'Starts', expires_at: 'Expires',
   content_availability_days: 'Content availability (days)', deactivated: 'Deactivated', description: 'Description',
   launch_url: 'Launch URL', url: 'URL', events: 'Events', enabled: 'Enabled', secrets: 'Secrets signing',
-  lines: 'Lines', keys: 'Keys', count: 'Keys', partial: 'Valid lines only',
+  lines: 'Lines', keys: 'Keys', count: 'Keys', partial: 'Valid lines only', rejected_count: 'Rejected',
+  total: 'Total', done: 'Done', status: 'Status', rows: 'Rows', file_name: 'File', key_status: 'Keys exported',
+  undistributed: 'Only never distributed', mark_distributed: 'Marked distributed', delivery_id: 'Delivery', attempts: 'Attempts',
 };
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/;
@@ -139,10 +146,10 @@ function poolLink(id, known) {
   return can.readPools() ? h('a', { href: `#/pools/${encodeURIComponent(id)}` }, label) : h('span', { class: 'key' }, label);
 }
 
-/** What a record changed, named as a person would. */
-function resource(r, known) {
+/** What a record changed, named as a person would; a pool by name only once in its row. */
+function resource(r, known, withPool) {
   const { type, id } = r.resource || {};
-  if (type === 'pool') return ['Pool ', poolLink(id, known)];
+  if (type === 'pool') return withPool && poolOf(r) === id ? 'The pool' : withPool ? ['Pool ', poolLink(id, known)] : 'This pool';
   if (type === 'course') return `Course ${known.courses.get(id) || id}`;
   if (type === 'key') return ['Key ', h('span', { class: 'key' }, id)];
   if (type === 'webhook') return ['Webhook endpoint ', can.webhooks() && r.action !== 'webhook.deleted'
@@ -166,7 +173,7 @@ function recordTable(items, known, { id, caption, withPool = true }) {
         h('td', { 'data-label': 'When' }, at(r.at)),
         h('td', { 'data-label': 'Who' }, h('span', {}, r.actor?.sub || '—', ' ', h('span', { class: 'badge role' }, r.actor?.role || '?'))),
         h('td', { 'data-label': 'Action' }, action(r.action)),
-        h('td', { 'data-label': 'Resource' }, h('span', {}, resource(r, known))),
+        h('td', { 'data-label': 'Resource' }, h('span', {}, resource(r, known, withPool))),
         withPool ? h('td', { 'data-label': 'Pool' }, pool ? poolLink(pool, known) : '—') : null,
         h('td', { 'data-label': 'Summary', class: 'summary' }, summary(r, known)));
     }))));
@@ -285,7 +292,7 @@ export async function activityView(main, params = new URLSearchParams()) {
         ? recordTable(page.items, known, { id: 'activity-table', caption: 'Activity, newest first' })
         : h('p', { id: 'activity-empty' }, filtered
           ? (pages.length ? 'No more records match these filters.' : 'No activity matches these filters. Change or clear them to see more.')
-          : 'No activity yet. Changes to pools, keys, courses and webhooks appear here.'),
+          : 'No activity yet. Changes to pools, keys, exports, courses and webhooks appear here.'),
       h('nav', { class: 'actions pager', 'aria-label': 'Activity pages' },
         page.items.length ? h('p', { class: 'hint', id: 'activity-range' }, `Records ${first.toLocaleString()} to ${(first + page.items.length - 1).toLocaleString()}, newest first.`) : null,
         pages.length > 1 ? h('button', { type: 'button', class: 'secondary', id: 'activity-newest', onclick: () => turn(() => { pages.length = 0; return ''; }) }, 'Back to newest') : null,
