@@ -55,9 +55,9 @@ const FIELDS = {
   name: 'Name', title: 'Title', course_id: 'Course', pool_id: 'Pool', starts_at: 'Starts', expires_at: 'Expires',
   content_availability_days: 'Content availability (days)', deactivated: 'Deactivated', description: 'Description',
   launch_url: 'Launch URL', url: 'URL', events: 'Events', enabled: 'Enabled', secrets: 'Secrets signing',
-  lines: 'Lines', keys: 'Keys', count: 'Keys', partial: 'Valid lines only', rejected_count: 'Rejected',
-  total: 'Total', done: 'Done', status: 'Status', rows: 'Rows', file_name: 'File', key_status: 'Keys exported',
-  undistributed: 'Only never distributed', mark_distributed: 'Marked distributed', delivery_id: 'Delivery', attempts: 'Attempts',
+  file_name: 'File', lines: 'Lines', keys: 'Keys', count: 'Keys', partial: 'Valid lines only', rejected_count: 'Rejected',
+  total: 'Total', done: 'Done', status: 'Status', rows: 'Rows', key_status: 'Keys exported',
+  undistributed: 'Only never distributed', mark_distributed: 'Marked distributed', delivery_id: 'Delivery', attempts: 'Attempts', method: 'Method',
 };
 
 const ISO = /^\d{4}-\d\d-\d\dT\d\d:\d\d(:\d\d(\.\d+)?)?(Z|[+-]\d\d:\d\d)$/;
@@ -154,8 +154,11 @@ function resource(r, known, withPool) {
   if (type === 'key') return ['Key ', h('span', { class: 'key' }, id)];
   if (type === 'webhook') return ['Webhook endpoint ', can.webhooks() && r.action !== 'webhook.deleted'
     ? h('a', { href: `#/webhooks/${encodeURIComponent(id)}`, class: 'key' }, id) : h('span', { class: 'key' }, id)];
+  if (type === 'console') return 'The console';
   if (type === 'assignment') return ['Assignment ', h('span', { class: 'key' }, id)];
-  return [type || '', ' ', h('span', { class: 'key' }, id || '')];
+  // An export, a job, or what comes next: its kind as a word, then its id.
+  const kind = (type || '').replace(/_/g, ' ');
+  return [kind.charAt(0).toUpperCase() + kind.slice(1), ' ', h('span', { class: 'key' }, id || '')];
 }
 
 /** The action in words above its stable dotted name. */
