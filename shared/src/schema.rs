@@ -245,11 +245,14 @@ pub const AUDIT_BY_ACTOR: &str = "ByActor";
 pub const AUDIT_BY_RESOURCE: &str = "ByResource";
 /// The audit table's index of an action's records.
 pub const AUDIT_BY_ACTION: &str = "ByAction";
+/// The audit table's index of the records that concern a pool.
+pub const AUDIT_BY_POOL: &str = "ByPool";
 /// Partition and sort key attributes of the audit indexes, in the order of the indexes.
-pub const AUDIT_INDEX_KEYS: [(&str, &str, &str); 3] = [
+pub const AUDIT_INDEX_KEYS: [(&str, &str, &str); 4] = [
     (AUDIT_BY_ACTOR, "ActorPK", "ActorSK"),
     (AUDIT_BY_RESOURCE, "ResourcePK", "ResourceSK"),
     (AUDIT_BY_ACTION, "ActionPK", "ActionSK"),
+    (AUDIT_BY_POOL, "PoolPK", "PoolSK"),
 ];
 /// Partition of an organization's audit records (audit table).
 pub fn audit_pk(org: &OrgId) -> String {
@@ -280,6 +283,10 @@ pub fn audit_resource_pk(org: &OrgId, id: &str) -> String {
 /// Index partition of an action's records.
 pub fn audit_action_pk(org: &OrgId, action: &str) -> String {
     format!("ORG#{org}#ACTION#{action}")
+}
+/// Index partition of the records that concern a pool.
+pub fn audit_pool_pk(org: &OrgId, pool_id: &str) -> String {
+    format!("ORG#{org}#POOL#{pool_id}")
 }
 
 fn attr(name: &str) -> anyhow::Result<AttributeDefinition> {

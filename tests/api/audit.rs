@@ -381,3 +381,322 @@ async fn the_csv_holds_every_record_and_no_cell_a_spreadsheet_would_run() {
         );
     }
 }
+
+/// A pool's activity: its own records and those of its keys and assignments, each naming
+/// the pool; never another pool's, and never a record of no pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_filter_returns_that_pools_records_and_no_other() {
+    let w = World::new().await;
+    let (course_id, pool_id) = w.pool(ORG, 30).await;
+    let (_, other_pool) = w.pool(ORG, 30).await;
+    assert_eq!(
+        patch_pool(&w, &pool_id, json!({"name": "Mine"})).await,
+        StatusCode::OK
+    );
+    assert_eq!(
+        add_keys(&w, &pool_id, &["MINE-A-1", "MINE-B-2"], false).await,
+        StatusCode::CREATED
+    );
+    w.generate(ORG, &pool_id, 3).await;
+    let r = w
+        .call(
+            Method::DELETE,
+            &format!("/v1/pools/{pool_id}/keys/MINE-A-1"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    assert_eq!(
+        add_keys(&w, &other_pool, &["THEIRS-A-1"], false).await,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        patch_pool(&w, &other_pool, json!({"name": "Theirs"})).await,
+        StatusCode::OK
+    );
+
+    let mine = audit(&w, &format!("pool_id={pool_id}")).await;
+    let expected: BTreeMap<String, usize> = [
+        ("pool.created", 1),
+        ("pool.updated", 1),
+        ("keys.pasted", 1),
+        ("keys.generated", 1),
+        ("key.removed", 1),
+    ]
+    .into_iter()
+    .map(|(a, n)| (a.to_string(), n))
+    .collect();
+    assert_eq!(counts(&mine), expected);
+    assert!(
+        mine.iter().all(|r| r["pool_id"] == pool_id.as_str()),
+        "{mine:?}"
+    );
+    // The key's record names the key as its resource and the pool as its pool.
+    let removed = mine.iter().find(|r| r["action"] == "key.removed").unwrap();
+    assert_eq!(removed["resource"]["type"], "key");
+    // A record of no pool says so.
+    let course = audit(&w, &format!("resource_id={course_id}")).await;
+    assert_eq!(course.len(), 1);
+    assert_eq!(course[0]["pool_id"], Value::Null);
+
+    // Combined with the other filters, as they combine with each other.
+    assert_eq!(
+        audit(&w, &format!("pool_id={pool_id}&action=pool.updated"))
+            .await
+            .len(),
+        1
+    );
+    assert_eq!(
+        audit(
+            &w,
+            &format!("pool_id={other_pool}&action=pool.updated&actor=admin-of-acme")
+        )
+        .await
+        .len(),
+        1
+    );
+    assert_eq!(
+        audit(&w, &format!("pool_id={pool_id}&actor=someone-else"))
+            .await
+            .len(),
+        0
+    );
+    assert_eq!(
+        audit(&w, &format!("pool_id={other_pool}&resource_id={pool_id}"))
+            .await
+            .len(),
+        0
+    );
+    let until = format!("until={}", urlencode("2001-01-01T00:00:00Z"));
+    assert!(
+        audit(&w, &format!("pool_id={pool_id}&{until}"))
+            .await
+            .is_empty()
+    );
+    // Another organization's filter by our pool finds nothing.
+    let r = w
+        .call(
+            GET,
+            &format!("/v1/audit?pool_id={pool_id}"),
+            Some(&w.admin("globex")),
+            None,
+        )
+        .await;
+    assert_eq!(r.body["items"], json!([]));
+
+    // The CSV filters alike and names the pool in its own column.
+    let (status, _, body) = w
+        .get_streamed(
+            &format!("/v1/audit.csv?pool_id={other_pool}"),
+            Some(&w.admin(ORG)),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = String::from_utf8(body.unwrap()).unwrap();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let column = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "pool_id")
+        .unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 3);
+    assert!(rows.iter().all(|row| &row[column] == other_pool.as_str()));
+}
+
+/// The one record of `action` among the organization's, asserted single.
+async fn only(w: &World, action: &str) -> Value {
+    let records = audit(w, &format!("action={action}")).await;
+    assert_eq!(records.len(), 1, "{action}: {records:?}");
+    records.into_iter().next().unwrap()
+}
+
+/// A long job records its start with the request that starts it and its end, once, with the
+/// write that ends it, in the name of whoever started it; however often it is run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_jobs_record_their_start_and_their_end_once() {
+    use keypool::ops::key_jobs;
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    let acme = keypool::identity::OrgId::parse(ORG).unwrap();
+    let job = w.queued_generation(ORG, &pool_id, 150).await;
+    let started = only(&w, "keys.generation_started").await;
+    assert_eq!(
+        started["resource"],
+        json!({"type": "job", "id": job.job_id.to_string()})
+    );
+    assert_eq!(started["pool_id"], pool_id.as_str());
+    assert_eq!(started["summary"]["count"], 150);
+    assert!(
+        audit(&w, "action=keys.generation_finished")
+            .await
+            .is_empty()
+    );
+    for _ in 0..2 {
+        key_jobs::run(w.dyn_store(), &w.clock, &acme, &job.job_id, None)
+            .await
+            .unwrap();
+    }
+    let finished = only(&w, "keys.generation_finished").await;
+    assert_eq!(finished["actor"], started["actor"]);
+    assert_eq!(finished["request_id"], started["request_id"]);
+    assert_eq!(finished["pool_id"], pool_id.as_str());
+    assert_eq!(
+        finished["summary"],
+        json!({"status": "done", "total": 150, "done": 150})
+    );
+
+    // An import: all or nothing, and partial.
+    for (partial, prefix) in [(false, "IMPA"), (true, "IMPB")] {
+        let keys: Vec<String> = (0..120).map(|i| format!("{prefix}{i:05}")).collect();
+        let (job, _) = w.queued_import(ORG, &pool_id, &keys, partial).await;
+        key_jobs::run(w.dyn_store(), &w.clock, &acme, &job.job_id, None)
+            .await
+            .unwrap();
+    }
+    let started = audit(&w, "action=keys.import_started").await;
+    let finished = audit(&w, "action=keys.import_finished").await;
+    assert_eq!((started.len(), finished.len()), (2, 2));
+    for r in &finished {
+        assert_eq!(r["summary"]["status"], "done", "{r}");
+        assert_eq!(r["summary"]["done"], 120, "{r}");
+        assert_eq!(r["pool_id"], pool_id.as_str());
+    }
+    // An import that fails (a key taken meanwhile) records its end as failed.
+    let keys: Vec<String> = (0..50).map(|i| format!("IMPC{i:05}")).collect();
+    let (job, _) = w.queued_import(ORG, &pool_id, &keys, false).await;
+    assert_eq!(
+        add_keys(&w, &pool_id, &[keys[7].as_str()], false).await,
+        StatusCode::CREATED
+    );
+    key_jobs::run(w.dyn_store(), &w.clock, &acme, &job.job_id, None)
+        .await
+        .unwrap();
+    let finished = audit(&w, "action=keys.import_finished").await;
+    assert_eq!(finished.len(), 3);
+    assert_eq!(finished[0]["summary"]["status"], "failed");
+}
+
+/// A person's export records its start and its end; handing its file's link to a person
+/// records a download, never the link; a viewer, who gets no link, records nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_record_start_end_and_each_link_handed_out_but_never_the_link() {
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    w.generate(ORG, &pool_id, 3).await;
+    let r = w
+        .call(
+            POST,
+            &format!("/v1/pools/{pool_id}/exports"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let export_id = r.body["export_id"].as_str().unwrap().to_string();
+    w.finished_export(ORG, &export_id).await;
+    let started = only(&w, "export.started").await;
+    assert_eq!(
+        started["resource"],
+        json!({"type": "export", "id": export_id})
+    );
+    assert_eq!(started["pool_id"], pool_id.as_str());
+    let finished = only(&w, "export.finished").await;
+    assert_eq!(finished["summary"]["status"], "done");
+    assert_eq!(finished["summary"]["rows"], 3);
+    assert_eq!(finished["request_id"], started["request_id"]);
+
+    let viewer = w
+        .call(
+            GET,
+            &format!("/v1/exports/{export_id}"),
+            Some(&w.staff(ORG, Role::Viewer)),
+            None,
+        )
+        .await;
+    assert_eq!(viewer.body["url"], Value::Null);
+    assert!(audit(&w, "action=export.downloaded").await.is_empty());
+    let read = w
+        .call(
+            GET,
+            &format!("/v1/exports/{export_id}"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    let url = read.body["url"].as_str().unwrap().to_string();
+    let downloaded = only(&w, "export.downloaded").await;
+    assert_eq!(downloaded["pool_id"], pool_id.as_str());
+    let link = url.split_once('?').map(|(_, q)| q).unwrap_or(&url);
+    let (_, _, csv) = w.get_streamed("/v1/audit.csv", Some(&w.admin(ORG))).await;
+    let csv = String::from_utf8(csv.unwrap()).unwrap();
+    for text in [downloaded.to_string(), csv] {
+        assert!(!text.contains(link), "the link is recorded: {text}");
+        assert!(!text.contains("link="), "{text}");
+    }
+    // In the pool's activity with its keys and the pool itself.
+    let mine = counts(&audit(&w, &format!("pool_id={pool_id}")).await);
+    for action in [
+        "pool.created",
+        "keys.generated",
+        "export.started",
+        "export.finished",
+        "export.downloaded",
+    ] {
+        assert_eq!(mine.get(action), Some(&1), "{action}: {mine:?}");
+    }
+}
+
+/// An admin's test event and redelivery are recorded with the write that queues them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_tests_and_retries_are_recorded() {
+    let w = World::new().await;
+    let receiver =
+        keypool_tests::webhooks::Receiver::start(keypool_tests::webhooks::Answer::Ok).await;
+    let r = w
+        .call(
+            POST,
+            "/v1/webhooks",
+            Some(&w.admin(ORG)),
+            Some(json!({
+                "url": format!("https://receiver.test:{}/hook", receiver.port),
+                "events": ["assignment.created"],
+            })),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let webhook = r.body["webhook_id"].as_str().unwrap().to_string();
+    let secret = r.body["secret"].as_str().unwrap().to_string();
+    let r = w
+        .call(
+            POST,
+            &format!("/v1/webhooks/{webhook}/test"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let delivery = r.body["delivery_id"].as_str().unwrap().to_string();
+    let r = w
+        .call(
+            POST,
+            &format!("/v1/webhooks/{webhook}/deliveries/{delivery}/retry"),
+            Some(&w.admin(ORG)),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{:?}", r.body);
+    let tested = only(&w, "webhook.tested").await;
+    assert_eq!(
+        tested["resource"],
+        json!({"type": "webhook", "id": webhook})
+    );
+    assert_eq!(tested["summary"]["delivery_id"], delivery.as_str());
+    let retried = only(&w, "webhook.delivery_retried").await;
+    assert_eq!(retried["summary"]["delivery_id"], delivery.as_str());
+    assert_eq!(retried["pool_id"], Value::Null);
+    let all = audit(&w, "").await;
+    assert!(!Value::Array(all).to_string().contains(&secret));
+}

@@ -307,10 +307,14 @@ async fn an_import_refused_when_it_registers_leaves_none_of_its_input() {
         phase: None,
         rejected: Vec::new(),
         rejected_count: 0,
+        started_by: None,
         created_at: now,
         updated_at: now,
     };
-    let refused = w.dyn_store().put_key_job(&import, w.max_open_jobs).await;
+    let refused = w
+        .dyn_store()
+        .put_key_job(&import, w.max_open_jobs, None)
+        .await;
     assert!(
         matches!(
             refused,

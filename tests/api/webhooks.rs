@@ -521,7 +521,7 @@ async fn private_and_special_targets_are_refused_at_save_and_at_send() {
     let delivery = keypool::ops::webhooks::send_test(
         w.dyn_store(),
         &keypool::webhooks::Stored,
-        &acme,
+        &keypool_tests::admin_of(&acme),
         &webhook.webhook_id.to_string(),
         w.now(),
     )

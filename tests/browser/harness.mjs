@@ -18,8 +18,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const root = join(here, '..', '..');
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-/** Where the screenshots go (not in git). */
-const SHOTS = join(here, 'screenshots');
+/** Where the screenshots go (not in git; KEYPOOL_BROWSER_SHOTS moves them out of the tree). */
+const SHOTS = process.env.KEYPOOL_BROWSER_SHOTS || join(here, 'screenshots');
 const BUDGET_MS = Number(process.env.KEYPOOL_BROWSER_BUDGET_MS || 10 * 60 * 1000);
 const BIN = process.env.KEYPOOL_BIN
   || join(process.env.CARGO_TARGET_DIR || join(root, 'target'), 'debug', 'keypool-local');

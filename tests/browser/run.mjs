@@ -8,8 +8,8 @@
 //   node tests/browser/run.mjs            (KEYPOOL_BIN overrides the server binary)
 //
 // Every step is named here; tests/browser/harness.mjs holds what runs them, oidc-provider.mjs
-// the fake OIDC provider, oidc-sign-in.mjs the OIDC step, and webhook-receiver.mjs the
-// receiver the webhook steps register.
+// the fake OIDC provider, oidc-sign-in.mjs the OIDC step, webhook-receiver.mjs the
+// receiver the webhook steps register, and activity.mjs the Activity steps (the audit log).
 
 import { createPublicKey, verify as cryptoVerify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -18,6 +18,7 @@ import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 import { axe, check, mintToken, opened, run, startServer, step, tabTo, temp, text } from './harness.mjs';
+import { activitySteps } from './activity.mjs';
 import { signInThroughOidc } from './oidc-sign-in.mjs';
 import { signedBy, startReceiver } from './webhook-receiver.mjs';
 
@@ -681,6 +682,9 @@ async function walk() {
     assert.equal((await call('GET', '/v1/webhooks')).items.length, 0);
   });
 
+  // Activity: the audit log of what this walk and the steps' own API calls changed.
+  await activitySteps({ base, context, admin, call });
+
   await step('a viewer sees the pools, keys and exports, and nothing that would change them', async () => {
     const viewer = await context.newPage();
     await viewer.goto(`${base}/`);
@@ -709,7 +713,7 @@ async function walk() {
     await viewer.close();
   });
 
-  await step('finance sees the invoices only, and cannot cancel', async () => {
+  await step('finance sees the invoices (and Activity, in its own steps) only, and cannot cancel', async () => {
     const finance = await context.newPage();
     await finance.goto(`${base}/`);
     await finance.locator('#demo-finance').click();

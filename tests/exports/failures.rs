@@ -238,7 +238,7 @@ async fn a_failed_export_whose_marks_cannot_be_taken_back_still_ends_failed() {
     let pool_id = big_pool(&w).await;
     let started = export::start(
         &w.job_context(&Queued),
-        &OrgId::parse("acme").unwrap(),
+        &keypool_tests::admin_of(&OrgId::parse("acme").unwrap()),
         &pool_id,
         export::ExportInput {
             mark_distributed: true,

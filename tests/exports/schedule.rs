@@ -62,7 +62,7 @@ async fn a_job_message_from_the_queue_runs_the_export_once() {
     let org = OrgId::parse("acme").unwrap();
     let pending = export::start(
         &w.job_context(&Queued),
-        &org,
+        &keypool_tests::admin_of(&org),
         &pool_id,
         export::ExportInput::default(),
     )

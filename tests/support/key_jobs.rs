@@ -12,7 +12,7 @@ use keypool::ops::open_jobs::JobContext;
 use keypool::settings::Settings;
 use keypool::store::Store;
 
-use crate::World;
+use crate::{World, admin_of};
 
 /// A job queue that takes jobs and runs nothing: the test runs them by hand, or they arrive
 /// later, as SQS messages.
@@ -76,9 +76,14 @@ impl World {
     /// Starts a generation job of `count` keys into a pool of `org`, queued where nothing runs
     /// it ([`Queued`]).
     pub async fn queued_generation(&self, org_name: &str, pool_id: &str, count: u64) -> KeyJob {
-        generate::start(&self.job_context(&Queued), &org(org_name), pool_id, count)
-            .await
-            .expect("a generation job starts")
+        generate::start(
+            &self.job_context(&Queued),
+            &admin_of(&org(org_name)),
+            pool_id,
+            count,
+        )
+        .await
+        .expect("a generation job starts")
     }
 
     /// Starts an import of `lines` into a pool of `org`, checked whole and queued where nothing
@@ -93,9 +98,16 @@ impl World {
         let cx = self.job_context(&Queued);
         let paste = CheckedPaste::from_list(lines);
         let settings = Settings::default();
-        import::start(&cx, &settings, &org(org_name), pool_id, paste, partial)
-            .await
-            .expect("an import starts")
+        import::start(
+            &cx,
+            &settings,
+            &admin_of(&org(org_name)),
+            pool_id,
+            paste,
+            partial,
+        )
+        .await
+        .expect("an import starts")
     }
 
     /// Every key a pool of `org` lists, as shown.

@@ -22,7 +22,8 @@ export const STAFF = ['admin', 'viewer', 'finance'];
 /**
  * What the signed-in role may do, so that the console shows nothing it would be refused (the
  * API decides; this follows its table in shared/src/http/access.rs): admins everything,
- * viewers read pools, keys and exports' status, finance only invoices; webhooks are admins'.
+ * viewers read pools, keys and exports' status, finance only invoices; all three read the
+ * activity (the audit log); webhooks are admins'.
  */
 export const can = {
   change: () => claims()?.role === 'admin',

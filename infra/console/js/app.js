@@ -7,6 +7,7 @@ import { poolView } from './pool.js';
 import { billingView } from './billing.js';
 import { coursesView } from './courses.js';
 import { webhooksView, webhookView } from './webhooks.js';
+import { activityView } from './activity.js';
 
 const main = $('#main');
 let cfg = { mode: 'local' };
@@ -25,17 +26,21 @@ async function route() {
     return;
   }
   nav.hidden = false;
-  // Finance reads invoices only: the pools and courses are not theirs to see.
+  // Finance reads invoices and activity: the pools and courses are not theirs to see.
   $('#nav-pools').parentElement.hidden = !can.readPools();
   $('#nav-courses').parentElement.hidden = !can.readPools();
   $('#nav-webhooks').parentElement.hidden = !can.webhooks();
   let path = location.hash.replace(/^#/, '') || '/';
-  if (!can.readPools()) path = '/billing';
+  const query = new URLSearchParams(path.split('?')[1] || '');
+  const activity = path === '/activity' || path.startsWith('/activity?');
+  // Finance reads the invoices and the activity, nothing else.
+  if (!can.readPools() && !activity) path = '/billing';
   // Webhooks are an admin's alone; anyone else lands on their first page.
   else if (path.startsWith('/webhooks') && !can.webhooks()) path = '/';
   for (const a of nav.querySelectorAll('a')) a.removeAttribute('aria-current');
   let m;
-  if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }
+  if (activity) { $('#nav-activity').setAttribute('aria-current', 'page'); await activityView(main, query); }
+  else if (path === '/billing') { $('#nav-billing').setAttribute('aria-current', 'page'); await billingView(main); }
   else if (path === '/courses') { $('#nav-courses').setAttribute('aria-current', 'page'); await coursesView(main); }
   else if (path === '/webhooks') { $('#nav-webhooks').setAttribute('aria-current', 'page'); await webhooksView(main); }
   else if ((m = path.match(/^\/webhooks\/([^/?]+)$/))) { $('#nav-webhooks').setAttribute('aria-current', 'page'); await webhookView(main, decodeURIComponent(m[1])); }
@@ -43,7 +48,7 @@ async function route() {
   else if ((m = path.match(/^\/pools\/([^/?]+)(?:\/(\w+))?(?:\?(.*))?$/))) {
     await poolView(main, decodeURIComponent(m[1]), m[2] || 'keys', new URLSearchParams(m[3] || ''));
   }
-  else { $('#nav-pools').setAttribute('aria-current', 'page'); await poolsView(main, new URLSearchParams(path.split('?')[1] || '')); }
+  else { $('#nav-pools').setAttribute('aria-current', 'page'); await poolsView(main, query); }
   // Move focus to the new screen's heading so keyboard and screen-reader users land on it (or
   // to what the screen asks for first, such as a secret shown once).
   const h1 = main.querySelector('h1');

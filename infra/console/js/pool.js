@@ -2,6 +2,7 @@
 import { api, can, courseTitles } from './api.js';
 import { h, when, fieldError, showApiError, confirmDialog, announce, sleep, fill } from './dom.js';
 import { poolFormView } from './pools.js';
+import { recentActivity } from './activity.js';
 
 const KEY_RE = /^[A-Z0-9]{4,64}$/;
 const canonical = (line) => line.toUpperCase().replace(/[\s-]/g, '');
@@ -51,14 +52,16 @@ export async function poolView(main, poolId, tab, params = new URLSearchParams()
   }, label)));
   const st = pool.status;
   const title = (await courseTitles()).get(pool.course_id) || pool.course_id;
+  // The pool's latest changes, under whichever tab is open; read again after a change here.
+  const activity = recentActivity(pool.pool_id, pool.name);
   main.replaceChildren(
     h('p', {}, h('a', { href: '#/' }, '← All pools')),
     h('h1', {}, pool.name, ' ', h('span', { class: `badge ${st}` }, st)),
     h('p', {}, `Course: ${title} · open ${when(pool.starts_at)} to ${when(pool.expires_at)} · ${pool.content_availability_days} days of access`),
-    counts, tablist, panel);
+    counts, tablist, panel, activity.section);
   if (tab === 'export') exportTab(panel, pool);
   else if (tab === 'settings' && can.change()) await settingsTab(panel, pool);
-  else keysTab(panel, pool, refreshCounts, params.get('key'));
+  else keysTab(panel, pool, refreshCounts, params.get('key'), activity.refresh);
 }
 
 /** The key that "Find a key" opened this pool for: its status and who redeemed it. */
@@ -76,7 +79,7 @@ function foundKey(typed) {
   return box;
 }
 
-function keysTab(panel, pool, refreshCounts, found) {
+function keysTab(panel, pool, refreshCounts, found, changed) {
   const base = `/v1/pools/${encodeURIComponent(pool.pool_id)}`;
   // Add one key.
   const one = h('input', { id: 'one-key', name: 'key', type: 'text', autocomplete: 'off', spellcheck: 'false' });
@@ -89,7 +92,7 @@ function keysTab(panel, pool, refreshCounts, found) {
       if (r.rejected.length) { fieldError(one, r.rejected[0].message); one.focus(); return; }
       oneStatus.textContent = `Key ${r.added[0]} added.`;
       one.value = '';
-      refreshCounts(); loadKeys();
+      refreshCounts(); loadKeys(); changed();
     } catch (e) { fieldError(one, e.details?.rejected?.[0]?.message || e.message); one.focus(); }
   } }, h('div', {}, h('label', { for: 'one-key' }, 'Key'), one), h('div', {}, h('button', { type: 'submit', id: 'add-one' }, 'Add key')));
 
@@ -117,7 +120,7 @@ function keysTab(panel, pool, refreshCounts, found) {
       fill(preview, h('p', { class: 'ok', role: 'status' }, `${r.added.length} keys added.`),
         r.rejected.length ? h('ul', { class: 'preview' }, r.rejected.map((x) => h('li', { class: 'bad' }, `${x.key}: ${x.message}`))) : null);
       paste.value = '';
-      refreshCounts(); loadKeys();
+      refreshCounts(); loadKeys(); changed();
     } catch (e) { fill(preview, h('p', { class: 'alert', role: 'alert' }, e.message)); }
   }
   file.addEventListener('change', async () => { if (file.files[0]) { paste.value = await file.files[0].text(); showPreview(); } });
@@ -141,7 +144,7 @@ function keysTab(panel, pool, refreshCounts, found) {
       const r = await api('POST', `${base}/keys/generate`, { count: n });
       if (r.job_id) await followJob(r.job_id, jobBox, 'Generation');
       else fill(jobBox, h('p', { role: 'status', class: 'ok' }, `${r.keys.length} keys generated.`));
-      refreshCounts(); loadKeys();
+      refreshCounts(); loadKeys(); changed();
     } catch (e) { showApiError(genForm, e, null) || fieldError(count, e.message); count.focus(); }
   } }, h('div', {}, h('label', { for: 'gen-count' }, 'How many keys'), count), h('div', {}, h('button', { type: 'submit', id: 'generate' }, 'Generate')));
 
@@ -200,7 +203,7 @@ function keysTab(panel, pool, refreshCounts, found) {
   }
   async function removeKey(k) {
     if (!(await confirmDialog('Remove this key?', `Key ${k.key} will no longer be redeemable. This cannot be undone.`, 'Remove key'))) return;
-    try { await api('DELETE', `${base}/keys/${encodeURIComponent(k.key)}`); announce(`Key ${k.key} removed.`); refreshCounts(); loadKeys(); } catch (e) { announce(e.message); }
+    try { await api('DELETE', `${base}/keys/${encodeURIComponent(k.key)}`); announce(`Key ${k.key} removed.`); refreshCounts(); loadKeys(); changed(); } catch (e) { announce(e.message); }
   }
   filter.addEventListener('change', () => { stack.length = 0; loadKeys(''); });
   undistributed.addEventListener('change', () => { stack.length = 0; loadKeys(''); });

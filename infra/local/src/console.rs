@@ -16,8 +16,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use keypool::domain::{AuditAction, Caller, Resource, Summary};
 use keypool::error::{Error, ErrorCode, Missing};
+use keypool::http::ClientAddress;
 use keypool::identity::{OrgId, Role, TokenAuthority, UserId};
+use keypool::store::AuditLog;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -63,6 +66,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/billing.js",
     "js/courses.js",
     "js/webhooks.js",
+    "js/activity.js",
     "js/redeem.js",
     "js/signin.js",
     "favicon.svg",
@@ -72,17 +76,25 @@ const FILES: &[(&str, &[u8])] = files![
 #[derive(Clone)]
 pub struct Console {
     dir: Option<PathBuf>,
-    /// Signs the demo users' tokens; `None` when the demo sign-in is off.
-    demo: Option<Arc<TokenAuthority>>,
+    /// The demo sign-in; `None` when it is off.
+    demo: Option<DemoSignIn>,
+}
+
+/// What the demo sign-in needs: the authority that signs the demo users' tokens, and the
+/// audit that records each sign-in.
+#[derive(Clone)]
+pub struct DemoSignIn {
+    pub authority: Arc<TokenAuthority>,
+    pub audit: Arc<dyn AuditLog>,
 }
 
 impl Console {
     /// The embedded files, or those of `KEYPOOL_CONSOLE_DIR` when it is set; the demo sign-in
-    /// signs with `demo` when it is given.
-    pub fn from_env(demo: Option<TokenAuthority>) -> Self {
+    /// when `demo` is given.
+    pub fn from_env(demo: Option<DemoSignIn>) -> Self {
         Self {
             dir: std::env::var_os("KEYPOOL_CONSOLE_DIR").map(PathBuf::from),
-            demo: demo.map(Arc::new),
+            demo,
         }
     }
 
@@ -180,9 +192,10 @@ struct SessionBody {
 /// token for one of the demo organization's `DEMO_USERS`, as `keypool-local token` prints one.
 async fn session(
     State(console): State<Console>,
+    ClientAddress(address): ClientAddress,
     body: Result<Json<SessionBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, Error> {
-    let Some(authority) = console.demo else {
+    let Some(DemoSignIn { authority, audit }) = console.demo else {
         return Err(Error::NotFound(Missing::Route));
     };
     let Json(body) = body.map_err(|e| Error::refused(ErrorCode::InvalidBody, e.body_text()))?;
@@ -216,6 +229,18 @@ async fn session(
     let sub = UserId::parse(sub).map_err(anyhow::Error::msg)?;
     let org = OrgId::parse(DEMO_ORG).map_err(anyhow::Error::msg)?;
     let token = authority.mint(&sub, Some(&org), role, chrono::Duration::hours(12))?;
+    // The sign-in is recorded before the token is handed out: none without its record.
+    let mut caller = Caller::new(org, sub.as_str(), role);
+    caller.request_id = Some(uuid::Uuid::now_v7().to_string());
+    caller.client_address = address.map(|a| a.to_string());
+    let now = chrono::Utc::now();
+    let record = caller.record(
+        AuditAction::ConsoleSignedIn,
+        Resource::new("console", "local"),
+        Summary::new().with("method", "demo"),
+        now,
+    );
+    audit.record_audit(&record).await?;
     let mut response = (
         StatusCode::CREATED,
         Json(json!({

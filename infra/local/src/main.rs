@@ -239,6 +239,7 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
         DynamoStore::new(client.clone(), tables.clone())
             .with_audit_retention(settings.audit_retention_days),
     );
+    let audit_log: Arc<dyn AuditLog> = store.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
@@ -349,7 +350,10 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     if demo {
         tracing::warn!("demo sign-in on: anyone who reaches the server can sign in as a demo user");
     }
-    let console = console::Console::from_env(demo.then(|| TokenAuthority::new(&secret)));
+    let console = console::Console::from_env(demo.then(|| console::DemoSignIn {
+        authority: Arc::new(TokenAuthority::new(&secret)),
+        audit: audit_log.clone(),
+    }));
     let router = app(state)
         .merge(local_files(objects))
         .merge(console::routes(console))

@@ -37,12 +37,33 @@ impl Caller {
         }
     }
 
+    /// Who this caller is and whence they came, to be kept with a long change they start.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            actor: self.actor.clone(),
+            request_id: self.request_id.clone(),
+            client_address: self.client_address.clone(),
+        }
+    }
+
+    /// The caller who started a long change of `org`, as its `origin` kept them: the write
+    /// that ends the change records its end in their name.
+    pub fn resumed(org: &OrgId, origin: &Origin) -> Self {
+        Self {
+            org: org.clone(),
+            actor: origin.actor.clone(),
+            request_id: origin.request_id.clone(),
+            client_address: origin.client_address.clone(),
+        }
+    }
+
     /// The caller a verified principal of `org` makes.
     pub fn of(principal: &Principal, org: &OrgId) -> Self {
         Self::new(org.clone(), principal.sub.as_str(), principal.role)
     }
 
-    /// The record of `action` on `resource` at `now`.
+    /// The record of `action` on `resource` at `now`. A record of a pool names it as its
+    /// pool; `AuditRecord::in_pool` names the pool of any other resource.
     pub fn record(
         &self,
         action: AuditAction,
@@ -56,12 +77,23 @@ impl Caller {
             at: now,
             actor: self.actor.clone(),
             action: action.as_str().to_owned(),
+            pool_id: (resource.kind == "pool").then(|| resource.id.clone()),
             resource,
             request_id: self.request_id.clone(),
             client_address: self.client_address.clone(),
             summary: summary.0,
         }
     }
+}
+
+/// Who started a long change (a job, an export) and from where, kept with it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub actor: Actor,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default)]
+    pub client_address: Option<String>,
 }
 
 /// The person behind a change.
@@ -156,9 +188,21 @@ pub struct AuditRecord {
     /// A stable dotted name, `AuditAction::as_str`.
     pub action: String,
     pub resource: Resource,
+    /// The pool the change concerns (the pool itself, its keys, jobs, exports, assignments),
+    /// so that a pool's activity is one Query.
+    #[serde(default)]
+    pub pool_id: Option<String>,
     pub request_id: Option<String>,
     pub client_address: Option<String>,
     pub summary: Map<String, Value>,
+}
+
+impl AuditRecord {
+    /// The record, naming `pool` as the pool its change concerns.
+    pub fn in_pool(mut self, pool: impl ToString) -> Self {
+        self.pool_id = Some(pool.to_string());
+        self
+    }
 }
 
 macro_rules! actions {
@@ -198,8 +242,11 @@ actions! {
     KeysImportStarted = "keys.import_started",
     KeysGenerated = "keys.generated",
     KeysGenerationStarted = "keys.generation_started",
+    KeysGenerationFinished = "keys.generation_finished",
+    KeysImportFinished = "keys.import_finished",
     KeyRemoved = "key.removed",
     ExportStarted = "export.started",
+    ExportFinished = "export.finished",
     ExportDownloaded = "export.downloaded",
     AssignmentCancelled = "assignment.cancelled",
     WebhookCreated = "webhook.created",
@@ -217,6 +264,7 @@ pub struct AuditFilter {
     pub action: Option<AuditAction>,
     pub actor: Option<String>,
     pub resource_id: Option<String>,
+    pub pool_id: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::audit::{AuditAction, AuditRecord, Caller, Origin, Resource, Summary};
 use super::ids::{ExportId, JobId, PoolId};
 use crate::identity::OrgId;
 use crate::time::{self, Timestamp};
@@ -96,6 +97,10 @@ pub struct KeyJob {
     /// Imports: how many keys were taken in all (`rejected` lists at most a thousand).
     #[serde(default)]
     pub rejected_count: u64,
+    /// Generations and imports a person started: who, so that the write that ends the job
+    /// records its end (an all-or-nothing paste records itself when it commits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<Origin>,
     #[serde(with = "time::rfc3339")]
     pub created_at: Timestamp,
     #[serde(with = "time::rfc3339")]
@@ -103,6 +108,43 @@ pub struct KeyJob {
 }
 
 impl KeyJob {
+    /// The record of the job's end, for the write that ends it: for a job a person started,
+    /// once it is done or failed.
+    pub fn end_record(&self) -> Option<AuditRecord> {
+        let origin = self.started_by.as_ref()?;
+        if !matches!(self.status, JobStatus::Done | JobStatus::Failed) {
+            return None;
+        }
+        let action = match self.kind {
+            JobKind::Import => AuditAction::KeysImportFinished,
+            JobKind::Generate => AuditAction::KeysGenerationFinished,
+            JobKind::Paste => return None,
+        };
+        let mut summary = Summary::new()
+            .with(
+                "status",
+                if self.status == JobStatus::Done {
+                    "done"
+                } else {
+                    "failed"
+                },
+            )
+            .with("total", self.total)
+            .with("done", self.done);
+        if self.kind == JobKind::Import {
+            summary = summary.with("rejected_count", self.rejected_count);
+        }
+        let record = Caller::resumed(&self.org, origin)
+            .record(
+                action,
+                Resource::new("job", self.job_id),
+                summary,
+                self.updated_at,
+            )
+            .in_pool(self.pool_id);
+        Some(record)
+    }
+
     /// A new job of `kind` writing `total` keys into a pool: pending, nothing done, no input,
     /// no phase.
     pub fn new(org: &OrgId, pool_id: PoolId, kind: JobKind, total: u64, now: Timestamp) -> Self {
@@ -120,6 +162,7 @@ impl KeyJob {
             phase: None,
             rejected: Vec::new(),
             rejected_count: 0,
+            started_by: None,
             created_at: now,
             updated_at: now,
         }

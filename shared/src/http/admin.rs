@@ -323,7 +323,6 @@ async fn add_keys(
     headers: HeaderMap,
     ApiBytes(body): ApiBytes,
 ) -> Result<Response> {
-    let org = &caller.org;
     let partial = match q.partial.as_deref() {
         None | Some("false") => false,
         Some("true") => true,
@@ -353,7 +352,7 @@ async fn add_keys(
     if paste.len() > MAX_SYNC_KEYS {
         let cx = state.job_context();
         let (job, rejections) =
-            import::start(&cx, &state.settings, org, &pool_id, paste, partial).await?;
+            import::start(&cx, &state.settings, &caller, &pool_id, paste, partial).await?;
         let mut body = serde_json::to_value(JobView::from(job)).map_err(anyhow::Error::from)?;
         body["rejected"] = serde_json::to_value(rejections.shown()).map_err(anyhow::Error::from)?;
         body["rejected_count"] = rejections.count().into();
@@ -398,11 +397,10 @@ async fn generate_keys(
     ApiPath(pool_id): ApiPath<String>,
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<Response> {
-    let org = &caller.org;
     let count = generate::check_count(body.count)?;
     if generate::needs_job(count) {
         let cx = state.job_context();
-        let job = generate::start(&cx, org, &pool_id, count).await?;
+        let job = generate::start(&cx, &caller, &pool_id, count).await?;
         return Ok((StatusCode::ACCEPTED, Json(JobView::from(job))).into_response());
     }
     let keys = generate::generate_keys(

@@ -18,6 +18,7 @@ use super::error::{ApiBytes, ApiPath, ApiQuery};
 use super::openapi::errors;
 use super::views::{ExportView, PageView};
 use super::{ExportState, PageQuery};
+use crate::domain::Caller;
 use crate::error::{Error, ErrorCode, Missing, Result};
 use crate::identity::Principal;
 use crate::objects::LocalObjects;
@@ -60,11 +61,10 @@ errors!(DownloadErrors, |e| e
     responses((status = 202, description = "the export, pending", body = ExportView), StartErrors))]
 async fn start(
     State(state): State<ExportState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(pool_id): ApiPath<String>,
     ApiBytes(body): ApiBytes,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
     let input = if body.iter().all(u8::is_ascii_whitespace) {
         ExportInput::default()
     } else {
@@ -78,7 +78,7 @@ async fn start(
         clock: state.clock.as_ref(),
         max_open: state.max_open_jobs,
     };
-    let started = export::start(&cx, org, &pool_id, input).await?;
+    let started = export::start(&cx, &caller, &pool_id, input).await?;
     Ok((StatusCode::ACCEPTED, Json(ExportView::new(started, None))))
 }
 
@@ -107,7 +107,8 @@ async fn list(
     Ok(Json(PageView::of(page, |(e, url)| ExportView::new(e, url))))
 }
 
-/// An export; once done, with a download link that works for 15 minutes.
+/// An export; once done, with a download link that works for 15 minutes (to a role that may
+/// download; handing it out is recorded in the audit as `export.downloaded`).
 #[utoipa::path(get, path = "/v1/exports/{export_id}", tag = "admin", security(("bearer" = [])),
     operation_id = "read_export",
     params(("export_id" = String, Path, description = "the export")),
@@ -115,18 +116,29 @@ async fn list(
 async fn read(
     State(state): State<ExportState>,
     principal: Principal,
+    caller: Caller,
     ApiPath(export_id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
-    let org = principal.org()?;
-    let (found, url) = export::get(
-        state.store.as_ref(),
-        state.objects.as_ref(),
-        org,
-        &export_id,
-    )
-    .await?;
     // A viewer sees how an export went, never a way to download its keys.
-    let url = url.filter(|_| super::access::may_download(&principal));
+    let (found, url) = if super::access::may_download(&principal) {
+        export::get_link(
+            state.store.as_ref(),
+            state.objects.as_ref(),
+            &caller,
+            &export_id,
+            state.clock.now(),
+        )
+        .await?
+    } else {
+        let (found, _) = export::get(
+            state.store.as_ref(),
+            state.objects.as_ref(),
+            &caller.org,
+            &export_id,
+        )
+        .await?;
+        (found, None)
+    };
     Ok(Json(ExportView::new(found, url)))
 }
 

@@ -574,6 +574,9 @@ pub struct AuditRecordView {
     /// What: `{type, id}`.
     #[schema(value_type = Object)]
     pub resource: crate::domain::Resource,
+    /// The pool the change concerns, when it concerns one (the pool, its keys, jobs,
+    /// exports or assignments).
+    pub pool_id: Option<String>,
     pub request_id: Option<String>,
     pub client_address: Option<String>,
     /// Counts; for edits, the fields `before` and `after`.
@@ -589,6 +592,7 @@ impl From<crate::domain::AuditRecord> for AuditRecordView {
             actor: r.actor,
             action: r.action,
             resource: r.resource,
+            pool_id: r.pool_id,
             request_id: r.request_id,
             client_address: r.client_address,
             summary: r.summary,

@@ -269,13 +269,13 @@ async fn rotate_secret(
     responses((status = 202, description = "the test event's delivery, on its way", body = DeliveryView), OneErrors))]
 async fn send_test(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<impl IntoResponse> {
     let delivery = webhooks::send_test(
         state.store.as_ref(),
         state.webhooks.deliveries.as_ref(),
-        principal.org()?,
+        &caller,
         &id,
         state.clock.now(),
     )
@@ -321,13 +321,13 @@ async fn list_deliveries(
     responses((status = 202, description = "the delivery, on its way again", body = DeliveryView), RetryErrors))]
 async fn retry_delivery(
     State(state): State<PoolAdminState>,
-    principal: Principal,
+    caller: Caller,
     ApiPath((id, delivery_id)): ApiPath<(String, String)>,
 ) -> Result<impl IntoResponse> {
     let delivery = webhooks::retry(
         state.store.as_ref(),
         state.webhooks.deliveries.as_ref(),
-        principal.org()?,
+        &caller,
         &id,
         &delivery_id,
         state.clock.now(),

@@ -21,6 +21,8 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     /// Only changes of this resource (a key as the audit masks it: `…ABCD`).
     pub resource_id: Option<String>,
+    /// Only changes that concern this pool (the pool, its keys, jobs, exports, assignments).
+    pub pool_id: Option<String>,
     /// From this instant (RFC 3339), included.
     pub since: Option<String>,
     /// Up to this instant (RFC 3339), included.
@@ -61,6 +63,7 @@ impl AuditQuery {
             action,
             actor: bounded("actor", self.actor.as_deref())?,
             resource_id: bounded("resource_id", self.resource_id.as_deref())?,
+            pool_id: bounded("pool_id", self.pool_id.as_deref())?,
             since: instant("since", self.since.as_deref())?,
             until: instant("until", self.until.as_deref())?,
         };
@@ -85,7 +88,7 @@ pub async fn list<S: AuditLog + ?Sized>(
 }
 
 /// The CSV header of an audit export.
-pub const CSV_HEADER: [&str; 10] = [
+pub const CSV_HEADER: [&str; 11] = [
     "at",
     "event_id",
     "action",
@@ -93,6 +96,7 @@ pub const CSV_HEADER: [&str; 10] = [
     "role",
     "resource_type",
     "resource_id",
+    "pool_id",
     "request_id",
     "client_address",
     "summary",
@@ -113,6 +117,7 @@ pub fn write_csv_rows<W: std::io::Write>(
             r.actor.role.as_str().to_owned(),
             r.resource.kind.clone(),
             r.resource.id.clone(),
+            r.pool_id.clone().unwrap_or_default(),
             r.request_id.clone().unwrap_or_default(),
             r.client_address.clone().unwrap_or_default(),
             summary,

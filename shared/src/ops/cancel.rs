@@ -34,12 +34,14 @@ pub async fn cancel<S: Assignments + Pools + ?Sized>(
             .get_pool_settings(&assignment.org, &assignment.pool_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the pool of assignment {id} is missing"))?;
-        let record = caller.record(
-            AuditAction::AssignmentCancelled,
-            Resource::new("assignment", id),
-            Summary::new().with("pool_id", assignment.pool_id.to_string()),
-            now,
-        );
+        let record = caller
+            .record(
+                AuditAction::AssignmentCancelled,
+                Resource::new("assignment", id),
+                Summary::new().with("pool_id", assignment.pool_id.to_string()),
+                now,
+            )
+            .in_pool(assignment.pool_id);
         if store
             .cancel_assignment(&assignment, &pool, now, &record)
             .await?

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use super::open_jobs::JobContext;
 use super::pools;
 use crate::domain::{
-    Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord, KeyStatus, MaxOpenJobs,
-    Page, Pool, PoolId,
+    AuditAction, Caller, Export, ExportId, ExportKind, ExportStatus, Job, KeyFilter, KeyRecord,
+    KeyStatus, MaxOpenJobs, Page, Pool, PoolId, Resource, Summary,
 };
 use crate::error::{Error, Missing, Result};
 use crate::identity::OrgId;
@@ -17,7 +17,7 @@ use crate::jobs::Jobs;
 use crate::keys::KeyCode;
 use crate::objects::ObjectStore;
 use crate::spreadsheet::cell;
-use crate::store::{Courses, Exports, Keys, Pools};
+use crate::store::{AuditLog, Courses, Exports, Keys, Pools};
 use crate::time::{self, Clock, Timestamp};
 
 /// Keys read per page while exporting.
@@ -93,11 +93,11 @@ pub(super) fn stamp(at: Timestamp) -> String {
 /// writes in the background; refused while the organization has its most open jobs.
 pub async fn start<S: Pools + Exports + ?Sized>(
     cx: &JobContext<'_, S>,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     input: ExportInput,
 ) -> Result<Export> {
-    let (store, now) = (cx.store, cx.clock.now());
+    let (store, now, org) = (cx.store, cx.clock.now(), &caller.org);
     let key_status = match input.status.as_deref() {
         None => None,
         Some(s) => Some(
@@ -133,6 +133,7 @@ pub async fn start<S: Pools + Exports + ?Sized>(
         pool_mark: None,
         created_at: now,
         finished_at: None,
+        started_by: Some(caller.origin()),
     };
     submit(store, cx.jobs, export, cx.max_open).await
 }
@@ -183,6 +184,33 @@ pub async fn get<S: Exports + ?Sized>(
         ),
         _ => None,
     };
+    Ok((export, url))
+}
+
+/// An export of the organization, with a download link for `caller` when it is done: being
+/// handed the link is the download the audit records (in AWS the file itself comes from S3,
+/// which we never see), in the name of the export, never with the link or its signature.
+pub async fn get_link<S: Exports + AuditLog + ?Sized>(
+    store: &S,
+    objects: &dyn ObjectStore,
+    caller: &Caller,
+    export_id: &str,
+    now: Timestamp,
+) -> Result<(Export, Option<String>)> {
+    let (export, url) = get(store, objects, &caller.org, export_id).await?;
+    if url.is_some() {
+        let record = caller
+            .record(
+                AuditAction::ExportDownloaded,
+                Resource::new("export", export.export_id),
+                Summary::new()
+                    .with("file_name", export.file_name.clone())
+                    .with("rows", export.rows),
+                now,
+            )
+            .in_pool(export.pool_id);
+        store.record_audit(&record).await?;
+    }
     Ok((export, url))
 }
 

@@ -20,12 +20,14 @@ pub async fn remove_key<S: Pools + Keys + ?Sized>(
 ) -> Result<()> {
     let pool = pools::get_pool(store, &caller.org, pool_id).await?;
     let key = KeyCode::parse(key).map_err(|_| Error::NotFound(Missing::Key))?;
-    let record = caller.record(
-        AuditAction::KeyRemoved,
-        Resource::new("key", key_id(&key)),
-        Summary::new().with("pool_id", pool.pool_id.to_string()),
-        now,
-    );
+    let record = caller
+        .record(
+            AuditAction::KeyRemoved,
+            Resource::new("key", key_id(&key)),
+            Summary::new().with("pool_id", pool.pool_id.to_string()),
+            now,
+        )
+        .in_pool(pool.pool_id);
     match store.remove_key(&pool, &key, &record).await? {
         Ok(()) => Ok(()),
         Err(RemoveConflict::NotFound) => Err(Error::NotFound(Missing::Key)),

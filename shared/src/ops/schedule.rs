@@ -49,6 +49,7 @@ pub async fn schedule<S: Pools + Exports + OpenJobs + ?Sized>(
                 pool_mark: Some(mark),
                 created_at: now,
                 finished_at: None,
+                started_by: None,
             };
             // Started by the system, a scheduled export never counts against the cap.
             match submit(store, jobs, export, MaxOpenJobs::DEFAULT).await {

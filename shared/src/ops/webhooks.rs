@@ -274,10 +274,11 @@ pub async fn rotate_secret<S: Webhooks + ?Sized>(
 pub async fn send_test<S: Webhooks + ?Sized>(
     store: &S,
     queue: &dyn DeliveryQueue,
-    org: &OrgId,
+    caller: &Caller,
     id: &str,
     now: Timestamp,
 ) -> Result<Delivery> {
+    let org = &caller.org;
     let webhook = get(store, org, id).await?;
     let event = Event {
         id: crate::domain::EventId::new(),
@@ -287,9 +288,14 @@ pub async fn send_test<S: Webhooks + ?Sized>(
         data: serde_json::json!({ "webhook_id": webhook.webhook_id }),
     };
     let delivery = delivery_of(&webhook, &event)?;
-    store
-        .put_deliveries(std::slice::from_ref(&delivery))
-        .await?;
+    let record = caller.record(
+        AuditAction::WebhookTested,
+        Resource::new("webhook", webhook.webhook_id),
+        Summary::new().with("delivery_id", delivery.delivery_id.to_string()),
+        now,
+    );
+    // The test event's id is new, so its delivery is too: a plain write, with its record.
+    store.save_delivery(&delivery, None, Some(&record)).await?;
     queue
         .submit(&[(delivery.webhook_id, delivery.delivery_id)])
         .await?;
@@ -322,12 +328,12 @@ pub async fn deliveries<S: Webhooks + ?Sized>(
 pub async fn retry<S: Webhooks + ?Sized>(
     store: &S,
     queue: &dyn DeliveryQueue,
-    org: &OrgId,
+    caller: &Caller,
     id: &str,
     delivery_id: &str,
     now: Timestamp,
 ) -> Result<Delivery> {
-    let webhook = get(store, org, id).await?;
+    let webhook = get(store, &caller.org, id).await?;
     let missing = || Error::NotFound(Missing::Delivery);
     let delivery_id = DeliveryId::parse(delivery_id).ok_or_else(missing)?;
     let mut delivery = store
@@ -336,7 +342,17 @@ pub async fn retry<S: Webhooks + ?Sized>(
         .ok_or_else(missing)?;
     let was_due = delivery.next_attempt_at;
     delivery.retry_now(now);
-    store.save_delivery(&delivery, was_due).await?;
+    let record = caller.record(
+        AuditAction::WebhookDeliveryRetried,
+        Resource::new("webhook", webhook.webhook_id),
+        Summary::new()
+            .with("delivery_id", delivery.delivery_id.to_string())
+            .with("attempts", delivery.attempts),
+        now,
+    );
+    store
+        .save_delivery(&delivery, was_due, Some(&record))
+        .await?;
     queue
         .submit(&[(delivery.webhook_id, delivery.delivery_id)])
         .await?;
@@ -440,13 +456,13 @@ pub async fn attempt<S: Webhooks + ?Sized>(
     let webhook = store.get_webhook(&delivery.org, webhook_id).await?;
     let Some(mut webhook) = webhook.filter(|w| w.enabled) else {
         delivery.abandon("the endpoint was removed or disabled");
-        store.save_delivery(&delivery, was_due).await?;
+        store.save_delivery(&delivery, was_due, None).await?;
         return Ok(Turn::Attempted(delivery));
     };
     let outcome = sender.attempt(&webhook, &delivery, now).await;
     let jitter = f64::from(getrandom::u32().unwrap_or(u32::MAX / 2)) / f64::from(u32::MAX);
     delivery.record(&outcome, now, first_retry, jitter);
-    store.save_delivery(&delivery, was_due).await?;
+    store.save_delivery(&delivery, was_due, None).await?;
     // The endpoint's streak: read again if it changed meanwhile (another delivery's attempt).
     let delivered = matches!(outcome, AttemptOutcome::Delivered { .. });
     for _ in 0..3 {

@@ -287,8 +287,14 @@ pub trait KeyJobs: Send + Sync {
     /// Stores a new key job, lists it among the open jobs and counts it in its organization's
     /// open jobs, in one atomic write; when the organization has `max_open` open jobs
     /// already, fails with `Error::TooManyJobs` having written nothing (an import's stored
-    /// input chunks are taken away again).
-    async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()>;
+    /// input chunks are taken away again). A job a person starts comes with the record of
+    /// its start, written in the same atomic write.
+    async fn put_key_job(
+        &self,
+        job: &KeyJob,
+        max_open: MaxOpenJobs,
+        record: Option<&AuditRecord>,
+    ) -> Result<()>;
     /// How many open jobs that count against the cap the organization has (a strongly
     /// consistent read; only `put_key_job` and `put_export` enforce the cap race-free).
     async fn open_job_count(&self, org: &OrgId) -> Result<u64>;
@@ -296,7 +302,8 @@ pub trait KeyJobs: Send + Sync {
     async fn get_key_job(&self, org: &OrgId, id: &JobId) -> Result<Option<KeyJob>>;
     /// Writes a key job's status and error (not its progress, which only key writes change);
     /// a finished status also takes it off the open jobs and uncounts it, atomically (once,
-    /// however many runs finish it).
+    /// however many runs finish it). The write that finishes a job a person started records
+    /// its end (`KeyJob::end_record`), once: a job finished already is left as it is.
     async fn set_key_job_status(&self, job: &KeyJob) -> Result<()>;
 }
 
@@ -306,7 +313,8 @@ pub trait Exports: Send + Sync {
     /// Stores a new export and lists it among the open jobs, atomically. One that counts
     /// (`Export::counts_as_open_job`) is counted in its organization's open jobs in the same
     /// write, or refused with `Error::TooManyJobs` (nothing written) when the organization
-    /// has `max_open` already; a scheduled export is neither counted nor refused.
+    /// has `max_open` already; a scheduled export is neither counted nor refused. A person's
+    /// export records its start in the same write (`Export::start_record`).
     async fn put_export(&self, export: &Export, max_open: MaxOpenJobs) -> Result<()>;
     /// Reads an export of the organization.
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>>;
@@ -323,7 +331,7 @@ pub trait Exports: Send + Sync {
     /// finished already (by another run), which is left as it is.
     async fn update_export(&self, export: &Export) -> Result<bool>;
     /// Writes a finished (done or failed) export and takes it off the open jobs (uncounting
-    /// it), atomically.
+    /// it), atomically, with the record of its end when a person started it.
     async fn finish_export(&self, export: &Export) -> Result<()>;
     /// Records that a scheduled export covers the pool up to change mark `mark`, unless one
     /// already does; true when this call claimed it.
@@ -453,8 +461,14 @@ pub trait Webhooks: Send + Sync {
     /// Reads one delivery of an endpoint.
     async fn get_delivery(&self, webhook: &WebhookId, id: &DeliveryId) -> Result<Option<Delivery>>;
     /// Writes a delivery after an attempt (or a retry asked for), moving its place among the
-    /// waiting ones from `was_due` to its `next_attempt_at`.
-    async fn save_delivery(&self, delivery: &Delivery, was_due: Option<Timestamp>) -> Result<()>;
+    /// waiting ones from `was_due` to its `next_attempt_at`; a person's retry or test comes
+    /// with its audit record, written in the same atomic write.
+    async fn save_delivery(
+        &self,
+        delivery: &Delivery,
+        was_due: Option<Timestamp>,
+        record: Option<&AuditRecord>,
+    ) -> Result<()>;
     /// A page of an endpoint's deliveries, newest first, of one status if given.
     async fn list_deliveries(
         &self,

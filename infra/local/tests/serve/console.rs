@@ -86,6 +86,31 @@ async fn serves_the_console_with_a_strict_policy_and_a_demo_sign_in() {
         server.call("GET", "/v1/courses", learner, None).await.0,
         403
     );
+    // Each sign-in is recorded in the demo organization's audit, with where it came from,
+    // and never with its token.
+    let (status, audit) = server
+        .call("GET", "/v1/audit?action=console.signed_in", admin, None)
+        .await;
+    assert_eq!(status, 200, "{audit}");
+    let signed_in: Vec<(&str, &str)> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            assert_eq!(r["resource"], json!({"type": "console", "id": "local"}));
+            assert!(r["client_address"].is_string(), "{r}");
+            (
+                r["actor"]["sub"].as_str().unwrap(),
+                r["actor"]["role"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        signed_in,
+        [("demo-learner-2", "learner"), ("demo-admin", "admin")]
+    );
+    assert!(!audit.to_string().contains(admin));
+    assert!(!audit.to_string().contains(learner));
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }

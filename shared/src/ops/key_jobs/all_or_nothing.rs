@@ -38,7 +38,7 @@ pub async fn paste<S: KeyJobs + ?Sized>(
     job.inputs = job::store_inputs(store, &job, keys.chunks(INPUT_CHUNK)).await?;
     let job_id = job.job_id;
     // A paste answered in its request is no background job the cap is about.
-    store.put_key_job(&job, MaxOpenJobs::UNCAPPED).await?;
+    store.put_key_job(&job, MaxOpenJobs::UNCAPPED, None).await?;
     let message = Job::Generate {
         org: org.clone(),
         job_id,

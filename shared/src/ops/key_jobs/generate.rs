@@ -9,7 +9,6 @@
 use super::job::{self, MAX_SYNC_KEYS, Turn};
 use crate::domain::{AuditAction, Caller, JobKind, KeyJob, NewKey, Pool, Resource, Summary};
 use crate::error::{Error, ErrorCode, Result};
-use crate::identity::OrgId;
 use crate::keys::{self, KeyCode, KeyTag};
 use crate::ops::open_jobs::JobContext;
 use crate::ops::pools;
@@ -107,14 +106,19 @@ pub async fn generate_keys<S: Pools + Keys + ?Sized>(
 /// its most open jobs already.
 pub async fn start<S: Pools + KeyJobs + ?Sized>(
     cx: &JobContext<'_, S>,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     count: u64,
 ) -> Result<KeyJob> {
-    let now = cx.clock.now();
+    let (org, now) = (&caller.org, cx.clock.now());
     let pool = pools::get_pool(cx.store, org, pool_id).await?;
     let job = KeyJob::new(org, pool.pool_id, JobKind::Generate, count, now);
-    job::register(cx.store, cx.jobs, job, cx.max_open).await
+    let started = job::Started {
+        caller,
+        action: AuditAction::KeysGenerationStarted,
+        summary: Summary::new().with("count", count),
+    };
+    job::register(cx.store, cx.jobs, job, cx.max_open, started).await
 }
 
 /// Works on a generation job until it has all its keys (true) or its turn is over (false).

@@ -5,9 +5,8 @@
 
 use super::checks;
 use super::job::{self, INPUT_CHUNK, Turn};
-use crate::domain::{JobKind, KeyJob, NewKey, PastePhase, Pool};
+use crate::domain::{AuditAction, Caller, JobKind, KeyJob, NewKey, PastePhase, Pool, Summary};
 use crate::error::{Error, ErrorCode, Result};
-use crate::identity::OrgId;
 use crate::keys::KeyCode;
 use crate::ops::open_jobs::{self, JobContext};
 use crate::ops::paste::{CheckedPaste, Rejections};
@@ -22,12 +21,12 @@ use crate::time::Clock;
 pub async fn start<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     cx: &JobContext<'_, S>,
     settings: &Settings,
-    org: &OrgId,
+    caller: &Caller,
     pool_id: &str,
     mut paste: CheckedPaste,
     partial: bool,
 ) -> Result<(KeyJob, Rejections)> {
-    let (store, now) = (cx.store, cx.clock.now());
+    let (store, now, org) = (cx.store, cx.clock.now(), &caller.org);
     let (pool, mut budget) = checks::pool_and_budget(store, settings, org, pool_id, now).await?;
     open_jobs::ensure_room(store, org, cx.max_open).await?;
     let mut rejections = paste.rejections().clone();
@@ -61,7 +60,16 @@ pub async fn start<S: Pools + Keys + KeyJobs + Counters + ?Sized>(
     job.inputs = job::store_inputs(store, &job, chunks).await?;
     // A partial import writes available keys as it goes; an all-or-nothing one commits whole.
     job.phase = (!partial).then_some(PastePhase::Writing);
-    let job = job::register(store, cx.jobs, job, cx.max_open).await?;
+    let started = job::Started {
+        caller,
+        action: AuditAction::KeysImportStarted,
+        summary: Summary::new()
+            .with("lines", paste.len())
+            .with("keys", job.total)
+            .with("rejected_count", rejections.count())
+            .with("partial", partial),
+    };
+    let job = job::register(store, cx.jobs, job, cx.max_open, started).await?;
     Ok((job, rejections))
 }
 
@@ -108,6 +116,8 @@ pub(super) async fn run<S: KeyJobs + ?Sized>(
             );
         }
     }
+    // Its progress as stored (each chunk's keys counted it), for the record of its end.
+    let job = job::reread(store, &job).await?;
     job::finish(store, clock, job).await?;
     Ok(true)
 }

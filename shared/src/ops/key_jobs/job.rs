@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use crate::domain::{Job, JobStatus, KeyJob, MaxOpenJobs};
+use crate::domain::{AuditAction, Caller, Job, JobStatus, KeyJob, MaxOpenJobs, Resource, Summary};
 use crate::error::{Error, Missing, Result};
 use crate::jobs::Jobs;
 use crate::keys::KeyCode;
@@ -61,15 +61,27 @@ where
     Ok(inputs)
 }
 
-/// Registers a new job (refused when its organization has `max_open` open jobs) and hands it
-/// to the runners; marks it failed if they cannot take it.
+/// Registers a new job that `caller` starts (refused when its organization has `max_open`
+/// open jobs), with the record of its start, and hands it to the runners; marks it failed if
+/// they cannot take it (which records its end).
 pub(super) async fn register<S: KeyJobs + ?Sized>(
     store: &S,
     jobs: &dyn Jobs,
-    job: KeyJob,
+    mut job: KeyJob,
     max_open: MaxOpenJobs,
+    start: Started<'_>,
 ) -> Result<KeyJob> {
-    store.put_key_job(&job, max_open).await?;
+    job.started_by = Some(start.caller.origin());
+    let record = start
+        .caller
+        .record(
+            start.action,
+            Resource::new("job", job.job_id),
+            start.summary,
+            job.created_at,
+        )
+        .in_pool(job.pool_id);
+    store.put_key_job(&job, max_open, Some(&record)).await?;
     let message = Job::Generate {
         org: job.org.clone(),
         job_id: job.job_id,
@@ -85,6 +97,13 @@ pub(super) async fn register<S: KeyJobs + ?Sized>(
         return Err(e);
     }
     Ok(job)
+}
+
+/// Who starts a job and how its start is recorded.
+pub(super) struct Started<'a> {
+    pub caller: &'a Caller,
+    pub action: AuditAction,
+    pub summary: Summary,
 }
 
 /// The job as it is stored now (another runner, or this one, moved it on).

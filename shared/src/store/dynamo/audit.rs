@@ -1,6 +1,6 @@
 //! The audit log: its own table, written only by puts that ride in the transaction of the
-//! change they record, read by Query on the organization's partition or one of three indexes
-//! (actor, resource, action), newest first.
+//! change they record, read by Query on the organization's partition or one of four indexes
+//! (actor, resource, action, pool), newest first.
 
 use super::*;
 use crate::domain::{AuditFilter, AuditRecord};
@@ -11,14 +11,21 @@ impl DynamoStore {
     fn audit_item(&self, record: &AuditRecord) -> Result<Item> {
         let sk = schema::audit_sk(&record.at, &record.event_id);
         let mut item = to_item(record, schema::audit_pk(&record.org), sk.clone(), "audit")?;
+        // A record of no pool is in no pool's partition (the index is sparse).
         let partitions = [
-            schema::audit_actor_pk(&record.org, &record.actor.sub),
-            schema::audit_resource_pk(&record.org, &record.resource.id),
-            schema::audit_action_pk(&record.org, &record.action),
+            Some(schema::audit_actor_pk(&record.org, &record.actor.sub)),
+            Some(schema::audit_resource_pk(&record.org, &record.resource.id)),
+            Some(schema::audit_action_pk(&record.org, &record.action)),
+            record
+                .pool_id
+                .as_ref()
+                .map(|pool| schema::audit_pool_pk(&record.org, pool)),
         ];
         for ((_, pk, sk_attr), partition) in schema::AUDIT_INDEX_KEYS.iter().zip(partitions) {
-            item.insert((*pk).into(), s(partition));
-            item.insert((*sk_attr).into(), s(sk.clone()));
+            if let Some(partition) = partition {
+                item.insert((*pk).into(), s(partition));
+                item.insert((*sk_attr).into(), s(sk.clone()));
+            }
         }
         let expires = record.at + chrono::Duration::days(i64::from(self.audit_retention_days));
         item.insert(schema::TTL.into(), n(expires.timestamp()));
@@ -62,17 +69,22 @@ impl AuditLog for DynamoStore {
     ) -> Result<Page<AuditRecord>> {
         // The most selective filter picks the partition read; the others filter it.
         let action = filter.action.map(|a| a.as_str());
-        let (index, pk_attr, sk_attr, pk) = if let Some(id) = &filter.resource_id {
-            let (i, p, k) = schema::AUDIT_INDEX_KEYS[1];
-            (Some(i), p, k, schema::audit_resource_pk(org, id))
+        let by = if let Some(id) = &filter.resource_id {
+            Some((1, schema::audit_resource_pk(org, id)))
+        } else if let Some(pool) = &filter.pool_id {
+            Some((3, schema::audit_pool_pk(org, pool)))
         } else if let Some(sub) = &filter.actor {
-            let (i, p, k) = schema::AUDIT_INDEX_KEYS[0];
-            (Some(i), p, k, schema::audit_actor_pk(org, sub))
-        } else if let Some(action) = action {
-            let (i, p, k) = schema::AUDIT_INDEX_KEYS[2];
-            (Some(i), p, k, schema::audit_action_pk(org, action))
+            Some((0, schema::audit_actor_pk(org, sub)))
         } else {
-            (None, PK, SK, schema::audit_pk(org))
+            action.map(|action| (2, schema::audit_action_pk(org, action)))
+        };
+        let read = by.as_ref().map(|(i, _)| *i);
+        let (index, pk_attr, sk_attr, pk) = match by {
+            Some((i, pk)) => {
+                let (name, p, k) = schema::AUDIT_INDEX_KEYS[i];
+                (Some(name), p, k, pk)
+            }
+            None => (None, PK, SK, schema::audit_pk(org)),
         };
         let from = filter
             .since
@@ -96,17 +108,24 @@ impl AuditLog for DynamoStore {
             .expression_attribute_values(":from", s(from))
             .expression_attribute_values(":to", s(to))
             .scan_index_forward(false);
+        // Every filter but the one whose partition is read is a filter expression.
         let mut conditions = Vec::new();
-        if filter.resource_id.is_some()
-            && let Some(sub) = &filter.actor
+        if let Some(pool) = &filter.pool_id
+            && read != Some(3)
+        {
+            conditions.push("pool_id = :pool");
+            query = query.expression_attribute_values(":pool", s(pool.clone()));
+        }
+        if let Some(sub) = &filter.actor
+            && read != Some(0)
         {
             conditions.push("actor.#sub = :actor");
             query = query
                 .expression_attribute_names("#sub", "sub")
                 .expression_attribute_values(":actor", s(sub.clone()));
         }
-        if (filter.resource_id.is_some() || filter.actor.is_some())
-            && let Some(action) = action
+        if let Some(action) = action
+            && read != Some(2)
         {
             conditions.push("#action = :action");
             query = query

@@ -20,7 +20,9 @@ impl Exports for DynamoStore {
             export_id: export.export_id,
         };
         let cap = export.counts_as_open_job().then_some(max_open.get());
-        self.put_open(item, &open, cap, "creating an export").await
+        let record = export.start_record();
+        self.put_open(item, &open, cap, record.as_ref(), "creating an export")
+            .await
     }
 
     async fn get_export(&self, org: &OrgId, id: &ExportId) -> Result<Option<Export>> {
@@ -113,6 +115,7 @@ impl Exports for DynamoStore {
                 TransactWriteItem::builder().put(put).build(),
                 &open,
                 export.counts_as_open_job(),
+                export.end_record().as_ref(),
                 "finishing an export",
             )
             .await?;

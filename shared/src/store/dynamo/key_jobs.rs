@@ -383,7 +383,12 @@ impl KeyJobs for DynamoStore {
         }
     }
 
-    async fn put_key_job(&self, job: &KeyJob, max_open: MaxOpenJobs) -> Result<()> {
+    async fn put_key_job(
+        &self,
+        job: &KeyJob,
+        max_open: MaxOpenJobs,
+        record: Option<&crate::domain::AuditRecord>,
+    ) -> Result<()> {
         let item = to_item(
             job,
             schema::org_pk(&job.org),
@@ -395,7 +400,7 @@ impl KeyJobs for DynamoStore {
             job_id: job.job_id,
         };
         let put = self
-            .put_open(item, &open, Some(max_open.get()), "creating a job")
+            .put_open(item, &open, Some(max_open.get()), record, "creating a job")
             .await;
         if matches!(put, Err(Error::TooManyJobs { .. })) {
             // A refused import leaves none of the input it stored beforehand.
@@ -431,11 +436,19 @@ impl KeyJobs for DynamoStore {
                 schema::org_pk(&job.org),
                 schema::key_job_sk(&job.job_id),
             )))
-            .condition_expression("attribute_exists(PK)")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
             .expression_attribute_values(":status", s(status))
             .expression_attribute_values(":updated", ts(&job.updated_at));
+        // The end of a job a person started is recorded by the one write that ends it.
+        let record = job.end_record();
+        update = match record {
+            Some(_) => update
+                .condition_expression("attribute_exists(PK) AND NOT (#status IN (:done, :failed))")
+                .expression_attribute_values(":done", s("done"))
+                .expression_attribute_values(":failed", s("failed")),
+            None => update.condition_expression("attribute_exists(PK)"),
+        };
         update = match &job.error {
             Some(e) => update
                 .update_expression("SET #status = :status, updated_at = :updated, #error = :error")
@@ -451,13 +464,17 @@ impl KeyJobs for DynamoStore {
                 org: job.org.clone(),
                 job_id: job.job_id,
             };
-            self.finish_open(update, &open, true, "finishing a job")
+            self.finish_open(update, &open, true, record.as_ref(), "finishing a job")
                 .await?
         } else {
             self.transact(vec![update], "updating a job").await?
         };
         match written {
             None => Ok(()),
+            Some(codes) if record.is_some() && condition_failed(&codes, 0) => {
+                tracing::warn!(job = %job.job_id, "another run finished this job first");
+                Ok(())
+            }
             Some(codes) => Err(anyhow::anyhow!("updating a job refused: {codes:?}").into()),
         }
     }

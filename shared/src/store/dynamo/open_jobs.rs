@@ -17,6 +17,7 @@ impl DynamoStore {
         item: Item,
         job: &Job,
         cap: Option<u64>,
+        record: Option<&crate::domain::AuditRecord>,
         what: &'static str,
     ) -> Result<()> {
         let mut open = key_of(schema::OPEN_JOBS_PK.into(), schema::open_job_sk(job));
@@ -52,6 +53,10 @@ impl DynamoStore {
                 .context("building the open job count")?;
             items.push(TransactWriteItem::builder().update(count).build());
         }
+        // Last, so that the count's condition keeps its place.
+        if let Some(record) = record {
+            items.push(self.audit_put(record)?);
+        }
         match (self.transact(items, what).await?, cap) {
             (None, _) => Ok(()),
             (Some(codes), Some(max)) if condition_failed(&codes, 2) => Err(Error::TooManyJobs {
@@ -72,8 +77,16 @@ impl DynamoStore {
         finish: TransactWriteItem,
         job: &Job,
         counted: bool,
+        record: Option<&crate::domain::AuditRecord>,
         what: &'static str,
     ) -> Result<Option<Vec<String>>> {
+        // The record rides in whichever write finishes the job, after the items whose
+        // conditions are read by position.
+        let record = record.map(|r| self.audit_put(r)).transpose()?;
+        let with_record = |mut items: Vec<TransactWriteItem>| {
+            items.extend(record.clone());
+            items
+        };
         let entry = Delete::builder()
             .table_name(&self.tables.main)
             .set_key(Some(key_of(
@@ -94,7 +107,7 @@ impl DynamoStore {
                 .context("building the open job count")?;
             items.push(TransactWriteItem::builder().update(count).build());
         }
-        let codes = match self.transact(items, what).await? {
+        let codes = match self.transact(with_record(items), what).await? {
             None => return Ok(None),
             Some(codes) => codes,
         };
@@ -103,11 +116,11 @@ impl DynamoStore {
         }
         if condition_failed(&codes, 1) {
             // Another run took the job off already (and uncounted it): only our own write.
-            return self.transact(vec![finish], what).await;
+            return self.transact(with_record(vec![finish]), what).await;
         }
         if counted && condition_failed(&codes, 2) {
             // A job opened before organizations' counts existed was never counted.
-            return self.transact(vec![finish, entry], what).await;
+            return self.transact(with_record(vec![finish, entry]), what).await;
         }
         Err(anyhow::anyhow!("finishing a job refused: {codes:?}").into())
     }

@@ -215,7 +215,12 @@ impl Webhooks for DynamoStore {
         .transpose()
     }
 
-    async fn save_delivery(&self, delivery: &Delivery, was_due: Option<Timestamp>) -> Result<()> {
+    async fn save_delivery(
+        &self,
+        delivery: &Delivery,
+        was_due: Option<Timestamp>,
+        record: Option<&crate::domain::AuditRecord>,
+    ) -> Result<()> {
         let item = to_item(
             delivery,
             schema::deliveries_pk(&delivery.webhook_id),
@@ -260,6 +265,9 @@ impl Webhooks for DynamoStore {
                         .build(),
                 );
             }
+        }
+        if let Some(record) = record {
+            items.push(self.audit_put(record)?);
         }
         match self.transact(items, "saving a delivery").await? {
             None => Ok(()),
