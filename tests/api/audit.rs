@@ -700,3 +700,114 @@ async fn webhook_tests_and_retries_are_recorded() {
     let all = audit(&w, "").await;
     assert!(!Value::Array(all).to_string().contains(&secret));
 }
+
+/// Fails the `nth` (from 0) TransactWriteItems call and no other: a transaction that
+/// DynamoDB refuses part-way through a request's chunks, whose undo then goes through.
+#[derive(Debug)]
+struct FailOneTransaction {
+    nth: usize,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for FailOneTransaction {
+    fn name(&self) -> &'static str {
+        "FailOneTransaction"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+        if context
+            .input()
+            .downcast_ref::<TransactWriteItemsInput>()
+            .is_some()
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == self.nth
+        {
+            return Err("the transaction was refused".into());
+        }
+        Ok(())
+    }
+}
+
+/// The world's store over a client whose `nth` transaction fails.
+fn failing_nth_transaction(w: &World, nth: usize) -> keypool::store::DynamoStore {
+    let config = w
+        .store
+        .client()
+        .config()
+        .to_builder()
+        .interceptor(FailOneTransaction {
+            nth,
+            seen: Default::default(),
+        })
+        .build();
+    keypool::store::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        w.tables.clone(),
+    )
+}
+
+/// A partial paste or a generation of more than one transaction's keys that fails after its
+/// first transaction takes its keys back, and leaves no record: the record rides in the
+/// transaction that decides the change lands (it was written with the first and stayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_undone_after_its_first_chunk_leaves_no_record() {
+    use keypool::ops::add_keys::{self, CheckedPaste};
+    use keypool::ops::key_jobs::generate;
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    let acme = keypool::identity::OrgId::parse(ORG).unwrap();
+    let caller = keypool_tests::admin_of(&acme);
+    let before = audit(&w, "").await.len();
+    let keys: Vec<String> = (0..250).map(|i| format!("UNDONE{i:05}")).collect();
+    let paste = CheckedPaste::from_list(&keys);
+    let settings = keypool::settings::Settings::default();
+
+    // The second transaction fails: the first one's keys are taken back.
+    let store = failing_nth_transaction(&w, 1);
+    let cx = w.job_context_over(&store, &keypool_tests::Queued);
+    let pasted = add_keys::add_custom_keys(&cx, &settings, &caller, &pool_id, &paste, true).await;
+    assert!(pasted.is_err(), "{pasted:?}");
+    let store = failing_nth_transaction(&w, 1);
+    let generated = generate::generate_keys(&store, &caller, &pool_id, 250, w.now()).await;
+    assert!(generated.is_err(), "{generated:?}");
+    assert_eq!(w.total_keys(ORG, &pool_id).await, 0);
+    assert!(w.listed_keys(ORG, &pool_id).await.is_empty());
+    assert_eq!(
+        audit(&w, "").await.len(),
+        before,
+        "a record without its change"
+    );
+
+    // The last transaction fails: nothing lands, nothing is recorded.
+    let store = failing_nth_transaction(&w, 2);
+    let cx = w.job_context_over(&store, &keypool_tests::Queued);
+    let pasted = add_keys::add_custom_keys(&cx, &settings, &caller, &pool_id, &paste, true).await;
+    assert!(pasted.is_err(), "{pasted:?}");
+    assert_eq!(w.total_keys(ORG, &pool_id).await, 0);
+    assert_eq!(
+        audit(&w, "").await.len(),
+        before,
+        "a record without its change"
+    );
+
+    // Unhindered, the same changes land with one record each.
+    let cx = w.job_context_over(w.dyn_store(), &keypool_tests::Queued);
+    add_keys::add_custom_keys(&cx, &settings, &caller, &pool_id, &paste, true)
+        .await
+        .unwrap();
+    generate::generate_keys(w.dyn_store(), &caller, &pool_id, 250, w.now())
+        .await
+        .unwrap();
+    assert_eq!(w.total_keys(ORG, &pool_id).await, 500);
+    let records = audit(&w, "").await;
+    assert_eq!(records.len(), before + 2);
+    assert_eq!(counts(&records[..2]).get("keys.pasted"), Some(&1));
+    assert_eq!(records[0]["action"], "keys.generated");
+    assert_eq!(records[0]["summary"]["count"], 250);
+}
