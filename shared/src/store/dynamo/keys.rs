@@ -152,10 +152,9 @@ impl DynamoStore {
         // landed, and their record goes alone.
         if let Some(record) = record
             && !outcome.inserted.is_empty()
+            && let Some(codes) = self.transact(vec![record], "recording added keys").await?
         {
-            if let Some(codes) = self.transact(vec![record], "recording added keys").await? {
-                return Err(anyhow::anyhow!("recording added keys was refused: {codes:?}").into());
-            }
+            return Err(anyhow::anyhow!("recording added keys was refused: {codes:?}").into());
         }
         Ok(Ok(()))
     }
