@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContex
 use aws_sdk_dynamodb::config::{ConfigBag, Intercept};
 use aws_sdk_dynamodb::error::BoxError;
 use axum::http::{Method, StatusCode};
-use keypool::domain::{Job, JobStatus, PastePhase};
+use keypool::domain::{AuditAction, AuditFilter, Job, JobStatus, PastePhase};
 use keypool::identity::OrgId;
 use keypool::ops::add_keys::{self, AddReport, CheckedPaste};
 use keypool::ops::key_jobs;
@@ -94,6 +94,22 @@ async fn paste_through<S: Store + ?Sized>(
     .await
 }
 
+/// How many records of `action` name the pool.
+async fn records(w: &World, pool_id: &str, action: AuditAction) -> usize {
+    let filter = AuditFilter {
+        action: Some(action),
+        pool_id: Some(pool_id.to_string()),
+        ..AuditFilter::default()
+    };
+    let page = w
+        .dyn_store()
+        .list_audit(&acme(), &filter, None, 100)
+        .await
+        .unwrap();
+    assert!(page.next_cursor.is_none());
+    page.items.len()
+}
+
 fn lines(prefix: &str, count: usize) -> Vec<String> {
     (0..count).map(|i| format!("{prefix}{i:07}")).collect()
 }
@@ -151,16 +167,21 @@ async fn a_paste_killed_at_any_point_lands_whole_or_leaves_nothing() {
             "the paste died after {allowed} of {whole} calls"
         );
         restart(&w).await;
+        // The paste's record is there if and only if the paste landed.
+        let recorded = records(&w, &pool_id, AuditAction::KeysPasted).await;
         if whole_or_nothing(&w, &pool_id, &keys).await {
             landed += 1;
+            assert_eq!(recorded, 1, "a paste that landed is recorded once");
         } else {
             undone += 1;
+            assert_eq!(recorded, 0, "a paste rolled back has no record");
             // Rolled back: the keys are free again, and the same paste goes in whole.
             let report = paste_through(&w, w.dyn_store(), &pool_id, &paste)
                 .await
                 .unwrap();
             assert_eq!(report.added.len(), count);
             assert!(whole_or_nothing(&w, &pool_id, &keys).await);
+            assert_eq!(records(&w, &pool_id, AuditAction::KeysPasted).await, 1);
         }
     }
     eprintln!("{landed} rolled forward, {undone} rolled back");
@@ -195,6 +216,8 @@ async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
     };
     let job = w.dyn_store().get_key_job(&acme(), job_id).await.unwrap();
     assert_eq!(job.and_then(|j| j.phase), Some(PastePhase::Committing));
+    // Committing decides that it lands: its record is written with that move.
+    assert_eq!(records(&w, &pool_id, AuditAction::KeysPasted).await, 1);
 
     // The roll-forward dies part-way too, one transaction further each time: it reads the job,
     // the pool and its first input, goes through the transactions already committed (each
@@ -227,6 +250,7 @@ async fn a_paste_stopped_while_committing_lists_exactly_what_it_counts() {
     );
     restart(&w).await;
     assert!(whole_or_nothing(&w, &pool_id, &keys).await);
+    assert_eq!(records(&w, &pool_id, AuditAction::KeysPasted).await, 1);
 }
 
 /// The local server, restarted after dying in the middle of an all-or-nothing paste, settles
@@ -293,10 +317,23 @@ async fn an_import_killed_at_any_point_lands_whole_or_leaves_nothing() {
             w.listed_keys("acme", &pool_id).await.len() as u64
         );
     }
+    // Started with its request; not ended however often it died.
+    assert_eq!(
+        records(&w, &pool_id, AuditAction::KeysImportStarted).await,
+        1
+    );
+    assert_eq!(
+        records(&w, &pool_id, AuditAction::KeysImportFinished).await,
+        0
+    );
     restart(&w).await;
     assert!(
         whole_or_nothing(&w, &pool_id, &keys).await,
         "an import goes on"
+    );
+    assert_eq!(
+        records(&w, &pool_id, AuditAction::KeysImportFinished).await,
+        1
     );
     let job = w
         .dyn_store()
@@ -335,6 +372,12 @@ async fn an_import_that_finds_a_key_taken_meanwhile_adds_nothing() {
         .unwrap();
     assert_eq!(job.status, JobStatus::Failed, "{job:?}");
     assert_eq!(job.rejected, vec![stolen.clone()]);
+    // Its end is recorded as a failure, and nothing of it as pasted.
+    assert_eq!(
+        records(&w, &pool_id, AuditAction::KeysImportFinished).await,
+        1
+    );
+    assert_eq!(records(&w, &pool_id, AuditAction::KeysPasted).await, 0);
     assert_eq!(job.rejected_count, 1);
     assert!(!whole_or_nothing(&w, &pool_id, &keys).await);
     // Every other key is free again.

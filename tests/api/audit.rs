@@ -700,3 +700,465 @@ async fn webhook_tests_and_retries_are_recorded() {
     let all = audit(&w, "").await;
     assert!(!Value::Array(all).to_string().contains(&secret));
 }
+
+/// Fails the `nth` (from 0) TransactWriteItems call and no other: a transaction that
+/// DynamoDB refuses part-way through a request's chunks, whose undo then goes through.
+#[derive(Debug)]
+struct FailOneTransaction {
+    nth: usize,
+    seen: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for FailOneTransaction {
+    fn name(&self) -> &'static str {
+        "FailOneTransaction"
+    }
+
+    fn read_before_execution(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeSerializationInterceptorContextRef<
+            '_,
+        >,
+        _: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsInput;
+        if context
+            .input()
+            .downcast_ref::<TransactWriteItemsInput>()
+            .is_some()
+            && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == self.nth
+        {
+            return Err("the transaction was refused".into());
+        }
+        Ok(())
+    }
+}
+
+/// The world's store over a client whose `nth` transaction fails.
+fn failing_nth_transaction(w: &World, nth: usize) -> keypool::store::DynamoStore {
+    let config = w
+        .store
+        .client()
+        .config()
+        .to_builder()
+        .interceptor(FailOneTransaction {
+            nth,
+            seen: Default::default(),
+        })
+        .build();
+    keypool::store::DynamoStore::new(
+        aws_sdk_dynamodb::Client::from_conf(config),
+        w.tables.clone(),
+    )
+}
+
+/// A partial paste or a generation of more than one transaction's keys that fails after its
+/// first transaction takes its keys back, and leaves no record: the record rides in the
+/// transaction that decides the change lands (it was written with the first and stayed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_undone_after_its_first_chunk_leaves_no_record() {
+    use keypool::ops::add_keys::{self, CheckedPaste};
+    use keypool::ops::key_jobs::generate;
+    let w = World::new().await;
+    let (_, pool_id) = w.pool(ORG, 30).await;
+    let acme = keypool::identity::OrgId::parse(ORG).unwrap();
+    let caller = keypool_tests::admin_of(&acme);
+    let before = audit(&w, "").await.len();
+    let keys: Vec<String> = (0..250).map(|i| format!("UNDONE{i:05}")).collect();
+    let paste = CheckedPaste::from_list(&keys);
+    let settings = keypool::settings::Settings::default();
+
+    // The second transaction fails: the first one's keys are taken back.
+    let store = failing_nth_transaction(&w, 1);
+    let cx = w.job_context_over(&store, &keypool_tests::Queued);
+    let pasted = add_keys::add_custom_keys(&cx, &settings, &caller, &pool_id, &paste, true).await;
+    assert!(pasted.is_err(), "{pasted:?}");
+    let store = failing_nth_transaction(&w, 1);
+    let generated = generate::generate_keys(&store, &caller, &pool_id, 250, w.now()).await;
+    assert!(generated.is_err(), "{generated:?}");
+    assert_eq!(w.total_keys(ORG, &pool_id).await, 0);
+    assert!(w.listed_keys(ORG, &pool_id).await.is_empty());
+    assert_eq!(
+        audit(&w, "").await.len(),
+        before,
+        "a record without its change"
+    );
+
+    // The last transaction fails: nothing lands, nothing is recorded.
+    let store = failing_nth_transaction(&w, 2);
+    let cx = w.job_context_over(&store, &keypool_tests::Queued);
+    let pasted = add_keys::add_custom_keys(&cx, &settings, &caller, &pool_id, &paste, true).await;
+    assert!(pasted.is_err(), "{pasted:?}");
+    assert_eq!(w.total_keys(ORG, &pool_id).await, 0);
+    assert_eq!(
+        audit(&w, "").await.len(),
+        before,
+        "a record without its change"
+    );
+
+    // Unhindered, the same changes land with one record each.
+    let cx = w.job_context_over(w.dyn_store(), &keypool_tests::Queued);
+    add_keys::add_custom_keys(&cx, &settings, &caller, &pool_id, &paste, true)
+        .await
+        .unwrap();
+    generate::generate_keys(w.dyn_store(), &caller, &pool_id, 250, w.now())
+        .await
+        .unwrap();
+    assert_eq!(w.total_keys(ORG, &pool_id).await, 500);
+    let records = audit(&w, "").await;
+    assert_eq!(records.len(), before + 2);
+    assert_eq!(counts(&records[..2]).get("keys.pasted"), Some(&1));
+    assert_eq!(records[0]["action"], "keys.generated");
+    assert_eq!(records[0]["summary"]["count"], 250);
+}
+
+/// A tour of every route that changes something, through a router whose jobs wait to be run
+/// by hand: each change's new records are exactly those it should write, and the same
+/// request by a viewer or a finance user is refused and writes nothing.
+struct Tour<'w> {
+    w: &'w World,
+    app: axum::Router,
+    /// The routes of the document that change something, and whether the tour took each.
+    routes: BTreeMap<(String, String), bool>,
+}
+
+impl<'w> Tour<'w> {
+    fn new(w: &'w World) -> Self {
+        let doc: Value = serde_json::from_str(&keypool::http::openapi::document_json()).unwrap();
+        let mut routes = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let roles: Vec<&str> = op["x-roles"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(Value::as_str).collect())
+                    .unwrap_or_default();
+                let mutating = ["post", "put", "patch", "delete"].contains(&method.as_str());
+                // Routes for anyone carry no person's change (health, events from queues);
+                // a learner's redemption is theirs, not the organization's people's.
+                if mutating && !roles.is_empty() && roles != ["learner"] {
+                    routes.insert((method.to_uppercase(), path.clone()), false);
+                }
+            }
+        }
+        assert!(routes.len() >= 15, "{routes:?}");
+        let app = w.app_with_jobs(
+            std::sync::Arc::new(keypool_tests::Queued),
+            w.objects.clone(),
+        );
+        Self { w, app, routes }
+    }
+
+    /// `method route` (the document's path, filled in as `path`) as an admin, answering
+    /// `status` and writing exactly the records of `actions`; as a viewer and a finance user,
+    /// refused with nothing written.
+    async fn take(
+        &mut self,
+        method: Method,
+        route: &str,
+        path: &str,
+        body: Option<(&str, Vec<u8>)>,
+        status: StatusCode,
+        actions: &[&str],
+    ) -> Value {
+        let w = self.w;
+        let taken = self
+            .routes
+            .get_mut(&(method.to_string(), route.to_string()))
+            .unwrap_or_else(|| panic!("{method} {route} is no changing route of the document"));
+        *taken = true;
+        let (content_type, bytes) = match &body {
+            Some((t, b)) => (Some(*t), b.clone()),
+            None => (None, Vec::new()),
+        };
+        for role in [Role::Viewer, Role::Finance] {
+            let before = audit(w, "").await.len();
+            let r = keypool_tests::send(
+                &self.app,
+                method.clone(),
+                path,
+                Some(&w.staff(ORG, role)),
+                content_type,
+                bytes.clone(),
+            )
+            .await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{role:?} {method} {path}");
+            assert_eq!(audit(w, "").await.len(), before, "{role:?} {method} {path}");
+        }
+        let before = audit(w, "").await.len();
+        let r = keypool_tests::send(
+            &self.app,
+            method.clone(),
+            path,
+            Some(&w.admin(ORG)),
+            content_type,
+            bytes,
+        )
+        .await;
+        assert_eq!(r.status, status, "{method} {path}: {:?}", r.body);
+        let records = audit(w, "").await;
+        let new = &records[..records.len() - before];
+        let mut want: Vec<&str> = actions.to_vec();
+        let mut got: Vec<&str> = new.iter().map(|r| r["action"].as_str().unwrap()).collect();
+        want.sort_unstable();
+        got.sort_unstable();
+        assert_eq!(got, want, "{method} {path}");
+        r.body
+    }
+
+    /// Every changing route of the document was taken.
+    fn finish(self) {
+        let missed: Vec<_> = self.routes.iter().filter(|(_, t)| !**t).collect();
+        assert!(
+            missed.is_empty(),
+            "routes that change something but that the audit tour never took (a new route \
+             needs its record and a stop here): {missed:?}"
+        );
+    }
+}
+
+fn json_body(value: Value) -> Option<(&'static str, Vec<u8>)> {
+    Some(("application/json", value.to_string().into_bytes()))
+}
+
+fn text_body(lines: &[String]) -> Option<(&'static str, Vec<u8>)> {
+    Some(("text/plain", lines.join("\n").into_bytes()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_changing_route_of_the_document_records_each_change_exactly_once() {
+    use keypool::ops::key_jobs;
+    let w = World::new().await;
+    let mut tour = Tour::new(&w);
+    let acme = keypool::identity::OrgId::parse(ORG).unwrap();
+    let now = w.now();
+    let course = tour
+        .take(
+            POST,
+            "/v1/courses",
+            "/v1/courses",
+            json_body(json!({"title": "Rust 101"})),
+            StatusCode::CREATED,
+            &["course.created"],
+        )
+        .await;
+    let course_id = course["course_id"].as_str().unwrap().to_string();
+    let path = format!("/v1/courses/{course_id}");
+    tour.take(
+        Method::PATCH,
+        "/v1/courses/{course_id}",
+        &path,
+        json_body(json!({"description": "borrowing"})),
+        StatusCode::OK,
+        &["course.updated"],
+    )
+    .await;
+    let pool = tour
+        .take(
+            POST,
+            "/v1/pools",
+            "/v1/pools",
+            json_body(json!({
+                "name": "Spring",
+                "course_id": course_id,
+                "starts_at": keypool::time::format(&(now - chrono::Duration::hours(1))),
+                "expires_at": keypool::time::format(&(now + chrono::Duration::days(30))),
+                "content_availability_days": 30,
+            })),
+            StatusCode::CREATED,
+            &["pool.created"],
+        )
+        .await;
+    let pool_id = pool["pool_id"].as_str().unwrap().to_string();
+    let route = "/v1/pools/{pool_id}";
+    let path = format!("/v1/pools/{pool_id}");
+    for (body, action) in [
+        (json!({"name": "Autumn"}), "pool.updated"),
+        (json!({"deactivated": true}), "pool.deactivated"),
+        (json!({"deactivated": false}), "pool.reactivated"),
+    ] {
+        tour.take(
+            Method::PATCH,
+            route,
+            &path,
+            json_body(body),
+            StatusCode::OK,
+            &[action],
+        )
+        .await;
+    }
+    let route = "/v1/pools/{pool_id}/keys";
+    let path = format!("/v1/pools/{pool_id}/keys");
+    let partial = format!("{path}?partial=true");
+    let one = vec!["TOUR-ONE-1".to_string()];
+    let many: Vec<String> = (0..150).map(|i| format!("TOURP{i:05}")).collect();
+    let some: Vec<String> = (0..150).map(|i| format!("TOURQ{i:05}")).collect();
+    let long: Vec<String> = (0..10_001).map(|i| format!("TOURI{i:06}")).collect();
+    for (path, lines, status, action) in [
+        (&path, &one, StatusCode::CREATED, "key.added"),
+        (&path, &many, StatusCode::CREATED, "keys.pasted"),
+        (&partial, &some, StatusCode::CREATED, "keys.pasted"),
+        (&path, &long, StatusCode::ACCEPTED, "keys.import_started"),
+    ] {
+        tour.take(POST, route, path, text_body(lines), status, &[action])
+            .await;
+    }
+    let route = "/v1/pools/{pool_id}/keys/generate";
+    let path = format!("/v1/pools/{pool_id}/keys/generate");
+    let generated = tour
+        .take(
+            POST,
+            route,
+            &path,
+            json_body(json!({"count": 120})),
+            StatusCode::CREATED,
+            &["keys.generated"],
+        )
+        .await;
+    tour.take(
+        POST,
+        route,
+        &path,
+        json_body(json!({"count": 10_001})),
+        StatusCode::ACCEPTED,
+        &["keys.generation_started"],
+    )
+    .await;
+    let key = generated["keys"][0].as_str().unwrap().to_string();
+    tour.take(
+        Method::DELETE,
+        "/v1/pools/{pool_id}/keys/{key}",
+        &format!("/v1/pools/{pool_id}/keys/{key}"),
+        None,
+        StatusCode::NO_CONTENT,
+        &["key.removed"],
+    )
+    .await;
+    let export = tour
+        .take(
+            POST,
+            "/v1/pools/{pool_id}/exports",
+            &format!("/v1/pools/{pool_id}/exports"),
+            None,
+            StatusCode::ACCEPTED,
+            &["export.started"],
+        )
+        .await;
+    // A learner's redemption is no change of the organization's people; its cancellation is.
+    let redeemed = w
+        .call(
+            POST,
+            "/v1/redemptions",
+            Some(&w.learner("lea")),
+            Some(json!({"key": generated["keys"][1]})),
+        )
+        .await;
+    assert_eq!(redeemed.status, StatusCode::CREATED, "{:?}", redeemed.body);
+    let assignment = redeemed.body["assignment_id"].as_str().unwrap().to_string();
+    tour.take(
+        POST,
+        "/v1/assignments/{assignment_id}/cancel",
+        &format!(
+            "/v1/assignments/{assignment_id}/cancel",
+            assignment_id = assignment
+        ),
+        None,
+        StatusCode::OK,
+        &["assignment.cancelled"],
+    )
+    .await;
+
+    let receiver =
+        keypool_tests::webhooks::Receiver::start(keypool_tests::webhooks::Answer::Ok).await;
+    let url = format!("https://receiver.test:{}/hook", receiver.port);
+    let webhook = tour
+        .take(
+            POST,
+            "/v1/webhooks",
+            "/v1/webhooks",
+            json_body(json!({"url": url, "events": ["assignment.created"]})),
+            StatusCode::CREATED,
+            &["webhook.created"],
+        )
+        .await;
+    let webhook_id = webhook["webhook_id"].as_str().unwrap().to_string();
+    let one = format!("/v1/webhooks/{webhook_id}");
+    tour.take(
+        Method::PATCH,
+        "/v1/webhooks/{webhook_id}",
+        &one,
+        json_body(json!({"description": "the lab"})),
+        StatusCode::OK,
+        &["webhook.updated"],
+    )
+    .await;
+    tour.take(
+        POST,
+        "/v1/webhooks/{webhook_id}/secret",
+        &format!("{one}/secret"),
+        None,
+        StatusCode::OK,
+        &["webhook.secret_rotated"],
+    )
+    .await;
+    let delivery = tour
+        .take(
+            POST,
+            "/v1/webhooks/{webhook_id}/test",
+            &format!("{one}/test"),
+            None,
+            StatusCode::ACCEPTED,
+            &["webhook.tested"],
+        )
+        .await;
+    let delivery_id = delivery["delivery_id"].as_str().unwrap().to_string();
+    tour.take(
+        POST,
+        "/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry",
+        &format!("{one}/deliveries/{delivery_id}/retry"),
+        None,
+        StatusCode::ACCEPTED,
+        &["webhook.delivery_retried"],
+    )
+    .await;
+    tour.take(
+        Method::DELETE,
+        "/v1/webhooks/{webhook_id}",
+        &one,
+        None,
+        StatusCode::NO_CONTENT,
+        &["webhook.deleted"],
+    )
+    .await;
+    tour.finish();
+
+    // The long work the tour started ends with one record each, however often it is run.
+    let export_id =
+        keypool::domain::ExportId::parse(export["export_id"].as_str().unwrap()).unwrap();
+    for _ in 0..2 {
+        keypool::ops::export::run(
+            w.dyn_store(),
+            w.objects.as_ref(),
+            &w.clock,
+            &acme,
+            &export_id,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(audit(&w, "action=export.finished").await.len(), 1);
+    if w.skip_volume_on_moto() {
+        return;
+    }
+    for job in w.dyn_store().open_jobs().await.unwrap() {
+        if let keypool::domain::Job::Generate { job_id, .. } = job {
+            for _ in 0..2 {
+                key_jobs::run(w.dyn_store(), &w.clock, &acme, &job_id, None)
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    let ended = counts(&audit(&w, "").await);
+    assert_eq!(ended.get("keys.import_finished"), Some(&1), "{ended:?}");
+    assert_eq!(ended.get("keys.generation_finished"), Some(&1), "{ended:?}");
+}

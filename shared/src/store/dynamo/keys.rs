@@ -55,12 +55,15 @@ impl DynamoStore {
         job: Option<(&JobId, u64)>,
         record: Option<&AuditRecord>,
     ) -> Result<Result<(), JobFull>> {
-        // A job's progress rides along in each transaction, and the audit record in the first
-        // that commits, each leaving room for one key fewer.
+        // A job's progress rides along in each transaction, and the audit record in the last
+        // (each leaving room for one key fewer): a failure before it takes the committed
+        // chunks back, so only the last decides that the change lands, and the record is
+        // written with it or not at all.
         let mut record = record.map(|r| self.audit_put(r)).transpose()?.flatten();
         let per_transaction =
             KEYS_PER_TRANSACTION - usize::from(job.is_some()) - usize::from(record.is_some());
         let chunks: Vec<&[NewKey]> = keys.chunks(per_transaction).collect();
+        let last = chunks.len().saturating_sub(1);
         let puts = |keys: &[&NewKey]| -> Result<Vec<TransactWriteItem>> {
             let mut items = Vec::with_capacity(keys.len() + 2);
             for key in keys {
@@ -96,7 +99,9 @@ impl DynamoStore {
                     items.push(self.job_done(&pool.org, job_id, count, Some(total), now)?);
                 }
                 // Last, so that the indexes of the reasons above stay as they are.
-                items.extend(record.clone());
+                if index == last {
+                    items.extend(record.clone());
+                }
                 let following = chunks.get(index + 1);
                 let prepare_next = async {
                     match following {
@@ -117,7 +122,9 @@ impl DynamoStore {
                             .inserted
                             .extend(pending.iter().map(|k| k.key.clone()));
                         pending.clear();
-                        record = None;
+                        if index == last {
+                            record = None;
+                        }
                     }
                     Some(codes) => {
                         let failed = |i: usize| condition_failed(&codes, i);
@@ -140,6 +147,14 @@ impl DynamoStore {
                     }
                 }
             }
+        }
+        // Every key of the last chunk was taken by others: the keys of the chunks before
+        // landed, and their record goes alone.
+        if let Some(record) = record
+            && !outcome.inserted.is_empty()
+            && let Some(codes) = self.transact(vec![record], "recording added keys").await?
+        {
+            return Err(anyhow::anyhow!("recording added keys was refused: {codes:?}").into());
         }
         Ok(Ok(()))
     }

@@ -55,7 +55,7 @@ impl DynamoStore {
         }
         // Last, so that the count's condition keeps its place.
         if let Some(record) = record {
-            items.push(self.audit_put(record)?);
+            items.extend(self.audit_put(record)?);
         }
         match (self.transact(items, what).await?, cap) {
             (None, _) => Ok(()),
@@ -82,7 +82,7 @@ impl DynamoStore {
     ) -> Result<Option<Vec<String>>> {
         // The record rides in whichever write finishes the job, after the items whose
         // conditions are read by position.
-        let record = record.map(|r| self.audit_put(r)).transpose()?;
+        let record = record.map(|r| self.audit_put(r)).transpose()?.flatten();
         let with_record = |mut items: Vec<TransactWriteItem>| {
             items.extend(record.clone());
             items

@@ -267,7 +267,7 @@ impl Webhooks for DynamoStore {
             }
         }
         if let Some(record) = record {
-            items.push(self.audit_put(record)?);
+            items.extend(self.audit_put(record)?);
         }
         match self.transact(items, "saving a delivery").await? {
             None => Ok(()),
