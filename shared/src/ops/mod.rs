@@ -24,5 +24,6 @@ pub mod paste;
 pub mod pools;
 pub mod redeem;
 pub mod schedule;
+pub mod stats;
 pub mod text;
 pub mod webhooks;
