@@ -8,4 +8,5 @@ mod fixtures;
 mod follower;
 mod invoices;
 mod replay;
+mod stats;
 mod stream;
