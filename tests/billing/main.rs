@@ -9,4 +9,5 @@ mod follower;
 mod invoices;
 mod replay;
 mod stats;
+mod stats_replay;
 mod stream;

@@ -2,7 +2,6 @@
 
 use keypool::domain::Month;
 use keypool::identity::OrgId;
-use keypool::store::Stats as _;
 use keypool_runtime_api::{Function, Outcome, RuntimeApi, lambda_env};
 use keypool_tests::World;
 use serde_json::{Value, json};
