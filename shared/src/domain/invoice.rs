@@ -211,4 +211,11 @@ mod tests {
         assert_eq!(Month::of(next).to_string(), "2027-01");
         assert!(Month::of(ts) < Month::of(next));
     }
+
+    #[test]
+    fn the_month_before_january_is_last_years_december() {
+        let previous = |m: &str| Month::parse(m).unwrap().previous().to_string();
+        assert_eq!(previous("2027-01"), "2026-12");
+        assert_eq!(previous("2026-12"), "2026-11");
+    }
 }
