@@ -740,6 +740,13 @@ async function walk() {
     assert.deepEqual(funnel, [['Keys', '4'], ['Handed out', 'not tracked yet'], ['Redeemed', '3'], ['Launched', '2']]);
     assert.match(await text(admin, '#per-day-table caption'), /Redemptions and launches per day/);
     await check(admin, 'pool-pictures');
+    // Many days are grouped so bars stay visible at 375 px: weeks past 60 days, months past 420.
+    const grouped = await admin.evaluate(async () => {
+      const { bucketDays } = await import('/console/js/charts.js');
+      const days = (n) => Array.from({ length: n }, (_, i) => ({ date: new Date(Date.UTC(2026, 0, 5 + i)).toISOString().slice(0, 10), redeemed: 1, launched: 2, cancelled: 0 }));
+      return [60, 61, 420, 1000].map((n) => { const b = bucketDays(days(n)); return [b.unit, b.buckets.length, b.buckets.reduce((a, x) => a + x.redeemed, 0), b.buckets[0].label]; });
+    });
+    assert.deepEqual(grouped, [['day', 60, 60, '2026-01-05'], ['week', 9, 61, 'week of 2026-01-05'], ['week', 60, 420, 'week of 2026-01-05'], ['month', 33, 1000, '2026-01']]);
   });
 
   await step('admin: pictures say "no redemptions yet", and an error with a retry', async () => {

@@ -82,10 +82,11 @@ export async function billingView(main) {
 
   main.replaceChildren(
     h('h1', {}, 'Assignments and billing'),
+    monthsSection(),
     h('form', { class: 'row card', onsubmit: (ev) => { ev.preventDefault(); pages.length = 0; load(''); } },
       h('div', {}, h('label', { for: 'month' }, 'Month'), h('p', { class: 'hint', id: 'month-hint' }, 'Months are counted in UTC.'), month),
       h('div', {}, h('button', { type: 'submit' }, 'Show invoice'))),
-    live, invoice, monthsSection(),
+    live, invoice,
     !can.change() ? null : h('section', { class: 'card', 'aria-labelledby': 'h-cancel' }, h('h2', { id: 'h-cancel' }, 'Cancel a redemption'),
       h('p', { class: 'hint' }, 'Allowed within 24 hours of the redemption and before the learner launches the course.'),
       h('form', { class: 'row', onsubmit: async (ev) => { ev.preventDefault(); if (!cancelId.value.trim()) { fieldError(cancelId, 'Enter an assignment id.'); return; } fieldError(cancelId, ''); if (await cancel(cancelId.value.trim())) load(); } },

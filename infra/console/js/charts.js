@@ -121,14 +121,20 @@ function barsOverTime(width, title, summary, buckets, series, shortLabel) {
   const slot = plotW / Math.max(1, buckets.length);
   const gap = slot > 6 ? Math.min(slot * 0.25, 8) : 0;
   const barW = Math.max(0.5, (slot - gap) / series.length);
-  const every = Math.max(1, Math.ceil(64 / slot));
+  const every = Math.max(1, Math.ceil(72 / slot));
   buckets.forEach((b, i) => {
     const x0 = left + i * slot + gap / 2;
     series.forEach(([f, , cls], j) => {
       const hgt = (b[f] / yTop) * plotH;
       if (hgt > 0) svg.append(s('rect', { x: x0 + j * barW, y: y(b[f]), width: barW, height: hgt, class: cls === 'chart-launched' ? 'chart-hatched' : cls, fill: cls === 'chart-launched' ? `url(#${pid})` : null }));
     });
-    if (i % every === 0) svg.append(s('text', { x: left + i * slot + slot / 2, y: height - 8, 'text-anchor': buckets.length === 1 ? 'middle' : i === 0 ? 'start' : 'middle', class: 'chart-text' }, shortLabel(b.label)));
+    // Counted back from the last bucket, so today (or this month) always has its label; a
+    // label is centred under its bar, kept inside the image at either edge.
+    if ((buckets.length - 1 - i) % every === 0) {
+      const cx = left + i * slot + slot / 2;
+      const anchor = cx + 32 > width ? 'end' : cx - 32 < 0 ? 'start' : 'middle';
+      svg.append(s('text', { x: anchor === 'end' ? width - 1 : anchor === 'start' ? 1 : cx, y: height - 8, 'text-anchor': anchor, class: 'chart-text' }, shortLabel(b.label)));
+    }
   });
   return svg;
 }
