@@ -6,7 +6,7 @@ import { monthsChart } from './charts.js';
 /** The last 12 months' redemptions, beside the invoices (the same events, counted apart). */
 function monthsSection() {
   const body = h('div', { id: 'months-body', 'aria-busy': 'true' }, h('p', {}, 'Loading…'));
-  const box = h('section', { class: 'card', id: 'months', 'aria-labelledby': 'h-months' }, h('h2', { id: 'h-months' }, 'Redemptions per month'), body);
+  const box = h('section', { class: 'card', id: 'months', 'aria-labelledby': 'h-months' }, h('h2', { id: 'h-months' }, 'The last 12 months'), body);
   api('GET', '/v1/stats/redemptions?months=12').then((r) => {
     fill(body, r.months.some((m) => m.redeemed || m.cancelled) ? monthsChart(r.months) : h('p', { id: 'months-empty' }, 'No redemptions in the last 12 months.'),
       h('p', { class: 'hint' }, 'Counted from the same redemptions as the invoices, a moment behind them; the invoice is the account of record.'));
