@@ -749,15 +749,25 @@ async function walk() {
     assert.deepEqual(grouped, [['day', 60, 60, '2026-01-05'], ['week', 9, 61, 'week of 2026-01-05'], ['week', 60, 420, 'week of 2026-01-05'], ['month', 33, 1000, '2026-01']]);
   });
 
-  await step('admin: pictures say "no redemptions yet", and an error with a retry', async () => {
+  await step('admin: pictures while loading, with "no redemptions yet", and an error with a retry', async () => {
     await admin.goto(`${base}/#/pools/${encodeURIComponent(untouched.pool_id)}/keys`);
     await admin.locator('#progress-empty', { hasText: 'No redemptions yet.' }).waitFor();
     assert.match(await admin.locator('#funnel-chart svg').getAttribute('aria-label'), /Keys: 1, .*Redeemed: 0, Launched: 0/);
     await check(admin, 'pool-pictures-empty');
     const stats = (url) => url.pathname.endsWith('/stats');
+    // Loading: the stats held back until the page has been checked.
+    let release;
+    const held = new Promise((r) => { release = r; });
+    await admin.route(stats, async (route) => { await held; await route.continue(); });
+    await admin.goto(picturedPage);
+    await admin.locator('#progress-body[aria-busy="true"]', { hasText: 'Loading the pictures' }).waitFor();
+    await axe(admin, 'pool pictures loading');
+    release();
+    await admin.locator('#per-day-chart svg').waitFor();
+    await admin.unroute(stats);
     await admin.route(stats, (route) => route.fulfill({ status: 503, headers: { 'Retry-After': '5', 'Content-Type': 'application/json' },
       body: JSON.stringify({ error: { code: 'store_busy', message: 'busy' } }) }));
-    await admin.goto(picturedPage);
+    await admin.reload();
     await admin.locator('#progress-error', { hasText: 'The service is busy right now. Try again in 5 seconds.' }).waitFor();
     await axe(admin, 'pool pictures error');
     await admin.unroute(stats);
