@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the deploy on this machine: checks template.yaml with `sam validate --lint`, runs
-# `sam build` (cargo-lambda, release profile) for one architecture, and zips each of the six
+# `sam build` (cargo-lambda, release profile) for one architecture, and zips each of the seven
 # functions' bootstrap into .aws-sam/zips/, printing each zip's size.
 #
 #   infra/build.sh                 # x86_64: all a machine with only the x86_64 std can build
@@ -41,7 +41,7 @@ flock "$lock" sam build --parameter-overrides "Architecture=$arch"
 echo "sam build took $(($(date +%s) - start)) s"
 
 mkdir -p .aws-sam/zips
-for function in PoolAdmin:pool-admin KeyGeneration:key-generation Redemption:redemption Export:export Billing:billing Webhooks:webhooks; do
+for function in PoolAdmin:pool-admin KeyGeneration:key-generation Redemption:redemption Export:export Billing:billing Webhooks:webhooks Stats:stats; do
   resource=${function%%:*}Function name=${function#*:}
   python3 - ".aws-sam/build/$resource/bootstrap" ".aws-sam/zips/$name.zip" "$name" <<'PY'
 import os, sys, zipfile

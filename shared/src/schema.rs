@@ -6,9 +6,11 @@ use aws_sdk_dynamodb::types::{
     ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 
+use chrono::NaiveDate;
+
 use crate::domain::{
-    AssignmentId, CounterId, CourseId, DeliveryId, ExportId, Job, JobId, KeyStatus, LineKind,
-    Month, PoolId, WebhookId,
+    AssignmentId, CounterId, CourseId, DeliveryId, ExportId, Happening, Job, JobId, KeyStatus,
+    LineKind, Month, PoolId, WebhookId,
 };
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
@@ -228,6 +230,34 @@ pub fn due_sk(at: &Timestamp, webhook: &WebhookId, delivery: &DeliveryId) -> Str
 /// sorts: `~` sorts after every character of an id.
 pub fn due_until(now: &Timestamp) -> String {
     format!("{}#~", time::format(now))
+}
+
+/// Partition of a pool's activity counts (main table): its days and its totals.
+pub fn pool_stats_pk(pool: &PoolId) -> String {
+    format!("POOLSTATS#{pool}")
+}
+/// Sort key of a pool's counts on a UTC day: days sort by date.
+pub fn stats_day_sk(day: NaiveDate) -> String {
+    format!("DAY#{}", day.format("%Y-%m-%d"))
+}
+/// Sort key of a pool's activity totals.
+pub const POOL_STATS_TOTALS_SK: &str = "TOTALS";
+/// Partition of an organization's activity counts per month (main table).
+pub fn org_stats_pk(org: &OrgId) -> String {
+    format!("ORG#{org}#STATS")
+}
+/// Sort key of an organization's counts in a month: months sort by date.
+pub fn stats_month_sk(month: Month) -> String {
+    format!("MONTH#{month}")
+}
+/// Partition of the markers of what the stats consumer counted of one assignment: one item
+/// per happening, put only if absent in the transaction that counts it.
+pub fn stats_mark_pk(id: &AssignmentId) -> String {
+    format!("STATSMARK#{id}")
+}
+/// Sort key of the marker of one happening of an assignment.
+pub fn stats_mark_sk(happening: Happening) -> String {
+    happening.name()
 }
 
 /// Partition of a stream consumer's checkpoints.

@@ -8,4 +8,6 @@ mod fixtures;
 mod follower;
 mod invoices;
 mod replay;
+mod stats;
+mod stats_replay;
 mod stream;

@@ -53,15 +53,15 @@ impl Ledger for FlakyLedger {
 /// One assignment of a generated history: when it was redeemed, and when (minutes later) it
 /// was cancelled, if it was.
 #[derive(Debug, Clone)]
-struct Story {
-    redeemed_minute: i64,
-    cancelled_after: Option<i64>,
-    launches: u8,
+pub(crate) struct Story {
+    pub(crate) redeemed_minute: i64,
+    pub(crate) cancelled_after: Option<i64>,
+    pub(crate) launches: u8,
 }
 
 #[derive(Debug, Clone)]
-struct Scenario {
-    stories: Vec<Story>,
+pub(crate) struct Scenario {
+    pub(crate) stories: Vec<Story>,
     /// Where in the stream each story's records go, relative to others (a shuffle key).
     interleave: Vec<u32>,
     /// Extra deliveries: (record index, position to re-send it after, in stream positions).
@@ -69,12 +69,12 @@ struct Scenario {
     /// Batch sizes the event source mapping cuts the delivery tape into.
     cuts: Vec<usize>,
     /// Ledger writes that fail.
-    fail_at: BTreeSet<usize>,
+    pub(crate) fail_at: BTreeSet<usize>,
     /// Ledger writes that commit but whose answer is lost.
-    lost_answers: BTreeSet<usize>,
+    pub(crate) lost_answers: BTreeSet<usize>,
 }
 
-fn scenario() -> impl Strategy<Value = Scenario> {
+pub(crate) fn scenario() -> impl Strategy<Value = Scenario> {
     let story = (
         0i64..3 * 24 * 60,
         proptest::option::of(0i64..24 * 60),
@@ -110,8 +110,8 @@ fn scenario() -> impl Strategy<Value = Scenario> {
 
 /// The stream of a scenario: each assignment's INSERT, launches and cancellation in its own
 /// order, assignments interleaved; and the lines that must result.
-fn history(org: &OrgId, s: &Scenario) -> (Vec<EventRecord>, Expected) {
-    let base = time::parse("2026-01-30T12:00:00Z").unwrap();
+pub(crate) fn history(org: &OrgId, s: &Scenario) -> (Vec<EventRecord>, Expected) {
+    let base = history_start();
     let mut per_story: Vec<Vec<Change>> = Vec::new();
     let mut expected = Expected::new();
     for (i, story) in s.stories.iter().enumerate() {
@@ -159,10 +159,29 @@ fn history(org: &OrgId, s: &Scenario) -> (Vec<EventRecord>, Expected) {
     (stream.0, expected)
 }
 
+/// When a scenario's history starts: its redemptions run into the next month.
+pub(crate) fn history_start() -> time::Timestamp {
+    time::parse("2026-01-30T12:00:00Z").unwrap()
+}
+
+/// A stream consumer as an event source mapping sees it: a batch in, the records reported
+/// failed out (the first not done).
+#[async_trait]
+pub(crate) trait Consumer: Sync {
+    async fn failures(&self, event: &aws_lambda_events::event::dynamodb::Event) -> Vec<String>;
+}
+
+#[async_trait]
+impl Consumer for FlakyLedger {
+    async fn failures(&self, event: &aws_lambda_events::event::dynamodb::Event) -> Vec<String> {
+        bill_failures(self, event).await
+    }
+}
+
 /// Delivers the stream as an event source mapping does, at least once: some records again
 /// later (duplicates), batches cut at random sizes, and after a reported failure the batch
 /// resumes at the failed record.
-async fn deliver(ledger: &FlakyLedger, stream: &[EventRecord], s: &Scenario) {
+pub(crate) async fn deliver(consumer: &dyn Consumer, stream: &[EventRecord], s: &Scenario) {
     let mut tape: Vec<EventRecord> = stream.to_vec();
     for &(record, after) in &s.duplicates {
         let record = record % stream.len();
@@ -191,7 +210,7 @@ async fn deliver(ledger: &FlakyLedger, stream: &[EventRecord], s: &Scenario) {
         cut += 1;
         let end = (position + size).min(tape.len());
         let event = event_of(tape[position..end].to_vec());
-        match bill_failures(ledger, &event).await.first() {
+        match consumer.failures(&event).await.first() {
             None => position = end,
             Some(failed) => {
                 let offset = event

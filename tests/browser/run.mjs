@@ -685,6 +685,115 @@ async function walk() {
   // Activity: the audit log of what this walk and the steps' own API calls changed.
   await activitySteps({ base, context, admin, call });
 
+  // Pictures (issue 24): a pool of its own, redeemed and launched by learners through the API
+  // as their apps would, then its charts and tables on the pool page and the months on billing.
+  const adminOrg = JSON.parse(Buffer.from(adminToken.split('.')[1], 'base64url').toString()).org;
+  const today = new Date().toISOString().slice(0, 10);
+  const opened20 = new Date(Date.now() - 20 * 86400000).toISOString().replace(/\.\d+Z$/, 'Z');
+  const pictured = await call('POST', '/v1/pools', { name: 'Pictured', course_id: course.course_id, starts_at: opened20, expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
+  const untouched = await call('POST', '/v1/pools', { name: 'Untouched', course_id: course.course_id, starts_at: opened20, expires_at: '2099-06-01T08:00:00Z', content_availability_days: 30 });
+  await call('POST', `/v1/pools/${untouched.pool_id}/keys`, { keys: ['QUIET-7001'] });
+  const picturedPage = `${base}/#/pools/${encodeURIComponent(pictured.pool_id)}/keys`;
+
+  await step('admin: pictures of a pool: redemptions and launches per day and the funnel, with tables', async () => {
+    await call('POST', `/v1/pools/${pictured.pool_id}/keys`, { keys: ['PIC-6001', 'PIC-6002', 'PIC-6003', 'PIC-6004'] });
+    const as = async (sub) => {
+      const t = await mintToken(adminOrg, 'learner', sub);
+      return async (method, path, body) => {
+        const res = await admin.request.fetch(`${base}${path}`, { method, headers: { Authorization: `Bearer ${t}` }, data: body });
+        assert.ok(res.ok(), `${method} ${path}: ${res.status()} ${await res.text()}`);
+        return res.json();
+      };
+    };
+    // Three redemptions; one assignment launched twice and one once: 3 launches, 2 launched.
+    const learners = await Promise.all(['pic-learner-1', 'pic-learner-2', 'pic-learner-3'].map(as));
+    const assignments = [];
+    for (const [i, l] of learners.entries()) assignments.push((await l('POST', '/v1/redemptions', { key: `PIC-600${i + 1}` })).assignment_id);
+    await learners[0]('POST', `/v1/me/assignments/${assignments[0]}/launch`);
+    await learners[0]('POST', `/v1/me/assignments/${assignments[0]}/launch`);
+    await learners[1]('POST', `/v1/me/assignments/${assignments[1]}/launch`);
+    // The stats follow the stream a moment later: ask until they say so.
+    let st;
+    for (let i = 0; i < 120; i++) {
+      st = await call('GET', `/v1/pools/${pictured.pool_id}/stats`);
+      const sum = (f) => st.days.reduce((a, d) => a + d[f], 0);
+      if (st.funnel.launched === 2 && sum('redeemed') === 3 && sum('launched') === 3) break;
+      await admin.waitForTimeout(500);
+    }
+    assert.deepEqual(st.funnel, { keys: 4, handed_out: null, redeemed: 3, launched: 2 });
+    assert.equal(st.days.length, 21);
+
+    await admin.goto(picturedPage);
+    await admin.locator('#per-day-chart svg[role="img"]').waitFor();
+    const perDay = await admin.locator('#per-day-chart svg').getAttribute('aria-label');
+    assert.match(perDay, /^Redemptions and launches per day\. 3 redemptions and 3 launches over 21 days/);
+    assert.match(await admin.locator('#funnel-chart svg').getAttribute('aria-label'), /Keys: 4, Handed out: not tracked yet, Redeemed: 3, Launched: 2/);
+    assert.equal(await admin.locator('#per-day-table').isVisible(), false, 'the table starts folded');
+    // The disclosure is reached and opened from the keyboard.
+    await admin.locator('h1').focus();
+    await tabTo(admin, '#funnel-toggle');
+    await admin.keyboard.press('Enter');
+    await tabTo(admin, '#per-day-toggle', 5);
+    await admin.keyboard.press('Enter');
+    await admin.locator('#per-day-table').waitFor();
+    const rows = await admin.locator('#per-day-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+    assert.equal(rows.length, 21);
+    assert.deepEqual(rows[rows.length - 1], [today, '3', '3']);
+    assert.deepEqual(rows[0].slice(1), ['0', '0']);
+    const funnel = await admin.locator('#funnel-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+    assert.deepEqual(funnel, [['Keys', '4'], ['Handed out', 'not tracked yet'], ['Redeemed', '3'], ['Launched', '2']]);
+    assert.match(await text(admin, '#per-day-table caption'), /Redemptions and launches per day/);
+    await check(admin, 'pool-pictures');
+    // Many days are grouped so bars stay visible at 375 px: weeks past 60 days, months past 420.
+    const grouped = await admin.evaluate(async () => {
+      const { bucketDays } = await import('/console/js/charts.js');
+      const days = (n) => Array.from({ length: n }, (_, i) => ({ date: new Date(Date.UTC(2026, 0, 5 + i)).toISOString().slice(0, 10), redeemed: 1, launched: 2, cancelled: 0 }));
+      return [60, 61, 420, 1000].map((n) => { const b = bucketDays(days(n)); return [b.unit, b.buckets.length, b.buckets.reduce((a, x) => a + x.redeemed, 0), b.buckets[0].label]; });
+    });
+    assert.deepEqual(grouped, [['day', 60, 60, '2026-01-05'], ['week', 9, 61, 'week of 2026-01-05'], ['week', 60, 420, 'week of 2026-01-05'], ['month', 33, 1000, '2026-01']]);
+  });
+
+  await step('admin: pictures while loading, with "no redemptions yet", and an error with a retry', async () => {
+    await admin.goto(`${base}/#/pools/${encodeURIComponent(untouched.pool_id)}/keys`);
+    await admin.locator('#progress-empty', { hasText: 'No redemptions yet.' }).waitFor();
+    assert.match(await admin.locator('#funnel-chart svg').getAttribute('aria-label'), /Keys: 1, .*Redeemed: 0, Launched: 0/);
+    await check(admin, 'pool-pictures-empty');
+    const stats = (url) => url.pathname.endsWith('/stats');
+    // Loading: the stats held back until the page has been checked.
+    let release;
+    const held = new Promise((r) => { release = r; });
+    await admin.route(stats, async (route) => { await held; await route.continue(); });
+    await admin.goto(picturedPage);
+    await admin.locator('#progress-body[aria-busy="true"]', { hasText: 'Loading the pictures' }).waitFor();
+    await axe(admin, 'pool pictures loading');
+    release();
+    await admin.locator('#per-day-chart svg').waitFor();
+    await admin.unroute(stats);
+    await admin.route(stats, (route) => route.fulfill({ status: 503, headers: { 'Retry-After': '5', 'Content-Type': 'application/json' },
+      body: JSON.stringify({ error: { code: 'store_busy', message: 'busy' } }) }));
+    await admin.reload();
+    await admin.locator('#progress-error', { hasText: 'The service is busy right now. Try again in 5 seconds.' }).waitFor();
+    await axe(admin, 'pool pictures error');
+    await admin.unroute(stats);
+    await admin.click('#progress-retry');
+    await admin.locator('#per-day-chart svg').waitFor();
+  });
+
+  await step('admin: the billing page shows redemptions per month for the last year', async () => {
+    const want = (await call('GET', '/v1/stats/redemptions?months=12')).months;
+    assert.equal(want.length, 12);
+    await admin.goto(`${base}/#/billing`);
+    await admin.locator('#months-chart svg[role="img"]').waitFor();
+    await admin.locator('#months-toggle').focus();
+    await admin.keyboard.press('Space');
+    await admin.locator('#months-table').waitFor();
+    const rows = await admin.locator('#months-table tbody tr').evaluateAll((trs) => trs.map((tr) => [...tr.children].map((c) => c.textContent)));
+    assert.deepEqual(rows, want.map((m) => [m.month, String(m.redeemed), String(m.cancelled)]));
+    assert.equal(rows[11][0], today.slice(0, 7));
+    assert.ok(Number(rows[11][1]) >= 3, 'this month has the pictured pool\'s redemptions');
+    await check(admin, 'billing-months');
+  });
+
   await step('a viewer sees the pools, keys and exports, and nothing that would change them', async () => {
     const viewer = await context.newPage();
     await viewer.goto(`${base}/`);
@@ -719,6 +828,7 @@ async function walk() {
     await finance.locator('#demo-finance').click();
     await finance.locator('h1', { hasText: 'Assignments and billing' }).waitFor();
     await finance.locator('#invoice-count').waitFor();
+    await finance.locator('#months-chart svg[role="img"]').waitFor();
     assert.equal(await finance.locator('#nav-pools').isVisible(), false, 'no Pools in the menu');
     assert.equal(await finance.locator('#nav-webhooks').isVisible(), false, 'no Webhooks in the menu');
     assert.equal(await finance.locator('#cancel-id').count(), 0, 'no cancelling');

@@ -49,6 +49,45 @@ class BillingStream(unittest.TestCase):
         self.assertEqual(destination, {"GetAtt": "BillingFailures.Arn"})
 
 
+class StatsStream(unittest.TestCase):
+    """The stats consumer sits beside billing on the assignments stream, with a mapping of its
+    own (its failures never hold billing up, nor billing's it) and billing's bounds."""
+
+    def setUp(self):
+        self.function = template()["Resources"]["StatsFunction"]["Properties"]
+        self.mapping = self.function["Events"]["Assignments"]["Properties"]
+
+    def test_it_follows_the_assignments_stream_with_billings_bounds(self):
+        self.assertEqual(self.mapping["Stream"], {"GetAtt": "AssignmentsTable.StreamArn"})
+        retries = self.mapping["MaximumRetryAttempts"]
+        age = self.mapping["MaximumRecordAgeInSeconds"]
+        self.assertTrue(0 <= retries <= 10, f"MaximumRetryAttempts {retries}")
+        self.assertTrue(60 <= age <= 900, f"MaximumRecordAgeInSeconds {age}")
+        self.assertTrue(self.mapping["BisectBatchOnFunctionError"])
+        self.assertIn("ReportBatchItemFailures", self.mapping["FunctionResponseTypes"])
+        destination = self.mapping["DestinationConfig"]["OnFailure"]["Destination"]
+        self.assertEqual(destination, {"GetAtt": "StatsFailures.Arn"})
+
+    def test_it_sees_assignments_inserted_and_modified_only(self):
+        import json
+
+        patterns = [json.loads(f["Pattern"]) for f in self.mapping["FilterCriteria"]["Filters"]]
+        for pattern in patterns:
+            self.assertTrue(set(pattern["eventName"]) <= {"INSERT", "MODIFY"}, pattern)
+            self.assertEqual(pattern["dynamodb"]["NewImage"]["entity"], {"S": ["assignment"]})
+
+    def test_its_policy_writes_counts_and_reads_nothing(self):
+        dynamodb = set()
+        for policy in self.function["Policies"]:
+            for statement in policy["Statement"]:
+                actions = statement["Action"]
+                for action in [actions] if isinstance(actions, str) else actions:
+                    if action.startswith("dynamodb:"):
+                        self.assertEqual(statement["Resource"], {"GetAtt": "MainTable.Arn"})
+                        dynamodb.add(action)
+        self.assertEqual(dynamodb, {"dynamodb:PutItem", "dynamodb:UpdateItem"})
+
+
 class ApiRoutes(unittest.TestCase):
     def test_the_api_routes_are_those_of_the_openapi_document(self):
         import json

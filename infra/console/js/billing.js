@@ -1,6 +1,19 @@
 // Assignments and billing: the month's invoice (totals, lines, CSV) and cancelling a redemption.
 import { api, can, download } from './api.js';
 import { h, when, fieldError, confirmDialog, announce, fill } from './dom.js';
+import { monthsChart } from './charts.js';
+
+/** The last 12 months' redemptions, beside the invoices (the same events, counted apart). */
+function monthsSection() {
+  const body = h('div', { id: 'months-body', 'aria-busy': 'true' }, h('p', {}, 'Loading…'));
+  const box = h('section', { class: 'card', id: 'months', 'aria-labelledby': 'h-months' }, h('h2', { id: 'h-months' }, 'The last 12 months'), body);
+  api('GET', '/v1/stats/redemptions?months=12').then((r) => {
+    fill(body, r.months.some((m) => m.redeemed || m.cancelled) ? monthsChart(r.months) : h('p', { id: 'months-empty' }, 'No redemptions in the last 12 months.'),
+      h('p', { class: 'hint' }, 'Counted from the same redemptions as the invoices, a moment behind them; the invoice is the account of record.'));
+  }).catch((e) => fill(body, h('p', { class: 'alert', id: 'months-error' }, `The months could not be loaded: ${e.message}`)))
+    .finally(() => body.removeAttribute('aria-busy'));
+  return box;
+}
 
 const REFUSED = {
   assignment_launched: 'The learner has already launched the course, so this redemption can no longer be cancelled.',
@@ -69,6 +82,7 @@ export async function billingView(main) {
 
   main.replaceChildren(
     h('h1', {}, 'Assignments and billing'),
+    monthsSection(),
     h('form', { class: 'row card', onsubmit: (ev) => { ev.preventDefault(); pages.length = 0; load(''); } },
       h('div', {}, h('label', { for: 'month' }, 'Month'), h('p', { class: 'hint', id: 'month-hint' }, 'Months are counted in UTC.'), month),
       h('div', {}, h('button', { type: 'submit' }, 'Show invoice'))),

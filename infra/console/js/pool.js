@@ -3,6 +3,7 @@ import { api, can, courseTitles } from './api.js';
 import { h, when, fieldError, showApiError, confirmDialog, announce, sleep, fill } from './dom.js';
 import { poolFormView } from './pools.js';
 import { recentActivity } from './activity.js';
+import { funnelChart, perDayChart } from './charts.js';
 
 const KEY_RE = /^[A-Z0-9]{4,64}$/;
 const canonical = (line) => line.toUpperCase().replace(/[\s-]/g, '');
@@ -58,10 +59,37 @@ export async function poolView(main, poolId, tab, params = new URLSearchParams()
     h('p', {}, h('a', { href: '#/' }, '← All pools')),
     h('h1', {}, pool.name, ' ', h('span', { class: `badge ${st}` }, st)),
     h('p', {}, `Course: ${title} · open ${when(pool.starts_at)} to ${when(pool.expires_at)} · ${pool.content_availability_days} days of access`),
-    counts, tablist, panel, activity.section);
+    counts, progress(pool), tablist, panel, activity.section);
   if (tab === 'export') exportTab(panel, pool);
   else if (tab === 'settings' && can.change()) await settingsTab(panel, pool);
   else keysTab(panel, pool, refreshCounts, params.get('key'), activity.refresh);
+}
+
+/**
+ * The pool's progress as pictures: the funnel and redemptions and launches per day, loaded
+ * after the page (the stats are a moment behind the keys), with loading, empty and error states.
+ */
+function progress(pool) {
+  const body = h('div', { id: 'progress-body', 'aria-busy': 'true' }, h('p', {}, 'Loading the pictures…'));
+  const box = h('section', { class: 'card', id: 'progress', 'aria-labelledby': 'h-progress' }, h('h2', { id: 'h-progress' }, 'Progress'), body);
+  async function load() {
+    body.setAttribute('aria-busy', 'true');
+    let st;
+    try { st = await api('GET', `/v1/pools/${encodeURIComponent(pool.pool_id)}/stats`); } catch (e) {
+      fill(body, h('p', { class: 'alert', id: 'progress-error' }, `The pictures could not be loaded: ${e.message}`),
+        h('button', { type: 'button', class: 'secondary', id: 'progress-retry', onclick: () => { fill(body, h('p', {}, 'Loading the pictures…')); load(); } }, 'Try again'));
+      body.removeAttribute('aria-busy');
+      return;
+    }
+    const any = st.days.some((d) => d.redeemed || d.launched);
+    fill(body, h('div', { class: 'pictures' },
+      h('div', {}, funnelChart(st.funnel)),
+      h('div', {}, any ? perDayChart(st.days)
+        : h('p', { id: 'progress-empty' }, st.days.length ? 'No redemptions yet.' : 'No redemptions yet: the pool has not opened.'))));
+    body.removeAttribute('aria-busy');
+  }
+  load();
+  return box;
 }
 
 /** The key that "Find a key" opened this pool for: its status and who redeemed it. */

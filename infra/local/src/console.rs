@@ -64,6 +64,7 @@ const FILES: &[(&str, &[u8])] = files![
     "js/pools.js",
     "js/pool.js",
     "js/billing.js",
+    "js/charts.js",
     "js/courses.js",
     "js/webhooks.js",
     "js/activity.js",

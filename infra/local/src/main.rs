@@ -241,7 +241,8 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
     );
     let audit_log: Arc<dyn AuditLog> = store.clone();
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    // Billing: the same handler as the Lambda function, fed from the assignments table's stream.
+    // Billing and stats: the same handlers as the Lambda functions, fed from the assignments
+    // table's stream.
     let (stop_billing, billing_stopped) = tokio::sync::watch::channel(());
     // Webhooks: events of the stream fanned out to endpoints, and sent by a sender of this
     // process that finds every waiting delivery again after a restart.

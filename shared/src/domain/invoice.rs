@@ -40,6 +40,21 @@ impl Month {
             month: ts.month(),
         }
     }
+
+    /// The month before this one.
+    pub fn previous(self) -> Self {
+        if self.month == 1 {
+            Self {
+                year: self.year - 1,
+                month: 12,
+            }
+        } else {
+            Self {
+                year: self.year,
+                month: self.month - 1,
+            }
+        }
+    }
 }
 
 impl fmt::Display for Month {
@@ -195,5 +210,12 @@ mod tests {
         let next = time::parse("2027-01-01T00:00:00Z").unwrap();
         assert_eq!(Month::of(next).to_string(), "2027-01");
         assert!(Month::of(ts) < Month::of(next));
+    }
+
+    #[test]
+    fn the_month_before_january_is_last_years_december() {
+        let previous = |m: &str| Month::parse(m).unwrap().previous().to_string();
+        assert_eq!(previous("2027-01"), "2026-12");
+        assert_eq!(previous("2026-12"), "2026-11");
     }
 }

@@ -10,6 +10,7 @@ mod job;
 mod key;
 mod limit;
 mod pool;
+mod stats;
 mod webhook;
 
 pub use assignment::{Assignment, CANCEL_WINDOW_HOURS};
@@ -25,6 +26,7 @@ pub use job::{
 pub use key::{KeyFilter, KeyRecord, KeySource, KeyStatus, NewKey};
 pub use limit::{Condition, Counter, CounterId, Limit, Limited, Step};
 pub use pool::{Course, DEFAULT_SHARDS, FIRST_VERSION, MAX_SHARDS, Pool, PoolFilter, PoolStatus};
+pub use stats::{Activity, DayCounts, Happening, MonthCounts, PoolStats, PoolTotals};
 pub use webhook::{
     AttemptOutcome, DISABLE_AFTER_HOURS, Delivery, DeliveryStatus, Event, EventType, MAX_WEBHOOKS,
     RETRY_FOR_HOURS, SigningSecret, Webhook, retry_delay,

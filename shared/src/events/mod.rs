@@ -9,12 +9,13 @@
 //!   `lambda_http::run`, which owns the binary's one handler: its pass-through hands any event
 //!   that is not an API Gateway request to the router as `POST /events` (`http::events`), whose
 //!   JSON body comes here (`key_generation`, `export`);
-//! - a function that serves nothing else (billing) gets them from `lambda_runtime::run` as a
-//!   typed `LambdaEvent<Event>`, with no router between; the local stream follower calls the
-//!   same `billing::bill`.
+//! - a function that serves nothing else (billing, stats) gets them from `lambda_runtime::run`
+//!   as a typed `LambdaEvent<Event>`, with no router between; the local stream follower calls
+//!   the same `billing::bill` and `stats::count`.
 
 pub mod billing;
 mod queue;
+pub mod stats;
 pub mod webhooks;
 
 use aws_lambda_events::event::eventbridge::EventBridgeEvent;

@@ -58,6 +58,7 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/v1/pools/{pool_id}/keys", READERS),
     ("POST", "/v1/pools/{pool_id}/keys/generate", ADMIN),
     ("DELETE", "/v1/pools/{pool_id}/keys/{key}", ADMIN),
+    ("GET", "/v1/pools/{pool_id}/stats", READERS),
     ("GET", "/v1/keys/{key}", READERS),
     ("GET", "/v1/jobs/{job_id}", READERS),
     ("POST", "/v1/pools/{pool_id}/exports", ADMIN),
@@ -65,6 +66,8 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     // Readers see an export's status; only admins get its download link (`may_download`).
     ("GET", "/v1/exports/{export_id}", READERS),
     ("GET", "/v1/invoices/{month}", ACCOUNTS),
+    // Beside the invoices, so whoever reads them: the counts, never a learner's identity.
+    ("GET", "/v1/stats/redemptions", ACCOUNTS),
     // The audit log is read only: no route writes, edits or removes a record.
     ("GET", "/v1/audit", ACCOUNTS),
     ("GET", "/v1/audit.csv", ACCOUNTS),

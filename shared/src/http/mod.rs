@@ -11,6 +11,7 @@ pub use exports::local_files;
 mod invoices;
 mod learner;
 pub mod openapi;
+mod stats;
 pub(crate) mod views;
 mod webhooks;
 
@@ -375,6 +376,7 @@ where
 fn pool_admin_router() -> OpenApiRouter<PoolAdminState> {
     admin::pool_admin_routes()
         .merge(invoices::routes())
+        .merge(stats::routes())
         .merge(webhooks::routes())
         .merge(audit::routes())
 }

@@ -599,3 +599,98 @@ impl From<crate::domain::AuditRecord> for AuditRecordView {
         }
     }
 }
+
+/// A pool's progress as a picture: its funnel and its days.
+#[derive(Serialize, ToSchema)]
+pub struct PoolStatsView {
+    #[schema(value_type = String)]
+    pub pool_id: PoolId,
+    pub funnel: FunnelView,
+    /// Every UTC day from the pool's opening to today (or to the last day its assignments can
+    /// be launched), zero-filled, oldest first; at most the last 1000; empty before it opens.
+    pub days: Vec<DayView>,
+}
+
+/// A pool's funnel: keys, handed out, redeemed, launched.
+#[derive(Serialize, ToSchema)]
+pub struct FunnelView {
+    /// Keys in the pool now.
+    pub keys: u64,
+    /// Keys handed out; not counted yet (always null): a later step counts distribution marks.
+    pub handed_out: Option<u64>,
+    /// Keys redeemed now (a cancelled redemption is not).
+    pub redeemed: u64,
+    /// Assignments launched at least once (from the assignments stream, a moment behind).
+    pub launched: u64,
+}
+
+/// A pool's counts on one UTC day.
+#[derive(Serialize, ToSchema)]
+pub struct DayView {
+    #[schema(value_type = String, format = Date, example = "2026-11-28")]
+    pub date: chrono::NaiveDate,
+    /// Redemptions that day, cancelled ones included.
+    pub redeemed: u64,
+    /// Launches that day (every launch).
+    pub launched: u64,
+    /// Cancellations that day.
+    pub cancelled: u64,
+}
+
+impl From<crate::domain::PoolStats> for PoolStatsView {
+    fn from(s: crate::domain::PoolStats) -> Self {
+        Self {
+            pool_id: s.pool_id,
+            funnel: FunnelView {
+                keys: s.keys,
+                handed_out: None,
+                redeemed: s.redeemed,
+                launched: s.launched,
+            },
+            days: s
+                .days
+                .into_iter()
+                .map(|d| DayView {
+                    date: d.date,
+                    redeemed: d.redeemed,
+                    launched: d.launched,
+                    cancelled: d.cancelled,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An organization's redemptions per UTC month.
+#[derive(Serialize, ToSchema)]
+pub struct MonthlyRedemptionsView {
+    /// The last `months` months, this one included, zero-filled, oldest first.
+    pub months: Vec<MonthRedemptionsView>,
+}
+
+/// An organization's redemptions in one UTC month.
+#[derive(Serialize, ToSchema)]
+pub struct MonthRedemptionsView {
+    #[schema(value_type = String, pattern = r"^[0-9]{4}-[0-9]{2}$", example = "2026-11")]
+    pub month: Month,
+    /// Redemptions that month, cancelled ones included.
+    pub redeemed: u64,
+    /// Cancellations that month.
+    pub cancelled: u64,
+}
+
+impl MonthlyRedemptionsView {
+    /// The months as the API shows them.
+    pub fn new(months: Vec<crate::domain::MonthCounts>) -> Self {
+        Self {
+            months: months
+                .into_iter()
+                .map(|m| MonthRedemptionsView {
+                    month: m.month,
+                    redeemed: m.redeemed,
+                    cancelled: m.cancelled,
+                })
+                .collect(),
+        }
+    }
+}

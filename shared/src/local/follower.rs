@@ -1,9 +1,11 @@
-//! The local server's event source mapping: follows the assignments table's stream and hands
-//! its records to the billing handler in batches, as Lambda does in AWS.
+//! The local server's event source mappings: follows the assignments table's stream and hands
+//! its records to the billing handler, then to webhooks' fan-out and the stats handler, in
+//! batches, as Lambda does in AWS (where each has a mapping of its own).
 //!
-//! Progress is a checkpoint per shard in the store, saved after each batch is billed. A crash
-//! between billing and saving replays that batch, which billing absorbs (a line is written
-//! once); nothing after the checkpoint is ever skipped.
+//! Progress is a checkpoint per shard in the store, saved after each batch is billed, fanned
+//! out and counted. A crash between them and saving replays that batch, which each absorbs (a
+//! line, a delivery, an activity's marker is written once); nothing after the checkpoint is
+//! ever skipped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -236,6 +238,20 @@ impl StreamFollower {
                     failed = failed.or(first.item_identifier.clone());
                 }
             }
+            // Activity counts of what was billed and fanned out, as the stats function counts
+            // them in AWS; a failure leaves the batch to come again (a record counted twice is
+            // counted once).
+            let mut counted = Event::default();
+            counted.records = event.records[..done].to_vec();
+            let response = crate::events::stats::count(self.store.as_ref(), &counted).await?;
+            if let Some(first) = response.batch_item_failures.first() {
+                done = counted
+                    .records
+                    .iter()
+                    .position(|r| r.change.sequence_number == first.item_identifier)
+                    .unwrap_or(0);
+                failed = failed.or(first.item_identifier.clone());
+            }
             if let Some(last) = done
                 .checked_sub(1)
                 .and_then(|i| event.records[i].change.sequence_number.as_deref())
@@ -275,7 +291,7 @@ fn parents_first(mut shards: Vec<(String, Option<String>)>) -> Vec<String> {
 }
 
 /// A record as the event source mapping hands it to Lambda.
-fn event_record(record: Record) -> EventRecord {
+pub fn event_record(record: Record) -> EventRecord {
     let mut change = StreamRecord::default();
     if let Some(stream) = record.dynamodb {
         if let Some(at) = stream.approximate_creation_date_time {

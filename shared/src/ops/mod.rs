@@ -25,5 +25,6 @@ pub mod pools;
 pub mod recipient_list;
 pub mod redeem;
 pub mod schedule;
+pub mod stats;
 pub mod text;
 pub mod webhooks;

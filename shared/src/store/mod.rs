@@ -7,11 +7,12 @@ pub mod dynamo;
 use async_trait::async_trait;
 
 use crate::domain::{
-    Assignment, AssignmentId, AuditFilter, AuditRecord, Condition, Counter, CounterId, Course,
-    CourseId, Delivery, DeliveryId, DeliveryStatus, Export, ExportId, InvoiceLine, InvoiceTotals,
-    Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month, NewKey, Page, PastePhase, Pool,
-    PoolFilter, PoolId, Step, Webhook, WebhookId,
+    Activity, Assignment, AssignmentId, AuditFilter, AuditRecord, Condition, Counter, CounterId,
+    Course, CourseId, Delivery, DeliveryId, DeliveryStatus, Export, ExportId, InvoiceLine,
+    InvoiceTotals, Job, JobId, KeyFilter, KeyJob, KeyRecord, MaxOpenJobs, Month, NewKey, Page,
+    PastePhase, Pool, PoolFilter, PoolId, Step, Webhook, WebhookId,
 };
+use crate::domain::{DayCounts, MonthCounts, PoolTotals};
 use crate::error::{Error, Result};
 use crate::identity::{OrgId, UserId};
 use crate::keys::KeyCode;
@@ -391,6 +392,45 @@ pub trait Invoices: Send + Sync {
     ) -> Result<Page<InvoiceLine>>;
 }
 
+/// What the stats consumer writes: the whole of the stats function's store.
+#[async_trait]
+pub trait ActivityCounts: Send + Sync {
+    /// Counts activities in order, in atomic chunks that each put a marker per activity (only
+    /// if absent) and add the activities whose markers are new to their pools' days and totals
+    /// and their organizations' months, so that an activity counts once however often it is
+    /// given. Stops at the first chunk that fails: the activities before it are settled, it
+    /// and those after are not.
+    async fn count_activities(&self, activities: &[Activity]) -> Settled;
+}
+
+/// How far a write of items that are each settled once got (`ActivityCounts`).
+#[derive(Debug, Default)]
+pub struct Settled {
+    /// One per item settled, from the first: true when this call counted it, false when it
+    /// was counted already.
+    pub settled: Vec<bool>,
+    /// Why the items after `settled` were not written (or not known to be), if they were not.
+    pub failure: Option<Error>,
+}
+
+/// Reading the activity counts back.
+#[async_trait]
+pub trait Stats: Send + Sync {
+    /// A pool's counted days from `from` to `to` (both included), oldest first; a day with
+    /// nothing counted is absent.
+    async fn pool_days(
+        &self,
+        pool_id: &PoolId,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<DayCounts>>;
+    /// A pool's totals since it opened.
+    async fn pool_totals(&self, pool_id: &PoolId) -> Result<PoolTotals>;
+    /// An organization's counted months from `from` to `to` (both included), oldest first; a
+    /// month with nothing counted is absent.
+    async fn month_counts(&self, org: &OrgId, from: Month, to: Month) -> Result<Vec<MonthCounts>>;
+}
+
 /// Where a stream consumer got to, per shard.
 #[async_trait]
 pub trait StreamCheckpoints: Send + Sync {
@@ -516,7 +556,7 @@ macro_rules! function_store {
 function_store!(
     /// The pool-admin function: courses, pools, custom keys (long lists as import jobs),
     /// listings, cancellations and invoices.
-    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters + Webhooks + AuditLog
+    PoolAdminStore: Courses + Pools + Keys + KeyJobs + Assignments + Invoices + Counters + Webhooks + AuditLog + Stats
 );
 function_store!(
     /// The key-generation function: generations at once and as jobs, and the import jobs.
@@ -531,9 +571,9 @@ function_store!(
     ExportStore: Courses + Pools + Keys + Exports + OpenJobs + Webhooks + AuditLog
 );
 function_store!(
-    /// The local server's stream follower: billing, webhooks' events, and its per-shard
-    /// checkpoints.
-    FollowerStore: Ledger + StreamCheckpoints + Webhooks
+    /// The local server's stream follower: billing, webhooks' events, activity counts, and
+    /// its per-shard checkpoints.
+    FollowerStore: Ledger + StreamCheckpoints + Webhooks + ActivityCounts
 );
 function_store!(
     /// The webhooks function: events fanned out to endpoints, and their deliveries sent.
@@ -561,6 +601,8 @@ pub trait Store:
     + Counters
     + Webhooks
     + AuditLog
+    + ActivityCounts
+    + Stats
     + 'static
 {
 }
@@ -579,6 +621,8 @@ impl<T> Store for T where
         + Counters
         + Webhooks
         + AuditLog
+        + ActivityCounts
+        + Stats
         + 'static
 {
 }
@@ -587,7 +631,7 @@ impl<T> Store for T where
 /// `use keypool::store::prelude::*;` brings their methods into scope.
 pub mod prelude {
     pub use super::{
-        Assignments, AuditLog, Counters, Courses, Exports, Invoices, KeyJobs, Keys, Ledger,
-        OpenJobs, Pools, Store, StreamCheckpoints, Webhooks,
+        ActivityCounts, Assignments, AuditLog, Counters, Courses, Exports, Invoices, KeyJobs, Keys,
+        Ledger, OpenJobs, Pools, Stats, Store, StreamCheckpoints, Webhooks,
     };
 }

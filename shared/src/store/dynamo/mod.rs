@@ -15,6 +15,7 @@ mod ledger;
 mod open_jobs;
 mod paging;
 mod pools;
+mod stats;
 mod transact;
 mod webhooks;
 
