@@ -255,6 +255,7 @@ impl World {
             max_open_jobs,
             launch: launch.clone(),
             webhooks: webhook_parts.clone(),
+            mail: keypool::mail::MailParts::none(),
         };
         Self {
             store,
@@ -327,6 +328,7 @@ impl World {
             max_open_jobs: self.max_open_jobs,
             launch: self.launch.clone(),
             webhooks: self.webhooks.clone(),
+            mail: keypool::mail::MailParts::none(),
         })
     }
 
