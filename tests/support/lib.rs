@@ -22,6 +22,7 @@ mod http;
 mod key_jobs;
 mod lambda;
 pub mod moto;
+pub mod smtp;
 pub mod webhooks;
 
 pub use http::{Reply, send};
