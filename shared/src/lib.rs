@@ -8,7 +8,8 @@
 //! - `ops`: one module per use case, over the store's traits;
 //! - the edges: `http` (one router per function), `events` (queue batches, the schedule and
 //!   stream records, read into domain values), `jobs` (background work), `objects` (export
-//!   files), `launch` (signed launch tokens: local keys or KMS), `webhooks` (sending them),
+//!   files), `launch` (signed launch tokens: local keys or KMS), `webhooks` (sending them), `mail` (letters, templates and their
+//!   transports: an outbox folder, SMTP),
 //!   `setup` (clients and state at start-up);
 //! - `local` (feature `local`, never in Lambda builds): what only the local server runs in
 //!   place of AWS: the embedded engine, the job runner, the stream follower.
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod launch;
 #[cfg(feature = "local")]
 pub mod local;
+pub mod mail;
 pub mod objects;
 pub mod ops;
 pub mod schema;

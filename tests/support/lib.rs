@@ -22,6 +22,7 @@ mod http;
 mod key_jobs;
 mod lambda;
 pub mod moto;
+pub mod smtp;
 pub mod webhooks;
 
 pub use http::{Reply, send};
@@ -255,6 +256,7 @@ impl World {
             max_open_jobs,
             launch: launch.clone(),
             webhooks: webhook_parts.clone(),
+            mail: keypool::mail::MailParts::none(),
         };
         Self {
             store,
@@ -327,6 +329,7 @@ impl World {
             max_open_jobs: self.max_open_jobs,
             launch: self.launch.clone(),
             webhooks: self.webhooks.clone(),
+            mail: keypool::mail::MailParts::none(),
         })
     }
 

@@ -63,6 +63,13 @@ enum Command {
         /// (a receiver on this machine or its network). Never where untrusted admins sign in.
         #[arg(long)]
         allow_private_webhooks: bool,
+        /// Send letters through this SMTP server (smtp://host:587, smtp://host?tls=required,
+        /// smtps://user:pass@host) instead of writing them into DATA_DIR/outbox.
+        #[arg(long)]
+        smtp_url: Option<String>,
+        /// Who letters come from: `Name <address>` or an address.
+        #[arg(long, default_value = "KeyPool <keys@keypool.localhost>")]
+        mail_from: String,
     },
     /// Print a token that the server with the same DATA_DIR accepts.
     Token {
@@ -118,6 +125,8 @@ async fn main() -> anyhow::Result<()> {
             demo,
             public_url,
             allow_private_webhooks,
+            smtp_url,
+            mail_from,
         } => {
             let options = ServeOptions {
                 addr: SocketAddr::new(host, port),
@@ -125,6 +134,8 @@ async fn main() -> anyhow::Result<()> {
                 demo,
                 public_url,
                 allow_private_webhooks,
+                smtp_url,
+                mail_from,
             };
             serve(&data_dir, options).await
         }
@@ -180,6 +191,8 @@ struct ServeOptions {
     demo: bool,
     public_url: Option<reqwest::Url>,
     allow_private_webhooks: bool,
+    smtp_url: Option<String>,
+    mail_from: String,
 }
 
 async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
@@ -189,7 +202,20 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
         demo,
         public_url,
         allow_private_webhooks,
+        smtp_url,
+        mail_from,
     } = options;
+    // Mail: an outbox of .eml files under the data folder, or an SMTP server.
+    let from = keypool::mail::MailFrom::parse(&mail_from).map_err(anyhow::Error::msg)?;
+    let mail = match &smtp_url {
+        Some(url) => keypool::mail::MailParts::sending(Arc::new(
+            keypool::mail::Smtp::from_url(url, from).map_err(anyhow::Error::msg)?,
+        )),
+        None => keypool::mail::MailParts::outbox(keypool::mail::Outbox::new(
+            data_dir.join("outbox"),
+            from,
+        )),
+    };
     let secret = data_dir::load_or_create_secret(data_dir)?;
     // Malformed limits stop the server before it opens anything.
     let settings = Arc::new(keypool::settings::Settings::from_env()?);
@@ -334,6 +360,7 @@ async fn serve(data_dir: &Path, options: ServeOptions) -> anyhow::Result<()> {
                 .collect::<Vec<_>>(),
         )?),
         webhooks,
+        mail,
     };
     let origins = origins::Origins::new(bound, public_url.as_ref());
     // On stdout, with the bound port (which --port 0 picks), for people and scripts alike.

@@ -207,6 +207,8 @@ pub struct AppState {
     pub launch: Arc<dyn LaunchSigner>,
     /// Checks webhook targets, and takes deliveries to send.
     pub webhooks: WebhookParts,
+    /// Sends letters (the local outbox, SMTP, SES), and the outbox when letters go there.
+    pub mail: crate::mail::MailParts,
 }
 
 impl AppState {
@@ -231,6 +233,7 @@ impl AppState {
                 &[&key],
             )?),
             webhooks: WebhookParts::strict()?,
+            mail: crate::mail::MailParts::none(),
         })
     }
 
